@@ -1,0 +1,154 @@
+//! Builds the first-party plugins from source and embeds them in the binary.
+//!
+//! Each plugin crate under `plugins/` is compiled once to
+//! `wasm32-unknown-unknown` by a nested cargo build with its own target
+//! directory, then turned into a component with `wit-component`. The result
+//! imports only the tollgate interfaces, never WASI. The generated
+//! `builtin_plugins.rs` lists every component with its bytes.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// First-party plugins: the name policies use, and the crate that builds it.
+const PLUGINS: &[(&str, &str)] = &[("threshold", "tollgate-plugin-threshold")];
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir
+        .parent()
+        .context("host crate has no parent directory")?
+        .to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    for watched in ["wit", "plugins", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    ensure_wasm_target()?;
+
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-plugins");
+    build_plugins(&root, &target_dir)?;
+
+    let mut listing = String::from(
+        "/// First-party plugins embedded at build time: `(name, component bytes)`.\n\
+         pub(crate) const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, krate) in PLUGINS {
+        let module_path = target_dir
+            .join(WASM_TARGET)
+            .join("release")
+            .join(format!("{}.wasm", krate.replace('-', "_")));
+        let module =
+            fs::read(&module_path).with_context(|| format!("reading {}", module_path.display()))?;
+        let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .with_context(|| format!("reading the component metadata of plugin `{name}`"))?
+            .validate(true)
+            .encode()
+            .with_context(|| format!("componentizing plugin `{name}`"))?;
+        let dest = out_dir.join(format!("{name}.wasm"));
+        fs::write(&dest, component)?;
+        writeln!(
+            listing,
+            "    ({name:?}, include_bytes!({:?})),",
+            dest.display().to_string()
+        )?;
+    }
+    listing.push_str("];\n");
+    fs::write(out_dir.join("builtin_plugins.rs"), listing)?;
+    Ok(())
+}
+
+/// Makes sure the Wasm target's standard library is installed for the active
+/// toolchain; rustup does not add targets listed in `rust-toolchain.toml` to a
+/// toolchain that is already installed.
+fn ensure_wasm_target() -> Result<()> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .with_context(|| format!("running `{rustc} --print sysroot`"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if has_target(&sysroot) {
+        return Ok(());
+    }
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status();
+    match status {
+        Ok(s) if s.success() && has_target(&sysroot) => Ok(()),
+        _ => bail!(
+            "the `{WASM_TARGET}` target is missing and could not be installed; run \
+             `rustup target add {WASM_TARGET}` (or `rustup toolchain install` in the repository) and build again"
+        ),
+    }
+}
+
+fn has_target(sysroot: &Path) -> bool {
+    sysroot
+        .join("lib/rustlib")
+        .join(WASM_TARGET)
+        .join("lib")
+        .is_dir()
+}
+
+fn build_plugins(root: &Path, target_dir: &Path) -> Result<()> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(WASM_TARGET)
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    for (_, krate) in PLUGINS {
+        cmd.arg("-p").arg(krate);
+    }
+    // Small, self-contained guests: size-optimised, no unwinding, no symbols.
+    cmd.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    // What the outer build set for the host must not leak into the guest build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CLIPPY_ARGS",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd
+        .status()
+        .context("running cargo to build the first-party plugins")?;
+    if !status.success() {
+        bail!("building the first-party plugins failed ({status})");
+    }
+    Ok(())
+}

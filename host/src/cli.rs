@@ -1,0 +1,65 @@
+//! The command line: argument parsing and one module per subcommand.
+
+mod eval;
+mod validate;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::engine::Runtime;
+use crate::policy::{self, LoadedPolicy};
+
+/// Exit code for any error: bad input or an engine fault.
+pub const EXIT_ERROR: u8 = 2;
+
+/// tollgate: evaluate release gates, written as sandboxed WebAssembly
+/// plugins, over a telemetry snapshot.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate a policy stage over a snapshot: exit 0 promote, 1 hold or rollback, 2 error.
+    Eval(eval::EvalArgs),
+    /// Check policy files without evaluating anything: exit 0 valid, 1 invalid.
+    Validate(validate::ValidateArgs),
+}
+
+/// Parses the arguments, runs the subcommand and maps the outcome to an exit
+/// code. Errors are printed with their cause chain.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Validate(args) => validate::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Reads and loads a policy file, rendering every problem with file and line.
+fn load_policy(runtime: &Runtime, path: &Path) -> anyhow::Result<LoadedPolicy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy `{}`", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut cache = policy::PluginCache::new();
+    policy::load(runtime, &mut cache, &text, base).map_err(|problems| {
+        anyhow::anyhow!(
+            "policy `{}` is invalid:\n{}",
+            path.display(),
+            problems.render(Some(&path.display().to_string()))
+        )
+    })
+}

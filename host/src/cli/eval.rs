@@ -1,0 +1,62 @@
+//! `tollgate eval`: one decision, printed, and an exit code CI can branch on.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::engine::Runtime;
+use crate::render::{self, Format};
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// Policy file (YAML).
+    #[arg(long, short = 'p')]
+    policy: PathBuf,
+    /// Snapshot JSON v1 file, or `-` for stdin.
+    #[arg(long, short = 's')]
+    snapshot: String,
+    /// Stage to evaluate; defaults to the policy's first stage.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Largest snapshot read, so a runaway file cannot exhaust memory.
+const MAX_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
+    let mut bytes = Vec::new();
+    if source == "-" {
+        std::io::stdin()
+            .take(MAX_SNAPSHOT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the snapshot from stdin")?;
+    } else {
+        std::fs::File::open(source)
+            .and_then(|f| f.take(MAX_SNAPSHOT_BYTES + 1).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read snapshot `{source}`"))?;
+    }
+    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+        anyhow::bail!(
+            "snapshot `{source}` is larger than {} MiB",
+            MAX_SNAPSHOT_BYTES >> 20
+        );
+    }
+    Snapshot::from_json(&bytes).with_context(|| format!("invalid snapshot `{source}`"))
+}
+
+pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
+    let runtime = Runtime::new()?;
+    let loaded = super::load_policy(&runtime, &args.policy)?;
+    let snapshot = Arc::new(read_snapshot(&args.snapshot)?);
+    let decision = crate::evaluate::evaluate(&loaded, args.stage.as_deref(), snapshot)?;
+    let stdout = std::io::stdout();
+    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", render::render(&decision, args.format, color));
+    Ok(decision.exit_code())
+}

@@ -1,0 +1,35 @@
+//! `tollgate validate`: every problem in every file, nothing evaluated.
+
+use std::path::PathBuf;
+
+use crate::engine::Runtime;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ValidateArgs {
+    /// Policy files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<u8> {
+    let runtime = Runtime::new()?;
+    let mut invalid = 0;
+    for file in &args.files {
+        match super::load_policy(&runtime, file) {
+            Ok(loaded) => {
+                let gates: usize = loaded.policy.stages.iter().map(|s| s.gates.len()).sum();
+                println!(
+                    "ok: {} (policy `{}`, {} stage(s), {gates} gate(s))",
+                    file.display(),
+                    loaded.policy.name,
+                    loaded.policy.stages.len()
+                );
+            }
+            Err(e) => {
+                invalid += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    Ok(u8::from(invalid > 0))
+}

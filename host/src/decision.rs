@@ -1,0 +1,141 @@
+//! The decision record: what was decided, why, for every gate, and the
+//! digests that identify exactly what was evaluated.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::engine::LogLine;
+
+/// What the release should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The stage passed: move on.
+    Promote,
+    /// Not enough evidence, or only a warning: stay where you are.
+    Hold,
+    /// The stage failed: go back.
+    Rollback,
+}
+
+impl Outcome {
+    /// The lowercase word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Promote => "promote",
+            Self::Hold => "hold",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+/// A gate's verdict as the plugin gave it, or `error` when the plugin broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+    /// The gate had no data to judge.
+    Inconclusive,
+    /// The plugin trapped, timed out or broke a limit.
+    Error,
+}
+
+impl Verdict {
+    /// The lowercase word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// How a verdict counted toward the stage, after `on_no_data`, `on_error`
+/// and `dry_run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Counted {
+    Pass,
+    Warn,
+    Fail,
+    Inconclusive,
+    /// Left out of the score (dry run, or `on_error: ignore`).
+    Ignored,
+}
+
+/// The stage's own result, before triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageResult {
+    Pass,
+    Warning,
+    Fail,
+    Inconclusive,
+}
+
+/// One gate's finding, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    pub name: String,
+    pub plugin: String,
+    pub verdict: Verdict,
+    pub counted_as: Counted,
+    pub reason: String,
+    pub observed: Option<f64>,
+    pub threshold: Option<f64>,
+    pub weight: f64,
+    pub key: bool,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+    /// Wall time of the plugin call, instantiation included.
+    pub duration_us: u64,
+}
+
+/// What identifies the evaluation exactly: replaying the same policy,
+/// plugins and input reproduces the decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Digests {
+    pub policy: Digest,
+    pub input: Digest,
+    pub plugins: BTreeMap<String, Digest>,
+}
+
+/// A decision with a reason for every gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub decision: Outcome,
+    /// One sentence saying why.
+    pub summary: String,
+    pub policy: String,
+    pub stage: String,
+    pub stage_result: StageResult,
+    /// Weighted score in percent over the gates that counted; `None` when
+    /// no gate counted.
+    pub score: Option<f64>,
+    pub scoring: crate::policy::Scoring,
+    pub service: String,
+    pub version: String,
+    pub taken_at: i64,
+    pub gates: Vec<GateResult>,
+    pub digests: Digests,
+}
+
+impl Decision {
+    /// The process exit code for this decision: 0 promote, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self.decision {
+            Outcome::Promote => 0,
+            Outcome::Hold | Outcome::Rollback => 1,
+        }
+    }
+}

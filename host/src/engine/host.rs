@@ -1,0 +1,211 @@
+//! What a plugin can reach: the per-evaluation store data and the host
+//! functions behind the WIT imports. Nothing here touches files, sockets or
+//! the wall clock.
+
+use std::sync::Arc;
+
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, Result};
+
+use super::bindings::tollgate::plugin::{host, snapshot as wit, types};
+use crate::snapshot::{Query, Snapshot, Track};
+
+/// Lines a plugin may log per call, and bytes per line; the rest is dropped.
+const MAX_LOG_LINES: usize = 32;
+const MAX_LOG_LINE: usize = 512;
+
+/// The host object behind a plugin's `snapshot` handle.
+pub struct SnapshotHandle(Arc<Snapshot>);
+
+/// A plugin log line, kept in the evaluation's bounded buffer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// Store data for one plugin call. A fresh one is made for every call, so no
+/// data is shared between evaluations.
+pub(crate) struct HostState {
+    pub(crate) table: ResourceTable,
+    pub(crate) snapshot: Arc<Snapshot>,
+    pub(crate) limiter: Limiter,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) logs_dropped: usize,
+}
+
+impl HostState {
+    pub(crate) fn new(snapshot: Arc<Snapshot>, memory_limit: usize) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            snapshot,
+            limiter: Limiter {
+                memory_limit,
+                memory_breached: false,
+            },
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+
+    pub(crate) fn snapshot_handle(&mut self) -> Result<Resource<SnapshotHandle>> {
+        let handle = SnapshotHandle(Arc::clone(&self.snapshot));
+        Ok(self.table.push(handle)?)
+    }
+
+    fn snapshot_of(&self, handle: &Resource<SnapshotHandle>) -> Result<Arc<Snapshot>> {
+        Ok(Arc::clone(&self.table.get(handle)?.0))
+    }
+}
+
+/// Caps a plugin's linear memory and remembers a breach, so the cause can be
+/// reported as "memory limit exceeded" rather than a bare trap.
+pub(crate) struct Limiter {
+    pub(crate) memory_limit: usize,
+    pub(crate) memory_breached: bool,
+}
+
+/// Table elements a plugin may grow to; far beyond what a compiled plugin needs.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_breached = true;
+            wasmtime::bail!("memory limit exceeded");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements exceeded");
+        }
+        Ok(true)
+    }
+}
+
+fn to_point(p: crate::snapshot::Point) -> wit::Point {
+    wit::Point {
+        timestamp: p.timestamp,
+        value: p.value,
+    }
+}
+
+fn with_query<T>(
+    snapshot: &Snapshot,
+    q: &wit::Query,
+    f: impl FnOnce(&Snapshot, &Query<'_>) -> T,
+) -> T {
+    let query = Query {
+        metric: &q.metric,
+        selector: &q.selector,
+        window_seconds: q.window_seconds,
+        track: match q.track {
+            wit::Track::Current => Track::Current,
+            wit::Track::Baseline => Track::Baseline,
+        },
+    };
+    f(snapshot, &query)
+}
+
+impl types::Host for HostState {}
+
+impl wit::Host for HostState {}
+
+impl wit::HostSnapshot for HostState {
+    fn service(&mut self, h: Resource<SnapshotHandle>) -> Result<String> {
+        Ok(self.snapshot_of(&h)?.service.clone())
+    }
+
+    fn version(&mut self, h: Resource<SnapshotHandle>) -> Result<String> {
+        Ok(self.snapshot_of(&h)?.version.clone())
+    }
+
+    fn taken_at(&mut self, h: Resource<SnapshotHandle>) -> Result<i64> {
+        Ok(self.snapshot_of(&h)?.taken_at)
+    }
+
+    fn series(&mut self, h: Resource<SnapshotHandle>, q: wit::Query) -> Result<Vec<wit::Series>> {
+        let snap = self.snapshot_of(&h)?;
+        Ok(with_query(&snap, &q, |s, query| {
+            s.select(query)
+                .into_iter()
+                .map(|series| wit::Series {
+                    name: series.name,
+                    labels: series.labels.into_iter().collect(),
+                    points: series.points.into_iter().map(to_point).collect(),
+                })
+                .collect()
+        }))
+    }
+
+    fn points(&mut self, h: Resource<SnapshotHandle>, q: wit::Query) -> Result<Vec<wit::Point>> {
+        let snap = self.snapshot_of(&h)?;
+        Ok(with_query(&snap, &q, |s, query| {
+            s.points(query).into_iter().map(to_point).collect()
+        }))
+    }
+
+    fn attribute(&mut self, h: Resource<SnapshotHandle>, key: String) -> Result<Option<String>> {
+        Ok(self.snapshot_of(&h)?.attributes.get(&key).cloned())
+    }
+
+    fn commits(&mut self, h: Resource<SnapshotHandle>) -> Result<Vec<wit::Commit>> {
+        Ok(self
+            .snapshot_of(&h)?
+            .commits
+            .iter()
+            .map(|c| wit::Commit {
+                sha: c.sha.clone(),
+                message: c.message.clone(),
+                timestamp: c.timestamp,
+            })
+            .collect())
+    }
+
+    fn drop(&mut self, h: Resource<SnapshotHandle>) -> Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) -> Result<()> {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.logs_dropped += 1;
+            return Ok(());
+        }
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let level = match level {
+            host::Level::Debug => "debug",
+            host::Level::Info => "info",
+            host::Level::Warn => "warn",
+            host::Level::Error => "error",
+        };
+        self.logs.push(LogLine { level, message });
+        Ok(())
+    }
+
+    fn now(&mut self) -> Result<i64> {
+        Ok(self.snapshot.taken_at)
+    }
+}

@@ -1,0 +1,138 @@
+//! What a component imports and exports, checked before it is linked.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The WIT package version this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+const PACKAGE: &str = "tollgate:plugin";
+
+/// The kind of plugin, from the world it exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// Exports `gate-api`: judges a snapshot.
+    Gate,
+}
+
+impl World {
+    /// The world's name in `wit/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gate => "gate",
+        }
+    }
+}
+
+/// A component whose imports or exports this host refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportCheckError {
+    #[error(
+        "imports `{0}`, which is not granted: plugins may import only the `{PACKAGE}` interfaces"
+    )]
+    NotGranted(String),
+    #[error(
+        "built against `{PACKAGE}@{found}`, which this host ({PACKAGE}@{WIT_VERSION}) cannot serve: {why}"
+    )]
+    IncompatibleVersion { found: String, why: &'static str },
+    #[error("exports no tollgate world: expected `{PACKAGE}/gate-api`")]
+    NoWorld,
+    #[error("`{0}` carries no version")]
+    Unversioned(String),
+}
+
+/// Splits `tollgate:plugin/gate-api@0.1.0` into the interface and version.
+fn parse_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+    Some(rest.split_once('@').unwrap_or((rest, "")))
+}
+
+/// Whether a plugin built against `found` can run on this host: same
+/// semver-compatible series (the same minor version while the major is 0),
+/// and not newer than the host.
+fn check_version(found: &str) -> Result<(), ImportCheckError> {
+    let incompatible = |why| ImportCheckError::IncompatibleVersion {
+        found: found.to_string(),
+        why,
+    };
+    let host = semver::Version::parse(WIT_VERSION)
+        .map_err(|_| incompatible("host version is malformed"))?;
+    let plugin = semver::Version::parse(found).map_err(|_| incompatible("not a semver version"))?;
+    let compatible = if host.major == 0 {
+        plugin.major == 0 && plugin.minor == host.minor
+    } else {
+        plugin.major == host.major
+    };
+    if !compatible {
+        return Err(incompatible("a different, incompatible series"));
+    }
+    if plugin > host {
+        return Err(incompatible("newer than the host; upgrade tollgate"));
+    }
+    Ok(())
+}
+
+pub(super) fn inspect(
+    engine: &Engine,
+    component: &Component,
+) -> Result<super::PluginInfo, ImportCheckError> {
+    let ty = component.component_type();
+    let mut imports = Vec::new();
+    let mut wit_version: Option<String> = None;
+    for (name, _) in ty.imports(engine) {
+        let Some((_, version)) = parse_name(name) else {
+            return Err(ImportCheckError::NotGranted(name.to_string()));
+        };
+        if version.is_empty() {
+            return Err(ImportCheckError::Unversioned(name.to_string()));
+        }
+        check_version(version)?;
+        wit_version.get_or_insert_with(|| version.to_string());
+        imports.push(name.to_string());
+    }
+    let mut exports = Vec::new();
+    let mut world = None;
+    for (name, _) in ty.exports(engine) {
+        if let Some((iface, version)) = parse_name(name) {
+            if version.is_empty() {
+                return Err(ImportCheckError::Unversioned(name.to_string()));
+            }
+            check_version(version)?;
+            if iface == "gate-api" {
+                world = Some(super::World::Gate);
+                wit_version = Some(version.to_string());
+            }
+        }
+        exports.push(name.to_string());
+    }
+    let world = world.ok_or(ImportCheckError::NoWorld)?;
+    Ok(super::PluginInfo {
+        world,
+        wit_version: wit_version.unwrap_or_default(),
+        imports,
+        exports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_semver_compatibility() {
+        assert!(check_version("0.1.0").is_ok());
+        assert!(check_version("0.2.0").is_err());
+        assert!(check_version("1.0.0").is_err());
+        assert!(check_version("banana").is_err());
+    }
+
+    #[test]
+    fn names_split_into_interface_and_version() {
+        assert_eq!(
+            parse_name("tollgate:plugin/host@0.1.0"),
+            Some(("host", "0.1.0"))
+        );
+        assert_eq!(parse_name("wasi:filesystem/types@0.2.0"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! tollgate: a gate evaluator for software releases.
+//!
+//! Quality gates are sandboxed WebAssembly components. The host evaluates a
+//! policy's gates over a telemetry snapshot and answers with a decision
+//! (promote, hold or rollback) and a reason for every gate.
+
+pub mod builtin;
+pub mod cli;
+pub mod decision;
+pub mod digest;
+pub mod engine;
+pub mod evaluate;
+pub mod policy;
+pub mod render;
+pub mod snapshot;

@@ -1,0 +1,5 @@
+//! The `tollgate` binary: parse arguments, hand off to the library.
+
+fn main() -> std::process::ExitCode {
+    tollgate::cli::run()
+}

@@ -1,0 +1,184 @@
+//! Policies: what they say (the model), how they are read from YAML with every
+//! problem reported, and how their plugins are resolved, checked and compiled.
+
+mod load;
+mod parse;
+pub(crate) mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::digest::Digest;
+use crate::engine::{Limits, PluginConfig};
+
+pub use self::load::{LoadedPolicy, PluginCache, load};
+pub use self::parse::parse;
+
+/// The `apiVersion` this host reads.
+pub const API_VERSION: &str = "tollgate.dev/v1";
+
+/// A policy or stage name: lowercase letters, digits, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+/// A name with characters outside `[a-z0-9._-]`, or empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a valid name: use 1 to 64 lowercase letters, digits, `-`, `_` or `.`")]
+pub struct NameError(String);
+
+impl FromStr for Name {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(NameError(s.to_string()))
+        }
+    }
+}
+
+impl Name {
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A parsed, structurally valid policy. Its plugins are not yet resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: Name,
+    pub description: Option<String>,
+    /// User plugins declared by the policy, by the name gates use.
+    pub plugins: BTreeMap<String, PluginDecl>,
+    pub stages: Vec<Stage>,
+}
+
+/// A user plugin: a component file, optionally pinned by digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginDecl {
+    /// Resolved against the policy file's directory.
+    pub path: PathBuf,
+    /// When set, a component with another digest is refused.
+    pub digest: Option<Digest>,
+    pub line: usize,
+}
+
+/// A named step of a rollout with its gates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: Name,
+    pub description: Option<String>,
+    pub scoring: Scoring,
+    pub gates: Vec<Gate>,
+}
+
+/// Score bands, in percent: at or above `pass` passes, at or above `warn` warns.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Scoring {
+    pub pass: f64,
+    pub warn: f64,
+}
+
+impl Default for Scoring {
+    /// Pass at 90%, warn at 75%.
+    fn default() -> Self {
+        Self {
+            pass: 90.0,
+            warn: 75.0,
+        }
+    }
+}
+
+/// What a gate's missing data counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoData {
+    #[default]
+    Inconclusive,
+    Fail,
+    Pass,
+}
+
+/// What a broken plugin (trap, timeout, limit) counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail closed.
+    #[default]
+    Fail,
+    Warn,
+    /// Leave the gate out of the score.
+    Ignore,
+}
+
+/// One gate: a plugin, its configuration and how its verdict counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gate {
+    pub name: Name,
+    pub description: Option<String>,
+    pub plugin: String,
+    pub config: PluginConfig,
+    pub weight: f64,
+    /// A failing key gate fails the stage whatever the score.
+    pub key: bool,
+    /// Evaluated and recorded, but never changes the decision.
+    pub dry_run: bool,
+    pub on_no_data: OnNoData,
+    pub on_error: OnError,
+    pub limits: Limits,
+    /// The line of the gate in the policy file.
+    pub line: usize,
+}
+
+/// One problem found in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in a policy file, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render(None))]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    /// One problem per line, each prefixed with `file:line:` when a file is given.
+    pub fn render(&self, file: Option<&str>) -> String {
+        self.0
+            .iter()
+            .map(|p| match (file, p.line) {
+                (Some(f), Some(l)) => format!("{f}:{l}: {}", p.message),
+                (Some(f), None) => format!("{f}: {}", p.message),
+                (None, _) => p.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Policy {
+    /// The stage called `name`, or the first stage when `name` is `None`.
+    pub fn stage(&self, name: Option<&str>) -> Option<&Stage> {
+        match name {
+            None => self.stages.first(),
+            Some(n) => self.stages.iter().find(|s| s.name.as_str() == n),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Resolving a policy's plugins: read, pin-check, compile, and ask each gate's
+//! plugin whether its configuration is acceptable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Policy, Problem, Problems, parse};
+use crate::digest::Digest;
+use crate::engine::{Plugin, Runtime, World};
+
+/// Compiled plugins shared between policies, by digest, so a plugin used by
+/// several policies is compiled once.
+pub type PluginCache = HashMap<Digest, Arc<Plugin>>;
+
+/// A policy whose plugins are compiled and whose gate settings were accepted
+/// by their plugins: ready to evaluate.
+pub struct LoadedPolicy {
+    pub policy: Policy,
+    /// The SHA-256 of the policy file.
+    pub digest: Digest,
+    /// Every plugin the policy uses, by the name its gates use.
+    pub plugins: BTreeMap<String, Arc<Plugin>>,
+}
+
+/// Reads, validates and compiles the policy in `text`; `base_dir` anchors
+/// relative plugin paths. Returns every problem found.
+pub fn load(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    text: &str,
+    base_dir: &Path,
+) -> Result<LoadedPolicy, Problems> {
+    let policy = parse(text, base_dir)?;
+    let mut problems = Vec::new();
+    let mut plugins = BTreeMap::new();
+    let used: std::collections::BTreeSet<&str> = policy
+        .stages
+        .iter()
+        .flat_map(|s| s.gates.iter().map(|g| g.plugin.as_str()))
+        .collect();
+    for name in used {
+        match resolve(runtime, cache, &policy, name) {
+            Ok(p) => {
+                plugins.insert(name.to_string(), p);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    for stage in &policy.stages {
+        for gate in &stage.gates {
+            let Some(plugin) = plugins.get(&gate.plugin) else {
+                continue;
+            };
+            if plugin.info().world != World::Gate {
+                problems.push(Problem {
+                    line: Some(gate.line),
+                    message: format!(
+                        "plugin `{}` of gate `{}` is a {} plugin, not a gate",
+                        gate.plugin,
+                        gate.name,
+                        plugin.info().world.as_str()
+                    ),
+                });
+                continue;
+            }
+            let call = plugin.validate_config(&gate.config, gate.limits);
+            let message = match call.result {
+                Ok(Ok(())) => continue,
+                Ok(Err(msg)) => format!(
+                    "invalid settings for gate `{}` (plugin `{}`): {msg}",
+                    gate.name, gate.plugin
+                ),
+                Err(e) => format!(
+                    "plugin `{}` failed to check the settings of gate `{}`: {e}",
+                    gate.plugin, gate.name
+                ),
+            };
+            problems.push(Problem {
+                line: Some(gate.line),
+                message,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    Ok(LoadedPolicy {
+        policy,
+        digest: Digest::of(text.as_bytes()),
+        plugins,
+    })
+}
+
+fn resolve(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    policy: &Policy,
+    name: &str,
+) -> Result<Arc<Plugin>, Problem> {
+    let (bytes, line): (std::borrow::Cow<'static, [u8]>, Option<usize>) =
+        match crate::builtin::plugin(name) {
+            Some(b) => (b.into(), None),
+            None => {
+                let Some(decl) = policy.plugins.get(name) else {
+                    return Err(Problem {
+                        line: None,
+                        message: format!("unknown plugin `{name}`"),
+                    });
+                };
+                let bytes = std::fs::read(&decl.path).map_err(|e| Problem {
+                    line: Some(decl.line),
+                    message: format!(
+                        "cannot read plugin `{name}` from `{}`: {e}",
+                        decl.path.display()
+                    ),
+                })?;
+                let digest = Digest::of(&bytes);
+                if let Some(pin) = decl.digest
+                    && pin != digest
+                {
+                    return Err(Problem {
+                        line: Some(decl.line),
+                        message: format!(
+                            "digest mismatch for plugin `{name}`: the policy pins `{pin}` but `{}` is `{digest}`",
+                            decl.path.display()
+                        ),
+                    });
+                }
+                (bytes.into(), Some(decl.line))
+            }
+        };
+    let digest = Digest::of(&bytes);
+    if let Some(p) = cache.get(&digest) {
+        return Ok(Arc::clone(p));
+    }
+    let plugin = runtime.load(name, &bytes).map_err(|e| Problem {
+        line,
+        message: e.to_string(),
+    })?;
+    let plugin = Arc::new(plugin);
+    cache.insert(digest, Arc::clone(&plugin));
+    Ok(plugin)
+}

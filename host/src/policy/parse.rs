@@ -1,0 +1,810 @@
+//! From YAML text to a [`Policy`], reporting every problem with its line.
+//!
+//! This pass has no side effects: it neither reads plugin files nor runs them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::yaml::{self, Node, Value};
+use super::{
+    API_VERSION, Gate, Name, OnError, OnNoData, PluginDecl, Policy, Problem, Problems, Scoring,
+    Stage,
+};
+use crate::engine::{
+    ConfigValue, Limits, MAX_DEADLINE, MAX_MEMORY, PluginConfig, Scalar, human_bytes,
+};
+
+/// The largest policy file read.
+pub const MAX_POLICY_BYTES: usize = 1 << 20;
+
+struct Reader {
+    problems: Vec<Problem>,
+}
+
+type Entries = [(String, Node)];
+
+impl Reader {
+    fn problem(&mut self, line: usize, message: String) {
+        self.problems.push(Problem {
+            line: Some(line),
+            message,
+        });
+    }
+
+    /// The entries of a mapping, after reporting any key not in `allowed`.
+    fn map<'a>(&mut self, node: &'a Node, what: &str, allowed: &[&str]) -> Option<&'a Entries> {
+        let Value::Map(entries) = &node.value else {
+            self.problem(
+                node.line,
+                format!("{what} must be a mapping, not {}", node.value.kind()),
+            );
+            return None;
+        };
+        for (key, value) in entries {
+            if !allowed.contains(&key.as_str()) {
+                self.problem(
+                    value.line,
+                    format!(
+                        "unknown field `{key}` in {what}; expected one of {}",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(entries)
+    }
+
+    fn text(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            other => {
+                self.problem(
+                    node.line,
+                    format!("{what} must be text, not {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, node: &Node, what: &str) -> Option<Name> {
+        let text = self.text(node, what)?;
+        match text.parse() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.problem(node.line, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            ref other => {
+                self.problem(
+                    node.line,
+                    format!("{what} must be true or false, not {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let v = match node.value {
+            Value::Int(i) => i as f64,
+            Value::Float(f) => f,
+            ref other => {
+                self.problem(
+                    node.line,
+                    format!("{what} must be a number, not {}", other.kind()),
+                );
+                return None;
+            }
+        };
+        if !v.is_finite() {
+            self.problem(node.line, format!("{what} must be a finite number"));
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A percentage written `90` or `"90%"`, between 0 and 100.
+    fn percent(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let v = match &node.value {
+            Value::Str(s) => match s.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
+                Some(Ok(v)) => v,
+                _ => {
+                    self.problem(
+                        node.line,
+                        format!("{what} must be a percentage such as `90%`, not `{s}`"),
+                    );
+                    return None;
+                }
+            },
+            _ => self.number(node, what)?,
+        };
+        if !(0.0..=100.0).contains(&v) {
+            self.problem(
+                node.line,
+                format!("{what} must be between 0% and 100%, not {v}"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    fn duration(&mut self, node: &Node, what: &str, max: Duration) -> Option<Duration> {
+        let d = match &node.value {
+            Value::Str(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.problem(node.line, format!("{what}: invalid duration `{s}`: {e}"));
+                    return None;
+                }
+            },
+            other => {
+                self.problem(
+                    node.line,
+                    format!(
+                        "{what} must be a duration such as `100ms`, not {}",
+                        other.kind()
+                    ),
+                );
+                return None;
+            }
+        };
+        if d.is_zero() || d > max {
+            self.problem(
+                node.line,
+                format!(
+                    "{what} must be above zero and at most {}",
+                    humantime::format_duration(max)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn bytes(&mut self, node: &Node, what: &str) -> Option<usize> {
+        let n = match &node.value {
+            Value::Int(i) => usize::try_from(*i).ok(),
+            Value::Str(s) => parse_bytes(s),
+            _ => None,
+        };
+        let Some(n) = n else {
+            self.problem(node.line, format!("{what} must be a size such as `16MiB`"));
+            return None;
+        };
+        if !((64 << 10)..=MAX_MEMORY).contains(&n) {
+            self.problem(
+                node.line,
+                format!(
+                    "{what} must be between 64 KiB and {}, not {}",
+                    human_bytes(MAX_MEMORY),
+                    human_bytes(n)
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    }
+}
+
+/// Parses `16MiB`, `512 KiB`, `1GiB`, `2MB` or a plain byte count.
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// Parses policy YAML into a [`Policy`], or returns every problem found.
+/// Relative plugin paths are resolved against `base_dir`.
+pub fn parse(text: &str, base_dir: &Path) -> Result<Policy, Problems> {
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(Problems(vec![Problem {
+            line: None,
+            message: format!(
+                "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                text.len()
+            ),
+        }]));
+    }
+    let root = yaml::parse(text).map_err(|e| {
+        Problems(vec![Problem {
+            line: Some(e.line),
+            message: format!("invalid YAML: {}", e.message),
+        }])
+    })?;
+    let mut r = Reader {
+        problems: Vec::new(),
+    };
+    let policy = read_policy(&mut r, &root, base_dir);
+    match policy {
+        Some(p) if r.problems.is_empty() => Ok(p),
+        _ => {
+            if r.problems.is_empty() {
+                r.problem(root.line, "policy is incomplete".into());
+            }
+            Err(Problems(r.problems))
+        }
+    }
+}
+
+fn get<'a>(entries: &'a Entries, key: &str) -> Option<&'a Node> {
+    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn read_policy(r: &mut Reader, root: &Node, base_dir: &Path) -> Option<Policy> {
+    let top = r.map(
+        root,
+        "the policy",
+        &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "plugins",
+            "scoring",
+            "stages",
+        ],
+    )?;
+    match get(top, "apiVersion") {
+        None => r.problem(
+            root.line,
+            format!("missing field `apiVersion`; expected `{API_VERSION}`"),
+        ),
+        Some(n) => {
+            if let Some(v) = r.text(n, "`apiVersion`")
+                && v != API_VERSION
+            {
+                r.problem(
+                    n.line,
+                    format!("unsupported apiVersion `{v}`; expected `{API_VERSION}`"),
+                );
+            }
+        }
+    }
+    match get(top, "kind") {
+        None => r.problem(root.line, "missing field `kind`; expected `Policy`".into()),
+        Some(n) => {
+            if let Some(v) = r.text(n, "`kind`")
+                && v != "Policy"
+            {
+                r.problem(n.line, format!("unsupported kind `{v}`; expected `Policy`"));
+            }
+        }
+    }
+    let (name, description) = match get(top, "metadata") {
+        None => {
+            r.problem(
+                root.line,
+                "missing field `metadata` with the policy's `name`".into(),
+            );
+            (None, None)
+        }
+        Some(meta) => match r.map(meta, "`metadata`", &["name", "description"]) {
+            None => (None, None),
+            Some(m) => {
+                let name = match get(m, "name") {
+                    Some(n) => r.name(n, "`metadata.name`"),
+                    None => {
+                        r.problem(meta.line, "missing field `name` in `metadata`".into());
+                        None
+                    }
+                };
+                let description =
+                    get(m, "description").and_then(|d| r.text(d, "`metadata.description`"));
+                (name, description)
+            }
+        },
+    };
+    let plugins = match get(top, "plugins") {
+        None => BTreeMap::new(),
+        Some(n) => read_plugins(r, n, base_dir),
+    };
+    let scoring = match get(top, "scoring") {
+        None => Scoring::default(),
+        Some(n) => read_scoring(r, n, Scoring::default(), "the policy"),
+    };
+    let stages = match get(top, "stages") {
+        None => {
+            r.problem(
+                root.line,
+                "missing field `stages`; a policy needs at least one stage".into(),
+            );
+            Vec::new()
+        }
+        Some(n) => read_stages(r, n, scoring, &plugins),
+    };
+    Some(Policy {
+        name: name?,
+        description,
+        plugins,
+        stages,
+    })
+}
+
+fn read_plugins(r: &mut Reader, node: &Node, base_dir: &Path) -> BTreeMap<String, PluginDecl> {
+    let mut out = BTreeMap::new();
+    let Value::Map(entries) = &node.value else {
+        r.problem(
+            node.line,
+            format!(
+                "`plugins` must be a mapping of name to plugin, not {}",
+                node.value.kind()
+            ),
+        );
+        return out;
+    };
+    for (name, decl) in entries {
+        if name.parse::<Name>().is_err() {
+            r.problem(
+                decl.line,
+                format!("plugin name `{name}` must use lowercase letters, digits, `-`, `_` or `.`"),
+            );
+        }
+        if crate::builtin::plugin(name).is_some() {
+            r.problem(decl.line, format!("plugin `{name}` shadows the first-party plugin of that name; choose another name"));
+            continue;
+        }
+        let what = format!("plugin `{name}`");
+        let Some(fields) = r.map(decl, &what, &["path", "digest"]) else {
+            continue;
+        };
+        let path = match get(fields, "path") {
+            Some(p) => r.text(p, &format!("`path` of {what}")),
+            None => {
+                r.problem(decl.line, format!("missing field `path` in {what}"));
+                None
+            }
+        };
+        let digest = get(fields, "digest").and_then(|d| {
+            let text = r.text(d, &format!("`digest` of {what}"))?;
+            match text.parse() {
+                Ok(dg) => Some(dg),
+                Err(e) => {
+                    r.problem(d.line, format!("{e}"));
+                    None
+                }
+            }
+        });
+        if let Some(path) = path {
+            out.insert(
+                name.clone(),
+                PluginDecl {
+                    path: base_dir.join(path),
+                    digest,
+                    line: decl.line,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn read_scoring(r: &mut Reader, node: &Node, inherited: Scoring, owner: &str) -> Scoring {
+    let what = format!("`scoring` of {owner}");
+    let Some(fields) = r.map(node, &what, &["pass", "warn"]) else {
+        return inherited;
+    };
+    let pass = get(fields, "pass")
+        .and_then(|n| r.percent(n, "`scoring.pass`"))
+        .unwrap_or(inherited.pass);
+    let warn = get(fields, "warn")
+        .and_then(|n| r.percent(n, "`scoring.warn`"))
+        .unwrap_or(inherited.warn);
+    if warn > pass {
+        r.problem(
+            node.line,
+            format!("in {what}, `warn` ({warn}%) must not exceed `pass` ({pass}%)"),
+        );
+    }
+    Scoring { pass, warn }
+}
+
+fn read_stages(
+    r: &mut Reader,
+    node: &Node,
+    scoring: Scoring,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Vec<Stage> {
+    let Value::Seq(items) = &node.value else {
+        r.problem(
+            node.line,
+            format!("`stages` must be a list, not {}", node.value.kind()),
+        );
+        return Vec::new();
+    };
+    if items.is_empty() {
+        r.problem(
+            node.line,
+            "`stages` is empty; a policy needs at least one stage".into(),
+        );
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(fields) = r.map(
+            item,
+            &format!("stage {}", i + 1),
+            &["name", "description", "scoring", "gates"],
+        ) else {
+            continue;
+        };
+        let name = match get(fields, "name") {
+            Some(n) => r.name(n, "stage `name`"),
+            None => {
+                r.problem(
+                    item.line,
+                    format!("missing field `name` in stage {}", i + 1),
+                );
+                None
+            }
+        };
+        let Some(name) = name else { continue };
+        if stages.iter().any(|s| s.name == name) {
+            r.problem(item.line, format!("duplicate stage `{name}`"));
+        }
+        let owner = format!("stage `{name}`");
+        let description = get(fields, "description").and_then(|d| r.text(d, "stage `description`"));
+        let scoring = match get(fields, "scoring") {
+            Some(n) => read_scoring(r, n, scoring, &owner),
+            None => scoring,
+        };
+        let gates = match get(fields, "gates") {
+            Some(n) => read_gates(r, n, &owner, plugins),
+            None => {
+                r.problem(item.line, format!("missing field `gates` in {owner}"));
+                Vec::new()
+            }
+        };
+        stages.push(Stage {
+            name,
+            description,
+            scoring,
+            gates,
+        });
+    }
+    stages
+}
+
+const GATE_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "plugin",
+    "with",
+    "weight",
+    "key",
+    "dry_run",
+    "on_no_data",
+    "on_error",
+    "deadline",
+    "memory",
+];
+
+fn read_gates(
+    r: &mut Reader,
+    node: &Node,
+    owner: &str,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Vec<Gate> {
+    let Value::Seq(items) = &node.value else {
+        r.problem(
+            node.line,
+            format!(
+                "`gates` of {owner} must be a list, not {}",
+                node.value.kind()
+            ),
+        );
+        return Vec::new();
+    };
+    if items.is_empty() {
+        r.problem(node.line, format!("{owner} has no gates"));
+    }
+    let mut gates: Vec<Gate> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(fields) = r.map(item, &format!("gate {} of {owner}", i + 1), GATE_FIELDS) else {
+            continue;
+        };
+        let Some(name) = (match get(fields, "name") {
+            Some(n) => r.name(n, "gate `name`"),
+            None => {
+                r.problem(
+                    item.line,
+                    format!("missing field `name` in gate {} of {owner}", i + 1),
+                );
+                None
+            }
+        }) else {
+            continue;
+        };
+        if gates.iter().any(|g| g.name == name) {
+            r.problem(item.line, format!("duplicate gate `{name}` in {owner}"));
+        }
+        let what = format!("gate `{name}`");
+        let plugin = match get(fields, "plugin") {
+            Some(n) => {
+                let plugin = r.text(n, &format!("`plugin` of {what}"));
+                if let Some(p) = &plugin
+                    && crate::builtin::plugin(p).is_none()
+                    && !plugins.contains_key(p)
+                {
+                    let known: Vec<String> = crate::builtin::names()
+                        .map(str::to_string)
+                        .chain(plugins.keys().cloned())
+                        .collect();
+                    r.problem(
+                        n.line,
+                        format!(
+                            "unknown plugin `{p}` in {what}; known plugins: {}",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                plugin
+            }
+            None => {
+                r.problem(item.line, format!("missing field `plugin` in {what}"));
+                None
+            }
+        };
+        let config = match get(fields, "with") {
+            None => Vec::new(),
+            Some(n) => read_config(r, n, &what),
+        };
+        let weight = match get(fields, "weight") {
+            None => 1.0,
+            Some(n) => match r.number(n, &format!("`weight` of {what}")) {
+                Some(w) if w >= 0.0 => w,
+                Some(w) => {
+                    r.problem(
+                        n.line,
+                        format!("`weight` of {what} must not be negative, not {w}"),
+                    );
+                    1.0
+                }
+                None => 1.0,
+            },
+        };
+        let flag = |r: &mut Reader, key: &str| {
+            get(fields, key)
+                .and_then(|n| r.boolean(n, &format!("`{key}` of {what}")))
+                .unwrap_or(false)
+        };
+        let key = flag(r, "key");
+        let dry_run = flag(r, "dry_run");
+        let on_no_data = match get(fields, "on_no_data") {
+            None => OnNoData::default(),
+            Some(n) => match r.text(n, &format!("`on_no_data` of {what}")).as_deref() {
+                Some("inconclusive") => OnNoData::Inconclusive,
+                Some("fail") => OnNoData::Fail,
+                Some("pass") => OnNoData::Pass,
+                Some(other) => {
+                    r.problem(n.line, format!("`on_no_data` of {what} is `{other}`; expected inconclusive, fail or pass"));
+                    OnNoData::default()
+                }
+                None => OnNoData::default(),
+            },
+        };
+        let on_error = match get(fields, "on_error") {
+            None => OnError::default(),
+            Some(n) => match r.text(n, &format!("`on_error` of {what}")).as_deref() {
+                Some("fail") => OnError::Fail,
+                Some("warn") => OnError::Warn,
+                Some("ignore") => OnError::Ignore,
+                Some(other) => {
+                    r.problem(
+                        n.line,
+                        format!("`on_error` of {what} is `{other}`; expected fail, warn or ignore"),
+                    );
+                    OnError::default()
+                }
+                None => OnError::default(),
+            },
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            deadline: get(fields, "deadline")
+                .and_then(|n| r.duration(n, &format!("`deadline` of {what}"), MAX_DEADLINE))
+                .unwrap_or(defaults.deadline),
+            memory: get(fields, "memory")
+                .and_then(|n| r.bytes(n, &format!("`memory` of {what}")))
+                .unwrap_or(defaults.memory),
+        };
+        let description =
+            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+        if let Some(plugin) = plugin {
+            gates.push(Gate {
+                name,
+                description,
+                plugin,
+                config,
+                weight,
+                key,
+                dry_run,
+                on_no_data,
+                on_error,
+                limits,
+                line: item.line,
+            });
+        }
+    }
+    gates
+}
+
+/// Flattens a gate's `with:` mapping into typed, dotted keys.
+fn read_config(r: &mut Reader, node: &Node, what: &str) -> PluginConfig {
+    let mut out = Vec::new();
+    match &node.value {
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                flatten(r, k.clone(), v, what, &mut out);
+            }
+        }
+        other => r.problem(
+            node.line,
+            format!("`with` of {what} must be a mapping, not {}", other.kind()),
+        ),
+    }
+    out
+}
+
+fn scalar(value: &Value) -> Option<Scalar> {
+    Some(match value {
+        Value::Bool(b) => Scalar::Boolean(*b),
+        Value::Int(i) => Scalar::Integer(*i),
+        Value::Float(f) => Scalar::Number(*f),
+        Value::Str(s) => Scalar::Text(s.clone()),
+        _ => return None,
+    })
+}
+
+fn flatten(r: &mut Reader, key: String, node: &Node, what: &str, out: &mut PluginConfig) {
+    if let Value::Float(f) = node.value
+        && !f.is_finite()
+    {
+        r.problem(
+            node.line,
+            format!("setting `{key}` of {what} must be a finite number"),
+        );
+        return;
+    }
+    let value = match &node.value {
+        Value::Null => {
+            r.problem(node.line, format!("setting `{key}` of {what} is empty"));
+            return;
+        }
+        Value::Bool(b) => ConfigValue::Boolean(*b),
+        Value::Int(i) => ConfigValue::Integer(*i),
+        Value::Float(f) => ConfigValue::Number(*f),
+        Value::Str(s) => ConfigValue::Text(s.clone()),
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                flatten(r, format!("{key}.{k}"), v, what, out);
+            }
+            return;
+        }
+        Value::Seq(items) => {
+            let scalars: Option<Vec<Scalar>> = items.iter().map(|n| scalar(&n.value)).collect();
+            match scalars {
+                Some(list)
+                    if items
+                        .iter()
+                        .all(|n| !matches!(n.value, Value::Float(f) if !f.is_finite())) =>
+                {
+                    ConfigValue::List(list)
+                }
+                _ => {
+                    for (i, item) in items.iter().enumerate() {
+                        flatten(r, format!("{key}.{i}"), item, what, out);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    out.push((key, value));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        parse(yaml, Path::new("."))
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    const MINIMAL: &str = "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\n";
+
+    #[test]
+    fn reports_every_problem_with_its_line() {
+        let found = problems(&format!(
+            "{MINIMAL}stages:\n  - name: s\n    gates:\n      - name: a\n        plugin: nope\n        weight: -1\n      - name: b\n        plugin: threshold\n        on_error: explode\n        tyop: 1\n"
+        ));
+        assert_eq!(
+            found,
+            vec![
+                "line 8: unknown plugin `nope` in gate `a`; known plugins: threshold",
+                "line 9: `weight` of gate `a` must not be negative, not -1",
+                "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory",
+                "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",
+            ]
+        );
+    }
+
+    #[test]
+    fn flattens_nested_settings() {
+        let p = parse(
+            &format!("{MINIMAL}stages:\n  - name: s\n    gates:\n      - name: a\n        plugin: threshold\n        with:\n          selector: {{track: canary}}\n          steps: [{{w: 5}}]\n          segs: [a, b]\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        let keys: Vec<&str> = p.stages[0].gates[0]
+            .config
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, vec!["selector.track", "steps.0.w", "segs"]);
+    }
+
+    #[test]
+    fn parses_limits_and_scoring() {
+        let p = parse(
+            &format!("{MINIMAL}scoring: {{pass: 95%, warn: 80}}\nstages:\n  - name: s\n    gates:\n      - name: a\n        plugin: threshold\n        deadline: 250ms\n        memory: 32MiB\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        let g = &p.stages[0].gates[0];
+        assert_eq!(g.limits.deadline, Duration::from_millis(250));
+        assert_eq!(g.limits.memory, 32 << 20);
+        assert_eq!(
+            p.stages[0].scoring,
+            Scoring {
+                pass: 95.0,
+                warn: 80.0
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_limits_beyond_the_host_maximum() {
+        let found = problems(&format!(
+            "{MINIMAL}stages:\n  - name: s\n    gates:\n      - name: a\n        plugin: threshold\n        deadline: 1h\n        memory: 4GiB\n"
+        ));
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn requires_the_envelope() {
+        let found = problems("stages: []\n");
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("missing field `apiVersion`")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.contains("stages` is empty")),
+            "{found:?}"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Snapshot JSON v1: the wire shape, read strictly.
+//!
+//! Unknown fields are refused rather than ignored, so a misspelt `baselin`
+//! never silently evaluates without a baseline.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+use super::{Commit, Point, Series, Snapshot};
+
+/// A snapshot that could not be read; `path` is the JSON path of the problem.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct SnapshotError {
+    /// JSON path such as `metrics[3].points[0]`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshot {
+    service: String,
+    version: String,
+    #[serde(deserialize_with = "taken_at")]
+    taken_at: i64,
+    metrics: Vec<RawSeries>,
+    #[serde(default)]
+    baseline: Vec<RawSeries>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    commits: Vec<RawCommit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeries {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    points: Option<Vec<RawPoint>>,
+    value: Option<Finite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommit {
+    sha: String,
+    message: String,
+    timestamp: i64,
+}
+
+/// `[unix_seconds, number]`.
+struct RawPoint(i64, f64);
+
+/// A number that must be finite.
+struct Finite(f64);
+
+const POINT_SHAPE: &str = "expected [unix_seconds, number]";
+
+impl<'de> Deserialize<'de> for RawPoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PointVisitor;
+        impl<'de> Visitor<'de> for PointVisitor {
+            type Value = RawPoint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[unix_seconds, number]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawPoint, A::Error> {
+                let ts: i64 = seq
+                    .next_element::<i64>()
+                    .map_err(|_| de::Error::custom(POINT_SHAPE))?
+                    .ok_or_else(|| de::Error::custom(POINT_SHAPE))?;
+                let value: f64 = seq
+                    .next_element::<f64>()
+                    .map_err(|_| de::Error::custom(POINT_SHAPE))?
+                    .ok_or_else(|| de::Error::custom(POINT_SHAPE))?;
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(POINT_SHAPE));
+                }
+                if !value.is_finite() {
+                    return Err(de::Error::custom("value must be a finite number"));
+                }
+                Ok(RawPoint(ts, value))
+            }
+        }
+        d.deserialize_any(PointVisitor).map_err(|e: D::Error| {
+            let text = e.to_string();
+            if text.starts_with("invalid type") {
+                de::Error::custom(POINT_SHAPE)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Finite {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        if v.is_finite() {
+            Ok(Finite(v))
+        } else {
+            Err(de::Error::custom("value must be a finite number"))
+        }
+    }
+}
+
+fn taken_at<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    struct TakenAt;
+    impl Visitor<'_> for TakenAt {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("unix seconds or an RFC 3339 timestamp")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("timestamp out of range"))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+            time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|e| E::custom(format!("`{v}` is not an RFC 3339 timestamp: {e}")))
+        }
+    }
+    d.deserialize_any(TakenAt)
+}
+
+pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut path = e.path().to_string();
+        // A point's own elements are not separate fields: report the point.
+        if path.ends_with(']')
+            && let Some(open) = path.rfind('[')
+            && path[..open].ends_with(']')
+            && path[..open].contains(".points[")
+        {
+            path.truncate(open);
+        }
+        SnapshotError {
+            path: if path == "." { String::new() } else { path },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    let metrics = convert_series(raw.metrics, "metrics", raw.taken_at)?;
+    let baseline = convert_series(raw.baseline, "baseline", raw.taken_at)?;
+    Ok(Snapshot {
+        service: raw.service,
+        version: raw.version,
+        taken_at: raw.taken_at,
+        metrics,
+        baseline,
+        attributes: raw.attributes,
+        commits: raw
+            .commits
+            .into_iter()
+            .map(|c| Commit {
+                sha: c.sha,
+                message: c.message,
+                timestamp: c.timestamp,
+            })
+            .collect(),
+    })
+}
+
+fn convert_series(
+    raw: Vec<RawSeries>,
+    field: &str,
+    taken_at: i64,
+) -> Result<Vec<Series>, SnapshotError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let at = |message: &str| SnapshotError {
+                path: format!("{field}[{i}]"),
+                message: message.to_string(),
+            };
+            if s.name.is_empty() {
+                return Err(SnapshotError {
+                    path: format!("{field}[{i}].name"),
+                    message: "must not be empty".into(),
+                });
+            }
+            let points = match (s.points, s.value) {
+                (Some(_), Some(_)) => return Err(at("give either `points` or `value`, not both")),
+                (None, None) => return Err(at("needs `points` or `value`")),
+                (Some(points), None) => points
+                    .into_iter()
+                    .map(|p| Point {
+                        timestamp: p.0,
+                        value: p.1,
+                    })
+                    .collect(),
+                (None, Some(v)) => vec![Point {
+                    timestamp: taken_at,
+                    value: v.0,
+                }],
+            };
+            Ok(Series {
+                name: s.name,
+                labels: s.labels,
+                points,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> SnapshotError {
+        parse(json.as_bytes()).unwrap_err()
+    }
+
+    const HEAD: &str = r#""service":"s","version":"1","taken_at":100"#;
+
+    #[test]
+    fn names_the_path_of_a_malformed_point() {
+        let e = err(&format!(
+            r#"{{{HEAD},"metrics":[{{"name":"a","value":1}},{{"name":"b","points":[[1,2],[1,"x"]]}}]}}"#
+        ));
+        assert_eq!(e.path, "metrics[1].points[1]");
+        assert!(
+            e.message.starts_with("expected [unix_seconds, number]"),
+            "{e}"
+        );
+        let e = err(&format!(
+            r#"{{{HEAD},"metrics":[{{"name":"b","points":[[1]]}}]}}"#
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("metrics[0].points[0]: expected [unix_seconds, number]"),
+            "{e}"
+        );
+        let e = err(&format!(
+            r#"{{{HEAD},"metrics":[{{"name":"b","points":[5]}}]}}"#
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("metrics[0].points[0]: expected [unix_seconds, number]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_out_of_range_numbers_and_unknown_fields() {
+        let e = err(&format!(
+            r#"{{{HEAD},"metrics":[{{"name":"a","value":1e999}}]}}"#
+        ));
+        assert_eq!(e.path, "metrics[0].value");
+        let e = err(&format!(r#"{{{HEAD},"metrics":[],"baselin":[]}}"#));
+        assert!(e.message.contains("unknown field `baselin`"), "{e}");
+    }
+
+    #[test]
+    fn needs_exactly_one_of_points_and_value() {
+        let e = err(&format!(r#"{{{HEAD},"metrics":[{{"name":"a"}}]}}"#));
+        assert_eq!(e.to_string(), "metrics[0]: needs `points` or `value`");
+        let e = err(&format!(
+            r#"{{{HEAD},"metrics":[{{"name":"a","value":1,"points":[]}}]}}"#
+        ));
+        assert_eq!(e.path, "metrics[0]");
+    }
+
+    #[test]
+    fn taken_at_accepts_unix_seconds_and_rfc3339() {
+        let s = parse(
+            br#"{"service":"s","version":"1","taken_at":"2025-11-27T10:00:00+01:00","metrics":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.taken_at, 1_764_234_000);
+        let e = err(r#"{"service":"s","version":"1","taken_at":"yesterday","metrics":[]}"#);
+        assert_eq!(e.path, "taken_at");
+        let e = err(r#"{"service":"s","version":"1","taken_at":1.5,"metrics":[]}"#);
+        assert_eq!(e.path, "taken_at");
+    }
+
+    #[test]
+    fn missing_required_field_is_named() {
+        let e = err(r#"{"service":"s","taken_at":1,"metrics":[]}"#);
+        assert!(e.message.contains("missing field `version`"), "{e}");
+    }
+}

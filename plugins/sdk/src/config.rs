@@ -1,0 +1,177 @@
+//! Typed, checked access to a plugin's flattened configuration.
+//!
+//! A plugin reads every key it understands through [`Settings`] and then calls
+//! [`Settings::finish`], which rejects any key it did not read. A typo in a
+//! policy (`treshold:`) therefore fails `tollgate validate`, not an evaluation.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::gate::{ConfigValue, Scalar};
+
+/// A plugin's configuration with the keys it has read so far.
+pub struct Settings<'a> {
+    entries: &'a [(String, ConfigValue)],
+    read: RefCell<BTreeSet<&'a str>>,
+}
+
+impl<'a> Settings<'a> {
+    /// Wraps the configuration the host passed in.
+    pub fn new(entries: &'a [(String, ConfigValue)]) -> Self {
+        Self {
+            entries,
+            read: RefCell::new(BTreeSet::new()),
+        }
+    }
+
+    fn lookup(&self, key: &str) -> Option<&'a ConfigValue> {
+        let entry = self.entries.iter().find(|(k, _)| k == key)?;
+        self.read.borrow_mut().insert(entry.0.as_str());
+        Some(&entry.1)
+    }
+
+    /// A required text value.
+    pub fn text(&self, key: &str) -> Result<&'a str, String> {
+        self.opt_text(key)?
+            .ok_or_else(|| format!("`{key}` is required"))
+    }
+
+    /// An optional text value.
+    pub fn opt_text(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Text(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!("`{key}` must be text, not {}", kind(other))),
+        }
+    }
+
+    /// A required number; integers are accepted as numbers.
+    pub fn number(&self, key: &str) -> Result<f64, String> {
+        self.opt_number(key)?
+            .ok_or_else(|| format!("`{key}` is required"))
+    }
+
+    /// An optional number; integers are accepted as numbers.
+    pub fn opt_number(&self, key: &str) -> Result<Option<f64>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Number(n)) => Ok(Some(*n)),
+            Some(ConfigValue::Integer(i)) => Ok(Some(*i as f64)),
+            Some(other) => Err(format!("`{key}` must be a number, not {}", kind(other))),
+        }
+    }
+
+    /// An optional whole number.
+    pub fn opt_integer(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Integer(i)) => Ok(Some(*i)),
+            Some(other) => Err(format!(
+                "`{key}` must be a whole number, not {}",
+                kind(other)
+            )),
+        }
+    }
+
+    /// An optional flag.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(format!(
+                "`{key}` must be true or false, not {}",
+                kind(other)
+            )),
+        }
+    }
+
+    /// An optional duration written as `90s`, `5m`, `1h 30m`, or whole seconds.
+    pub fn opt_duration(&self, key: &str) -> Result<Option<Duration>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Text(s)) => parse_duration(s)
+                .map(Some)
+                .map_err(|e| format!("`{key}`: {e}")),
+            Some(ConfigValue::Integer(i)) if *i >= 0 => Ok(Some(Duration::from_secs(*i as u64))),
+            Some(other) => Err(format!(
+                "`{key}` must be a duration such as `5m`, not {}",
+                kind(other)
+            )),
+        }
+    }
+
+    /// An optional list of text values; a single text value is a list of one.
+    pub fn opt_text_list(&self, key: &str) -> Result<Option<Vec<String>>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Text(s)) => Ok(Some(vec![s.clone()])),
+            Some(ConfigValue::List(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Scalar::Text(s) => Ok(s.clone()),
+                    _ => Err(format!("`{key}` must be a list of text")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(format!(
+                "`{key}` must be a list of text, not {}",
+                kind(other)
+            )),
+        }
+    }
+
+    /// Every `prefix.name: text` entry as `(name, value)`, e.g. a label selector.
+    pub fn text_map(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        let dotted = format!("{prefix}.");
+        let mut out = Vec::new();
+        for (key, value) in self.entries {
+            let Some(name) = key.strip_prefix(&dotted) else {
+                continue;
+            };
+            self.read.borrow_mut().insert(key.as_str());
+            let text = match value {
+                ConfigValue::Text(s) => s.clone(),
+                ConfigValue::Integer(i) => i.to_string(),
+                ConfigValue::Number(n) => n.to_string(),
+                ConfigValue::Boolean(b) => b.to_string(),
+                ConfigValue::List(_) => return Err(format!("`{key}` must be text, not a list")),
+            };
+            out.push((name.to_string(), text));
+        }
+        Ok(out)
+    }
+
+    /// Fails on the first key that was never read, naming it.
+    pub fn finish(&self) -> Result<(), String> {
+        let read = self.read.borrow();
+        match self
+            .entries
+            .iter()
+            .find(|(k, _)| !read.contains(k.as_str()))
+        {
+            Some((key, _)) => Err(format!("unknown setting `{key}`")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses a duration such as `90s`, `5m` or `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "invalid duration `{text}`: {}",
+            e.to_string().to_lowercase()
+        )
+    })
+}
+
+fn kind(value: &ConfigValue) -> &'static str {
+    match value {
+        ConfigValue::Boolean(_) => "a boolean",
+        ConfigValue::Integer(_) => "a whole number",
+        ConfigValue::Number(_) => "a number",
+        ConfigValue::Text(_) => "text",
+        ConfigValue::List(_) => "a list",
+    }
+}

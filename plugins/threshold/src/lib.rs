@@ -1,0 +1,190 @@
+//! The `threshold` gate: aggregate one metric over a window and compare the
+//! result with a fixed threshold.
+//!
+//! It covers every numeric quality gate of the release process (error rate,
+//! p95 response time, coverage, lint errors, vulnerabilities, performance
+//! regression, compliance score), each written as one policy entry:
+//!
+//! ```yaml
+//! plugin: threshold
+//! with: { metric: test_coverage_percent, op: ">=", threshold: 80 }
+//! ```
+
+use std::time::Duration;
+
+use tollgate_sdk::config::Settings;
+use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Query, Snapshot, Track, Verdict};
+use tollgate_sdk::stats::{Aggregate, Op, short};
+
+/// A gate's settings, checked once.
+struct Rule {
+    metric: String,
+    op: Op,
+    threshold: f64,
+    warn_threshold: Option<f64>,
+    aggregate: Aggregate,
+    window: Option<Duration>,
+    selector: Vec<(String, String)>,
+    track: Track,
+    unit: String,
+}
+
+impl Rule {
+    fn parse(config: &Config) -> Result<Self, String> {
+        let s = Settings::new(config);
+        let metric = s.text("metric")?.to_string();
+        let op: Op = s.text("op")?.parse()?;
+        let threshold = s.number("threshold")?;
+        let warn_threshold = s.opt_number("warn_threshold")?;
+        let aggregate = match s.opt_text("aggregate")? {
+            Some(a) => a.parse()?,
+            None => Aggregate::Avg,
+        };
+        let window = s.opt_duration("window")?;
+        if window == Some(Duration::ZERO) {
+            return Err("`window` must be longer than zero".into());
+        }
+        let selector = s.text_map("selector")?;
+        let track = match s.opt_text("track")? {
+            None | Some("current") => Track::Current,
+            Some("baseline") => Track::Baseline,
+            Some(other) => {
+                return Err(format!(
+                    "unknown track `{other}`: expected current or baseline"
+                ));
+            }
+        };
+        let unit = s.opt_text("unit")?.unwrap_or_default().to_string();
+        s.finish()?;
+        if metric.is_empty() {
+            return Err("`metric` must not be empty".into());
+        }
+        if !threshold.is_finite() {
+            return Err("`threshold` must be a finite number".into());
+        }
+        if let Some(warn) = warn_threshold {
+            // The warn band lies on the failing side of the threshold.
+            let on_failing_side = if op.higher_is_better() {
+                warn <= threshold
+            } else {
+                warn >= threshold
+            };
+            if op == Op::Eq || !on_failing_side {
+                return Err(format!(
+                    "`warn_threshold` {warn} must lie beyond `threshold` {threshold} on the failing side of `{op}`"
+                ));
+            }
+        }
+        Ok(Self {
+            metric,
+            op,
+            threshold,
+            warn_threshold,
+            aggregate,
+            window,
+            selector,
+            track,
+            unit,
+        })
+    }
+
+    fn subject(&self) -> String {
+        let mut s = format!("{} of `{}`", self.aggregate, self.metric);
+        if !self.selector.is_empty() {
+            let labels: Vec<String> = self
+                .selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!(" {{{}}}", labels.join(",")));
+        }
+        if self.track == Track::Baseline {
+            s.push_str(" (baseline)");
+        }
+        if let Some(w) = self.window {
+            s.push_str(&format!(" over {}", humantime::format_duration(w)));
+        }
+        s
+    }
+
+    fn evaluate(&self, snapshot: &Snapshot) -> Finding {
+        let points = snapshot.points(&Query {
+            metric: self.metric.clone(),
+            selector: self.selector.clone(),
+            window_seconds: self.window.map(|w| w.as_secs()),
+            track: self.track,
+        });
+        let pairs: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
+        let mut details = vec![Detail {
+            key: "points".into(),
+            value: pairs.len().to_string(),
+        }];
+        let Some(observed) = self.aggregate.apply(&pairs) else {
+            return Finding {
+                verdict: Verdict::Inconclusive,
+                reason: format!("no data: {} has no points", self.subject()),
+                observed: None,
+                threshold: Some(self.threshold),
+                details,
+            };
+        };
+        let unit = &self.unit;
+        let verdict = if self.op.holds(observed, self.threshold) {
+            Verdict::Pass
+        } else if self
+            .warn_threshold
+            .is_some_and(|warn| self.op.holds(observed, warn) || observed == warn)
+        {
+            Verdict::Warn
+        } else {
+            Verdict::Fail
+        };
+        if let Some(warn) = self.warn_threshold {
+            details.push(Detail {
+                key: "warn_threshold".into(),
+                value: format!("{}{unit}", short(warn)),
+            });
+        }
+        let outcome = match verdict {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "within the warn band",
+            _ => "fail",
+        };
+        Finding {
+            verdict,
+            reason: format!(
+                "{} = {}{unit}, required {} {}{unit}: {outcome}",
+                self.subject(),
+                short(observed),
+                self.op,
+                short(self.threshold)
+            ),
+            observed: Some(observed),
+            threshold: Some(self.threshold),
+            details,
+        }
+    }
+}
+
+struct Threshold;
+
+impl Guest for Threshold {
+    fn validate_config(config: Config) -> Result<(), String> {
+        Rule::parse(&config).map(|_| ())
+    }
+
+    fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
+        match Rule::parse(&config) {
+            Ok(rule) => rule.evaluate(snapshot),
+            Err(e) => Finding {
+                verdict: Verdict::Fail,
+                reason: format!("invalid configuration: {e}"),
+                observed: None,
+                threshold: None,
+                details: Vec::new(),
+            },
+        }
+    }
+}
+
+tollgate_sdk::gate::export_gate!(Threshold);
