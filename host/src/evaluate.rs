@@ -293,3 +293,161 @@ fn decide(stage: &Stage, gates: &[GateResult]) -> (Outcome, StageResult, Option<
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Name;
+
+    fn stage() -> Stage {
+        Stage {
+            name: "s".parse::<Name>().unwrap(),
+            description: None,
+            scoring: Scoring::default(),
+            gates: Vec::new(),
+        }
+    }
+
+    fn gate(name: &str, counted_as: Counted, weight: f64, key: bool) -> GateResult {
+        GateResult {
+            name: name.into(),
+            plugin: "threshold".into(),
+            verdict: Verdict::Pass,
+            counted_as,
+            reason: format!("{name} reason"),
+            observed: None,
+            threshold: None,
+            weight,
+            key,
+            dry_run: false,
+            details: BTreeMap::new(),
+            logs: Vec::new(),
+            duration_us: 0,
+        }
+    }
+
+    #[test]
+    fn weighted_score_decides_between_pass_warn_and_fail_bands() {
+        let s = stage();
+        // 9 of 10 weight passes: exactly 90% promotes.
+        let (o, r, score, _) = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 9.0, false),
+                gate("b", Counted::Fail, 1.0, false),
+            ],
+        );
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Promote, StageResult::Pass, Some(90.0))
+        );
+        // A warn counts half: (1 + 0.5) / 2 = 75% holds with a warning.
+        let (o, r, score, summary) = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("b", Counted::Warn, 1.0, false),
+            ],
+        );
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Hold, StageResult::Warning, Some(75.0))
+        );
+        assert!(summary.contains("`b`"), "{summary}");
+        // Below 75% rolls back.
+        let (o, r, _, _) = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 2.0, false),
+                gate("b", Counted::Fail, 1.0, false),
+            ],
+        );
+        assert_eq!((o, r), (Outcome::Rollback, StageResult::Fail));
+    }
+
+    #[test]
+    fn a_failing_key_gate_rolls_back_whatever_the_score() {
+        let (o, _, score, summary) = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 99.0, false),
+                gate("k", Counted::Fail, 1.0, true),
+            ],
+        );
+        assert_eq!(o, Outcome::Rollback);
+        assert_eq!(score, Some(99.0));
+        assert_eq!(summary, "key gate `k` failed: k reason");
+    }
+
+    #[test]
+    fn inconclusive_holds_unless_the_best_case_still_fails() {
+        let (o, r, _, _) = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!((o, r), (Outcome::Hold, StageResult::Inconclusive));
+        // With `n` passing the best case is 3/4 = 75%, in the warn band: hold.
+        let (o, _, _, _) = decide(
+            &stage(),
+            &[
+                gate("f", Counted::Fail, 1.0, false),
+                gate("a", Counted::Pass, 2.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!(o, Outcome::Hold);
+        // 2 of 3 weight fails: even a passing `n` gives 33%: rollback.
+        let (o, _, _, summary) = decide(
+            &stage(),
+            &[
+                gate("f", Counted::Fail, 2.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!(o, Outcome::Rollback, "{summary}");
+    }
+
+    #[test]
+    fn ignored_gates_do_not_count_and_nothing_counted_holds() {
+        let (o, _, score, _) = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("d", Counted::Ignored, 5.0, false),
+            ],
+        );
+        assert_eq!((o, score), (Outcome::Promote, Some(100.0)));
+        let (o, r, score, _) = decide(&stage(), &[gate("d", Counted::Ignored, 1.0, false)]);
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Hold, StageResult::Inconclusive, None)
+        );
+    }
+
+    #[test]
+    fn dry_run_and_policies_map_verdicts() {
+        let base = crate::policy::Gate {
+            name: "g".parse().unwrap(),
+            description: None,
+            plugin: "threshold".into(),
+            config: Vec::new(),
+            weight: 1.0,
+            key: false,
+            dry_run: false,
+            on_no_data: OnNoData::Fail,
+            on_error: OnError::Warn,
+            limits: engine::Limits::default(),
+            line: 1,
+        };
+        assert_eq!(counted_as(&base, Verdict::Inconclusive), Counted::Fail);
+        assert_eq!(counted_as(&base, Verdict::Error), Counted::Warn);
+        let dry = crate::policy::Gate {
+            dry_run: true,
+            ..base
+        };
+        assert_eq!(counted_as(&dry, Verdict::Fail), Counted::Ignored);
+    }
+}

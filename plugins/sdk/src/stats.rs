@@ -72,7 +72,11 @@ impl Aggregate {
         }
         let values = points.iter().map(|p| p.1);
         Some(match self {
-            Self::Avg => values.sum::<f64>() / points.len() as f64,
+            // A running mean: exact when every value is the same, so a steady
+            // 0.0001 averages to 0.0001, not 0.00010000000000000002.
+            Self::Avg => values
+                .enumerate()
+                .fold(0.0, |mean, (i, v)| mean + (v - mean) / (i + 1) as f64),
             Self::Max => values.fold(f64::NEG_INFINITY, f64::max),
             Self::Min => values.fold(f64::INFINITY, f64::min),
             Self::Last => {
@@ -205,6 +209,14 @@ mod tests {
         assert_eq!(Aggregate::Sum.apply(&p), Some(14.0));
         assert_eq!(Aggregate::Count.apply(&p), Some(5.0));
         assert_eq!(Aggregate::Avg.apply(&[]), None);
+    }
+
+    #[test]
+    fn mean_of_identical_values_is_exact() {
+        for v in [0.0001, 0.0005, 0.001, 0.1, 79.9] {
+            let p: Vec<(i64, f64)> = (0..30).map(|i| (i, v)).collect();
+            assert_eq!(Aggregate::Avg.apply(&p), Some(v));
+        }
     }
 
     #[test]

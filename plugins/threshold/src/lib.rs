@@ -187,4 +187,80 @@ impl Guest for Threshold {
     }
 }
 
+// Exported only in the Wasm build; the native build (tests, clippy) has no
+// component exports to link.
+#[cfg(target_arch = "wasm32")]
 tollgate_sdk::gate::export_gate!(Threshold);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_sdk::gate::ConfigValue;
+
+    fn cfg(entries: &[(&str, ConfigValue)]) -> Config {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, ConfigValue)> {
+        vec![
+            ("metric", ConfigValue::Text("error_rate".into())),
+            ("op", ConfigValue::Text("<".into())),
+            ("threshold", ConfigValue::Number(0.001)),
+        ]
+    }
+
+    #[test]
+    fn accepts_a_minimal_rule_with_defaults() {
+        let rule = Rule::parse(&cfg(&base())).unwrap();
+        assert_eq!(rule.aggregate, Aggregate::Avg);
+        assert_eq!(rule.window, None);
+        assert_eq!(rule.subject(), "avg of `error_rate`");
+    }
+
+    #[test]
+    fn refuses_unknown_settings_and_bad_values() {
+        let mut c = base();
+        c.push(("treshold", ConfigValue::Number(1.0)));
+        assert_eq!(
+            Rule::parse(&cfg(&c)).err().unwrap(),
+            "unknown setting `treshold`"
+        );
+        let mut c = base();
+        c.push(("window", ConfigValue::Text("0s".into())));
+        assert!(Rule::parse(&cfg(&c)).is_err());
+        let mut c = base();
+        c[1].1 = ConfigValue::Text("=>".into());
+        assert!(
+            Rule::parse(&cfg(&c))
+                .err()
+                .unwrap()
+                .contains("unknown comparison")
+        );
+    }
+
+    #[test]
+    fn warn_threshold_must_lie_on_the_failing_side() {
+        let mut c = base();
+        c.push(("warn_threshold", ConfigValue::Number(0.002)));
+        assert!(Rule::parse(&cfg(&c)).is_ok());
+        let mut c = base();
+        c.push(("warn_threshold", ConfigValue::Number(0.0005)));
+        assert!(Rule::parse(&cfg(&c)).is_err());
+    }
+
+    #[test]
+    fn describes_selector_window_and_track() {
+        let mut c = base();
+        c.push(("window", ConfigValue::Text("15m".into())));
+        c.push(("selector.track", ConfigValue::Text("canary".into())));
+        c.push(("track", ConfigValue::Text("baseline".into())));
+        let rule = Rule::parse(&cfg(&c)).unwrap();
+        assert_eq!(
+            rule.subject(),
+            "avg of `error_rate` {track=canary} (baseline) over 15m"
+        );
+    }
+}

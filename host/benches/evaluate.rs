@@ -1,0 +1,55 @@
+//! Per-evaluation cost: a whole CI stage, one gate call, and plugin compile.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tollgate::engine::{Limits, Runtime};
+use tollgate::policy::{self, PluginCache};
+use tollgate::snapshot::Snapshot;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut cache = PluginCache::new();
+    let text = std::fs::read_to_string(repo("policies/ci-quality-gates.yaml")).unwrap_or_default();
+    let loaded = policy::load(&runtime, &mut cache, &text, &repo("policies"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(repo("tests/fixtures/ci-passing.json")).unwrap_or_default();
+    let snapshot = Arc::new(Snapshot::from_json(&bytes).unwrap_or_else(|e| panic!("{e}")));
+
+    c.bench_function("evaluate ci-quality-gates (6 gates)", |b| {
+        b.iter(|| tollgate::evaluate::evaluate(black_box(&loaded), None, Arc::clone(&snapshot)))
+    });
+
+    let plugin = &loaded.plugins["threshold"];
+    let gate = &loaded.policy.stages[0].gates[0];
+    c.bench_function("one gate: new store + instantiate + evaluate", |b| {
+        b.iter(|| {
+            plugin.evaluate(
+                black_box(&gate.config),
+                Arc::clone(&snapshot),
+                Limits::default(),
+            )
+        })
+    });
+
+    c.bench_function("parse snapshot JSON (ci-passing.json)", |b| {
+        b.iter(|| Snapshot::from_json(black_box(&bytes)))
+    });
+
+    let component = tollgate::builtin::plugin("threshold").unwrap_or_default();
+    let mut group = c.benchmark_group("compile");
+    group.sample_size(10);
+    group.bench_function("compile threshold plugin", |b| {
+        b.iter(|| runtime.load("threshold", black_box(component)))
+    });
+    group.finish();
+}
+
+criterion_group!(evaluate, benches);
+criterion_main!(evaluate);

@@ -1,0 +1,226 @@
+//! Hostile plugins: each gets verdict `error` with its cause, within its
+//! deadline plus slack, and what runs next in the same process is unaffected.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tollgate::decision::{Outcome, Verdict};
+use tollgate::engine::Runtime;
+use tollgate::policy::{self, PluginCache};
+use tollgate::snapshot::Snapshot;
+
+use crate::support::{repo, values, write};
+
+/// Builds the component for `tests/hostile/<name>.wat`.
+fn component(name: &str) -> Vec<u8> {
+    let fragment = std::fs::read_to_string(repo(&format!("tests/hostile/{name}.wat"))).unwrap();
+    if fragment.contains("(component") {
+        return wat::parse_str(&fragment).unwrap();
+    }
+    let (body, extra) = fragment.split_once(";;EXTRA").unwrap_or((&fragment, ""));
+    let shell = std::fs::read_to_string(repo("tests/hostile/gate-shell.wat")).unwrap();
+    let text = shell.replace("(;BODY;)", body).replace("(;EXTRA;)", extra);
+    let mut module = wat::parse_str(&text).unwrap();
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(repo("wit")).unwrap();
+    let world = resolve.select_world(&[pkg], Some("gate")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// A policy whose one stage runs the hostile gate first, then a real gate.
+fn policy(dir: &Path, hostile: &str, limits: &str) -> PathBuf {
+    write(dir, &format!("{hostile}.wasm"), &component(hostile));
+    let text = format!(
+        "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: hostile}}\nplugins:\n  hostile: {{path: {hostile}.wasm}}\nstages:\n  - name: s\n    gates:\n      - name: hostile\n        plugin: hostile\n{limits}      - name: coverage\n        plugin: threshold\n        with: {{metric: cov, op: '>=', threshold: 80}}\n"
+    );
+    write(dir, "hostile.yaml", text.as_bytes())
+}
+
+const SLACK: Duration = Duration::from_millis(500);
+
+/// Runs the hostile policy twice in one runtime, then the bundled CI policy,
+/// and checks the hostile gate's cause and that everything else is correct.
+fn assert_contained(hostile: &str, limits: &str, cause: &str, message: &str, deadline: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy(dir.path(), hostile, limits);
+    let runtime = Runtime::new().unwrap();
+    let mut cache = PluginCache::new();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let loaded = policy::load(&runtime, &mut cache, &text, dir.path()).unwrap();
+    let snapshot =
+        Arc::new(Snapshot::from_json(values(&[("cov", 85.0)]).to_string().as_bytes()).unwrap());
+    for _ in 0..2 {
+        let d = tollgate::evaluate::evaluate(&loaded, None, Arc::clone(&snapshot)).unwrap();
+        let gate = &d.gates[0];
+        assert_eq!(gate.verdict, Verdict::Error, "{hostile}: {gate:?}");
+        assert_eq!(
+            gate.details.get("cause").map(String::as_str),
+            Some(cause),
+            "{hostile}: {gate:?}"
+        );
+        assert!(gate.reason.contains(message), "{hostile}: {}", gate.reason);
+        assert!(
+            Duration::from_micros(gate.duration_us) < deadline + SLACK,
+            "{hostile} took {} µs",
+            gate.duration_us
+        );
+        // It fails closed, and the gate after it still judges correctly.
+        assert_eq!(gate.counted_as, tollgate::decision::Counted::Fail);
+        assert_eq!(d.decision, Outcome::Rollback, "{hostile}: {}", d.summary);
+        assert_eq!(d.gates[1].verdict, Verdict::Pass);
+        assert_eq!(d.gates[1].observed, Some(85.0));
+    }
+    // The same process still evaluates a bundled policy exactly.
+    let ci_text = std::fs::read_to_string(repo("policies/ci-quality-gates.yaml")).unwrap();
+    let ci = policy::load(&runtime, &mut cache, &ci_text, &repo("policies")).unwrap();
+    let ok = Snapshot::from_json(&std::fs::read(repo("tests/fixtures/ci-passing.json")).unwrap())
+        .unwrap();
+    let d = tollgate::evaluate::evaluate(&ci, None, Arc::new(ok)).unwrap();
+    assert_eq!(d.decision, Outcome::Promote, "{}", d.summary);
+}
+
+#[test]
+fn the_control_gate_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy(dir.path(), "well-behaved", "");
+    let run = crate::support::eval(&path, &values(&[("cov", 85.0)]), None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.gate("hostile")["verdict"], "pass");
+}
+
+#[test]
+fn an_infinite_loop_hits_the_deadline() {
+    assert_contained(
+        "infinite-loop",
+        "",
+        "deadline",
+        "deadline of 100 ms exceeded",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn a_policy_can_shorten_the_deadline() {
+    assert_contained(
+        "infinite-loop",
+        "        deadline: 20ms\n",
+        "deadline",
+        "deadline of 20 ms exceeded",
+        Duration::from_millis(20),
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    assert_contained(
+        "memory-bomb",
+        "",
+        "memory",
+        "memory limit 16 MiB exceeded",
+        Duration::from_millis(100),
+    );
+    assert_contained(
+        "memory-bomb",
+        "        memory: 4MiB\n",
+        "memory",
+        "memory limit 4 MiB exceeded",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn unbounded_recursion_exhausts_the_stack() {
+    assert_contained(
+        "recursion",
+        "",
+        "stack",
+        "wasm stack exhausted",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn a_100_mb_reason_is_refused() {
+    assert_contained(
+        "huge-reason",
+        "        memory: 128MiB\n        deadline: 2s\n",
+        "output",
+        "reason of 100000000 bytes exceeds the 4096-byte limit",
+        Duration::from_secs(2),
+    );
+}
+
+#[test]
+fn a_100_mb_reason_past_the_memory_limit_traps() {
+    assert_contained(
+        "huge-reason",
+        "",
+        "memory",
+        "memory limit 16 MiB exceeded",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn a_plain_trap_is_reported() {
+    assert_contained(
+        "trap",
+        "",
+        "trap",
+        "plugin trapped: wasm `unreachable` instruction executed",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn a_non_finite_observation_is_refused() {
+    assert_contained(
+        "nan-observed",
+        "",
+        "output",
+        "observed value is not a finite number",
+        Duration::from_millis(100),
+    );
+}
+
+#[test]
+fn on_error_warn_and_ignore_change_how_the_error_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy(dir.path(), "trap", "        on_error: ignore\n");
+    let run = crate::support::eval(&path, &values(&[("cov", 85.0)]), None);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.gate("hostile")["verdict"], "error");
+    assert_eq!(run.gate("hostile")["counted_as"], "ignored");
+    let path = policy(dir.path(), "trap", "        on_error: warn\n");
+    let run = crate::support::eval(&path, &values(&[("cov", 85.0)]), None);
+    assert_eq!(run.json()["score"], 75.0);
+    assert_eq!(run.json()["decision"], "hold");
+}
+
+#[test]
+fn a_wasi_filesystem_import_is_refused_at_load_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy(dir.path(), "wasi-filesystem", "");
+    let run = crate::support::tollgate(&["validate", path.to_str().unwrap()], "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(
+            "plugin `hostile`: imports `wasi:filesystem/types@0.2.0`, which is not granted"
+        ),
+        "{}",
+        run.stderr
+    );
+}

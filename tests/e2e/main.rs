@@ -1,0 +1,10 @@
+//! Black-box end-to-end tests: the real `tollgate` binary, the bundled
+//! policies, and hostile plugins. One integration binary, a module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod canary;
+mod ci_gates;
+mod cli_errors;
+mod hostile;
+mod plugins;
+mod support;

@@ -1,0 +1,2 @@
+;; Traps at once.
+unreachable
