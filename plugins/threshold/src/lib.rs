@@ -166,7 +166,8 @@ impl Rule {
     }
 }
 
-struct Threshold;
+/// The gate: one [`Rule`] parsed from the settings, applied to the snapshot.
+pub struct Threshold;
 
 impl Guest for Threshold {
     fn validate_config(config: Config) -> Result<(), String> {
