@@ -17,7 +17,16 @@ use anyhow::{Context, Result, bail};
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// First-party plugins: the name policies use, and the crate that builds it.
-const PLUGINS: &[(&str, &str)] = &[("threshold", "tollgate-plugin-threshold")];
+const PLUGINS: &[(&str, &str)] = &[
+    ("threshold", "tollgate-plugin-threshold"),
+    ("canary-judge", "tollgate-plugin-canary-judge"),
+    ("sustained", "tollgate-plugin-sustained"),
+    ("baseline-drop", "tollgate-plugin-baseline-drop"),
+    ("circuit-breaker", "tollgate-plugin-circuit-breaker"),
+    ("canary-schedule", "tollgate-plugin-canary-schedule"),
+    ("semver-bump", "tollgate-plugin-semver-bump"),
+    ("flag-rollout", "tollgate-plugin-flag-rollout"),
+];
 
 fn main() {
     if let Err(e) = run() {

@@ -1,6 +1,8 @@
 //! The command line: argument parsing and one module per subcommand.
 
 mod eval;
+mod flag;
+mod test;
 mod validate;
 
 use std::path::Path;
@@ -30,6 +32,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Check policy files without evaluating anything: exit 0 valid, 1 invalid.
     Validate(validate::ValidateArgs),
+    /// Run policy test cases (`*.test.yaml`): exit 0 when all pass.
+    Test(test::TestArgs),
+    /// Answer whether a user is in a feature flag's rollout.
+    Flag(flag::FlagArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps the outcome to an exit
@@ -39,6 +45,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Flag(args) => flag::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -47,6 +55,25 @@ pub fn run() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// The engine, with compiled plugins cached on disk unless
+/// `TOLLGATE_CACHE_DIR=off`. The cache lives in `TOLLGATE_CACHE_DIR`,
+/// else `$XDG_CACHE_HOME/tollgate`, else `~/.cache/tollgate`.
+fn runtime() -> anyhow::Result<Runtime> {
+    let runtime = Runtime::new()?;
+    let dir = match std::env::var_os("TOLLGATE_CACHE_DIR") {
+        Some(d) if d == "off" => return Ok(runtime),
+        Some(d) => Some(std::path::PathBuf::from(d)),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("tollgate")),
+    };
+    Ok(match dir {
+        Some(d) => runtime.with_cache_dir(d),
+        None => runtime,
+    })
 }
 
 /// Reads and loads a policy file, rendering every problem with file and line.

@@ -101,6 +101,83 @@ pub struct GateResult {
     pub duration_us: u64,
 }
 
+/// How loudly a rollback trigger fired, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fire {
+    None,
+    Alert,
+    PrepareRollback,
+    ImmediateRollback,
+}
+
+impl Fire {
+    /// The kebab-case word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Alert => "alert",
+            Self::PrepareRollback => "prepare-rollback",
+            Self::ImmediateRollback => "immediate-rollback",
+        }
+    }
+}
+
+/// One trigger's check, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerResult {
+    pub name: String,
+    pub plugin: String,
+    pub fire: Fire,
+    /// `true` when the trigger broke (trap, timeout, limit) instead of answering.
+    pub error: bool,
+    pub reason: String,
+    pub observed: Option<f64>,
+    pub threshold: Option<f64>,
+    /// Whether a `prepare-rollback` or `alert` from this trigger holds promotion.
+    pub holds: bool,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+    pub duration_us: u64,
+}
+
+/// A feature flag's planned exposure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlagRollout {
+    pub flag: String,
+    pub percent: u8,
+    pub segments: Vec<String>,
+}
+
+/// One planned deployment step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    SetWeight { percent: u8 },
+    Promote,
+    Pause { seconds: u64 },
+    Hold { reason: String },
+    Rollback { reason: String },
+    BumpVersion { version: String },
+    FlagRollout(FlagRollout),
+}
+
+/// One action plugin's plan, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionPlan {
+    pub name: String,
+    pub plugin: String,
+    pub actions: Vec<Action>,
+    /// Why no plan was made, when the plugin refused or broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+    pub duration_us: u64,
+}
+
 /// What identifies the evaluation exactly: replaying the same policy,
 /// plugins and input reproduces the decision.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -127,6 +204,8 @@ pub struct Decision {
     pub version: String,
     pub taken_at: i64,
     pub gates: Vec<GateResult>,
+    pub triggers: Vec<TriggerResult>,
+    pub actions: Vec<ActionPlan>,
     pub digests: Digests,
 }
 

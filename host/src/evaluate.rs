@@ -7,19 +7,33 @@
 //!    would stay below the warn band even if every such gate passed: rollback;
 //! 3. otherwise the weighted score decides: at or above `pass` promotes, at or
 //!    above `warn` holds with a warning, below it rolls back.
+//!
+//! Then the policy's triggers are checked (with every stage): one that fires
+//! `immediate-rollback` forces rollback; `prepare-rollback` or `alert` from a
+//! trigger with `hold: true` turns promote into hold. Last, action plugins
+//! plan the next steps; a planned `rollback` forces rollback and a planned
+//! `hold` or `pause` turns promote into hold. Triggers and actions only ever
+//! make a decision more cautious.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::decision::{Counted, Decision, Digests, GateResult, Outcome, StageResult, Verdict};
+use std::time::Duration;
+
+use crate::decision::{
+    Action, ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageResult, TriggerResult, Verdict,
+};
 use crate::digest::Digest;
-use crate::engine::{self, Finding};
+use crate::engine::{self, ActionContext, Finding, StageInfo};
 use crate::policy::{Gate, LoadedPolicy, OnError, OnNoData, Scoring, Stage};
 use crate::snapshot::Snapshot;
+use crate::state::{MemoryStore, StateError, StateKey, StateStore};
 
 /// The evaluation could not run at all. A failing gate is never this.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    #[error("trigger state unavailable")]
+    State(#[from] StateError),
     #[error("unknown stage `{stage}` in policy `{policy}`; stages: {}", available.join(", "))]
     UnknownStage {
         policy: String,
@@ -34,16 +48,34 @@ pub fn input_digest(snapshot: &Snapshot) -> Digest {
     Digest::of(&serde_json::to_vec(snapshot).unwrap_or_default())
 }
 
-/// Evaluates one stage (the first when `stage` is `None`) of a loaded policy.
-pub fn evaluate(
+/// What to evaluate besides the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The stage; the policy's first when `None`.
+    pub stage: Option<&'a str>,
+    /// Time spent in the stage so far. When `None`, the snapshot attribute
+    /// `stage_started_at` (unix seconds or RFC 3339) is used if present.
+    pub elapsed: Option<Duration>,
+}
+
+/// Evaluates one stage (the first when `stage` is `None`) of a loaded policy,
+/// with trigger state that lives only for this call.
+pub fn evaluate(loaded: &LoadedPolicy, stage: Option<&str>, snapshot: Arc<Snapshot>) -> Result<Decision, EvalError> {
+    evaluate_with(loaded, &Request { stage, elapsed: None }, snapshot, &mut MemoryStore::default())
+}
+
+/// Evaluates a stage: gates, then triggers (reading and writing their state
+/// in `state`), then actions.
+pub fn evaluate_with(
     loaded: &LoadedPolicy,
-    stage: Option<&str>,
+    request: &Request<'_>,
     snapshot: Arc<Snapshot>,
+    state: &mut dyn StateStore,
 ) -> Result<Decision, EvalError> {
     let policy = &loaded.policy;
-    let stage = policy.stage(stage).ok_or_else(|| EvalError::UnknownStage {
+    let stage = policy.stage(request.stage).ok_or_else(|| EvalError::UnknownStage {
         policy: policy.name.to_string(),
-        stage: stage.unwrap_or_default().to_string(),
+        stage: request.stage.unwrap_or_default().to_string(),
         available: policy.stages.iter().map(|s| s.name.to_string()).collect(),
     })?;
     let gates: Vec<GateResult> = stage
@@ -51,16 +83,64 @@ pub fn evaluate(
         .iter()
         .map(|gate| run_gate(loaded, gate, Arc::clone(&snapshot)))
         .collect();
-    let (decision, stage_result, score, summary) = decide(stage, &gates);
+    let (mut decision, stage_result, score, mut summary) = decide(stage, &gates);
+
+    let triggers = run_triggers(loaded, &snapshot, state)?;
+    if let Some(t) = triggers.iter().find(|t| t.fire == Fire::ImmediateRollback) {
+        decision = Outcome::Rollback;
+        summary = format!("trigger `{}` fired immediate-rollback: {}", t.name, t.reason);
+    } else if decision == Outcome::Promote
+        && let Some(t) = triggers.iter().find(|t| t.holds && t.fire > Fire::None)
+    {
+        decision = Outcome::Hold;
+        summary = format!("trigger `{}` fired {} and holds promotion: {}", t.name, t.fire.as_str(), t.reason);
+    }
+
+    let strongest = triggers.iter().filter(|t| t.fire > Fire::None).max_by_key(|t| t.fire);
+    let context = ActionContext {
+        stage: stage.name.to_string(),
+        stages: policy
+            .stages
+            .iter()
+            .map(|s| StageInfo {
+                name: s.name.to_string(),
+                traffic_percent: s.traffic,
+                min_duration_seconds: s.duration.map(|d| d.as_secs()),
+            })
+            .collect(),
+        elapsed_seconds: elapsed(request, &snapshot).map(|d| d.as_secs()),
+        outcome: stage_result,
+        trigger: strongest.map(|t| (t.fire.as_str().to_string(), format!("trigger `{}`: {}", t.name, t.reason))),
+    };
+    let actions = run_actions(loaded, &snapshot, &context);
+    for plan in &actions {
+        let planned = |f: fn(&Action) -> bool| plan.actions.iter().find(|a| f(a));
+        if let Some(Action::Rollback { reason }) = planned(|a| matches!(a, Action::Rollback { .. })) {
+            if decision != Outcome::Rollback {
+                decision = Outcome::Rollback;
+                summary = format!("action `{}` plans rollback: {reason}", plan.name);
+            }
+        } else if decision == Outcome::Promote {
+            if let Some(e) = &plan.error {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` could not plan: {e}", plan.name);
+            } else if let Some(Action::Hold { reason }) = planned(|a| matches!(a, Action::Hold { .. })) {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` holds: {reason}", plan.name);
+            } else if let Some(Action::Pause { seconds }) = planned(|a| matches!(a, Action::Pause { .. })) {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` pauses the rollout for {seconds}s", plan.name);
+            }
+        }
+    }
+
     let plugins = stage
         .gates
         .iter()
-        .filter_map(|g| {
-            loaded
-                .plugins
-                .get(&g.plugin)
-                .map(|p| (g.plugin.clone(), p.digest()))
-        })
+        .map(|g| &g.plugin)
+        .chain(policy.triggers.iter().map(|t| &t.plugin))
+        .chain(policy.actions.iter().map(|a| &a.plugin))
+        .filter_map(|name| loaded.plugins.get(name).map(|p| (name.clone(), p.digest())))
         .collect();
     Ok(Decision {
         decision,
@@ -74,12 +154,115 @@ pub fn evaluate(
         version: snapshot.version.clone(),
         taken_at: snapshot.taken_at,
         gates,
+        triggers,
+        actions,
         digests: Digests {
             policy: loaded.digest,
             input: input_digest(&snapshot),
             plugins,
         },
     })
+}
+
+/// Time in the stage: the request's, or `taken_at − stage_started_at`.
+fn elapsed(request: &Request<'_>, snapshot: &Snapshot) -> Option<Duration> {
+    if let Some(e) = request.elapsed {
+        return Some(e);
+    }
+    let started = snapshot.attributes.get("stage_started_at")?;
+    let started = started.parse::<i64>().ok().or_else(|| {
+        time::OffsetDateTime::parse(started, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    })?;
+    u64::try_from(snapshot.taken_at - started).ok().map(Duration::from_secs)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn run_triggers(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, state: &mut dyn StateStore) -> Result<Vec<TriggerResult>, EvalError> {
+    let mut out = Vec::new();
+    for trigger in &loaded.policy.triggers {
+        let key = StateKey {
+            policy: loaded.policy.name.to_string(),
+            service: snapshot.service.clone(),
+            trigger: trigger.name.to_string(),
+        };
+        let mut result = TriggerResult {
+            name: trigger.name.to_string(),
+            plugin: trigger.plugin.clone(),
+            fire: Fire::Alert,
+            error: true,
+            reason: String::new(),
+            observed: None,
+            threshold: None,
+            holds: true,
+            details: BTreeMap::new(),
+            logs: Vec::new(),
+            duration_us: 0,
+        };
+        let Some(plugin) = loaded.plugins.get(&trigger.plugin) else {
+            result.reason = format!("plugin `{}` is not loaded", trigger.plugin);
+            out.push(result);
+            continue;
+        };
+        let previous = state.get(&key)?.unwrap_or_default();
+        let call = plugin.check(&trigger.config, Arc::clone(snapshot), &previous, trigger.limits);
+        result.duration_us = micros(call.elapsed);
+        result.logs = call.logs;
+        match call.result {
+            Ok(found) => {
+                state.put(&key, found.state)?;
+                result.fire = found.fire;
+                result.error = false;
+                result.reason = found.reason;
+                result.observed = found.observed;
+                result.threshold = found.threshold;
+                result.holds = trigger.hold;
+                result.details = found.details.into_iter().collect();
+            }
+            Err(e) => {
+                // A broken trigger cannot say all is well: it holds promotion.
+                result.reason = format!("trigger broke, holding promotion: {e}");
+                result.details.insert("cause".into(), e.cause().into());
+            }
+        }
+        out.push(result);
+    }
+    Ok(out)
+}
+
+fn run_actions(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, context: &ActionContext) -> Vec<ActionPlan> {
+    loaded
+        .policy
+        .actions
+        .iter()
+        .map(|step| {
+            let mut plan = ActionPlan {
+                name: step.name.to_string(),
+                plugin: step.plugin.clone(),
+                actions: Vec::new(),
+                error: None,
+                logs: Vec::new(),
+                duration_us: 0,
+            };
+            let Some(plugin) = loaded.plugins.get(&step.plugin) else {
+                plan.error = Some(format!("plugin `{}` is not loaded", step.plugin));
+                return plan;
+            };
+            let call = plugin.plan(&step.config, Arc::clone(snapshot), context, step.limits);
+            plan.duration_us = micros(call.elapsed);
+            plan.logs = call.logs;
+            match call.result {
+                Ok(Ok(actions)) => plan.actions = actions,
+                Ok(Err(e)) => plan.error = Some(e),
+                Err(e) => plan.error = Some(e.to_string()),
+            }
+            plan
+        })
+        .collect()
 }
 
 fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> GateResult {
@@ -104,7 +287,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         return result;
     };
     let call = plugin.evaluate(&gate.config, snapshot, gate.limits);
-    result.duration_us = u64::try_from(call.elapsed.as_micros()).unwrap_or(u64::MAX);
+    result.duration_us = micros(call.elapsed);
     result.logs = call.logs;
     match call.result {
         Ok(Finding {
@@ -303,6 +486,8 @@ mod tests {
         Stage {
             name: "s".parse::<Name>().unwrap(),
             description: None,
+            traffic: None,
+            duration: None,
             scoring: Scoring::default(),
             gates: Vec::new(),
         }

@@ -5,6 +5,7 @@
 //! (promote, hold or rollback) and a reason for every gate.
 
 pub mod builtin;
+pub mod cases;
 pub mod cli;
 pub mod decision;
 pub mod digest;
@@ -12,4 +13,6 @@ pub mod engine;
 pub mod evaluate;
 pub mod policy;
 pub mod render;
+pub mod rollout;
 pub mod snapshot;
+pub mod state;

@@ -66,6 +66,36 @@ pub struct Policy {
     /// User plugins declared by the policy, by the name gates use.
     pub plugins: BTreeMap<String, PluginDecl>,
     pub stages: Vec<Stage>,
+    /// Rollback triggers, checked with every stage.
+    pub triggers: Vec<Trigger>,
+    /// Deployment actions, planned after every stage.
+    pub actions: Vec<ActionStep>,
+}
+
+/// A rollback trigger: a plugin checked with every stage, whose state the
+/// host keeps between checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub name: Name,
+    pub description: Option<String>,
+    pub plugin: String,
+    pub config: PluginConfig,
+    /// Whether an `alert` or `prepare-rollback` from it holds promotion.
+    /// (`immediate-rollback` always rolls back.)
+    pub hold: bool,
+    pub limits: Limits,
+    pub line: usize,
+}
+
+/// A deployment action: a plugin that plans the next steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionStep {
+    pub name: Name,
+    pub description: Option<String>,
+    pub plugin: String,
+    pub config: PluginConfig,
+    pub limits: Limits,
+    pub line: usize,
 }
 
 /// A user plugin: a component file, optionally pinned by digest.
@@ -83,6 +113,10 @@ pub struct PluginDecl {
 pub struct Stage {
     pub name: Name,
     pub description: Option<String>,
+    /// Share of traffic the stage sends to the new version.
+    pub traffic: Option<u8>,
+    /// How long the stage must run before it may be left.
+    pub duration: Option<std::time::Duration>,
     pub scoring: Scoring,
     pub gates: Vec<Gate>,
 }

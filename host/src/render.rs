@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use quick_xml::escape::escape;
 
-use crate::decision::{Decision, Outcome, Verdict};
+use crate::decision::{Action, Decision, Fire, Outcome, Verdict};
 
 /// Output formats of `tollgate eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -123,16 +123,62 @@ fn table(d: &Decision, color: bool) -> String {
     };
     let _ = writeln!(out, "{}", line(headers, None));
     for (row, g) in rows.iter().zip(&d.gates) {
-        let cells = [
-            row[0].as_str(),
-            row[1].as_str(),
-            row[2].as_str(),
-            row[3].as_str(),
-            row[4].as_str(),
-        ];
+        let cells = [row[0].as_str(), row[1].as_str(), row[2].as_str(), row[3].as_str(), row[4].as_str()];
         let _ = writeln!(out, "{}", line(cells, Some(g.verdict)));
     }
+    if !d.triggers.is_empty() {
+        let _ = writeln!(out, "\nTRIGGERS");
+        let width = d.triggers.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+        for t in &d.triggers {
+            let code = match t.fire {
+                Fire::None => "32",
+                Fire::Alert | Fire::PrepareRollback => "33",
+                Fire::ImmediateRollback => "31",
+            };
+            let fire = t.fire.as_str();
+            let _ = writeln!(
+                out,
+                "{}{}  {}{}  {}",
+                t.name,
+                " ".repeat(width - t.name.chars().count()),
+                paint(fire, code, color),
+                " ".repeat(18usize.saturating_sub(fire.len())),
+                t.reason
+            );
+        }
+    }
+    let planned: Vec<String> = d
+        .actions
+        .iter()
+        .flat_map(|p| {
+            let mut lines: Vec<String> = p.actions.iter().map(|a| format!("{}: {}", p.name, describe(a))).collect();
+            if let Some(e) = &p.error {
+                lines.push(format!("{}: could not plan: {e}", p.name));
+            }
+            lines
+        })
+        .collect();
+    if !planned.is_empty() {
+        let _ = writeln!(out, "\nACTIONS");
+        for l in planned {
+            let _ = writeln!(out, "{l}");
+        }
+    }
     out
+}
+
+/// One action in words.
+fn describe(a: &Action) -> String {
+    match a {
+        Action::SetWeight { percent } => format!("set weight to {percent}%"),
+        Action::Promote => "promote".into(),
+        Action::Pause { seconds } => format!("pause {}", humantime::format_duration(std::time::Duration::from_secs(*seconds))),
+        Action::Hold { reason } => format!("hold: {reason}"),
+        Action::Rollback { reason } => format!("rollback: {reason}"),
+        Action::BumpVersion { version } => format!("release as {version}"),
+        Action::FlagRollout(f) if f.segments.is_empty() => format!("flag `{}` to {}%", f.flag, f.percent),
+        Action::FlagRollout(f) => format!("flag `{}` to {}% of {}", f.flag, f.percent, f.segments.join(", ")),
+    }
 }
 
 fn junit(d: &Decision) -> String {
@@ -158,7 +204,7 @@ fn junit(d: &Decision) -> String {
         out,
         "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.6}\">",
         escape(&suite),
-        d.gates.len(),
+        d.gates.len() + d.triggers.len(),
         total_us as f64 / 1e6
     );
     let _ = writeln!(
@@ -198,6 +244,25 @@ fn junit(d: &Decision) -> String {
             }
             Verdict::Inconclusive => {
                 let _ = writeln!(out, ">\n    <skipped message=\"{reason}\"/>\n  </testcase>");
+            }
+        }
+    }
+    for t in &d.triggers {
+        let _ = write!(
+            out,
+            "  <testcase classname=\"{}/triggers\" name=\"{}\" time=\"{:.6}\"",
+            escape(&suite),
+            escape(&t.name),
+            t.duration_us as f64 / 1e6
+        );
+        let reason = escape(&t.reason);
+        match t.fire {
+            Fire::None => out.push_str("/>\n"),
+            Fire::ImmediateRollback => {
+                let _ = writeln!(out, ">\n    <failure message=\"{reason}\" type=\"immediate-rollback\"/>\n  </testcase>");
+            }
+            other => {
+                let _ = writeln!(out, ">\n    <system-out>{}: {reason}</system-out>\n  </testcase>", other.as_str());
             }
         }
     }

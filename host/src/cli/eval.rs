@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::engine::Runtime;
+use crate::evaluate::{Request, evaluate_with};
 use crate::render::{self, Format};
+use crate::state::{FileStore, MemoryStore};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, clap::Args)]
@@ -24,6 +25,14 @@ pub(crate) struct EvalArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Trigger state file, read before and written after the evaluation, so
+    /// stateful triggers (the circuit breaker) carry over between runs.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Time already spent in the stage, e.g. `20m`; overrides the snapshot's
+    /// `stage_started_at` attribute.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    elapsed: Option<std::time::Duration>,
 }
 
 /// Largest snapshot read, so a runaway file cannot exhaust memory.
@@ -51,10 +60,20 @@ fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
 }
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
-    let runtime = Runtime::new()?;
+    let runtime = super::runtime()?;
     let loaded = super::load_policy(&runtime, &args.policy)?;
     let snapshot = Arc::new(read_snapshot(&args.snapshot)?);
-    let decision = crate::evaluate::evaluate(&loaded, args.stage.as_deref(), snapshot)?;
+    let request = Request {
+        stage: args.stage.as_deref(),
+        elapsed: args.elapsed,
+    };
+    let decision = match &args.state {
+        Some(path) => {
+            let mut store = FileStore::open(path)?;
+            evaluate_with(&loaded, &request, snapshot, &mut store)?
+        }
+        None => evaluate_with(&loaded, &request, snapshot, &mut MemoryStore::default())?,
+    };
     let stdout = std::io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
     print!("{}", render::render(&decision, args.format, color));

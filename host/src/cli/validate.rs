@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::engine::Runtime;
-
 #[derive(Debug, clap::Args)]
 pub(crate) struct ValidateArgs {
     /// Policy files to check.
@@ -12,7 +10,7 @@ pub(crate) struct ValidateArgs {
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<u8> {
-    let runtime = Runtime::new()?;
+    let runtime = super::runtime()?;
     let mut invalid = 0;
     for file in &args.files {
         match super::load_policy(&runtime, file) {

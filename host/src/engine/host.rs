@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result};
 
-use super::bindings::tollgate::plugin::{host, snapshot as wit, types};
+use super::bindings::{host, snapshot as wit, types};
 use crate::snapshot::{Query, Snapshot, Track};
 
 /// Lines a plugin may log per call, and bytes per line; the rest is dropped.

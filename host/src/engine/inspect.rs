@@ -4,7 +4,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 const PACKAGE: &str = "tollgate:plugin";
 
@@ -14,6 +14,10 @@ const PACKAGE: &str = "tollgate:plugin";
 pub enum World {
     /// Exports `gate-api`: judges a snapshot.
     Gate,
+    /// Exports `trigger-api`: fires rollbacks.
+    Trigger,
+    /// Exports `action-api`: plans deployment steps.
+    Action,
 }
 
 impl World {
@@ -21,6 +25,8 @@ impl World {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gate => "gate",
+            Self::Trigger => "trigger",
+            Self::Action => "action",
         }
     }
 }
@@ -36,8 +42,10 @@ pub enum ImportCheckError {
         "built against `{PACKAGE}@{found}`, which this host ({PACKAGE}@{WIT_VERSION}) cannot serve: {why}"
     )]
     IncompatibleVersion { found: String, why: &'static str },
-    #[error("exports no tollgate world: expected `{PACKAGE}/gate-api`")]
+    #[error("exports no tollgate world: expected one of `{PACKAGE}/gate-api`, `trigger-api` or `action-api`")]
     NoWorld,
+    #[error("exports more than one tollgate world; a plugin is one gate, trigger or action")]
+    SeveralWorlds,
     #[error("`{0}` carries no version")]
     Unversioned(String),
 }
@@ -99,8 +107,17 @@ pub(super) fn inspect(
                 return Err(ImportCheckError::Unversioned(name.to_string()));
             }
             check_version(version)?;
-            if iface == "gate-api" {
-                world = Some(super::World::Gate);
+            let found = match iface {
+                "gate-api" => Some(super::World::Gate),
+                "trigger-api" => Some(super::World::Trigger),
+                "action-api" => Some(super::World::Action),
+                _ => None,
+            };
+            if let Some(found) = found {
+                if world.is_some() {
+                    return Err(ImportCheckError::SeveralWorlds);
+                }
+                world = Some(found);
                 wit_version = Some(version.to_string());
             }
         }
@@ -122,6 +139,8 @@ mod tests {
     #[test]
     fn versions_follow_semver_compatibility() {
         assert!(check_version("0.1.0").is_ok());
+        assert!(check_version("0.1.1").is_ok());
+        assert!(check_version("0.1.2").is_err());
         assert!(check_version("0.2.0").is_err());
         assert!(check_version("1.0.0").is_err());
         assert!(check_version("banana").is_err());

@@ -38,6 +38,8 @@ pub fn load(
         .stages
         .iter()
         .flat_map(|s| s.gates.iter().map(|g| g.plugin.as_str()))
+        .chain(policy.triggers.iter().map(|t| t.plugin.as_str()))
+        .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
         .collect();
     for name in used {
         match resolve(runtime, cache, &policy, name) {
@@ -47,40 +49,32 @@ pub fn load(
             Err(problem) => problems.push(problem),
         }
     }
-    for stage in &policy.stages {
-        for gate in &stage.gates {
-            let Some(plugin) = plugins.get(&gate.plugin) else {
-                continue;
-            };
-            if plugin.info().world != World::Gate {
-                problems.push(Problem {
-                    line: Some(gate.line),
-                    message: format!(
-                        "plugin `{}` of gate `{}` is a {} plugin, not a gate",
-                        gate.plugin,
-                        gate.name,
-                        plugin.info().world.as_str()
-                    ),
-                });
-                continue;
-            }
-            let call = plugin.validate_config(&gate.config, gate.limits);
-            let message = match call.result {
-                Ok(Ok(())) => continue,
-                Ok(Err(msg)) => format!(
-                    "invalid settings for gate `{}` (plugin `{}`): {msg}",
-                    gate.name, gate.plugin
-                ),
-                Err(e) => format!(
-                    "plugin `{}` failed to check the settings of gate `{}`: {e}",
-                    gate.plugin, gate.name
-                ),
-            };
+    // Every gate, trigger and action: its plugin's world, then its settings.
+    let uses = policy
+        .stages
+        .iter()
+        .flat_map(|s| s.gates.iter().map(|g| (World::Gate, "gate", &g.name, &g.plugin, &g.config, g.limits, g.line)))
+        .chain(policy.triggers.iter().map(|t| (World::Trigger, "trigger", &t.name, &t.plugin, &t.config, t.limits, t.line)))
+        .chain(policy.actions.iter().map(|a| (World::Action, "action", &a.name, &a.plugin, &a.config, a.limits, a.line)));
+    for (world, role, name, plugin_name, config, limits, line) in uses {
+        let Some(plugin) = plugins.get(plugin_name) else { continue };
+        if plugin.info().world != world {
             problems.push(Problem {
-                line: Some(gate.line),
-                message,
+                line: Some(line),
+                message: format!(
+                    "plugin `{plugin_name}` of {role} `{name}` is a {} plugin, not a {role}",
+                    plugin.info().world.as_str()
+                ),
             });
+            continue;
         }
+        let call = plugin.validate_config(config, limits);
+        let message = match call.result {
+            Ok(Ok(())) => continue,
+            Ok(Err(msg)) => format!("invalid settings for {role} `{name}` (plugin `{plugin_name}`): {msg}"),
+            Err(e) => format!("plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"),
+        };
+        problems.push(Problem { line: Some(line), message });
     }
     if !problems.is_empty() {
         return Err(Problems(problems));

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    API_VERSION, Gate, Name, OnError, OnNoData, PluginDecl, Policy, Problem, Problems, Scoring,
-    Stage,
+    API_VERSION, ActionStep, Gate, Name, OnError, OnNoData, PluginDecl, Policy, Problem, Problems,
+    Scoring, Stage, Trigger,
 };
 use crate::engine::{
     ConfigValue, Limits, MAX_DEADLINE, MAX_MEMORY, PluginConfig, Scalar, human_bytes,
@@ -261,6 +261,8 @@ fn read_policy(r: &mut Reader, root: &Node, base_dir: &Path) -> Option<Policy> {
             "plugins",
             "scoring",
             "stages",
+            "triggers",
+            "actions",
         ],
     )?;
     match get(top, "apiVersion") {
@@ -331,11 +333,21 @@ fn read_policy(r: &mut Reader, root: &Node, base_dir: &Path) -> Option<Policy> {
         }
         Some(n) => read_stages(r, n, scoring, &plugins),
     };
+    let triggers = match get(top, "triggers") {
+        None => Vec::new(),
+        Some(n) => read_triggers(r, n, &plugins),
+    };
+    let actions = match get(top, "actions") {
+        None => Vec::new(),
+        Some(n) => read_actions(r, n, &plugins),
+    };
     Some(Policy {
         name: name?,
         description,
         plugins,
         stages,
+        triggers,
+        actions,
     })
 }
 
@@ -441,7 +453,7 @@ fn read_stages(
         let Some(fields) = r.map(
             item,
             &format!("stage {}", i + 1),
-            &["name", "description", "scoring", "gates"],
+            &["name", "description", "scoring", "traffic", "duration", "gates"],
         ) else {
             continue;
         };
@@ -465,6 +477,17 @@ fn read_stages(
             Some(n) => read_scoring(r, n, scoring, &owner),
             None => scoring,
         };
+        let traffic = get(fields, "traffic")
+            .and_then(|n| r.percent(n, &format!("`traffic` of {owner}")))
+            .and_then(|p| {
+                if p.fract() == 0.0 {
+                    Some(p as u8)
+                } else {
+                    r.problem(item.line, format!("`traffic` of {owner} must be a whole percentage"));
+                    None
+                }
+            });
+        let duration = get(fields, "duration").and_then(|n| r.duration(n, &format!("`duration` of {owner}"), MAX_STAGE));
         let gates = match get(fields, "gates") {
             Some(n) => read_gates(r, n, &owner, plugins),
             None => {
@@ -475,6 +498,8 @@ fn read_stages(
         stages.push(Stage {
             name,
             description,
+            traffic,
+            duration,
             scoring,
             gates,
         });
@@ -616,15 +641,7 @@ fn read_gates(
                 None => OnError::default(),
             },
         };
-        let defaults = Limits::default();
-        let limits = Limits {
-            deadline: get(fields, "deadline")
-                .and_then(|n| r.duration(n, &format!("`deadline` of {what}"), MAX_DEADLINE))
-                .unwrap_or(defaults.deadline),
-            memory: get(fields, "memory")
-                .and_then(|n| r.bytes(n, &format!("`memory` of {what}")))
-                .unwrap_or(defaults.memory),
-        };
+        let limits = read_limits(r, fields, &what);
         let description =
             get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
         if let Some(plugin) = plugin {
@@ -644,6 +661,116 @@ fn read_gates(
         }
     }
     gates
+}
+
+/// The longest `duration` a stage may declare.
+const MAX_STAGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The `plugin` of a gate, trigger or action, checked against the known plugins.
+fn read_plugin_name(
+    r: &mut Reader,
+    fields: &Entries,
+    item: &Node,
+    what: &str,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Option<String> {
+    let Some(n) = get(fields, "plugin") else {
+        r.problem(item.line, format!("missing field `plugin` in {what}"));
+        return None;
+    };
+    let plugin = r.text(n, &format!("`plugin` of {what}"));
+    if let Some(p) = &plugin
+        && crate::builtin::plugin(p).is_none()
+        && !plugins.contains_key(p)
+    {
+        let known: Vec<String> = crate::builtin::names()
+            .map(str::to_string)
+            .chain(plugins.keys().cloned())
+            .collect();
+        r.problem(n.line, format!("unknown plugin `{p}` in {what}; known plugins: {}", known.join(", ")));
+    }
+    plugin
+}
+
+/// `deadline` and `memory`, defaulting to [`Limits::default`].
+fn read_limits(r: &mut Reader, fields: &Entries, what: &str) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        deadline: get(fields, "deadline")
+            .and_then(|n| r.duration(n, &format!("`deadline` of {what}"), MAX_DEADLINE))
+            .unwrap_or(defaults.deadline),
+        memory: get(fields, "memory")
+            .and_then(|n| r.bytes(n, &format!("`memory` of {what}")))
+            .unwrap_or(defaults.memory),
+    }
+}
+
+/// The entries of a `triggers:` or `actions:` list, each a named mapping.
+fn named_items<'a>(
+    r: &mut Reader,
+    node: &'a Node,
+    list: &str,
+    allowed: &[&str],
+) -> Vec<(Name, &'a Node, &'a Entries)> {
+    let Value::Seq(items) = &node.value else {
+        r.problem(node.line, format!("`{list}` must be a list, not {}", node.value.kind()));
+        return Vec::new();
+    };
+    let mut out: Vec<(Name, &Node, &Entries)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(fields) = r.map(item, &format!("entry {} of `{list}`", i + 1), allowed) else {
+            continue;
+        };
+        let Some(name) = (match get(fields, "name") {
+            Some(n) => r.name(n, &format!("`name` in `{list}`")),
+            None => {
+                r.problem(item.line, format!("missing field `name` in entry {} of `{list}`", i + 1));
+                None
+            }
+        }) else {
+            continue;
+        };
+        if out.iter().any(|(n, _, _)| *n == name) {
+            r.problem(item.line, format!("duplicate `{name}` in `{list}`"));
+        }
+        out.push((name, item, fields));
+    }
+    out
+}
+
+fn read_triggers(r: &mut Reader, node: &Node, plugins: &BTreeMap<String, PluginDecl>) -> Vec<Trigger> {
+    let allowed = ["name", "description", "plugin", "with", "hold", "deadline", "memory"];
+    let mut out = Vec::new();
+    for (name, item, fields) in named_items(r, node, "triggers", &allowed) {
+        let what = format!("trigger `{name}`");
+        let plugin = read_plugin_name(r, fields, item, &what, plugins);
+        let config = get(fields, "with").map(|n| read_config(r, n, &what)).unwrap_or_default();
+        let hold = get(fields, "hold")
+            .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
+            .unwrap_or(false);
+        let limits = read_limits(r, fields, &what);
+        let description = get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+        if let Some(plugin) = plugin {
+            out.push(Trigger { name, description, plugin, config, hold, limits, line: item.line });
+        }
+    }
+    out
+}
+
+fn read_actions(r: &mut Reader, node: &Node, plugins: &BTreeMap<String, PluginDecl>) -> Vec<ActionStep> {
+    let allowed = ["name", "description", "plugin", "with", "deadline", "memory"];
+    let mut out = Vec::new();
+    for (name, item, fields) in named_items(r, node, "actions", &allowed) {
+        let what = format!("action `{name}`");
+        let plugin = read_plugin_name(r, fields, item, &what, plugins);
+        let config = get(fields, "with").map(|n| read_config(r, n, &what)).unwrap_or_default();
+        let limits = read_limits(r, fields, &what);
+        let description = get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+        if let Some(plugin) = plugin {
+            out.push(ActionStep { name, description, plugin, config, limits, line: item.line });
+        }
+    }
+    out
 }
 
 /// Flattens a gate's `with:` mapping into typed, dotted keys.

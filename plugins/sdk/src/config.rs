@@ -121,6 +121,23 @@ impl<'a> Settings<'a> {
         }
     }
 
+    /// An optional list of whole numbers; a single number is a list of one.
+    pub fn opt_integer_list(&self, key: &str) -> Result<Option<Vec<i64>>, String> {
+        match self.lookup(key) {
+            None => Ok(None),
+            Some(ConfigValue::Integer(i)) => Ok(Some(vec![*i])),
+            Some(ConfigValue::List(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Scalar::Integer(i) => Ok(*i),
+                    _ => Err(format!("`{key}` must be a list of whole numbers")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(format!("`{key}` must be a list of whole numbers, not {}", kind(other))),
+        }
+    }
+
     /// Every `prefix.name: text` entry as `(name, value)`, e.g. a label selector.
     pub fn text_map(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
         let dotted = format!("{prefix}.");
@@ -140,6 +157,21 @@ impl<'a> Settings<'a> {
             out.push((name.to_string(), text));
         }
         Ok(out)
+    }
+
+    /// How many `prefix.N.…` entries there are (indices 0 to N-1 in order),
+    /// for lists of maps such as `steps.0.weight`.
+    pub fn indexed_len(&self, prefix: &str) -> usize {
+        let dotted = format!("{prefix}.");
+        let mut n = 0;
+        while self.entries.iter().any(|(k, _)| {
+            k.strip_prefix(&dotted)
+                .and_then(|rest| rest.split('.').next())
+                .is_some_and(|i| i == n.to_string())
+        }) {
+            n += 1;
+        }
+        n
     }
 
     /// Fails on the first key that was never read, naming it.

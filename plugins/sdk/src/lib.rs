@@ -30,6 +30,7 @@ pub mod gate {
         world: "gate",
         path: "../../wit",
         pub_export_macro: true,
+        additional_derives: [PartialEq],
         export_macro_name: "export_gate",
         default_bindings_module: "tollgate_sdk::gate",
     });
@@ -40,4 +41,59 @@ pub mod gate {
     pub use self::tollgate::plugin::types::{
         Config, ConfigValue, Detail, Finding, Scalar, Verdict,
     };
+}
+
+/// Bindings for the `trigger` world: a rollback trigger with host-held state.
+pub mod trigger {
+    wit_bindgen::generate!({
+        world: "trigger",
+        path: "../../wit",
+        with: {
+            "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
+            "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,
+            "tollgate:plugin/host@0.1.1": crate::gate::tollgate::plugin::host,
+        },
+        pub_export_macro: true,
+        additional_derives: [PartialEq],
+        export_macro_name: "export_trigger",
+        default_bindings_module: "tollgate_sdk::trigger",
+    });
+
+    pub use self::exports::tollgate::plugin::trigger_api::{Fire, Guest, TriggerResult};
+    pub use crate::gate::{Config, ConfigValue, Detail, Level, Point, Query, Snapshot, Track, log, now};
+
+    /// Parses a severity as policies write it: `alert`, `prepare-rollback`
+    /// or `immediate-rollback`.
+    pub fn parse_fire(text: &str) -> Result<Fire, String> {
+        match text {
+            "alert" => Ok(Fire::Alert),
+            "prepare-rollback" => Ok(Fire::PrepareRollback),
+            "immediate-rollback" => Ok(Fire::ImmediateRollback),
+            other => Err(format!(
+                "unknown severity `{other}`: expected alert, prepare-rollback or immediate-rollback"
+            )),
+        }
+    }
+}
+
+/// Bindings for the `action` world: plans the next deployment steps.
+pub mod action {
+    wit_bindgen::generate!({
+        world: "action",
+        path: "../../wit",
+        with: {
+            "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
+            "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,
+            "tollgate:plugin/host@0.1.1": crate::gate::tollgate::plugin::host,
+        },
+        pub_export_macro: true,
+        additional_derives: [PartialEq],
+        export_macro_name: "export_action",
+        default_bindings_module: "tollgate_sdk::action",
+    });
+
+    pub use self::exports::tollgate::plugin::action_api::{
+        Action, Context, FlagRollout, Guest, Outcome, StageInfo,
+    };
+    pub use crate::gate::{Commit, Config, ConfigValue, Level, Query, Snapshot, Track, log, now};
 }

@@ -270,3 +270,52 @@ mod tests {
         assert!("=".parse::<Op>().is_err());
     }
 }
+
+/// The result of a two-sided Mann-Whitney U test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MannWhitney {
+    /// U for the first sample, as scipy's `mannwhitneyu` reports it.
+    pub u: f64,
+    /// Two-sided p-value from the normal approximation with tie and
+    /// continuity corrections (scipy's `method="asymptotic"`).
+    pub p_value: f64,
+}
+
+/// Two-sided Mann-Whitney U test of `x` against `y`; `None` when either is empty.
+pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
+    let (n1, n2) = (x.len(), y.len());
+    if n1 == 0 || n2 == 0 {
+        return None;
+    }
+    let mut all: Vec<(f64, bool)> = x.iter().map(|v| (*v, true)).chain(y.iter().map(|v| (*v, false))).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = all.len();
+    let mut rank_sum_x = 0.0;
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        // Ranks i+1 ..= j+1 share their average.
+        let avg_rank = (i + j + 2) as f64 / 2.0;
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        rank_sum_x += avg_rank * all[i..=j].iter().filter(|(_, in_x)| *in_x).count() as f64;
+        i = j + 1;
+    }
+    let (n1f, n2f, nf) = (n1 as f64, n2 as f64, n as f64);
+    let u1 = rank_sum_x - n1f * (n1f + 1.0) / 2.0;
+    let u2 = n1f * n2f - u1;
+    let mu = n1f * n2f / 2.0;
+    let sigma = (n1f * n2f / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)))).sqrt();
+    let p_value = if sigma > 0.0 && sigma.is_finite() {
+        let z = (u1.max(u2) - mu - 0.5) / sigma;
+        // Two-sided: twice the upper tail of the standard normal.
+        (libm::erfc(z / std::f64::consts::SQRT_2)).min(1.0)
+    } else {
+        1.0
+    };
+    Some(MannWhitney { u: u1, p_value })
+}

@@ -9,6 +9,11 @@
 //! plugin: threshold
 //! with: { metric: test_coverage_percent, op: ">=", threshold: 80 }
 //! ```
+//!
+//! It also compares against the baseline (stable) version: with
+//! `baseline_margin_percent: 10` and `op: "<="` the threshold is the
+//! baseline's aggregate over the same window plus 10% (minus 10% for `>`
+//! and `>=`), so "canary p95 ≤ baseline p95 + 10%" is one gate.
 
 use std::time::Duration;
 
@@ -17,10 +22,19 @@ use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Query, Snapshot, Track,
 use tollgate_sdk::stats::{Aggregate, Op, short};
 
 /// A gate's settings, checked once.
+/// Where the threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bound {
+    Fixed(f64),
+    /// The baseline's aggregate, widened by this many percent.
+    Baseline(f64),
+}
+
 struct Rule {
     metric: String,
     op: Op,
-    threshold: f64,
+    bound: Bound,
+    baseline_selector: Vec<(String, String)>,
     warn_threshold: Option<f64>,
     aggregate: Aggregate,
     window: Option<Duration>,
@@ -34,7 +48,16 @@ impl Rule {
         let s = Settings::new(config);
         let metric = s.text("metric")?.to_string();
         let op: Op = s.text("op")?.parse()?;
-        let threshold = s.number("threshold")?;
+        let fixed = s.opt_number("threshold")?;
+        let margin = s.opt_number("baseline_margin_percent")?;
+        let bound = match (fixed, margin) {
+            (Some(t), None) => Bound::Fixed(t),
+            (None, Some(m)) if m.is_finite() && m >= 0.0 => Bound::Baseline(m),
+            (None, Some(_)) => return Err("`baseline_margin_percent` must be a non-negative number".into()),
+            (Some(_), Some(_)) => return Err("give either `threshold` or `baseline_margin_percent`, not both".into()),
+            (None, None) => return Err("`threshold` is required (or `baseline_margin_percent` to compare with the baseline)".into()),
+        };
+        let baseline_selector = s.text_map("baseline_selector")?;
         let warn_threshold = s.opt_number("warn_threshold")?;
         let aggregate = match s.opt_text("aggregate")? {
             Some(a) => a.parse()?,
@@ -59,9 +82,17 @@ impl Rule {
         if metric.is_empty() {
             return Err("`metric` must not be empty".into());
         }
-        if !threshold.is_finite() {
-            return Err("`threshold` must be a finite number".into());
-        }
+        let threshold = match bound {
+            Bound::Fixed(t) if !t.is_finite() => return Err("`threshold` must be a finite number".into()),
+            Bound::Fixed(t) => t,
+            Bound::Baseline(_) if op == Op::Eq => {
+                return Err("`baseline_margin_percent` needs <, <=, > or >=, not ==".into());
+            }
+            Bound::Baseline(_) if warn_threshold.is_some() => {
+                return Err("`warn_threshold` cannot be combined with `baseline_margin_percent`".into());
+            }
+            Bound::Baseline(_) => 0.0,
+        };
         if let Some(warn) = warn_threshold {
             // The warn band lies on the failing side of the threshold.
             let on_failing_side = if op.higher_is_better() {
@@ -78,7 +109,8 @@ impl Rule {
         Ok(Self {
             metric,
             op,
-            threshold,
+            bound,
+            baseline_selector,
             warn_threshold,
             aggregate,
             window,
@@ -107,29 +139,47 @@ impl Rule {
         s
     }
 
-    fn evaluate(&self, snapshot: &Snapshot) -> Finding {
+    fn aggregate(&self, snapshot: &Snapshot, track: Track, selector: &[(String, String)]) -> (Option<f64>, usize) {
         let points = snapshot.points(&Query {
             metric: self.metric.clone(),
-            selector: self.selector.clone(),
+            selector: selector.to_vec(),
             window_seconds: self.window.map(|w| w.as_secs()),
-            track: self.track,
+            track,
         });
         let pairs: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
+        (self.aggregate.apply(&pairs), pairs.len())
+    }
+
+    fn evaluate(&self, snapshot: &Snapshot) -> Finding {
+        let (observed, count) = self.aggregate(snapshot, self.track, &self.selector);
         let mut details = vec![Detail {
             key: "points".into(),
-            value: pairs.len().to_string(),
+            value: count.to_string(),
         }];
-        let Some(observed) = self.aggregate.apply(&pairs) else {
+        let threshold = match self.bound {
+            Bound::Fixed(t) => Some(t),
+            Bound::Baseline(margin) => {
+                let (base, n) = self.aggregate(snapshot, Track::Baseline, &self.baseline_selector);
+                details.push(Detail { key: "baseline_points".into(), value: n.to_string() });
+                base.map(|b| {
+                    details.push(Detail { key: "baseline".into(), value: short(b) });
+                    let widen = b.abs() * margin / 100.0;
+                    if self.op.higher_is_better() { b - widen } else { b + widen }
+                })
+            }
+        };
+        let (Some(observed), Some(threshold)) = (observed, threshold) else {
+            let missing = if observed.is_none() { self.subject() } else { format!("the baseline of `{}`", self.metric) };
             return Finding {
                 verdict: Verdict::Inconclusive,
-                reason: format!("no data: {} has no points", self.subject()),
-                observed: None,
-                threshold: Some(self.threshold),
+                reason: format!("no data: {missing} has no points"),
+                observed,
+                threshold,
                 details,
             };
         };
         let unit = &self.unit;
-        let verdict = if self.op.holds(observed, self.threshold) {
+        let verdict = if self.op.holds(observed, threshold) {
             Verdict::Pass
         } else if self
             .warn_threshold
@@ -150,17 +200,20 @@ impl Rule {
             Verdict::Warn => "within the warn band",
             _ => "fail",
         };
+        let bound = match self.bound {
+            Bound::Fixed(_) => format!("{}{unit}", short(threshold)),
+            Bound::Baseline(m) => format!("{}{unit} (baseline {} {}%)", short(threshold), if self.op.higher_is_better() { "−" } else { "+" }, short(m)),
+        };
         Finding {
             verdict,
             reason: format!(
-                "{} = {}{unit}, required {} {}{unit}: {outcome}",
+                "{} = {}{unit}, required {} {bound}: {outcome}",
                 self.subject(),
                 short(observed),
                 self.op,
-                short(self.threshold)
             ),
             observed: Some(observed),
-            threshold: Some(self.threshold),
+            threshold: Some(threshold),
             details,
         }
     }

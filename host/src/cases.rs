@@ -1,0 +1,213 @@
+//! Policy test cases, as `tollgate test` runs them: a snapshot, a stage,
+//! optional elapsed time and trigger state, and the expected decision,
+//! verdicts, fired triggers and planned actions. Like `opa test`.
+//!
+//! ```yaml
+//! policy: canary.yaml              # relative to this file
+//! cases:
+//!   - name: healthy initial canary promotes to 25%
+//!     stage: initial-canary
+//!     elapsed: 20m
+//!     snapshot: ../tests/fixtures/canary-healthy.json   # or an inline mapping
+//!     state: { circuit-breaker: "closed failures=" }    # optional, by trigger
+//!     expect:
+//!       decision: promote
+//!       gates: { error-rate: pass }
+//!       triggers: { error-rate-spike: none }
+//!       actions: [{ type: set-weight, percent: 25 }, { type: promote }]
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+use crate::engine::Runtime;
+use crate::evaluate::{Request, evaluate_with};
+use crate::policy::yaml::{self, Node, Value};
+use crate::policy::{self, PluginCache};
+use crate::snapshot::Snapshot;
+use crate::state::{MemoryStore, StateKey, StateStore};
+
+/// A test file that could not be run at all.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct CaseFileError {
+    pub file: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    policy: PathBuf,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    stage: Option<String>,
+    elapsed: Option<String>,
+    snapshot: Json,
+    #[serde(default)]
+    state: BTreeMap<String, String>,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    decision: Option<String>,
+    stage_result: Option<String>,
+    summary_contains: Option<String>,
+    #[serde(default)]
+    gates: BTreeMap<String, String>,
+    #[serde(default)]
+    triggers: BTreeMap<String, String>,
+    actions: Option<Vec<Json>>,
+}
+
+/// One case's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    pub name: String,
+    /// Every expectation that did not hold; empty when the case passed.
+    pub failures: Vec<String>,
+}
+
+fn to_json(node: &Node) -> Json {
+    match &node.value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::Str(s) => Json::String(s.clone()),
+        Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+/// Runs every case in the test file at `path`.
+pub fn run_file(runtime: &Runtime, cache: &mut PluginCache, path: &Path) -> Result<Vec<CaseResult>, CaseFileError> {
+    let fail = |message: String| CaseFileError { file: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
+    let file: CaseFile = serde_path_to_error::deserialize(to_json(&node))
+        .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let policy_path = dir.join(&file.policy);
+    let policy_text = std::fs::read_to_string(&policy_path)
+        .map_err(|e| fail(format!("cannot read policy `{}`: {e}", policy_path.display())))?;
+    let loaded = policy::load(runtime, cache, &policy_text, policy_path.parent().unwrap_or(dir))
+        .map_err(|p| fail(format!("policy `{}` is invalid:\n{}", policy_path.display(), p.render(None))))?;
+    Ok(file.cases.iter().map(|case| run_case(&loaded, dir, case)).collect())
+}
+
+fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResult {
+    let mut failures = Vec::new();
+    let result = (|| -> Result<crate::decision::Decision, String> {
+        let bytes = match &case.snapshot {
+            Json::String(p) => std::fs::read(dir.join(p)).map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?,
+            inline => serde_json::to_vec(inline).map_err(|e| e.to_string())?,
+        };
+        let snapshot = Snapshot::from_json(&bytes).map_err(|e| format!("invalid snapshot: {e}"))?;
+        let elapsed = case
+            .elapsed
+            .as_deref()
+            .map(|e| humantime::parse_duration(e).map_err(|err| format!("invalid `elapsed` `{e}`: {err}")))
+            .transpose()?;
+        let mut store = MemoryStore::default();
+        for (trigger, state) in &case.state {
+            let key = StateKey {
+                policy: loaded.policy.name.to_string(),
+                service: snapshot.service.clone(),
+                trigger: trigger.clone(),
+            };
+            store.put(&key, state.clone().into_bytes()).map_err(|e| e.to_string())?;
+        }
+        let request = Request { stage: case.stage.as_deref(), elapsed };
+        evaluate_with(loaded, &request, Arc::new(snapshot), &mut store).map_err(|e| format!("{e:#}"))
+    })();
+    let d = match result {
+        Ok(d) => d,
+        Err(e) => {
+            return CaseResult { name: case.name.clone(), failures: vec![e] };
+        }
+    };
+    let e = &case.expect;
+    if let Some(want) = &e.decision
+        && want != d.decision.as_str()
+    {
+        failures.push(format!("expected decision `{want}`, got `{}`: {}", d.decision.as_str(), d.summary));
+    }
+    if let Some(want) = &e.stage_result {
+        let got = serde_json::to_value(d.stage_result).unwrap_or_default();
+        if got != Json::String(want.clone()) {
+            failures.push(format!("expected stage result `{want}`, got {got}"));
+        }
+    }
+    if let Some(want) = &e.summary_contains
+        && !d.summary.contains(want.as_str())
+    {
+        failures.push(format!("expected the summary to contain `{want}`, got: {}", d.summary));
+    }
+    for (gate, want) in &e.gates {
+        match d.gates.iter().find(|g| &g.name == gate) {
+            None => failures.push(format!("no gate `{gate}` in stage `{}`", d.stage)),
+            Some(g) if g.verdict.as_str() != want => {
+                failures.push(format!("gate `{gate}`: expected `{want}`, got `{}`: {}", g.verdict.as_str(), g.reason))
+            }
+            Some(_) => {}
+        }
+    }
+    for (trigger, want) in &e.triggers {
+        match d.triggers.iter().find(|t| &t.name == trigger) {
+            None => failures.push(format!("no trigger `{trigger}`")),
+            Some(t) if t.fire.as_str() != want => {
+                failures.push(format!("trigger `{trigger}`: expected `{want}`, got `{}`: {}", t.fire.as_str(), t.reason))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(want) = &e.actions {
+        let got: Vec<Json> = d
+            .actions
+            .iter()
+            .flat_map(|p| p.actions.iter().map(|a| serde_json::to_value(a).unwrap_or_default()))
+            .collect();
+        if &got != want {
+            failures.push(format!(
+                "expected actions {}, got {}",
+                Json::Array(want.clone()),
+                Json::Array(got)
+            ));
+        }
+    }
+    CaseResult { name: case.name.clone(), failures }
+}
+
+/// The test files under each of `paths`: `*.test.yaml` files in directories
+/// (recursively), and files named directly.
+pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+            entries.sort();
+            for e in entries {
+                if e.is_dir() {
+                    out.extend(discover(&[e])?);
+                } else if e.to_string_lossy().ends_with(".test.yaml") {
+                    out.push(e);
+                }
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}

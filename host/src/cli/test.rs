@@ -1,0 +1,48 @@
+//! `tollgate test`: run policy test cases and report `N passed, N failed`.
+
+use std::path::PathBuf;
+
+use crate::cases;
+use crate::policy::PluginCache;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// Test files, or directories searched for `*.test.yaml`.
+    #[arg(default_value = "policies")]
+    paths: Vec<PathBuf>,
+}
+
+pub(crate) fn run(args: TestArgs) -> anyhow::Result<u8> {
+    let runtime = super::runtime()?;
+    let mut cache = PluginCache::new();
+    let files = cases::discover(&args.paths)?;
+    if files.is_empty() {
+        anyhow::bail!("no `*.test.yaml` files under {:?}", args.paths);
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        let shown = file.display();
+        match cases::run_file(&runtime, &mut cache, file) {
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {e}");
+            }
+            Ok(results) => {
+                for r in results {
+                    if r.failures.is_empty() {
+                        passed += 1;
+                        println!("ok   {shown}: {}", r.name);
+                    } else {
+                        failed += 1;
+                        println!("FAIL {shown}: {}", r.name);
+                        for f in &r.failures {
+                            println!("     - {f}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(u8::from(failed > 0))
+}
