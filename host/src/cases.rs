@@ -87,38 +87,73 @@ fn to_json(node: &Node) -> Json {
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::Str(s) => Json::String(s.clone()),
         Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => Json::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v)))
+                .collect(),
+        ),
     }
 }
 
 /// Runs every case in the test file at `path`.
-pub fn run_file(runtime: &Runtime, cache: &mut PluginCache, path: &Path) -> Result<Vec<CaseResult>, CaseFileError> {
-    let fail = |message: String| CaseFileError { file: path.display().to_string(), message };
+pub fn run_file(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    path: &Path,
+) -> Result<Vec<CaseResult>, CaseFileError> {
+    let fail = |message: String| CaseFileError {
+        file: path.display().to_string(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
     let file: CaseFile = serde_path_to_error::deserialize(to_json(&node))
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);
-    let policy_text = std::fs::read_to_string(&policy_path)
-        .map_err(|e| fail(format!("cannot read policy `{}`: {e}", policy_path.display())))?;
-    let loaded = policy::load(runtime, cache, &policy_text, policy_path.parent().unwrap_or(dir))
-        .map_err(|p| fail(format!("policy `{}` is invalid:\n{}", policy_path.display(), p.render(None))))?;
-    Ok(file.cases.iter().map(|case| run_case(&loaded, dir, case)).collect())
+    let policy_text = std::fs::read_to_string(&policy_path).map_err(|e| {
+        fail(format!(
+            "cannot read policy `{}`: {e}",
+            policy_path.display()
+        ))
+    })?;
+    let loaded = policy::load(
+        runtime,
+        cache,
+        &policy_text,
+        policy_path.parent().unwrap_or(dir),
+    )
+    .map_err(|p| {
+        fail(format!(
+            "policy `{}` is invalid:\n{}",
+            policy_path.display(),
+            p.render(None)
+        ))
+    })?;
+    Ok(file
+        .cases
+        .iter()
+        .map(|case| run_case(&loaded, dir, case))
+        .collect())
 }
 
 fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResult {
     let mut failures = Vec::new();
     let result = (|| -> Result<crate::decision::Decision, String> {
         let bytes = match &case.snapshot {
-            Json::String(p) => std::fs::read(dir.join(p)).map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?,
+            Json::String(p) => std::fs::read(dir.join(p))
+                .map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?,
             inline => serde_json::to_vec(inline).map_err(|e| e.to_string())?,
         };
         let snapshot = Snapshot::from_json(&bytes).map_err(|e| format!("invalid snapshot: {e}"))?;
         let elapsed = case
             .elapsed
             .as_deref()
-            .map(|e| humantime::parse_duration(e).map_err(|err| format!("invalid `elapsed` `{e}`: {err}")))
+            .map(|e| {
+                humantime::parse_duration(e)
+                    .map_err(|err| format!("invalid `elapsed` `{e}`: {err}"))
+            })
             .transpose()?;
         let mut store = MemoryStore::default();
         for (trigger, state) in &case.state {
@@ -127,22 +162,35 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
                 service: snapshot.service.clone(),
                 trigger: trigger.clone(),
             };
-            store.put(&key, state.clone().into_bytes()).map_err(|e| e.to_string())?;
+            store
+                .put(&key, state.clone().into_bytes())
+                .map_err(|e| e.to_string())?;
         }
-        let request = Request { stage: case.stage.as_deref(), elapsed };
-        evaluate_with(loaded, &request, Arc::new(snapshot), &mut store).map_err(|e| format!("{e:#}"))
+        let request = Request {
+            stage: case.stage.as_deref(),
+            elapsed,
+        };
+        evaluate_with(loaded, &request, Arc::new(snapshot), &mut store)
+            .map_err(|e| format!("{e:#}"))
     })();
     let d = match result {
         Ok(d) => d,
         Err(e) => {
-            return CaseResult { name: case.name.clone(), failures: vec![e] };
+            return CaseResult {
+                name: case.name.clone(),
+                failures: vec![e],
+            };
         }
     };
     let e = &case.expect;
     if let Some(want) = &e.decision
         && want != d.decision.as_str()
     {
-        failures.push(format!("expected decision `{want}`, got `{}`: {}", d.decision.as_str(), d.summary));
+        failures.push(format!(
+            "expected decision `{want}`, got `{}`: {}",
+            d.decision.as_str(),
+            d.summary
+        ));
     }
     if let Some(want) = &e.stage_result {
         let got = serde_json::to_value(d.stage_result).unwrap_or_default();
@@ -153,23 +201,30 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
     if let Some(want) = &e.summary_contains
         && !d.summary.contains(want.as_str())
     {
-        failures.push(format!("expected the summary to contain `{want}`, got: {}", d.summary));
+        failures.push(format!(
+            "expected the summary to contain `{want}`, got: {}",
+            d.summary
+        ));
     }
     for (gate, want) in &e.gates {
         match d.gates.iter().find(|g| &g.name == gate) {
             None => failures.push(format!("no gate `{gate}` in stage `{}`", d.stage)),
-            Some(g) if g.verdict.as_str() != want => {
-                failures.push(format!("gate `{gate}`: expected `{want}`, got `{}`: {}", g.verdict.as_str(), g.reason))
-            }
+            Some(g) if g.verdict.as_str() != want => failures.push(format!(
+                "gate `{gate}`: expected `{want}`, got `{}`: {}",
+                g.verdict.as_str(),
+                g.reason
+            )),
             Some(_) => {}
         }
     }
     for (trigger, want) in &e.triggers {
         match d.triggers.iter().find(|t| &t.name == trigger) {
             None => failures.push(format!("no trigger `{trigger}`")),
-            Some(t) if t.fire.as_str() != want => {
-                failures.push(format!("trigger `{trigger}`: expected `{want}`, got `{}`: {}", t.fire.as_str(), t.reason))
-            }
+            Some(t) if t.fire.as_str() != want => failures.push(format!(
+                "trigger `{trigger}`: expected `{want}`, got `{}`: {}",
+                t.fire.as_str(),
+                t.reason
+            )),
             Some(_) => {}
         }
     }
@@ -177,7 +232,11 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
         let got: Vec<Json> = d
             .actions
             .iter()
-            .flat_map(|p| p.actions.iter().map(|a| serde_json::to_value(a).unwrap_or_default()))
+            .flat_map(|p| {
+                p.actions
+                    .iter()
+                    .map(|a| serde_json::to_value(a).unwrap_or_default())
+            })
             .collect();
         if &got != want {
             failures.push(format!(
@@ -187,7 +246,10 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
             ));
         }
     }
-    CaseResult { name: case.name.clone(), failures }
+    CaseResult {
+        name: case.name.clone(),
+        failures,
+    }
 }
 
 /// The test files under each of `paths`: `*.test.yaml` files in directories
@@ -196,7 +258,9 @@ pub fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?;
             entries.sort();
             for e in entries {
                 if e.is_dir() {

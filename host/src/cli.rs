@@ -67,7 +67,9 @@ fn runtime() -> anyhow::Result<Runtime> {
         Some(d) => Some(std::path::PathBuf::from(d)),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
             .map(|d| d.join("tollgate")),
     };
     Ok(match dir {

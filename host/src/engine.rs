@@ -24,9 +24,9 @@ use crate::digest::Digest;
 use crate::snapshot::Snapshot;
 
 pub use self::bindings::types::{ConfigValue, Scalar};
-use crate::decision::{Action, Fire, FlagRollout};
 pub use self::host::LogLine;
 pub use self::inspect::{ImportCheckError, WIT_VERSION, World};
+use crate::decision::{Action, Fire, FlagRollout};
 
 /// A plugin configuration: flattened keys with typed values, in policy order.
 pub type PluginConfig = Vec<(String, ConfigValue)>;
@@ -134,7 +134,12 @@ fn wasmtime_version() -> &'static str {
 /// group nor others may write to it.
 fn private_dir(dir: &std::path::Path) -> bool {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).is_err() {
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
         return false;
     }
     std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0)
@@ -190,8 +195,11 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        bindings::gate::Gate::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| EngineError(format!("{e:#}")))?;
+        bindings::gate::Gate::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| EngineError(format!("{e:#}")))?;
         let ticker = Ticker::start(engine.clone()).map_err(|e| EngineError(e.to_string()))?;
         Ok(Self {
             engine,
@@ -242,10 +250,12 @@ impl Runtime {
     /// but the tollgate interfaces, naming the import.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(bytes);
-        let component = self.compile(bytes, digest).map_err(|e| LoadError::Invalid {
-            name: name.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let component = self
+            .compile(bytes, digest)
+            .map_err(|e| LoadError::Invalid {
+                name: name.to_string(),
+                message: format!("{e:#}"),
+            })?;
         let info =
             inspect::inspect(&self.engine, &component).map_err(|source| LoadError::Imports {
                 name: name.to_string(),
@@ -436,7 +446,13 @@ impl Plugin {
 
     /// Runs a trigger over `snapshot` with the state its previous check
     /// returned. Like every call, it gets a fresh store and instance.
-    pub fn check(&self, config: &PluginConfig, snapshot: Arc<Snapshot>, state: &[u8], limits: Limits) -> Call<TriggerFinding> {
+    pub fn check(
+        &self,
+        config: &PluginConfig,
+        snapshot: Arc<Snapshot>,
+        state: &[u8],
+        limits: Limits,
+    ) -> Call<TriggerFinding> {
         self.call(snapshot, limits, |store, kind| {
             let PluginKind::Trigger(pre) = kind else {
                 return Err(wrong_world(World::Trigger));
@@ -451,7 +467,13 @@ impl Plugin {
     }
 
     /// Asks an action plugin for its plan.
-    pub fn plan(&self, config: &PluginConfig, snapshot: Arc<Snapshot>, context: &ActionContext, limits: Limits) -> Call<Result<Vec<Action>, String>> {
+    pub fn plan(
+        &self,
+        config: &PluginConfig,
+        snapshot: Arc<Snapshot>,
+        context: &ActionContext,
+        limits: Limits,
+    ) -> Call<Result<Vec<Action>, String>> {
         let ctx = wit_action::Context {
             stage: context.stage.clone(),
             stages: context
@@ -531,7 +553,10 @@ impl<T> Call<T> {
 
 /// Calling a plugin through a world it does not export is a host bug.
 fn wrong_world(expected: World) -> wasmtime::Error {
-    wasmtime::Error::msg(format!("plugin does not export the {} world", expected.as_str()))
+    wasmtime::Error::msg(format!(
+        "plugin does not export the {} world",
+        expected.as_str()
+    ))
 }
 
 /// Marks an instantiation failure so that it is not reported as a trap.
@@ -636,7 +661,9 @@ fn check_trigger(t: wit_trigger::TriggerResult) -> Result<TriggerFinding, CallEr
 
 fn percent(p: u8) -> Result<u8, CallError> {
     if p > 100 {
-        Err(CallError::Output(format!("a percentage of {p} is above 100")))
+        Err(CallError::Output(format!(
+            "a percentage of {p} is above 100"
+        )))
     } else {
         Ok(p)
     }
@@ -644,7 +671,9 @@ fn percent(p: u8) -> Result<u8, CallError> {
 
 fn check_action(a: wit_action::Action) -> Result<Action, CallError> {
     Ok(match a {
-        wit_action::Action::SetWeight(p) => Action::SetWeight { percent: percent(p)? },
+        wit_action::Action::SetWeight(p) => Action::SetWeight {
+            percent: percent(p)?,
+        },
         wit_action::Action::Promote => Action::Promote,
         wit_action::Action::Pause(seconds) => Action::Pause { seconds },
         wit_action::Action::Hold(reason) => {
@@ -661,7 +690,9 @@ fn check_action(a: wit_action::Action) -> Result<Action, CallError> {
         }
         wit_action::Action::FlagRollout(f) => {
             check_text("flag", &f.flag)?;
-            if f.segments.len() > MAX_DETAILS || f.segments.iter().any(|s| s.len() > MAX_DETAIL_BYTES) {
+            if f.segments.len() > MAX_DETAILS
+                || f.segments.iter().any(|s| s.len() > MAX_DETAIL_BYTES)
+            {
                 return Err(CallError::Output("flag segments exceed the limit".into()));
             }
             Action::FlagRollout(FlagRollout {

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decision::{
-    Action, ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageResult, TriggerResult, Verdict,
+    Action, ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageResult,
+    TriggerResult, Verdict,
 };
 use crate::digest::Digest;
 use crate::engine::{self, ActionContext, Finding, StageInfo};
@@ -60,8 +61,20 @@ pub struct Request<'a> {
 
 /// Evaluates one stage (the first when `stage` is `None`) of a loaded policy,
 /// with trigger state that lives only for this call.
-pub fn evaluate(loaded: &LoadedPolicy, stage: Option<&str>, snapshot: Arc<Snapshot>) -> Result<Decision, EvalError> {
-    evaluate_with(loaded, &Request { stage, elapsed: None }, snapshot, &mut MemoryStore::default())
+pub fn evaluate(
+    loaded: &LoadedPolicy,
+    stage: Option<&str>,
+    snapshot: Arc<Snapshot>,
+) -> Result<Decision, EvalError> {
+    evaluate_with(
+        loaded,
+        &Request {
+            stage,
+            elapsed: None,
+        },
+        snapshot,
+        &mut MemoryStore::default(),
+    )
 }
 
 /// Evaluates a stage: gates, then triggers (reading and writing their state
@@ -73,11 +86,13 @@ pub fn evaluate_with(
     state: &mut dyn StateStore,
 ) -> Result<Decision, EvalError> {
     let policy = &loaded.policy;
-    let stage = policy.stage(request.stage).ok_or_else(|| EvalError::UnknownStage {
-        policy: policy.name.to_string(),
-        stage: request.stage.unwrap_or_default().to_string(),
-        available: policy.stages.iter().map(|s| s.name.to_string()).collect(),
-    })?;
+    let stage = policy
+        .stage(request.stage)
+        .ok_or_else(|| EvalError::UnknownStage {
+            policy: policy.name.to_string(),
+            stage: request.stage.unwrap_or_default().to_string(),
+            available: policy.stages.iter().map(|s| s.name.to_string()).collect(),
+        })?;
     let gates: Vec<GateResult> = stage
         .gates
         .iter()
@@ -88,15 +103,26 @@ pub fn evaluate_with(
     let triggers = run_triggers(loaded, &snapshot, state)?;
     if let Some(t) = triggers.iter().find(|t| t.fire == Fire::ImmediateRollback) {
         decision = Outcome::Rollback;
-        summary = format!("trigger `{}` fired immediate-rollback: {}", t.name, t.reason);
+        summary = format!(
+            "trigger `{}` fired immediate-rollback: {}",
+            t.name, t.reason
+        );
     } else if decision == Outcome::Promote
         && let Some(t) = triggers.iter().find(|t| t.holds && t.fire > Fire::None)
     {
         decision = Outcome::Hold;
-        summary = format!("trigger `{}` fired {} and holds promotion: {}", t.name, t.fire.as_str(), t.reason);
+        summary = format!(
+            "trigger `{}` fired {} and holds promotion: {}",
+            t.name,
+            t.fire.as_str(),
+            t.reason
+        );
     }
 
-    let strongest = triggers.iter().filter(|t| t.fire > Fire::None).max_by_key(|t| t.fire);
+    let strongest = triggers
+        .iter()
+        .filter(|t| t.fire > Fire::None)
+        .max_by_key(|t| t.fire);
     let context = ActionContext {
         stage: stage.name.to_string(),
         stages: policy
@@ -110,12 +136,18 @@ pub fn evaluate_with(
             .collect(),
         elapsed_seconds: elapsed(request, &snapshot).map(|d| d.as_secs()),
         outcome: stage_result,
-        trigger: strongest.map(|t| (t.fire.as_str().to_string(), format!("trigger `{}`: {}", t.name, t.reason))),
+        trigger: strongest.map(|t| {
+            (
+                t.fire.as_str().to_string(),
+                format!("trigger `{}`: {}", t.name, t.reason),
+            )
+        }),
     };
     let actions = run_actions(loaded, &snapshot, &context);
     for plan in &actions {
         let planned = |f: fn(&Action) -> bool| plan.actions.iter().find(|a| f(a));
-        if let Some(Action::Rollback { reason }) = planned(|a| matches!(a, Action::Rollback { .. })) {
+        if let Some(Action::Rollback { reason }) = planned(|a| matches!(a, Action::Rollback { .. }))
+        {
             if decision != Outcome::Rollback {
                 decision = Outcome::Rollback;
                 summary = format!("action `{}` plans rollback: {reason}", plan.name);
@@ -124,10 +156,14 @@ pub fn evaluate_with(
             if let Some(e) = &plan.error {
                 decision = Outcome::Hold;
                 summary = format!("action `{}` could not plan: {e}", plan.name);
-            } else if let Some(Action::Hold { reason }) = planned(|a| matches!(a, Action::Hold { .. })) {
+            } else if let Some(Action::Hold { reason }) =
+                planned(|a| matches!(a, Action::Hold { .. }))
+            {
                 decision = Outcome::Hold;
                 summary = format!("action `{}` holds: {reason}", plan.name);
-            } else if let Some(Action::Pause { seconds }) = planned(|a| matches!(a, Action::Pause { .. })) {
+            } else if let Some(Action::Pause { seconds }) =
+                planned(|a| matches!(a, Action::Pause { .. }))
+            {
                 decision = Outcome::Hold;
                 summary = format!("action `{}` pauses the rollout for {seconds}s", plan.name);
             }
@@ -175,14 +211,20 @@ fn elapsed(request: &Request<'_>, snapshot: &Snapshot) -> Option<Duration> {
             .ok()
             .map(|t| t.unix_timestamp())
     })?;
-    u64::try_from(snapshot.taken_at - started).ok().map(Duration::from_secs)
+    u64::try_from(snapshot.taken_at - started)
+        .ok()
+        .map(Duration::from_secs)
 }
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn run_triggers(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, state: &mut dyn StateStore) -> Result<Vec<TriggerResult>, EvalError> {
+fn run_triggers(
+    loaded: &LoadedPolicy,
+    snapshot: &Arc<Snapshot>,
+    state: &mut dyn StateStore,
+) -> Result<Vec<TriggerResult>, EvalError> {
     let mut out = Vec::new();
     for trigger in &loaded.policy.triggers {
         let key = StateKey {
@@ -209,7 +251,12 @@ fn run_triggers(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, state: &mut dyn
             continue;
         };
         let previous = state.get(&key)?.unwrap_or_default();
-        let call = plugin.check(&trigger.config, Arc::clone(snapshot), &previous, trigger.limits);
+        let call = plugin.check(
+            &trigger.config,
+            Arc::clone(snapshot),
+            &previous,
+            trigger.limits,
+        );
         result.duration_us = micros(call.elapsed);
         result.logs = call.logs;
         match call.result {
@@ -234,7 +281,11 @@ fn run_triggers(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, state: &mut dyn
     Ok(out)
 }
 
-fn run_actions(loaded: &LoadedPolicy, snapshot: &Arc<Snapshot>, context: &ActionContext) -> Vec<ActionPlan> {
+fn run_actions(
+    loaded: &LoadedPolicy,
+    snapshot: &Arc<Snapshot>,
+    context: &ActionContext,
+) -> Vec<ActionPlan> {
     loaded
         .policy
         .actions

@@ -123,12 +123,23 @@ fn table(d: &Decision, color: bool) -> String {
     };
     let _ = writeln!(out, "{}", line(headers, None));
     for (row, g) in rows.iter().zip(&d.gates) {
-        let cells = [row[0].as_str(), row[1].as_str(), row[2].as_str(), row[3].as_str(), row[4].as_str()];
+        let cells = [
+            row[0].as_str(),
+            row[1].as_str(),
+            row[2].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+        ];
         let _ = writeln!(out, "{}", line(cells, Some(g.verdict)));
     }
     if !d.triggers.is_empty() {
         let _ = writeln!(out, "\nTRIGGERS");
-        let width = d.triggers.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+        let width = d
+            .triggers
+            .iter()
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(0);
         for t in &d.triggers {
             let code = match t.fire {
                 Fire::None => "32",
@@ -151,7 +162,11 @@ fn table(d: &Decision, color: bool) -> String {
         .actions
         .iter()
         .flat_map(|p| {
-            let mut lines: Vec<String> = p.actions.iter().map(|a| format!("{}: {}", p.name, describe(a))).collect();
+            let mut lines: Vec<String> = p
+                .actions
+                .iter()
+                .map(|a| format!("{}: {}", p.name, describe(a)))
+                .collect();
             if let Some(e) = &p.error {
                 lines.push(format!("{}: could not plan: {e}", p.name));
             }
@@ -172,12 +187,22 @@ fn describe(a: &Action) -> String {
     match a {
         Action::SetWeight { percent } => format!("set weight to {percent}%"),
         Action::Promote => "promote".into(),
-        Action::Pause { seconds } => format!("pause {}", humantime::format_duration(std::time::Duration::from_secs(*seconds))),
+        Action::Pause { seconds } => format!(
+            "pause {}",
+            humantime::format_duration(std::time::Duration::from_secs(*seconds))
+        ),
         Action::Hold { reason } => format!("hold: {reason}"),
         Action::Rollback { reason } => format!("rollback: {reason}"),
         Action::BumpVersion { version } => format!("release as {version}"),
-        Action::FlagRollout(f) if f.segments.is_empty() => format!("flag `{}` to {}%", f.flag, f.percent),
-        Action::FlagRollout(f) => format!("flag `{}` to {}% of {}", f.flag, f.percent, f.segments.join(", ")),
+        Action::FlagRollout(f) if f.segments.is_empty() => {
+            format!("flag `{}` to {}%", f.flag, f.percent)
+        }
+        Action::FlagRollout(f) => format!(
+            "flag `{}` to {}% of {}",
+            f.flag,
+            f.percent,
+            f.segments.join(", ")
+        ),
     }
 }
 
@@ -259,10 +284,17 @@ fn junit(d: &Decision) -> String {
         match t.fire {
             Fire::None => out.push_str("/>\n"),
             Fire::ImmediateRollback => {
-                let _ = writeln!(out, ">\n    <failure message=\"{reason}\" type=\"immediate-rollback\"/>\n  </testcase>");
+                let _ = writeln!(
+                    out,
+                    ">\n    <failure message=\"{reason}\" type=\"immediate-rollback\"/>\n  </testcase>"
+                );
             }
             other => {
-                let _ = writeln!(out, ">\n    <system-out>{}: {reason}</system-out>\n  </testcase>", other.as_str());
+                let _ = writeln!(
+                    out,
+                    ">\n    <system-out>{}: {reason}</system-out>\n  </testcase>",
+                    other.as_str()
+                );
             }
         }
     }

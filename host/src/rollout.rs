@@ -62,9 +62,19 @@ mod tests {
 
     #[test]
     fn the_same_user_always_lands_in_the_same_bucket_and_growth_only_adds() {
-        let r = |p| Rollout { flag: "newUserDashboard".into(), percent: p, segments: vec![] };
+        let r = |p| Rollout {
+            flag: "newUserDashboard".into(),
+            percent: p,
+            segments: vec![],
+        };
         let users: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
-        let at = |p: f64| users.iter().filter(|u| r(p).includes(u, &[])).cloned().collect::<Vec<_>>();
+        let at = |p: f64| {
+            users
+                .iter()
+                .filter(|u| r(p).includes(u, &[]))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
         let (five, fifty) = (at(5.0), at(50.0));
         assert!(five.iter().all(|u| fifty.contains(u)));
         // Roughly the requested share (binomial, n = 2000).
@@ -75,7 +85,11 @@ mod tests {
 
     #[test]
     fn segments_restrict_eligibility() {
-        let r = Rollout { flag: "f".into(), percent: 100.0, segments: vec!["beta_users".into()] };
+        let r = Rollout {
+            flag: "f".into(),
+            percent: 100.0,
+            segments: vec!["beta_users".into()],
+        };
         assert!(r.includes("alice", &["beta_users".into()]));
         assert!(!r.includes("alice", &["free".into()]));
         assert!(!r.includes("alice", &[]));

@@ -95,10 +95,19 @@ impl FileStore {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         let entries = match std::fs::read(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(StateError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(StateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
             Ok(bytes) => {
-                let corrupt = |message: String| StateError::Corrupt { path: path.to_path_buf(), message };
-                let file: FileFormat = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                let corrupt = |message: String| StateError::Corrupt {
+                    path: path.to_path_buf(),
+                    message,
+                };
+                let file: FileFormat =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
                 if file.version != 1 {
                     return Err(corrupt(format!("unsupported version {}", file.version)));
                 }
@@ -107,14 +116,19 @@ impl FileStore {
                     .map(|(k, v)| {
                         let bytes = match v {
                             Entry::Text(t) => t.into_bytes(),
-                            Entry::Hex(h) => hex::decode(&h).map_err(|e| corrupt(format!("`{k}`: {e}")))?,
+                            Entry::Hex(h) => {
+                                hex::decode(&h).map_err(|e| corrupt(format!("`{k}`: {e}")))?
+                            }
                         };
                         Ok((k, bytes))
                     })
                     .collect::<Result<_, StateError>>()?
             }
         };
-        Ok(Self { path: path.to_path_buf(), entries })
+        Ok(Self {
+            path: path.to_path_buf(),
+            entries,
+        })
     }
 
     fn save(&self) -> Result<(), StateError> {
@@ -132,10 +146,18 @@ impl FileStore {
                 })
                 .collect(),
         };
-        let write = |source| StateError::Write { path: self.path.clone(), source };
-        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| write(std::io::Error::other(e)))?;
+        let write = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut text =
+            serde_json::to_vec_pretty(&file).map_err(|e| write(std::io::Error::other(e)))?;
         text.push(b'\n');
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write)?;
         tmp.write_all(&text).map_err(write)?;
         tmp.as_file().sync_all().map_err(write)?;
@@ -164,7 +186,11 @@ mod tests {
     use super::*;
 
     fn key(t: &str) -> StateKey {
-        StateKey { policy: "p".into(), service: "s".into(), trigger: t.into() }
+        StateKey {
+            policy: "p".into(),
+            service: "s".into(),
+            trigger: t.into(),
+        }
     }
 
     #[test]
@@ -176,10 +202,16 @@ mod tests {
         store.put(&key("a"), b"open opened_at=5".to_vec()).unwrap();
         store.put(&key("b"), vec![0xff, 0x00]).unwrap();
         let reopened = FileStore::open(&path).unwrap();
-        assert_eq!(reopened.get(&key("a")).unwrap(), Some(b"open opened_at=5".to_vec()));
+        assert_eq!(
+            reopened.get(&key("a")).unwrap(),
+            Some(b"open opened_at=5".to_vec())
+        );
         assert_eq!(reopened.get(&key("b")).unwrap(), Some(vec![0xff, 0x00]));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"p/s/a\": {\n      \"text\": \"open opened_at=5\""), "{text}");
+        assert!(
+            text.contains("\"p/s/a\": {\n      \"text\": \"open opened_at=5\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -187,6 +219,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         std::fs::write(&path, "{not json").unwrap();
-        assert!(matches!(FileStore::open(&path), Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            FileStore::open(&path),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 }

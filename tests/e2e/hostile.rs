@@ -12,19 +12,35 @@ use tollgate::snapshot::Snapshot;
 
 use crate::support::{repo, values, write};
 
-/// Builds the component for `tests/hostile/<name>.wat`.
+/// Builds the component for `tests/hostile/<name>.wat` against the current
+/// contract in `wit/`.
 fn component(name: &str) -> Vec<u8> {
+    component_for(name, &repo("wit"))
+}
+
+/// Builds the component for `tests/hostile/<name>.wat` against the WIT
+/// package in `wit_dir`, naming its imports and exports with that version.
+pub fn component_for(name: &str, wit_dir: &Path) -> Vec<u8> {
     let fragment = std::fs::read_to_string(repo(&format!("tests/hostile/{name}.wat"))).unwrap();
     if fragment.contains("(component") {
         return wat::parse_str(&fragment).unwrap();
     }
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(wit_dir).unwrap();
+    let version = resolve.packages[pkg]
+        .name
+        .version
+        .clone()
+        .unwrap()
+        .to_string();
+    let world = resolve.select_world(&[pkg], Some("gate")).unwrap();
     let (body, extra) = fragment.split_once(";;EXTRA").unwrap_or((&fragment, ""));
     let shell = std::fs::read_to_string(repo("tests/hostile/gate-shell.wat")).unwrap();
-    let text = shell.replace("(;BODY;)", body).replace("(;EXTRA;)", extra);
+    let text = shell
+        .replace("(;BODY;)", body)
+        .replace("(;EXTRA;)", extra)
+        .replace("WIT_VERSION", &version);
     let mut module = wat::parse_str(&text).unwrap();
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve.push_dir(repo("wit")).unwrap();
-    let world = resolve.select_world(&[pkg], Some("gate")).unwrap();
     wit_component::embed_component_metadata(
         &mut module,
         &resolve,
@@ -220,6 +236,44 @@ fn a_wasi_filesystem_import_is_refused_at_load_naming_the_import() {
         run.stderr.contains(
             "plugin `hostile`: imports `wasi:filesystem/types@0.2.0`, which is not granted"
         ),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A policy running `component` as its only gate.
+fn single_gate_policy(dir: &Path, component: &[u8]) -> PathBuf {
+    write(dir, "old.wasm", component);
+    let text = "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: compat}\nplugins:\n  old: {path: old.wasm}\nstages:\n  - name: s\n    gates:\n      - name: old\n        plugin: old\n";
+    write(dir, "compat.yaml", text.as_bytes())
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_0_still_loads_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = component_for("well-behaved", &repo("tests/compat"));
+    let path = single_gate_policy(dir.path(), &old);
+    let run = crate::support::eval(&path, &values(&[]), None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.gate("old")["verdict"], "pass");
+}
+
+#[test]
+fn a_plugin_built_against_an_incompatible_wit_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = dir.path().join("wit");
+    std::fs::create_dir(&wit).unwrap();
+    let text = std::fs::read_to_string(repo("tests/compat/tollgate-0.1.0.wit")).unwrap();
+    std::fs::write(
+        wit.join("tollgate.wit"),
+        text.replace("tollgate:plugin@0.1.0", "tollgate:plugin@0.2.0"),
+    )
+    .unwrap();
+    let path = single_gate_policy(dir.path(), &component_for("well-behaved", &wit));
+    let run = crate::support::tollgate(&["validate", path.to_str().unwrap()], "");
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("plugin `old`: built against `tollgate:plugin@0.2.0`, which this host (tollgate:plugin@0.1.1) cannot serve"),
         "{}",
         run.stderr
     );

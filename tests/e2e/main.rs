@@ -7,4 +7,5 @@ mod ci_gates;
 mod cli_errors;
 mod hostile;
 mod plugins;
+mod rollout;
 mod support;

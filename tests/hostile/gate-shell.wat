@@ -10,7 +10,7 @@
 ;;   +48 details ptr, +52 details len
 (module
   ;; A borrowed snapshot handle must be released before the call returns.
-  (import "tollgate:plugin/snapshot@0.1.0" "[resource-drop]snapshot" (func $drop_snapshot (param i32)))
+  (import "tollgate:plugin/snapshot@WIT_VERSION" "[resource-drop]snapshot" (func $drop_snapshot (param i32)))
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $new i32) (result i32)
@@ -29,9 +29,9 @@
     (global.set $heap (local.get $end))
     (local.get $p))
   ;; Memory at 0 is zero: `ok` for result<_, string>.
-  (func (export "tollgate:plugin/gate-api@0.1.0#validate-config") (param i32 i32) (result i32)
+  (func (export "tollgate:plugin/gate-api@WIT_VERSION#validate-config") (param i32 i32) (result i32)
     (i32.const 0))
-  (func (export "tollgate:plugin/gate-api@0.1.0#evaluate") (param $config i32) (param $len i32) (param $snapshot i32) (result i32)
+  (func (export "tollgate:plugin/gate-api@WIT_VERSION#evaluate") (param $config i32) (param $len i32) (param $snapshot i32) (result i32)
     (call $drop_snapshot (local.get $snapshot))
     (;BODY;))
   (;EXTRA;))

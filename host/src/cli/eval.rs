@@ -8,8 +8,8 @@ use anyhow::Context as _;
 
 use crate::evaluate::{Request, evaluate_with};
 use crate::render::{self, Format};
-use crate::state::{FileStore, MemoryStore};
 use crate::snapshot::Snapshot;
+use crate::state::{FileStore, MemoryStore};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvalArgs {

@@ -22,8 +22,15 @@ pub(crate) struct FlagArgs {
 }
 
 fn percent(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("`{s}` is not a percentage"))?;
-    if (0.0..=100.0).contains(&v) { Ok(v) } else { Err(format!("`{s}` is not between 0 and 100")) }
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{s}` is not a percentage"))?;
+    if (0.0..=100.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` is not between 0 and 100"))
+    }
 }
 
 /// Prints `in` or `out` with the user's bucket; exit 0 either way.

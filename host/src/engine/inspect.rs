@@ -42,7 +42,9 @@ pub enum ImportCheckError {
         "built against `{PACKAGE}@{found}`, which this host ({PACKAGE}@{WIT_VERSION}) cannot serve: {why}"
     )]
     IncompatibleVersion { found: String, why: &'static str },
-    #[error("exports no tollgate world: expected one of `{PACKAGE}/gate-api`, `trigger-api` or `action-api`")]
+    #[error(
+        "exports no tollgate world: expected one of `{PACKAGE}/gate-api`, `trigger-api` or `action-api`"
+    )]
     NoWorld,
     #[error("exports more than one tollgate world; a plugin is one gate, trigger or action")]
     SeveralWorlds,

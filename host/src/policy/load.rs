@@ -53,11 +53,45 @@ pub fn load(
     let uses = policy
         .stages
         .iter()
-        .flat_map(|s| s.gates.iter().map(|g| (World::Gate, "gate", &g.name, &g.plugin, &g.config, g.limits, g.line)))
-        .chain(policy.triggers.iter().map(|t| (World::Trigger, "trigger", &t.name, &t.plugin, &t.config, t.limits, t.line)))
-        .chain(policy.actions.iter().map(|a| (World::Action, "action", &a.name, &a.plugin, &a.config, a.limits, a.line)));
+        .flat_map(|s| {
+            s.gates.iter().map(|g| {
+                (
+                    World::Gate,
+                    "gate",
+                    &g.name,
+                    &g.plugin,
+                    &g.config,
+                    g.limits,
+                    g.line,
+                )
+            })
+        })
+        .chain(policy.triggers.iter().map(|t| {
+            (
+                World::Trigger,
+                "trigger",
+                &t.name,
+                &t.plugin,
+                &t.config,
+                t.limits,
+                t.line,
+            )
+        }))
+        .chain(policy.actions.iter().map(|a| {
+            (
+                World::Action,
+                "action",
+                &a.name,
+                &a.plugin,
+                &a.config,
+                a.limits,
+                a.line,
+            )
+        }));
     for (world, role, name, plugin_name, config, limits, line) in uses {
-        let Some(plugin) = plugins.get(plugin_name) else { continue };
+        let Some(plugin) = plugins.get(plugin_name) else {
+            continue;
+        };
         if plugin.info().world != world {
             problems.push(Problem {
                 line: Some(line),
@@ -71,10 +105,17 @@ pub fn load(
         let call = plugin.validate_config(config, limits);
         let message = match call.result {
             Ok(Ok(())) => continue,
-            Ok(Err(msg)) => format!("invalid settings for {role} `{name}` (plugin `{plugin_name}`): {msg}"),
-            Err(e) => format!("plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"),
+            Ok(Err(msg)) => {
+                format!("invalid settings for {role} `{name}` (plugin `{plugin_name}`): {msg}")
+            }
+            Err(e) => format!(
+                "plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"
+            ),
         };
-        problems.push(Problem { line: Some(line), message });
+        problems.push(Problem {
+            line: Some(line),
+            message,
+        });
     }
     if !problems.is_empty() {
         return Err(Problems(problems));

@@ -453,7 +453,14 @@ fn read_stages(
         let Some(fields) = r.map(
             item,
             &format!("stage {}", i + 1),
-            &["name", "description", "scoring", "traffic", "duration", "gates"],
+            &[
+                "name",
+                "description",
+                "scoring",
+                "traffic",
+                "duration",
+                "gates",
+            ],
         ) else {
             continue;
         };
@@ -483,11 +490,15 @@ fn read_stages(
                 if p.fract() == 0.0 {
                     Some(p as u8)
                 } else {
-                    r.problem(item.line, format!("`traffic` of {owner} must be a whole percentage"));
+                    r.problem(
+                        item.line,
+                        format!("`traffic` of {owner} must be a whole percentage"),
+                    );
                     None
                 }
             });
-        let duration = get(fields, "duration").and_then(|n| r.duration(n, &format!("`duration` of {owner}"), MAX_STAGE));
+        let duration = get(fields, "duration")
+            .and_then(|n| r.duration(n, &format!("`duration` of {owner}"), MAX_STAGE));
         let gates = match get(fields, "gates") {
             Some(n) => read_gates(r, n, &owner, plugins),
             None => {
@@ -687,7 +698,13 @@ fn read_plugin_name(
             .map(str::to_string)
             .chain(plugins.keys().cloned())
             .collect();
-        r.problem(n.line, format!("unknown plugin `{p}` in {what}; known plugins: {}", known.join(", ")));
+        r.problem(
+            n.line,
+            format!(
+                "unknown plugin `{p}` in {what}; known plugins: {}",
+                known.join(", ")
+            ),
+        );
     }
     plugin
 }
@@ -713,7 +730,10 @@ fn named_items<'a>(
     allowed: &[&str],
 ) -> Vec<(Name, &'a Node, &'a Entries)> {
     let Value::Seq(items) = &node.value else {
-        r.problem(node.line, format!("`{list}` must be a list, not {}", node.value.kind()));
+        r.problem(
+            node.line,
+            format!("`{list}` must be a list, not {}", node.value.kind()),
+        );
         return Vec::new();
     };
     let mut out: Vec<(Name, &Node, &Entries)> = Vec::new();
@@ -724,7 +744,10 @@ fn named_items<'a>(
         let Some(name) = (match get(fields, "name") {
             Some(n) => r.name(n, &format!("`name` in `{list}`")),
             None => {
-                r.problem(item.line, format!("missing field `name` in entry {} of `{list}`", i + 1));
+                r.problem(
+                    item.line,
+                    format!("missing field `name` in entry {} of `{list}`", i + 1),
+                );
                 None
             }
         }) else {
@@ -738,36 +761,80 @@ fn named_items<'a>(
     out
 }
 
-fn read_triggers(r: &mut Reader, node: &Node, plugins: &BTreeMap<String, PluginDecl>) -> Vec<Trigger> {
-    let allowed = ["name", "description", "plugin", "with", "hold", "deadline", "memory"];
+fn read_triggers(
+    r: &mut Reader,
+    node: &Node,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Vec<Trigger> {
+    let allowed = [
+        "name",
+        "description",
+        "plugin",
+        "with",
+        "hold",
+        "deadline",
+        "memory",
+    ];
     let mut out = Vec::new();
     for (name, item, fields) in named_items(r, node, "triggers", &allowed) {
         let what = format!("trigger `{name}`");
         let plugin = read_plugin_name(r, fields, item, &what, plugins);
-        let config = get(fields, "with").map(|n| read_config(r, n, &what)).unwrap_or_default();
+        let config = get(fields, "with")
+            .map(|n| read_config(r, n, &what))
+            .unwrap_or_default();
         let hold = get(fields, "hold")
             .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
             .unwrap_or(false);
         let limits = read_limits(r, fields, &what);
-        let description = get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+        let description =
+            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
         if let Some(plugin) = plugin {
-            out.push(Trigger { name, description, plugin, config, hold, limits, line: item.line });
+            out.push(Trigger {
+                name,
+                description,
+                plugin,
+                config,
+                hold,
+                limits,
+                line: item.line,
+            });
         }
     }
     out
 }
 
-fn read_actions(r: &mut Reader, node: &Node, plugins: &BTreeMap<String, PluginDecl>) -> Vec<ActionStep> {
-    let allowed = ["name", "description", "plugin", "with", "deadline", "memory"];
+fn read_actions(
+    r: &mut Reader,
+    node: &Node,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Vec<ActionStep> {
+    let allowed = [
+        "name",
+        "description",
+        "plugin",
+        "with",
+        "deadline",
+        "memory",
+    ];
     let mut out = Vec::new();
     for (name, item, fields) in named_items(r, node, "actions", &allowed) {
         let what = format!("action `{name}`");
         let plugin = read_plugin_name(r, fields, item, &what, plugins);
-        let config = get(fields, "with").map(|n| read_config(r, n, &what)).unwrap_or_default();
+        let config = get(fields, "with")
+            .map(|n| read_config(r, n, &what))
+            .unwrap_or_default();
         let limits = read_limits(r, fields, &what);
-        let description = get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+        let description =
+            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
         if let Some(plugin) = plugin {
-            out.push(ActionStep { name, description, plugin, config, limits, line: item.line });
+            out.push(ActionStep {
+                name,
+                description,
+                plugin,
+                config,
+                limits,
+                line: item.line,
+            });
         }
     }
     out
@@ -870,7 +937,7 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "line 8: unknown plugin `nope` in gate `a`; known plugins: threshold",
+                "line 8: unknown plugin `nope` in gate `a`; known plugins: threshold, canary-judge, sustained, baseline-drop, circuit-breaker, canary-schedule, semver-bump, flag-rollout",
                 "line 9: `weight` of gate `a` must not be negative, not -1",
                 "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory",
                 "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",

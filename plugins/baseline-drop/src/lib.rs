@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
 use tollgate_sdk::stats::{Aggregate, short};
-use tollgate_sdk::trigger::{Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire};
+use tollgate_sdk::trigger::{
+    Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire,
+};
 
 struct Rule {
     metric: String,
@@ -32,7 +34,11 @@ impl Rule {
         let rise = match s.opt_text("direction")? {
             None | Some("drop") => false,
             Some("rise") => true,
-            Some(other) => return Err(format!("unknown direction `{other}`: expected drop or rise")),
+            Some(other) => {
+                return Err(format!(
+                    "unknown direction `{other}`: expected drop or rise"
+                ));
+            }
         };
         let window = s.opt_duration("window")?.ok_or("`window` is required")?;
         let fire = parse_fire(s.opt_text("fire")?.unwrap_or("prepare-rollback"))?;
@@ -59,7 +65,12 @@ impl Rule {
         })
     }
 
-    fn mean(&self, snapshot: &Snapshot, track: Track, selector: &[(String, String)]) -> (Option<f64>, usize) {
+    fn mean(
+        &self,
+        snapshot: &Snapshot,
+        track: Track,
+        selector: &[(String, String)],
+    ) -> (Option<f64>, usize) {
         let points = snapshot.points(&Query {
             metric: self.metric.clone(),
             selector: selector.to_vec(),
@@ -75,10 +86,19 @@ impl Rule {
         let (canary, n_canary) = self.mean(snapshot, Track::Current, &self.selector);
         let (baseline, n_baseline) = self.mean(snapshot, Track::Baseline, &self.baseline_selector);
         let details = vec![
-            Detail { key: "canary_points".into(), value: n_canary.to_string() },
-            Detail { key: "baseline_points".into(), value: n_baseline.to_string() },
+            Detail {
+                key: "canary_points".into(),
+                value: n_canary.to_string(),
+            },
+            Detail {
+                key: "baseline_points".into(),
+                value: n_baseline.to_string(),
+            },
         ];
-        let quiet = |reason: String, observed: Option<f64>, threshold: Option<f64>, details: Vec<Detail>| TriggerResult {
+        let quiet = |reason: String,
+                     observed: Option<f64>,
+                     threshold: Option<f64>,
+                     details: Vec<Detail>| TriggerResult {
             fire: Fire::None,
             reason,
             observed,
@@ -88,21 +108,46 @@ impl Rule {
         };
         let (Some(canary), Some(baseline)) = (canary, baseline) else {
             return quiet(
-                format!("no data: `{}` needs canary and baseline points in the last {window}", self.metric),
+                format!(
+                    "no data: `{}` needs canary and baseline points in the last {window}",
+                    self.metric
+                ),
                 canary,
                 None,
                 details,
             );
         };
         if baseline == 0.0 {
-            return quiet(format!("baseline `{}` averages 0 over {window}; no relative change", self.metric), Some(canary), None, details);
+            return quiet(
+                format!(
+                    "baseline `{}` averages 0 over {window}; no relative change",
+                    self.metric
+                ),
+                Some(canary),
+                None,
+                details,
+            );
         }
-        let change = if self.rise { (canary - baseline) / baseline.abs() } else { (baseline - canary) / baseline.abs() } * 100.0;
-        let limit = if self.rise { baseline * (1.0 + self.max_change / 100.0) } else { baseline * (1.0 - self.max_change / 100.0) };
+        let change = if self.rise {
+            (canary - baseline) / baseline.abs()
+        } else {
+            (baseline - canary) / baseline.abs()
+        } * 100.0;
+        let limit = if self.rise {
+            baseline * (1.0 + self.max_change / 100.0)
+        } else {
+            baseline * (1.0 - self.max_change / 100.0)
+        };
         let word = if self.rise { "above" } else { "below" };
         let mut details = details;
-        details.push(Detail { key: "change_percent".into(), value: short(change) });
-        details.push(Detail { key: "baseline".into(), value: short(baseline) });
+        details.push(Detail {
+            key: "change_percent".into(),
+            value: short(change),
+        });
+        details.push(Detail {
+            key: "baseline".into(),
+            value: short(baseline),
+        });
         let summary = format!(
             "avg `{}` over {window}: canary {} vs baseline {}, {}% {word} (limit {}%)",
             self.metric,

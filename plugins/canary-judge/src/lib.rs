@@ -67,24 +67,44 @@ impl Rule {
                 "increase" => Direction::Increase,
                 "decrease" => Direction::Decrease,
                 "either" => Direction::Either,
-                other => return Err(format!("`{}`: unknown direction `{other}`: expected increase, decrease or either", key("direction"))),
+                other => {
+                    return Err(format!(
+                        "`{}`: unknown direction `{other}`: expected increase, decrease or either",
+                        key("direction")
+                    ));
+                }
             };
             let tolerance = s.opt_number(&key("tolerance_percent"))?.unwrap_or(0.0);
             if !(tolerance.is_finite() && tolerance >= 0.0) {
-                return Err(format!("`{}` must be a non-negative number", key("tolerance_percent")));
+                return Err(format!(
+                    "`{}` must be a non-negative number",
+                    key("tolerance_percent")
+                ));
             }
             let critical = s.opt_bool(&key("critical"))?.unwrap_or(false);
             let group = s.opt_text(&key("group"))?.unwrap_or("default").to_string();
-            metrics.push(MetricRule { name, direction, tolerance, critical, group });
+            metrics.push(MetricRule {
+                name,
+                direction,
+                tolerance,
+                critical,
+                group,
+            });
         }
         let mut group_weights = BTreeMap::new();
         for (group, weight) in s.text_map("group_weights")? {
-            let w: f64 = weight.parse().map_err(|_| format!("`group_weights.{group}` must be a number"))?;
+            let w: f64 = weight
+                .parse()
+                .map_err(|_| format!("`group_weights.{group}` must be a number"))?;
             if !(w.is_finite() && w >= 0.0) {
-                return Err(format!("`group_weights.{group}` must be a non-negative number"));
+                return Err(format!(
+                    "`group_weights.{group}` must be a non-negative number"
+                ));
             }
             if !metrics.iter().any(|m| m.group == group) {
-                return Err(format!("`group_weights.{group}` names a group no metric belongs to"));
+                return Err(format!(
+                    "`group_weights.{group}` names a group no metric belongs to"
+                ));
             }
             group_weights.insert(group, w);
         }
@@ -95,7 +115,9 @@ impl Rule {
         }
         let pass_score = s.opt_number("pass_score")?.unwrap_or(95.0);
         let marginal_score = s.opt_number("marginal_score")?.unwrap_or(75.0);
-        if !(0.0..=100.0).contains(&marginal_score) || !(marginal_score..=100.0).contains(&pass_score) {
+        if !(0.0..=100.0).contains(&marginal_score)
+            || !(marginal_score..=100.0).contains(&pass_score)
+        {
             return Err("scores must satisfy 0 <= marginal_score <= pass_score <= 100".into());
         }
         let min_points = s.opt_integer("min_points")?.unwrap_or(3);
@@ -139,15 +161,25 @@ impl Rule {
             if canary.len() < self.min_points || baseline.len() < self.min_points {
                 details.push(Detail {
                     key: m.name.clone(),
-                    value: format!("no data ({} canary, {} baseline points)", canary.len(), baseline.len()),
+                    value: format!(
+                        "no data ({} canary, {} baseline points)",
+                        canary.len(),
+                        baseline.len()
+                    ),
                 });
                 continue;
             }
-            let Some(test) = mann_whitney_u(&canary, &baseline) else { continue };
+            let Some(test) = mann_whitney_u(&canary, &baseline) else {
+                continue;
+            };
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
             let (mc, mb) = (mean(&canary), mean(&baseline));
             let effect = if mb == 0.0 {
-                if mc == 0.0 { 0.0 } else { f64::INFINITY.copysign(mc) }
+                if mc == 0.0 {
+                    0.0
+                } else {
+                    f64::INFINITY.copysign(mc)
+                }
             } else {
                 (mc - mb) / mb.abs() * 100.0
             };
@@ -182,11 +214,17 @@ impl Rule {
                 ),
             });
         }
-        let total_weight: f64 = groups.keys().map(|g| self.group_weights.get(*g).copied().unwrap_or(1.0)).sum();
+        let total_weight: f64 = groups
+            .keys()
+            .map(|g| self.group_weights.get(*g).copied().unwrap_or(1.0))
+            .sum();
         if groups.is_empty() || total_weight == 0.0 {
             return Finding {
                 verdict: Verdict::Inconclusive,
-                reason: format!("no data: no metric had {} points on both canary and baseline", self.min_points),
+                reason: format!(
+                    "no data: no metric had {} points on both canary and baseline",
+                    self.min_points
+                ),
                 observed: None,
                 threshold: Some(self.pass_score),
                 details,
@@ -195,20 +233,65 @@ impl Rule {
         let score = 100.0
             * groups
                 .iter()
-                .map(|(g, (passed, counted))| self.group_weights.get(*g).copied().unwrap_or(1.0) * (*passed as f64 / *counted as f64))
+                .map(|(g, (passed, counted))| {
+                    self.group_weights.get(*g).copied().unwrap_or(1.0)
+                        * (*passed as f64 / *counted as f64)
+                })
                 .sum::<f64>()
             / total_weight;
-        let listed = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-        let (verdict, reason) = if !critical_failed.is_empty() {
-            (Verdict::Fail, format!("critical metric {} failed; score {}", listed(&critical_failed), short(score)))
-        } else if score >= self.pass_score {
-            (Verdict::Pass, format!("canary score {} ≥ {}: pass", short(score), short(self.pass_score)))
-        } else if score >= self.marginal_score {
-            (Verdict::Warn, format!("canary score {} is marginal (≥ {}, < {}): {}", short(score), short(self.marginal_score), short(self.pass_score), listed(&failed)))
-        } else {
-            (Verdict::Fail, format!("canary score {} < {}: {}", short(score), short(self.marginal_score), listed(&failed)))
+        let listed = |v: &[&str]| {
+            v.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        Finding { verdict, reason, observed: Some(score), threshold: Some(self.pass_score), details }
+        let (verdict, reason) = if !critical_failed.is_empty() {
+            (
+                Verdict::Fail,
+                format!(
+                    "critical metric {} failed; score {}",
+                    listed(&critical_failed),
+                    short(score)
+                ),
+            )
+        } else if score >= self.pass_score {
+            (
+                Verdict::Pass,
+                format!(
+                    "canary score {} ≥ {}: pass",
+                    short(score),
+                    short(self.pass_score)
+                ),
+            )
+        } else if score >= self.marginal_score {
+            (
+                Verdict::Warn,
+                format!(
+                    "canary score {} is marginal (≥ {}, < {}): {}",
+                    short(score),
+                    short(self.marginal_score),
+                    short(self.pass_score),
+                    listed(&failed)
+                ),
+            )
+        } else {
+            (
+                Verdict::Fail,
+                format!(
+                    "canary score {} < {}: {}",
+                    short(score),
+                    short(self.marginal_score),
+                    listed(&failed)
+                ),
+            )
+        };
+        Finding {
+            verdict,
+            reason,
+            observed: Some(score),
+            threshold: Some(self.pass_score),
+            details,
+        }
     }
 }
 

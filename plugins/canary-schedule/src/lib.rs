@@ -36,9 +36,22 @@ fn plan(ctx: &Context) -> Result<Vec<Action>, String> {
         return Ok(vec![Action::SetWeight(0), Action::Rollback(reason.clone())]);
     }
     match ctx.outcome {
-        Outcome::Fail => return Ok(vec![Action::SetWeight(0), Action::Rollback(format!("{here} failed its gates"))]),
-        Outcome::Inconclusive => return Ok(vec![Action::Hold(format!("{here} is inconclusive: waiting for data"))]),
-        Outcome::Warning => return Ok(vec![Action::Hold(format!("{here} scored in the warn band"))]),
+        Outcome::Fail => {
+            return Ok(vec![
+                Action::SetWeight(0),
+                Action::Rollback(format!("{here} failed its gates")),
+            ]);
+        }
+        Outcome::Inconclusive => {
+            return Ok(vec![Action::Hold(format!(
+                "{here} is inconclusive: waiting for data"
+            ))]);
+        }
+        Outcome::Warning => {
+            return Ok(vec![Action::Hold(format!(
+                "{here} scored in the warn band"
+            ))]);
+        }
         Outcome::Pass => {}
     }
     if let Some((fire, reason)) = &ctx.trigger
@@ -57,13 +70,19 @@ fn plan(ctx: &Context) -> Result<Vec<Action>, String> {
         plan.push(Action::Hold(format!(
             "{here} needs {} at {}; {} elapsed",
             human(min),
-            stage.traffic_percent.map(|t| format!("{t}%")).unwrap_or_else(|| "its weight".into()),
+            stage
+                .traffic_percent
+                .map(|t| format!("{t}%"))
+                .unwrap_or_else(|| "its weight".into()),
             human(elapsed)
         )));
         return Ok(plan);
     }
     Ok(match ctx.stages.get(idx + 1) {
-        Some(next) => vec![Action::SetWeight(next.traffic_percent.unwrap_or(100)), Action::Promote],
+        Some(next) => vec![
+            Action::SetWeight(next.traffic_percent.unwrap_or(100)),
+            Action::Promote,
+        ],
         None => vec![Action::Promote],
     })
 }
@@ -91,10 +110,18 @@ mod tests {
     use tollgate_sdk::action::StageInfo;
 
     fn ctx(stage: &str, elapsed: Option<u64>, outcome: Outcome) -> Context {
-        let s = |name: &str, t, d| StageInfo { name: name.into(), traffic_percent: Some(t), min_duration_seconds: d };
+        let s = |name: &str, t, d| StageInfo {
+            name: name.into(),
+            traffic_percent: Some(t),
+            min_duration_seconds: d,
+        };
         Context {
             stage: stage.into(),
-            stages: vec![s("initial-canary", 5, Some(900)), s("expanded-canary", 25, Some(1800)), s("full-rollout", 100, None)],
+            stages: vec![
+                s("initial-canary", 5, Some(900)),
+                s("expanded-canary", 25, Some(1800)),
+                s("full-rollout", 100, None),
+            ],
             elapsed_seconds: elapsed,
             outcome,
             trigger: None,
@@ -103,9 +130,18 @@ mod tests {
 
     #[test]
     fn follows_the_seed_schedule() {
-        assert_eq!(plan(&ctx("initial-canary", Some(900), Outcome::Pass)), Ok(vec![Action::SetWeight(25), Action::Promote]));
-        assert_eq!(plan(&ctx("expanded-canary", Some(1800), Outcome::Pass)), Ok(vec![Action::SetWeight(100), Action::Promote]));
-        assert_eq!(plan(&ctx("full-rollout", None, Outcome::Pass)), Ok(vec![Action::Promote]));
+        assert_eq!(
+            plan(&ctx("initial-canary", Some(900), Outcome::Pass)),
+            Ok(vec![Action::SetWeight(25), Action::Promote])
+        );
+        assert_eq!(
+            plan(&ctx("expanded-canary", Some(1800), Outcome::Pass)),
+            Ok(vec![Action::SetWeight(100), Action::Promote])
+        );
+        assert_eq!(
+            plan(&ctx("full-rollout", None, Outcome::Pass)),
+            Ok(vec![Action::Promote])
+        );
     }
 
     #[test]
@@ -113,15 +149,27 @@ mod tests {
         let p = plan(&ctx("initial-canary", Some(899), Outcome::Pass)).unwrap();
         assert_eq!(p[0], Action::SetWeight(5));
         assert_eq!(p[1], Action::Pause(1));
-        assert!(matches!(&p[2], Action::Hold(r) if r.contains("needs 15m at 5%")), "{p:?}");
+        assert!(
+            matches!(&p[2], Action::Hold(r) if r.contains("needs 15m at 5%")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn rolls_back_on_failure_or_an_immediate_trigger() {
-        assert!(matches!(plan(&ctx("expanded-canary", Some(10), Outcome::Fail)).unwrap()[..], [Action::SetWeight(0), Action::Rollback(_)]));
+        assert!(matches!(
+            plan(&ctx("expanded-canary", Some(10), Outcome::Fail)).unwrap()[..],
+            [Action::SetWeight(0), Action::Rollback(_)]
+        ));
         let mut c = ctx("initial-canary", Some(1000), Outcome::Pass);
         c.trigger = Some(("immediate-rollback".into(), "error rate 2%".into()));
-        assert_eq!(plan(&c), Ok(vec![Action::SetWeight(0), Action::Rollback("error rate 2%".into())]));
+        assert_eq!(
+            plan(&c),
+            Ok(vec![
+                Action::SetWeight(0),
+                Action::Rollback("error rate 2%".into())
+            ])
+        );
         c.trigger = Some(("prepare-rollback".into(), "conversion down".into()));
         assert!(matches!(&plan(&c).unwrap()[..], [Action::Hold(_)]));
     }

@@ -54,7 +54,10 @@ impl Stored {
     /// `closed last_seen=T failures=t1,t2`, `open last_seen=T opened_at=T`,
     /// `half-open last_seen=T since=T`: text, so a state file can be read.
     fn encode(&self) -> Vec<u8> {
-        let seen = self.last_seen.map(|t| format!(" last_seen={t}")).unwrap_or_default();
+        let seen = self
+            .last_seen
+            .map(|t| format!(" last_seen={t}"))
+            .unwrap_or_default();
         match &self.state {
             State::Closed { failures } => {
                 let list: Vec<String> = failures.iter().map(i64::to_string).collect();
@@ -68,7 +71,12 @@ impl Stored {
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
         if bytes.is_empty() {
-            return Ok(Self { state: State::Closed { failures: Vec::new() }, last_seen: None });
+            return Ok(Self {
+                state: State::Closed {
+                    failures: Vec::new(),
+                },
+                last_seen: None,
+            });
         }
         let text = std::str::from_utf8(bytes).map_err(|_| "state is not text".to_string())?;
         let mut words = text.split_whitespace();
@@ -76,27 +84,44 @@ impl Stored {
         let mut last_seen = None;
         let mut fields = std::collections::BTreeMap::new();
         for word in words {
-            let (k, v) = word.split_once('=').ok_or_else(|| format!("malformed state field `{word}`"))?;
+            let (k, v) = word
+                .split_once('=')
+                .ok_or_else(|| format!("malformed state field `{word}`"))?;
             if k == "last_seen" {
-                last_seen = Some(v.parse::<i64>().map_err(|_| format!("malformed `{word}`"))?);
+                last_seen = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| format!("malformed `{word}`"))?,
+                );
             } else {
                 fields.insert(k, v);
             }
         }
         let time = |key: &str| -> Result<i64, String> {
-            fields.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("state `{kind}` lacks `{key}`"))
+            fields
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("state `{kind}` lacks `{key}`"))
         };
         let state = match kind {
             "closed" => State::Closed {
                 failures: fields
                     .get("failures")
-                    .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<Vec<i64>, _>>())
+                    .map(|v| {
+                        v.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::parse)
+                            .collect::<Result<Vec<i64>, _>>()
+                    })
                     .transpose()
                     .map_err(|_| "malformed failures".to_string())?
                     .unwrap_or_default(),
             },
-            "open" => State::Open { opened_at: time("opened_at")? },
-            "half-open" => State::HalfOpen { since: time("since")? },
+            "open" => State::Open {
+                opened_at: time("opened_at")?,
+            },
+            "half-open" => State::HalfOpen {
+                since: time("since")?,
+            },
             other => return Err(format!("unknown state `{other}`")),
         };
         Ok(Self { state, last_seen })
@@ -110,8 +135,12 @@ impl Rule {
         let op: Op = s.opt_text("op")?.unwrap_or(">").parse()?;
         let threshold = s.number("threshold")?;
         let failure_threshold = s.opt_integer("failure_threshold")?.unwrap_or(5);
-        let timeout = s.opt_duration("timeout")?.unwrap_or(Duration::from_secs(60));
-        let reset_timeout = s.opt_duration("reset_timeout")?.unwrap_or(Duration::from_secs(30));
+        let timeout = s
+            .opt_duration("timeout")?
+            .unwrap_or(Duration::from_secs(60));
+        let reset_timeout = s
+            .opt_duration("reset_timeout")?
+            .unwrap_or(Duration::from_secs(30));
         let half_open_percent = s.opt_integer("half_open_percent")?.unwrap_or(5);
         let selector = s.text_map("selector")?;
         s.finish()?;
@@ -149,14 +178,19 @@ impl Rule {
             window_seconds: None,
             track: Track::Current,
         });
-        let fresh = points.iter().filter(|p| p.timestamp > since && p.timestamp <= now);
+        let fresh = points
+            .iter()
+            .filter(|p| p.timestamp > since && p.timestamp <= now);
         let mut note = String::new();
         for p in fresh {
             let failed = self.op.holds(p.value, self.threshold);
             stored.state = match stored.state {
                 State::Closed { mut failures } => {
                     if failed {
-                        if failures.last().is_some_and(|last| p.timestamp - last > self.timeout) {
+                        if failures
+                            .last()
+                            .is_some_and(|last| p.timestamp - last > self.timeout)
+                        {
                             failures.clear();
                         }
                         failures.push(p.timestamp);
@@ -165,21 +199,29 @@ impl Rule {
                     }
                     if failures.len() >= self.failure_threshold {
                         note = format!("{} consecutive failures", failures.len());
-                        State::Open { opened_at: p.timestamp }
+                        State::Open {
+                            opened_at: p.timestamp,
+                        }
                     } else {
                         State::Closed { failures }
                     }
                 }
                 // Points while open are ignored, until `reset_timeout` has
                 // passed: the first point after that is the half-open trial.
-                State::Open { opened_at } if p.timestamp < opened_at + self.reset_timeout => State::Open { opened_at },
+                State::Open { opened_at } if p.timestamp < opened_at + self.reset_timeout => {
+                    State::Open { opened_at }
+                }
                 State::Open { .. } | State::HalfOpen { .. } if failed => {
                     note = format!("trial failed: `{}` = {}", self.metric, short(p.value));
-                    State::Open { opened_at: p.timestamp }
+                    State::Open {
+                        opened_at: p.timestamp,
+                    }
                 }
                 State::Open { .. } | State::HalfOpen { .. } => {
                     note = format!("trial succeeded: `{}` = {}", self.metric, short(p.value));
-                    State::Closed { failures: Vec::new() }
+                    State::Closed {
+                        failures: Vec::new(),
+                    }
                 }
             };
         }
@@ -197,7 +239,12 @@ impl Rule {
         let (stored, warning) = match Stored::decode(state) {
             Ok(s) => (s, None),
             Err(e) => (
-                Stored { state: State::Closed { failures: Vec::new() }, last_seen: None },
+                Stored {
+                    state: State::Closed {
+                        failures: Vec::new(),
+                    },
+                    last_seen: None,
+                },
                 Some(format!("stored state unreadable ({e}); starting closed")),
             ),
         };
@@ -210,7 +257,11 @@ impl Rule {
                 Fire::None,
                 "closed",
                 None,
-                format!("circuit closed: {} of {} consecutive failures ({condition})", failures.len(), self.failure_threshold),
+                format!(
+                    "circuit closed: {} of {} consecutive failures ({condition})",
+                    failures.len(),
+                    self.failure_threshold
+                ),
             ),
             State::Open { opened_at } => (
                 Fire::ImmediateRollback,
@@ -225,7 +276,10 @@ impl Rule {
                 Fire::Alert,
                 "half-open",
                 Some(self.half_open_percent),
-                format!("circuit half-open: trial with {}% canary traffic", self.half_open_percent),
+                format!(
+                    "circuit half-open: trial with {}% canary traffic",
+                    self.half_open_percent
+                ),
             ),
         };
         if changed && !note.is_empty() {
@@ -235,11 +289,24 @@ impl Rule {
             reason = format!("{w}; {reason}");
         }
         let mut details = vec![
-            Detail { key: "state".into(), value: name.into() },
-            Detail { key: "transition".into(), value: if changed { format!("{} -> {name}", state_name(&before)) } else { "none".into() } },
+            Detail {
+                key: "state".into(),
+                value: name.into(),
+            },
+            Detail {
+                key: "transition".into(),
+                value: if changed {
+                    format!("{} -> {name}", state_name(&before))
+                } else {
+                    "none".into()
+                },
+            },
         ];
         if let Some(t) = traffic {
-            details.push(Detail { key: "allowed_traffic_percent".into(), value: t.to_string() });
+            details.push(Detail {
+                key: "allowed_traffic_percent".into(),
+                value: t.to_string(),
+            });
         }
         TriggerResult {
             fire,
@@ -293,10 +360,24 @@ mod tests {
     #[test]
     fn state_round_trips_through_its_text_form() {
         for s in [
-            Stored { state: State::Closed { failures: vec![1, 2] }, last_seen: Some(3) },
-            Stored { state: State::Closed { failures: vec![] }, last_seen: None },
-            Stored { state: State::Open { opened_at: 10 }, last_seen: Some(10) },
-            Stored { state: State::HalfOpen { since: 40 }, last_seen: Some(40) },
+            Stored {
+                state: State::Closed {
+                    failures: vec![1, 2],
+                },
+                last_seen: Some(3),
+            },
+            Stored {
+                state: State::Closed { failures: vec![] },
+                last_seen: None,
+            },
+            Stored {
+                state: State::Open { opened_at: 10 },
+                last_seen: Some(10),
+            },
+            Stored {
+                state: State::HalfOpen { since: 40 },
+                last_seen: Some(40),
+            },
         ] {
             assert_eq!(Stored::decode(&s.encode()), Ok(s));
         }

@@ -27,7 +27,12 @@ impl Rule {
             None => vec![5, 25, 50, 100],
             Some(list) => list
                 .into_iter()
-                .map(|p| u8::try_from(p).ok().filter(|p| *p <= 100).ok_or(format!("step {p} is not a percentage from 0 to 100")))
+                .map(|p| {
+                    u8::try_from(p)
+                        .ok()
+                        .filter(|p| *p <= 100)
+                        .ok_or(format!("step {p} is not a percentage from 0 to 100"))
+                })
                 .collect::<Result<Vec<u8>, String>>()?,
         };
         s.finish()?;
@@ -37,7 +42,11 @@ impl Rule {
         if steps.is_empty() || steps.windows(2).any(|w| w[0] >= w[1]) {
             return Err("`steps` must be increasing percentages".into());
         }
-        Ok(Self { flag, steps, segments })
+        Ok(Self {
+            flag,
+            steps,
+            segments,
+        })
     }
 
     fn plan(&self, snapshot: &Snapshot, ctx: &Context) -> Result<Vec<Action>, String> {
@@ -51,13 +60,25 @@ impl Rule {
                 .filter(|p| *p <= 100)
                 .ok_or_else(|| format!("attribute `{key}` is `{text}`, not a percentage"))?,
         };
-        let rollout = |percent: u8, segments: Vec<String>| Action::FlagRollout(FlagRollout { flag: self.flag.clone(), percent, segments });
-        let immediate = ctx.trigger.as_ref().is_some_and(|(fire, _)| fire == "immediate-rollback");
+        let rollout = |percent: u8, segments: Vec<String>| {
+            Action::FlagRollout(FlagRollout {
+                flag: self.flag.clone(),
+                percent,
+                segments,
+            })
+        };
+        let immediate = ctx
+            .trigger
+            .as_ref()
+            .is_some_and(|(fire, _)| fire == "immediate-rollback");
         if immediate || ctx.outcome == Outcome::Fail {
             return Ok(vec![rollout(0, Vec::new())]);
         }
         if ctx.outcome != Outcome::Pass || ctx.trigger.is_some() {
-            return Ok(vec![Action::Hold(format!("flag `{}` stays at {current}%", self.flag))]);
+            return Ok(vec![Action::Hold(format!(
+                "flag `{}` stays at {current}%",
+                self.flag
+            ))]);
         }
         Ok(match self.steps.iter().find(|s| **s > current) {
             Some(next) => vec![rollout(*next, self.segments.clone())],

@@ -134,7 +134,10 @@ impl<'a> Settings<'a> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(format!("`{key}` must be a list of whole numbers, not {}", kind(other))),
+            Some(other) => Err(format!(
+                "`{key}` must be a list of whole numbers, not {}",
+                kind(other)
+            )),
         }
     }
 

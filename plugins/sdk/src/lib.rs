@@ -60,7 +60,9 @@ pub mod trigger {
     });
 
     pub use self::exports::tollgate::plugin::trigger_api::{Fire, Guest, TriggerResult};
-    pub use crate::gate::{Config, ConfigValue, Detail, Level, Point, Query, Snapshot, Track, log, now};
+    pub use crate::gate::{
+        Config, ConfigValue, Detail, Level, Point, Query, Snapshot, Track, log, now,
+    };
 
     /// Parses a severity as policies write it: `alert`, `prepare-rollback`
     /// or `immediate-rollback`.

@@ -287,7 +287,11 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Option<MannWhitney> {
     if n1 == 0 || n2 == 0 {
         return None;
     }
-    let mut all: Vec<(f64, bool)> = x.iter().map(|v| (*v, true)).chain(y.iter().map(|v| (*v, false))).collect();
+    let mut all: Vec<(f64, bool)> = x
+        .iter()
+        .map(|v| (*v, true))
+        .chain(y.iter().map(|v| (*v, false)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = all.len();
     let mut rank_sum_x = 0.0;

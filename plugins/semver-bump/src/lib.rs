@@ -44,7 +44,8 @@ pub fn bump_for(message: &str) -> Bump {
     if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphabetic()) {
         return Bump::None;
     }
-    let breaking_footer = lines.any(|l| l.starts_with("BREAKING CHANGE:") || l.starts_with("BREAKING-CHANGE:"));
+    let breaking_footer =
+        lines.any(|l| l.starts_with("BREAKING CHANGE:") || l.starts_with("BREAKING-CHANGE:"));
     if breaking_marker || breaking_footer {
         return Bump::Major;
     }
@@ -76,7 +77,11 @@ fn bumped(v: &Version, bump: Bump) -> Version {
 }
 
 /// The release's next version, or `None` when nothing calls for one.
-pub fn next_version(current: &Version, bump: Bump, channel: Option<&str>) -> Result<Option<Version>, String> {
+pub fn next_version(
+    current: &Version,
+    bump: Bump,
+    channel: Option<&str>,
+) -> Result<Option<Version>, String> {
     let pre = |v: Version, n: u64, channel: &str| -> Result<Version, String> {
         let mut v = v;
         v.pre = Prerelease::new(&format!("{channel}.{n}")).map_err(|e| e.to_string())?;
@@ -121,7 +126,9 @@ fn parse_channel(s: &Settings<'_>) -> Result<Option<String>, String> {
     match s.opt_text("prerelease")? {
         None => Ok(None),
         Some(c @ ("alpha" | "beta" | "rc")) => Ok(Some(c.to_string())),
-        Some(other) => Err(format!("unknown pre-release `{other}`: expected alpha, beta or rc")),
+        Some(other) => Err(format!(
+            "unknown pre-release `{other}`: expected alpha, beta or rc"
+        )),
     }
 }
 
@@ -163,35 +170,72 @@ mod tests {
     use super::*;
 
     fn next(current: &str, messages: &[&str], channel: Option<&str>) -> Option<String> {
-        let bump = messages.iter().map(|m| bump_for(m)).max().unwrap_or(Bump::None);
-        next_version(&Version::parse(current).unwrap(), bump, channel).unwrap().map(|v| v.to_string())
+        let bump = messages
+            .iter()
+            .map(|m| bump_for(m))
+            .max()
+            .unwrap_or(Bump::None);
+        next_version(&Version::parse(current).unwrap(), bump, channel)
+            .unwrap()
+            .map(|v| v.to_string())
     }
 
     #[test]
     fn seed_examples() {
-        assert_eq!(next("1.0.0", &["fix(auth): resolve login timeout issue"], None).as_deref(), Some("1.0.1"));
-        assert_eq!(next("1.0.1", &["feat(api): add user profile endpoints"], None).as_deref(), Some("1.1.0"));
+        assert_eq!(
+            next("1.0.0", &["fix(auth): resolve login timeout issue"], None).as_deref(),
+            Some("1.0.1")
+        );
+        assert_eq!(
+            next("1.0.1", &["feat(api): add user profile endpoints"], None).as_deref(),
+            Some("1.1.0")
+        );
         assert_eq!(
             next("1.1.0", &["feat(auth)!: migrate to OAuth 2.0\n\nBREAKING CHANGE: Authentication now requires OAuth 2.0 tokens"], None).as_deref(),
             Some("2.0.0")
         );
         for kind in ["docs", "style", "refactor", "test", "chore"] {
-            assert_eq!(next("1.0.0", &[&format!("{kind}: tidy")], None), None, "{kind}");
+            assert_eq!(
+                next("1.0.0", &[&format!("{kind}: tidy")], None),
+                None,
+                "{kind}"
+            );
         }
     }
 
     #[test]
     fn conventional_commits_spec_examples() {
         let cases = [
-            ("feat: allow provided config object to extend other configs\n\nBREAKING CHANGE: `extends` key in config file is now used for extending other config files", Bump::Major),
-            ("feat!: send an email to the customer when a product is shipped", Bump::Major),
-            ("feat(api)!: send an email to the customer when a product is shipped", Bump::Major),
-            ("chore!: drop support for Node 6\n\nBREAKING CHANGE: use JavaScript features not available in Node 6.", Bump::Major),
+            (
+                "feat: allow provided config object to extend other configs\n\nBREAKING CHANGE: `extends` key in config file is now used for extending other config files",
+                Bump::Major,
+            ),
+            (
+                "feat!: send an email to the customer when a product is shipped",
+                Bump::Major,
+            ),
+            (
+                "feat(api)!: send an email to the customer when a product is shipped",
+                Bump::Major,
+            ),
+            (
+                "chore!: drop support for Node 6\n\nBREAKING CHANGE: use JavaScript features not available in Node 6.",
+                Bump::Major,
+            ),
             ("docs: correct spelling of CHANGELOG", Bump::None),
             ("feat(lang): add Polish language", Bump::Minor),
-            ("fix: prevent racing of requests\n\nIntroduce a request id and a reference to latest request. Dismiss\nincoming responses other than from latest request.\n\nRemove timeouts which were used to mitigate the racing issue but are\nobsolete now.\n\nReviewed-by: Z\nRefs: #123", Bump::Patch),
-            ("revert: let us never again speak of the noodle incident\n\nRefs: 676104e, a215868", Bump::None),
-            ("fix(parser)!: reject trailing commas\n\nBREAKING-CHANGE: input that was accepted is now an error", Bump::Major),
+            (
+                "fix: prevent racing of requests\n\nIntroduce a request id and a reference to latest request. Dismiss\nincoming responses other than from latest request.\n\nRemove timeouts which were used to mitigate the racing issue but are\nobsolete now.\n\nReviewed-by: Z\nRefs: #123",
+                Bump::Patch,
+            ),
+            (
+                "revert: let us never again speak of the noodle incident\n\nRefs: 676104e, a215868",
+                Bump::None,
+            ),
+            (
+                "fix(parser)!: reject trailing commas\n\nBREAKING-CHANGE: input that was accepted is now an error",
+                Bump::Major,
+            ),
             ("Merge branch 'main' into feature", Bump::None),
             ("update stuff", Bump::None),
         ];
@@ -202,19 +246,49 @@ mod tests {
 
     #[test]
     fn the_largest_bump_wins() {
-        assert_eq!(next("2.3.4", &["fix: a", "feat: b", "docs: c"], None).as_deref(), Some("2.4.0"));
-        assert_eq!(next("2.3.4", &["fix: a", "refactor!: b"], None).as_deref(), Some("3.0.0"));
+        assert_eq!(
+            next("2.3.4", &["fix: a", "feat: b", "docs: c"], None).as_deref(),
+            Some("2.4.0")
+        );
+        assert_eq!(
+            next("2.3.4", &["fix: a", "refactor!: b"], None).as_deref(),
+            Some("3.0.0")
+        );
     }
 
     #[test]
     fn pre_releases_continue_advance_and_release() {
-        assert_eq!(next("1.2.3", &["feat: x"], Some("alpha")).as_deref(), Some("1.3.0-alpha.1"));
-        assert_eq!(next("1.3.0-alpha.1", &["fix: y"], Some("alpha")).as_deref(), Some("1.3.0-alpha.2"));
-        assert_eq!(next("1.3.0-alpha.2", &["feat: z"], Some("beta")).as_deref(), Some("1.3.0-beta.1"));
-        assert_eq!(next("1.3.0-beta.4", &["fix: w"], Some("rc")).as_deref(), Some("1.3.0-rc.1"));
-        assert_eq!(next("1.3.0-rc.2", &["fix: w"], None).as_deref(), Some("1.3.0"));
-        assert_eq!(next("1.2.4-beta.1", &["feat: v"], Some("beta")).as_deref(), Some("1.3.0-beta.1"));
-        assert_eq!(next("1.3.0-rc.1", &["feat!: break"], None).as_deref(), Some("2.0.0"));
-        assert_eq!(next("2.0.0-alpha.1", &["feat!: more"], Some("alpha")).as_deref(), Some("2.0.0-alpha.2"));
+        assert_eq!(
+            next("1.2.3", &["feat: x"], Some("alpha")).as_deref(),
+            Some("1.3.0-alpha.1")
+        );
+        assert_eq!(
+            next("1.3.0-alpha.1", &["fix: y"], Some("alpha")).as_deref(),
+            Some("1.3.0-alpha.2")
+        );
+        assert_eq!(
+            next("1.3.0-alpha.2", &["feat: z"], Some("beta")).as_deref(),
+            Some("1.3.0-beta.1")
+        );
+        assert_eq!(
+            next("1.3.0-beta.4", &["fix: w"], Some("rc")).as_deref(),
+            Some("1.3.0-rc.1")
+        );
+        assert_eq!(
+            next("1.3.0-rc.2", &["fix: w"], None).as_deref(),
+            Some("1.3.0")
+        );
+        assert_eq!(
+            next("1.2.4-beta.1", &["feat: v"], Some("beta")).as_deref(),
+            Some("1.3.0-beta.1")
+        );
+        assert_eq!(
+            next("1.3.0-rc.1", &["feat!: break"], None).as_deref(),
+            Some("2.0.0")
+        );
+        assert_eq!(
+            next("2.0.0-alpha.1", &["feat!: more"], Some("alpha")).as_deref(),
+            Some("2.0.0-alpha.2")
+        );
     }
 }

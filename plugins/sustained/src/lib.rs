@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
 use tollgate_sdk::stats::{Op, short};
-use tollgate_sdk::trigger::{Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire};
+use tollgate_sdk::trigger::{
+    Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire,
+};
 
 struct Rule {
     metric: String,
@@ -68,7 +70,12 @@ impl Rule {
         });
         let need = self.hold_for.as_secs() as i64;
         let unit = &self.unit;
-        let condition = format!("`{}` {} {}{unit}", self.metric, self.op, short(self.threshold));
+        let condition = format!(
+            "`{}` {} {}{unit}",
+            self.metric,
+            self.op,
+            short(self.threshold)
+        );
         let quiet = |reason: String, observed: Option<f64>, details: Vec<Detail>| TriggerResult {
             fire: Fire::None,
             reason,
@@ -82,14 +89,21 @@ impl Rule {
         };
         if newest.timestamp <= taken_at - need {
             return quiet(
-                format!("no data for `{}` in the last {}", self.metric, humantime::format_duration(self.hold_for)),
+                format!(
+                    "no data for `{}` in the last {}",
+                    self.metric,
+                    humantime::format_duration(self.hold_for)
+                ),
                 None,
                 Vec::new(),
             );
         }
         if !self.op.holds(newest.value, self.threshold) {
             return quiet(
-                format!("{condition} does not hold: latest {}{unit}", short(newest.value)),
+                format!(
+                    "{condition} does not hold: latest {}{unit}",
+                    short(newest.value)
+                ),
                 Some(newest.value),
                 Vec::new(),
             );

@@ -83,13 +83,17 @@ impl Rule {
             return Err("`metric` must not be empty".into());
         }
         let threshold = match bound {
-            Bound::Fixed(t) if !t.is_finite() => return Err("`threshold` must be a finite number".into()),
+            Bound::Fixed(t) if !t.is_finite() => {
+                return Err("`threshold` must be a finite number".into());
+            }
             Bound::Fixed(t) => t,
             Bound::Baseline(_) if op == Op::Eq => {
                 return Err("`baseline_margin_percent` needs <, <=, > or >=, not ==".into());
             }
             Bound::Baseline(_) if warn_threshold.is_some() => {
-                return Err("`warn_threshold` cannot be combined with `baseline_margin_percent`".into());
+                return Err(
+                    "`warn_threshold` cannot be combined with `baseline_margin_percent`".into(),
+                );
             }
             Bound::Baseline(_) => 0.0,
         };
@@ -139,7 +143,12 @@ impl Rule {
         s
     }
 
-    fn aggregate(&self, snapshot: &Snapshot, track: Track, selector: &[(String, String)]) -> (Option<f64>, usize) {
+    fn aggregate(
+        &self,
+        snapshot: &Snapshot,
+        track: Track,
+        selector: &[(String, String)],
+    ) -> (Option<f64>, usize) {
         let points = snapshot.points(&Query {
             metric: self.metric.clone(),
             selector: selector.to_vec(),
@@ -160,16 +169,30 @@ impl Rule {
             Bound::Fixed(t) => Some(t),
             Bound::Baseline(margin) => {
                 let (base, n) = self.aggregate(snapshot, Track::Baseline, &self.baseline_selector);
-                details.push(Detail { key: "baseline_points".into(), value: n.to_string() });
+                details.push(Detail {
+                    key: "baseline_points".into(),
+                    value: n.to_string(),
+                });
                 base.map(|b| {
-                    details.push(Detail { key: "baseline".into(), value: short(b) });
+                    details.push(Detail {
+                        key: "baseline".into(),
+                        value: short(b),
+                    });
                     let widen = b.abs() * margin / 100.0;
-                    if self.op.higher_is_better() { b - widen } else { b + widen }
+                    if self.op.higher_is_better() {
+                        b - widen
+                    } else {
+                        b + widen
+                    }
                 })
             }
         };
         let (Some(observed), Some(threshold)) = (observed, threshold) else {
-            let missing = if observed.is_none() { self.subject() } else { format!("the baseline of `{}`", self.metric) };
+            let missing = if observed.is_none() {
+                self.subject()
+            } else {
+                format!("the baseline of `{}`", self.metric)
+            };
             return Finding {
                 verdict: Verdict::Inconclusive,
                 reason: format!("no data: {missing} has no points"),
@@ -202,7 +225,16 @@ impl Rule {
         };
         let bound = match self.bound {
             Bound::Fixed(_) => format!("{}{unit}", short(threshold)),
-            Bound::Baseline(m) => format!("{}{unit} (baseline {} {}%)", short(threshold), if self.op.higher_is_better() { "−" } else { "+" }, short(m)),
+            Bound::Baseline(m) => format!(
+                "{}{unit} (baseline {} {}%)",
+                short(threshold),
+                if self.op.higher_is_better() {
+                    "−"
+                } else {
+                    "+"
+                },
+                short(m)
+            ),
         };
         Finding {
             verdict,
