@@ -79,18 +79,19 @@ pub struct CaseResult {
     pub failures: Vec<String>,
 }
 
-fn to_json(node: &Node) -> Json {
+/// A YAML tree as JSON, for typed reading with serde.
+pub(crate) fn yaml_to_json(node: &Node) -> Json {
     match &node.value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
         Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::Str(s) => Json::String(s.clone()),
-        Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Seq(items) => Json::Array(items.iter().map(yaml_to_json).collect()),
         Value::Map(entries) => Json::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.clone(), to_json(v)))
+                .map(|(k, v)| (k.clone(), yaml_to_json(v)))
                 .collect(),
         ),
     }
@@ -108,7 +109,7 @@ pub fn run_file(
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
-    let file: CaseFile = serde_path_to_error::deserialize(to_json(&node))
+    let file: CaseFile = serde_path_to_error::deserialize(yaml_to_json(&node))
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);

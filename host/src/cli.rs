@@ -2,6 +2,7 @@
 
 mod eval;
 mod flag;
+mod serve;
 mod test;
 mod validate;
 
@@ -36,6 +37,8 @@ enum Command {
     Test(test::TestArgs),
     /// Answer whether a user is in a feature flag's rollout.
     Flag(flag::FlagArgs),
+    /// Serve the HTTP evaluate API (bundled policies unless --policies).
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps the outcome to an exit
@@ -47,6 +50,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Test(args) => test::run(args),
         Command::Flag(args) => flag::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -250,6 +250,8 @@ fn run_triggers(
             out.push(result);
             continue;
         };
+        let span = tracing::info_span!("trigger", trigger = %trigger.name, plugin = %trigger.plugin, fire = tracing::field::Empty);
+        let _entered = span.enter();
         let previous = state.get(&key)?.unwrap_or_default();
         let call = plugin.check(
             &trigger.config,
@@ -276,6 +278,7 @@ fn run_triggers(
                 result.details.insert("cause".into(), e.cause().into());
             }
         }
+        span.record("fire", result.fire.as_str());
         out.push(result);
     }
     Ok(out)
@@ -337,8 +340,17 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         result.reason = format!("plugin `{}` is not loaded", gate.plugin);
         return result;
     };
+    let span = tracing::info_span!(
+        "gate",
+        gate = %gate.name,
+        plugin = %gate.plugin,
+        verdict = tracing::field::Empty,
+        duration_us = tracing::field::Empty
+    );
+    let _entered = span.enter();
     let call = plugin.evaluate(&gate.config, snapshot, gate.limits);
     result.duration_us = micros(call.elapsed);
+    span.record("duration_us", result.duration_us);
     result.logs = call.logs;
     match call.result {
         Ok(Finding {
@@ -366,6 +378,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         }
     }
     result.counted_as = counted_as(gate, result.verdict);
+    span.record("verdict", result.verdict.as_str());
     result
 }
 

@@ -14,5 +14,6 @@ pub mod evaluate;
 pub mod policy;
 pub mod render;
 pub mod rollout;
+pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use crate::digest::Digest;
 use crate::engine::{Limits, PluginConfig};
 
-pub use self::load::{LoadedPolicy, PluginCache, load};
+pub use self::load::{LoadedPolicy, PluginCache, load, load_with};
 pub use self::parse::parse;
 
 /// The `apiVersion` this host reads.

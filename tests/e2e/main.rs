@@ -8,4 +8,6 @@ mod cli_errors;
 mod hostile;
 mod plugins;
 mod rollout;
+mod server_binary;
+mod server_router;
 mod support;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Policy, Problem, Problems, parse};
+use super::{Policy, Problem, Problems};
 use crate::digest::Digest;
 use crate::engine::{Plugin, Runtime, World};
 
@@ -31,7 +31,18 @@ pub fn load(
     text: &str,
     base_dir: &Path,
 ) -> Result<LoadedPolicy, Problems> {
-    let policy = parse(text, base_dir)?;
+    load_with(runtime, cache, text, base_dir, &BTreeMap::new())
+}
+
+/// Like [`load`], with `shared` user plugins available besides the policy's own.
+pub fn load_with(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    text: &str,
+    base_dir: &Path,
+    shared: &BTreeMap<String, super::PluginDecl>,
+) -> Result<LoadedPolicy, Problems> {
+    let policy = super::parse::parse_with(text, base_dir, shared)?;
     let mut problems = Vec::new();
     let mut plugins = BTreeMap::new();
     let used: std::collections::BTreeSet<&str> = policy

@@ -216,6 +216,16 @@ fn parse_bytes(s: &str) -> Option<usize> {
 /// Parses policy YAML into a [`Policy`], or returns every problem found.
 /// Relative plugin paths are resolved against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Policy, Problems> {
+    parse_with(text, base_dir, &BTreeMap::new())
+}
+
+/// Like [`parse`], with `shared` user plugins (a server's plugin directory)
+/// available to the policy besides those it declares; its own win.
+pub fn parse_with(
+    text: &str,
+    base_dir: &Path,
+    shared: &BTreeMap<String, PluginDecl>,
+) -> Result<Policy, Problems> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(Problems(vec![Problem {
             line: None,
@@ -234,7 +244,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Policy, Problems> {
     let mut r = Reader {
         problems: Vec::new(),
     };
-    let policy = read_policy(&mut r, &root, base_dir);
+    let policy = read_policy(&mut r, &root, base_dir, shared);
     match policy {
         Some(p) if r.problems.is_empty() => Ok(p),
         _ => {
@@ -250,7 +260,12 @@ fn get<'a>(entries: &'a Entries, key: &str) -> Option<&'a Node> {
     entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-fn read_policy(r: &mut Reader, root: &Node, base_dir: &Path) -> Option<Policy> {
+fn read_policy(
+    r: &mut Reader,
+    root: &Node,
+    base_dir: &Path,
+    shared: &BTreeMap<String, PluginDecl>,
+) -> Option<Policy> {
     let top = r.map(
         root,
         "the policy",
@@ -315,10 +330,15 @@ fn read_policy(r: &mut Reader, root: &Node, base_dir: &Path) -> Option<Policy> {
             }
         },
     };
-    let plugins = match get(top, "plugins") {
+    let mut plugins = match get(top, "plugins") {
         None => BTreeMap::new(),
         Some(n) => read_plugins(r, n, base_dir),
     };
+    for (name, decl) in shared {
+        if crate::builtin::plugin(name).is_none() {
+            plugins.entry(name.clone()).or_insert_with(|| decl.clone());
+        }
+    }
     let scoring = match get(top, "scoring") {
         None => Scoring::default(),
         Some(n) => read_scoring(r, n, Scoring::default(), "the policy"),

@@ -1,0 +1,170 @@
+//! `tollgate serve`: the HTTP evaluate service.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::server::telemetry::{self, LogFormat};
+use crate::server::{AppState, ServerConfig, Tokens};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    addr: Option<SocketAddr>,
+    /// Directory of policy files; the bundled policies when absent.
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// Directory of user plugins (`*.wasm`), available to every policy by file name.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// YAML config file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Token file (one token per line, ` admin` to allow reloads); also
+    /// `TOLLGATE_TOKENS_FILE`.
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Serve without authentication. For local use only.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Log line format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Evaluations in flight before 503 [default: 64].
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+    /// Per-request timeout, e.g. `10s` [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    request_timeout: Option<Duration>,
+    /// How long shutdown waits for in-flight requests [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    grace_period: Option<Duration>,
+    /// Directory the Flagger and Argo endpoints may read `snapshot_file`s from.
+    #[arg(long)]
+    snapshot_dir: Option<PathBuf>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    policies: Option<PathBuf>,
+    plugins: Option<PathBuf>,
+    tokens_file: Option<PathBuf>,
+    insecure_no_auth: Option<bool>,
+    log_format: Option<String>,
+    max_concurrency: Option<usize>,
+    request_timeout: Option<String>,
+    grace_period: Option<String>,
+    body_limit: Option<usize>,
+    snapshot_dir: Option<PathBuf>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config `{}`", path.display()))?;
+    let node = crate::policy::yaml::parse(&text)
+        .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
+    let json = crate::cases::yaml_to_json(&node);
+    let json = if json.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        json
+    };
+    let mut config: FileConfig = serde_path_to_error::deserialize(json)
+        .map_err(|e| anyhow::anyhow!("config `{}`: {}: {}", path.display(), e.path(), e.inner()))?;
+    // Paths in the file are relative to the file.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut config.policies,
+        &mut config.plugins,
+        &mut config.tokens_file,
+        &mut config.snapshot_dir,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *p = base.join(&*p);
+    }
+    Ok(config)
+}
+
+fn duration(field: &str, text: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    text.map(|t| {
+        humantime::parse_duration(t).with_context(|| format!("`{field}`: `{t}` is not a duration"))
+    })
+    .transpose()
+}
+
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
+    let file = match &args.config {
+        Some(p) => read_config(p)?,
+        None => FileConfig::default(),
+    };
+    let log_format = match (args.log_format, file.log_format.as_deref()) {
+        (Some(f), _) => f,
+        (None, None | Some("text")) => LogFormat::Text,
+        (None, Some("json")) => LogFormat::Json,
+        (None, Some(other)) => anyhow::bail!("`log_format` is `{other}`; expected text or json"),
+    };
+    let defaults = ServerConfig::default();
+    let config = ServerConfig {
+        addr: args.addr.or(file.addr).unwrap_or(defaults.addr),
+        policies: args.policies.or(file.policies),
+        plugins: args.plugins.or(file.plugins),
+        body_limit: file.body_limit.unwrap_or(defaults.body_limit),
+        request_timeout: args
+            .request_timeout
+            .or(duration(
+                "request_timeout",
+                file.request_timeout.as_deref(),
+            )?)
+            .unwrap_or(defaults.request_timeout),
+        max_concurrency: args
+            .max_concurrency
+            .or(file.max_concurrency)
+            .unwrap_or(defaults.max_concurrency)
+            .max(1),
+        grace_period: args
+            .grace_period
+            .or(duration("grace_period", file.grace_period.as_deref())?)
+            .unwrap_or(defaults.grace_period),
+        idempotency_entries: defaults.idempotency_entries,
+        snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+    };
+    let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
+    let tokens_file = args
+        .tokens_file
+        .or(file.tokens_file)
+        .or_else(|| std::env::var_os("TOLLGATE_TOKENS_FILE").map(PathBuf::from));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let _guard = telemetry::init(log_format)?;
+        let tokens = if insecure {
+            tracing::warn!("authentication is OFF (--insecure-no-auth): anyone who can reach this port can evaluate and reload");
+            eprintln!("warning: authentication is off (--insecure-no-auth); use only on a trusted machine");
+            Tokens::disabled()
+        } else if let Some(path) = tokens_file {
+            Tokens::from_file(&path)?
+        } else {
+            let token = format!("tg_{}", uuid::Uuid::new_v4().simple());
+            eprintln!("no token file configured: this run accepts the admin token\n  {token}\n(set --tokens-file or TOLLGATE_TOKENS_FILE to choose tokens)");
+            Tokens::from_plain(&[(token, true)])
+        };
+        let engine = Arc::new(super::runtime()?);
+        let state = tokio::task::spawn_blocking(move || AppState::new(config, engine, tokens))
+            .await
+            .context("loading policies")??;
+        crate::server::serve(state).await
+    })?;
+    Ok(0)
+}

@@ -1,0 +1,206 @@
+//! The HTTP evaluate service: `tollgate serve`.
+//!
+//! [`app`] builds the router from an [`AppState`], so tests drive it with
+//! `tower::ServiceExt::oneshot` and no socket; [`serve`] binds it, handles
+//! signals (SIGTERM/SIGINT drain, SIGHUP reload) and runs until shutdown.
+
+mod auth;
+mod config;
+mod error;
+mod handlers;
+mod idempotency;
+mod metrics;
+mod policies;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+pub use self::auth::Tokens;
+pub use self::config::ServerConfig;
+pub use self::error::ApiError;
+pub use self::policies::{PolicySet, ReloadError};
+
+use self::idempotency::Idempotency;
+use self::metrics::Metrics;
+use crate::engine::Runtime;
+use crate::state::MemoryStore;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: ServerConfig,
+    runtime: Arc<Runtime>,
+    policies: arc_swap::ArcSwap<PolicySet>,
+    tokens: Tokens,
+    metrics: Metrics,
+    idempotency: Idempotency,
+    /// Evaluations allowed in flight; beyond it requests get 503, not a queue.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Trigger state shared by every request of this replica.
+    trigger_state: std::sync::Mutex<MemoryStore>,
+    /// Serialises reloads so two never compile side by side.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    /// Loads the policies named by `config` and builds the shared state.
+    /// Fails when the initial policy set is invalid: a server never starts
+    /// half-configured.
+    pub fn new(
+        config: ServerConfig,
+        runtime: Arc<Runtime>,
+        tokens: Tokens,
+    ) -> Result<Self, ReloadError> {
+        let set = PolicySet::load(
+            &runtime,
+            config.policies.as_deref(),
+            config.plugins.as_deref(),
+        )?;
+        let metrics = Metrics::new();
+        Ok(Self {
+            inner: Arc::new(Shared {
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
+                idempotency: Idempotency::new(config.idempotency_entries),
+                config,
+                runtime,
+                policies: arc_swap::ArcSwap::from_pointee(set),
+                tokens,
+                metrics,
+                trigger_state: std::sync::Mutex::new(MemoryStore::default()),
+                reloading: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Validates and compiles the policy directory off to the side, then
+    /// swaps it in atomically. On error the current set keeps serving.
+    pub async fn reload(&self) -> Result<Arc<PolicySet>, ReloadError> {
+        let _guard = self.inner.reloading.lock().await;
+        let runtime = Arc::clone(&self.inner.runtime);
+        let dir = self.inner.config.policies.clone();
+        let plugins = self.inner.config.plugins.clone();
+        let set = tokio::task::spawn_blocking(move || {
+            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref())
+        })
+        .await
+        .map_err(|e| ReloadError::Internal(e.to_string()))??;
+        let set = Arc::new(set);
+        self.inner.policies.store(Arc::clone(&set));
+        self.inner.metrics.reloads.inc();
+        tracing::info!(policies = set.len(), "policies reloaded");
+        Ok(set)
+    }
+
+    /// The policy set serving right now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.inner.policies.load_full()
+    }
+}
+
+/// The router: every endpoint, auth, body limit and error shape.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.inner.config.body_limit;
+    let protected = Router::new()
+        .route("/v1/evaluate", post(handlers::evaluate))
+        .route("/v1/policies", get(handlers::list_policies))
+        .route("/v1/policies/{name}", get(handlers::get_policy))
+        .route("/v1/plugins", get(handlers::list_plugins))
+        .route("/v1/compat/flagger/{policy}", post(handlers::flagger))
+        .route(
+            "/v1/compat/argo/{policy}",
+            get(handlers::argo_get).post(handlers::argo_post),
+        )
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    let admin = Router::new()
+        .route("/v1/admin/reload", post(handlers::reload))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .merge(protected)
+        .merge(admin)
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            handlers::track_request,
+        ))
+        .with_state(state)
+}
+
+/// Binds `config.addr` and serves until SIGTERM or SIGINT, then drains
+/// in-flight requests for up to `config.grace_period`. SIGHUP reloads.
+pub async fn serve(state: AppState) -> anyhow::Result<()> {
+    let config = &state.inner.config;
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, policies = state.policies().len(), "listening");
+    eprintln!("tollgate listening on http://{local}");
+
+    let reload_state = state.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reload_state.reload().await {
+                tracing::error!(error = %e, "reload failed; the previous policies keep serving");
+            }
+        }
+    });
+
+    let grace = config.grace_period;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    let mut stopping = stop_rx;
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; exiting with requests in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}
+
+/// Default for how long shutdown waits for in-flight requests.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);

@@ -1,0 +1,628 @@
+//! The endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::idempotency::{Lookup, Stored};
+use super::metrics::{EvalLabels, RequestLabels, TrapLabels, VerdictLabels};
+use super::{ApiError, AppState};
+use crate::decision::{Decision, Verdict};
+use crate::digest::Digest;
+use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
+use crate::policy::LoadedPolicy;
+use crate::snapshot::Snapshot;
+use crate::state::{MemoryStore, StateError, StateKey, StateStore};
+
+/// The OpenAPI 3 document describing every endpoint.
+pub(super) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Counts requests by route and status, and tracks requests in flight.
+pub(super) async fn track_request(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let span = tracing::info_span!("request", method = %req.method(), route = %route, status = tracing::field::Empty);
+    let metrics = &state.inner.metrics;
+    metrics.in_flight.inc();
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    metrics.in_flight.dec();
+    span.record("status", response.status().as_u16());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    let set = state.policies();
+    if set.is_empty() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "no policies loaded",
+        )
+        .into_response();
+    }
+    let plugins: usize = set.iter().map(|(_, p, _)| p.plugins.len()).sum();
+    Json(json!({"status": "ready", "policies": set.len(), "plugins": plugins})).into_response()
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.inner.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The request body of `POST /v1/evaluate`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateBody {
+    policy: String,
+    stage: Option<String>,
+    /// Time already spent in the stage, e.g. `20m`.
+    elapsed: Option<String>,
+    snapshot: Box<serde_json::value::RawValue>,
+}
+
+/// A body read as bytes, with an over-limit body answered as 413 in the
+/// common error shape.
+pub(super) struct RawBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send `Content-Type: application/json`",
+            ));
+        }
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "request body exceeds the size limit",
+                    )
+                } else {
+                    ApiError::bad_request("unreadable_body", e.body_text())
+                }
+            })
+    }
+}
+
+/// Parses JSON, naming the JSON path of the first problem.
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let err = if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))
+        } else {
+            ApiError::unprocessable("invalid_request", inner.to_string())
+        };
+        if path == "." { err } else { err.field(path) }
+    })
+}
+
+/// Trigger state shared by this replica's requests.
+struct SharedStore<'a>(&'a std::sync::Mutex<MemoryStore>);
+
+impl StateStore for SharedStore<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+    }
+
+    fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .put(key, state)
+    }
+}
+
+/// Evaluates `snapshot` with `policy`, off the async threads and within the
+/// request timeout, and records the metrics.
+async fn run_evaluation(
+    state: &AppState,
+    policy: &str,
+    stage: Option<String>,
+    elapsed: Option<Duration>,
+    snapshot: Snapshot,
+) -> Result<Decision, ApiError> {
+    let Ok(permit) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
+        return Err(ApiError::busy(
+            "too many evaluations in flight; retry shortly",
+        ));
+    };
+    let set = state.policies();
+    let loaded: Arc<LoadedPolicy> = set.get(policy).cloned().ok_or_else(|| {
+        ApiError::not_found("unknown_policy", format!("unknown policy `{policy}`")).field("policy")
+    })?;
+    if let Some(s) = &stage
+        && loaded.policy.stage(Some(s)).is_none()
+    {
+        let stages: Vec<String> = loaded
+            .policy
+            .stages
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        return Err(ApiError::not_found(
+            "unknown_stage",
+            format!(
+                "unknown stage `{s}` in policy `{policy}`; stages: {}",
+                stages.join(", ")
+            ),
+        )
+        .field("stage"));
+    }
+    let worker = state.clone();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let parent = tracing::Span::current();
+    let started = Instant::now();
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
+            let _entered = span.enter();
+            let request = EvalRequest {
+                stage: stage.as_deref(),
+                elapsed,
+            };
+            let mut store = SharedStore(&worker.inner.trigger_state);
+            let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
+            if let Ok(d) = &result {
+                span.record("stage", d.stage.as_str());
+                span.record("decision", d.decision.as_str());
+            }
+            result
+        })
+    });
+    let outcome = tokio::time::timeout(state.inner.config.request_timeout, task).await;
+    let decision = match outcome {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the evaluation exceeded the request timeout",
+            ));
+        }
+        Ok(Err(join)) => return Err(ApiError::internal(join)),
+        Ok(Ok(Err(EvalError::UnknownStage {
+            stage,
+            policy,
+            available,
+        }))) => {
+            return Err(ApiError::not_found(
+                "unknown_stage",
+                format!(
+                    "unknown stage `{stage}` in policy `{policy}`; stages: {}",
+                    available.join(", ")
+                ),
+            )
+            .field("stage"));
+        }
+        Ok(Ok(Err(e))) => return Err(ApiError::internal(format!("{e:#}"))),
+        Ok(Ok(Ok(d))) => d,
+    };
+    let m = &state.inner.metrics;
+    m.latency.observe(started.elapsed().as_secs_f64());
+    m.evaluations
+        .get_or_create(&EvalLabels {
+            policy: decision.policy.clone(),
+            decision: decision.decision.as_str().into(),
+        })
+        .inc();
+    for g in &decision.gates {
+        m.verdicts
+            .get_or_create(&VerdictLabels {
+                plugin: g.plugin.clone(),
+                verdict: g.verdict.as_str().into(),
+            })
+            .inc();
+        if g.verdict == Verdict::Error
+            && let Some(cause) = g.details.get("cause")
+        {
+            m.traps
+                .get_or_create(&TrapLabels {
+                    cause: cause.clone(),
+                })
+                .inc();
+        }
+    }
+    for t in decision.triggers.iter().filter(|t| t.error) {
+        if let Some(cause) = t.details.get("cause") {
+            m.traps
+                .get_or_create(&TrapLabels {
+                    cause: cause.clone(),
+                })
+                .inc();
+        }
+    }
+    Ok(decision)
+}
+
+fn parse_elapsed(elapsed: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    elapsed
+        .map(|e| {
+            humantime::parse_duration(e).map_err(|err| {
+                ApiError::unprocessable(
+                    "invalid_request",
+                    format!("`{e}` is not a duration: {err}"),
+                )
+                .field("elapsed")
+            })
+        })
+        .transpose()
+}
+
+fn parse_snapshot(bytes: &[u8], prefix: &str) -> Result<Snapshot, ApiError> {
+    Snapshot::from_json(bytes).map_err(|e| {
+        let field = if e.path.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{}", e.path)
+        };
+        ApiError::unprocessable("invalid_snapshot", e.message).field(field)
+    })
+}
+
+/// The decision with its id, as JSON bytes.
+fn decision_body(decision: &Decision) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct WithId<'a> {
+        decision_id: String,
+        #[serde(flatten)]
+        decision: &'a Decision,
+    }
+    serde_json::to_vec(&WithId {
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        decision,
+    })
+    .unwrap_or_default()
+}
+
+fn json_response(status: u16, body: Arc<[u8]>, replayed: bool) -> Response {
+    let mut r = Response::new(Body::from(body.to_vec()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+/// `POST /v1/evaluate`.
+pub(super) async fn evaluate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(bytes): RawBody,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        "`Idempotency-Key` must be 1 to 255 visible characters",
+                    )
+                    .field("Idempotency-Key")
+                })?;
+            Some(k.to_string())
+        }
+    };
+    let body_digest = Digest::of(&bytes);
+    if let Some(k) = &key {
+        match state.inner.idempotency.lookup(k, body_digest) {
+            Lookup::Replay(stored) => {
+                return Ok(json_response(stored.status, stored.response, true));
+            }
+            Lookup::Conflict => {
+                return Err(ApiError::unprocessable(
+                    "idempotency_conflict",
+                    "this `Idempotency-Key` was used with a different body",
+                )
+                .field("Idempotency-Key"));
+            }
+            Lookup::New => {}
+        }
+    }
+    let body: EvaluateBody = parse_json(&bytes)?;
+    let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
+    let elapsed = parse_elapsed(body.elapsed.as_deref())?;
+    let decision = run_evaluation(&state, &body.policy, body.stage, elapsed, snapshot).await?;
+    let response: Arc<[u8]> = decision_body(&decision).into();
+    Ok(match key {
+        None => json_response(200, response, false),
+        Some(k) => {
+            let stored = state.inner.idempotency.remember(
+                k,
+                Stored {
+                    body: body_digest,
+                    status: 200,
+                    response,
+                },
+            );
+            json_response(stored.status, stored.response, false)
+        }
+    })
+}
+
+fn policy_json(name: &str, loaded: &LoadedPolicy, source: &str) -> Value {
+    let p = &loaded.policy;
+    json!({
+        "name": name,
+        "description": p.description,
+        "digest": loaded.digest.to_string(),
+        "source": source,
+        "stages": p.stages.iter().map(|s| json!({
+            "name": s.name.as_str(),
+            "description": s.description,
+            "traffic_percent": s.traffic,
+            "duration_seconds": s.duration.map(|d| d.as_secs()),
+            "scoring": s.scoring,
+            "gates": s.gates.iter().map(|g| json!({
+                "name": g.name.as_str(),
+                "plugin": g.plugin,
+                "weight": g.weight,
+                "key": g.key,
+                "dry_run": g.dry_run,
+                "on_no_data": g.on_no_data,
+                "on_error": g.on_error,
+                "deadline_ms": g.limits.deadline.as_millis() as u64,
+                "memory_bytes": g.limits.memory,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "triggers": p.triggers.iter().map(|t| json!({"name": t.name.as_str(), "plugin": t.plugin, "hold": t.hold})).collect::<Vec<_>>(),
+        "actions": p.actions.iter().map(|a| json!({"name": a.name.as_str(), "plugin": a.plugin})).collect::<Vec<_>>(),
+        "plugins": loaded.plugins.iter().map(|(n, pl)| (n.clone(), Value::String(pl.digest().to_string()))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// `GET /v1/policies`.
+pub(super) async fn list_policies(State(state): State<AppState>) -> Json<Value> {
+    let set = state.policies();
+    Json(json!({"policies": set.iter().map(|(n, p, s)| policy_json(n, p, s)).collect::<Vec<_>>()}))
+}
+
+/// `GET /v1/policies/{name}`.
+pub(super) async fn get_policy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let set = state.policies();
+    set.iter()
+        .find(|(n, _, _)| **n == name)
+        .map(|(n, p, s)| Json(policy_json(n, p, s)))
+        .ok_or_else(|| ApiError::not_found("unknown_policy", format!("unknown policy `{name}`")))
+}
+
+/// `GET /v1/plugins`: what each plugin is and may do.
+pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
+    let set = state.policies();
+    let mut plugins: BTreeMap<String, Value> = BTreeMap::new();
+    for (policy, loaded, _) in set.iter() {
+        for (name, p) in &loaded.plugins {
+            let entry = plugins.entry(p.digest().to_string()).or_insert_with(|| {
+                let info = p.info();
+                json!({
+                    "name": name,
+                    "digest": p.digest().to_string(),
+                    "size_bytes": p.size(),
+                    "world": info.world,
+                    "wit_version": info.wit_version,
+                    "imports": info.imports,
+                    "exports": info.exports,
+                    "capabilities": [],
+                    "limits": {
+                        "default_deadline_ms": crate::engine::Limits::default().deadline.as_millis() as u64,
+                        "default_memory_bytes": crate::engine::Limits::default().memory,
+                        "max_deadline_ms": crate::engine::MAX_DEADLINE.as_millis() as u64,
+                        "max_memory_bytes": crate::engine::MAX_MEMORY,
+                        "wasm_stack_bytes": crate::engine::MAX_WASM_STACK,
+                        "max_reason_bytes": crate::engine::MAX_REASON_BYTES,
+                    },
+                    "used_by": [],
+                })
+            });
+            if let Some(used) = entry["used_by"].as_array_mut() {
+                used.push(Value::String(policy.clone()));
+            }
+        }
+    }
+    Json(json!({"plugins": plugins.into_values().collect::<Vec<_>>()}))
+}
+
+/// `POST /v1/admin/reload`.
+pub(super) async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match state.reload().await {
+        Ok(set) => Ok(Json(
+            json!({"reloaded": true, "policies": set.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>()}),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "reload failed; the previous policies keep serving");
+            Err(ApiError::unprocessable(
+                "reload_failed",
+                format!("{e}; the previous policies keep serving"),
+            ))
+        }
+    }
+}
+
+/// Flagger's webhook payload.
+#[derive(Deserialize)]
+struct FlaggerBody {
+    name: String,
+    namespace: String,
+    phase: String,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// Reads the snapshot a compatibility request names: inline JSON under
+/// `snapshot`, or a file under the server's snapshot directory.
+fn compat_snapshot(
+    state: &AppState,
+    meta: &BTreeMap<String, String>,
+    field: &str,
+) -> Result<Snapshot, ApiError> {
+    if let Some(inline) = meta.get("snapshot") {
+        return parse_snapshot(inline.as_bytes(), &format!("{field}.snapshot"));
+    }
+    let Some(file) = meta.get("snapshot_file") else {
+        return Err(ApiError::unprocessable(
+            "missing_snapshot",
+            "give `snapshot` (JSON text) or `snapshot_file`",
+        )
+        .field(field.to_string()));
+    };
+    let Some(dir) = &state.inner.config.snapshot_dir else {
+        return Err(ApiError::unprocessable(
+            "snapshot_files_disabled",
+            "this server has no snapshot directory; send `snapshot` inline",
+        )
+        .field(format!("{field}.snapshot_file")));
+    };
+    let name = std::path::Path::new(file);
+    let plain = name
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(ApiError::unprocessable(
+            "invalid_snapshot_file",
+            "`snapshot_file` must be a relative path inside the snapshot directory",
+        )
+        .field(format!("{field}.snapshot_file")));
+    }
+    let bytes = std::fs::read(dir.join(name)).map_err(|_| {
+        ApiError::not_found(
+            "unknown_snapshot_file",
+            format!("no snapshot file `{file}`"),
+        )
+        .field(format!("{field}.snapshot_file"))
+    })?;
+    parse_snapshot(&bytes, &format!("{field}.snapshot_file"))
+}
+
+/// `POST /v1/compat/flagger/{policy}`: 200 advances the canary; any other
+/// status halts it, with the reason in the body.
+pub(super) async fn flagger(
+    State(state): State<AppState>,
+    Path(policy): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Result<Response, ApiError> {
+    let body: FlaggerBody = parse_json(&bytes)?;
+    let snapshot = compat_snapshot(&state, &body.metadata, "metadata")?;
+    let elapsed = parse_elapsed(body.metadata.get("elapsed").map(String::as_str))?;
+    let stage = body.metadata.get("stage").cloned();
+    let d = run_evaluation(&state, &policy, stage, elapsed, snapshot).await?;
+    tracing::info!(canary = %body.name, namespace = %body.namespace, phase = %body.phase, decision = d.decision.as_str(), "flagger webhook");
+    let status = if d.decision == crate::decision::Outcome::Promote {
+        StatusCode::OK
+    } else {
+        StatusCode::PRECONDITION_FAILED
+    };
+    let body = json!({"decision": d.decision, "reason": d.summary, "policy": d.policy, "stage": d.stage, "score": d.score});
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /v1/compat/argo/{policy}?stage=…&snapshot_file=…`.
+pub(super) async fn argo_get(
+    State(state): State<AppState>,
+    Path(policy): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let snapshot = compat_snapshot(&state, &query, "query")?;
+    let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
+    let d = run_evaluation(
+        &state,
+        &policy,
+        query.get("stage").cloned(),
+        elapsed,
+        snapshot,
+    )
+    .await?;
+    Ok(json_response(200, decision_body(&d).into(), false))
+}
+
+/// The body of `POST /v1/compat/argo/{policy}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgoBody {
+    stage: Option<String>,
+    elapsed: Option<String>,
+    snapshot: Box<serde_json::value::RawValue>,
+}
+
+/// `POST /v1/compat/argo/{policy}`: the decision as JSON for an
+/// AnalysisTemplate's `successCondition`, e.g. `result.decision == "promote"`.
+pub(super) async fn argo_post(
+    State(state): State<AppState>,
+    Path(policy): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Result<Response, ApiError> {
+    let body: ArgoBody = parse_json(&bytes)?;
+    let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
+    let elapsed = parse_elapsed(body.elapsed.as_deref())?;
+    let d = run_evaluation(&state, &policy, body.stage, elapsed, snapshot).await?;
+    Ok(json_response(200, decision_body(&d).into(), false))
+}

@@ -1,0 +1,157 @@
+//! The set of policies a server serves, loaded and compiled as one unit so
+//! that a reload either swaps in a complete, valid set or changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::Runtime;
+use crate::policy::{self, LoadedPolicy, PluginCache, PluginDecl};
+
+/// The bundled policies, embedded so `tollgate serve` needs no files.
+const BUNDLED: &[(&str, &str)] = &[
+    ("canary.yaml", include_str!("../../../policies/canary.yaml")),
+    (
+        "ci-quality-gates.yaml",
+        include_str!("../../../policies/ci-quality-gates.yaml"),
+    ),
+    ("hotfix.yaml", include_str!("../../../policies/hotfix.yaml")),
+    (
+        "release-version.yaml",
+        include_str!("../../../policies/release-version.yaml"),
+    ),
+];
+
+/// A policy set could not be loaded; the message lists every problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid policies:\n{0}")]
+    Invalid(String),
+    #[error("reload failed: {0}")]
+    Internal(String),
+}
+
+/// Loaded policies by name, with where each came from.
+pub struct PolicySet {
+    policies: BTreeMap<String, (Arc<LoadedPolicy>, String)>,
+}
+
+impl PolicySet {
+    /// Loads every `*.yaml` (not `*.test.yaml`) in `dir`, or the bundled
+    /// policies when `dir` is `None`. `plugins` names a directory of `*.wasm`
+    /// user plugins, available to every policy under their file stems.
+    pub fn load(
+        runtime: &Runtime,
+        dir: Option<&Path>,
+        plugins: Option<&Path>,
+    ) -> Result<Self, ReloadError> {
+        let shared = match plugins {
+            None => BTreeMap::new(),
+            Some(p) => shared_plugins(p).map_err(|source| ReloadError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+        };
+        let sources: Vec<(String, String, PathBuf)> = match dir {
+            None => BUNDLED
+                .iter()
+                .map(|(n, t)| (format!("bundled:{n}"), t.to_string(), PathBuf::from(".")))
+                .collect(),
+            Some(dir) => {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .map_err(|source| ReloadError::Read {
+                        path: dir.display().to_string(),
+                        source,
+                    })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let name = p.to_string_lossy();
+                        (name.ends_with(".yaml") || name.ends_with(".yml"))
+                            && !name.ends_with(".test.yaml")
+                    })
+                    .collect();
+                files.sort();
+                let mut out = Vec::new();
+                for f in files {
+                    let text = std::fs::read_to_string(&f).map_err(|source| ReloadError::Read {
+                        path: f.display().to_string(),
+                        source,
+                    })?;
+                    out.push((f.display().to_string(), text, dir.to_path_buf()));
+                }
+                out
+            }
+        };
+        let mut cache = PluginCache::new();
+        let mut policies = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (source, text, base) in sources {
+            match policy::load_with(runtime, &mut cache, &text, &base, &shared) {
+                Ok(loaded) => {
+                    let name = loaded.policy.name.to_string();
+                    if let Some((_, other)) = policies.get(&name) {
+                        problems.push(format!(
+                            "{source}: policy `{name}` is also defined in {other}"
+                        ));
+                        continue;
+                    }
+                    policies.insert(name, (Arc::new(loaded), source));
+                }
+                Err(p) => problems.push(p.render(Some(&source))),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ReloadError::Invalid(problems.join("\n")));
+        }
+        if policies.is_empty() {
+            return Err(ReloadError::Invalid("no policies found".into()));
+        }
+        Ok(Self { policies })
+    }
+
+    /// The policy called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<LoadedPolicy>> {
+        self.policies.get(name).map(|(p, _)| p)
+    }
+
+    /// Every policy with its source, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<LoadedPolicy>, &String)> {
+        self.policies.iter().map(|(n, (p, s))| (n, p, s))
+    }
+
+    /// How many policies are loaded.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether the set is empty (never, once loaded).
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+fn shared_plugins(dir: &Path) -> std::io::Result<BTreeMap<String, PluginDecl>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "wasm")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            out.insert(
+                stem.to_string(),
+                PluginDecl {
+                    path: path.clone(),
+                    digest: None,
+                    line: 0,
+                },
+            );
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,620 @@
+//! The router driven in-process with `oneshot`: auth, errors, idempotency,
+//! listing, metrics, OpenAPI conformance, saturation, reload, and spans.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tollgate::engine::Runtime;
+use tollgate::server::{AppState, ServerConfig, Tokens, app};
+use tower::ServiceExt;
+
+use crate::support::{cache_dir, repo, write};
+
+const READER: &str = "reader-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    Arc::clone(RT.get_or_init(|| Arc::new(Runtime::new().unwrap().with_cache_dir(cache_dir()))))
+}
+
+pub fn state_with(config: ServerConfig) -> AppState {
+    let tokens = Tokens::from_plain(&[(READER.into(), false), (ADMIN.into(), true)]);
+    AppState::new(config, runtime(), tokens).unwrap()
+}
+
+fn state() -> AppState {
+    state_with(ServerConfig::default())
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (parts.status, parts.headers, bytes)
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+pub fn snapshot(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo(&format!("tests/fixtures/{name}"))).unwrap())
+        .unwrap()
+}
+
+fn request(policy: &str, stage: &str, snap: &str) -> Vec<u8> {
+    json!({"policy": policy, "stage": stage, "snapshot": snapshot(snap)})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn health_is_open_but_everything_else_needs_a_token() {
+    let s = state();
+    assert_eq!(
+        call(&s, "GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&s, "GET", "/readyz", None, None).await.0,
+        StatusCode::OK
+    );
+    for (token, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("wrong-token-0123456789"), StatusCode::UNAUTHORIZED),
+        (Some(READER), StatusCode::OK),
+    ] {
+        let (status, _, body) = call(&s, "GET", "/v1/policies", token, None).await;
+        assert_eq!(status, expected);
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                json_of(&body),
+                json!({"error": {"code": "unauthorized", "message": "missing or invalid bearer token"}})
+            );
+        }
+    }
+    // A reader may not reload.
+    assert_eq!(
+        call(&s, "POST", "/v1/admin/reload", Some(READER), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_is_a_200_with_a_decision_id() {
+    let s = state();
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/evaluate",
+        Some(READER),
+        Some(request(
+            "canary",
+            "initial-canary",
+            "canary-error-spike.json",
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let d = json_of(&body);
+    assert_eq!(d["decision"], "rollback");
+    assert_eq!(d["decision_id"].as_str().unwrap().len(), 36);
+    assert!(d["summary"].as_str().unwrap().contains("error-rate-spike"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_naming_the_field() {
+    let s = state();
+    let cases: Vec<(Vec<u8>, StatusCode, &str, Option<&str>)> = vec![
+        (b"{not json".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
+        (json!({"policy": "nope", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::NOT_FOUND, "unknown_policy", Some("policy")),
+        (json!({"policy": "canary", "stage": "half", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::NOT_FOUND, "unknown_stage", Some("stage")),
+        (json!({"policy": "canary", "snapshot": {"service": "s", "version": "1", "taken_at": 1, "metrics": [{"name": "e", "points": [[1, "x"]]}]}}).to_string().into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY, "invalid_snapshot", Some("snapshot.metrics[0].points[0]")),
+        (json!({"policy": "canary", "snapshot": {}, "extra": 1}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (json!({"policy": "canary", "elapsed": "soon", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("elapsed")),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, _, resp) = call(&s, "POST", "/v1/evaluate", Some(READER), Some(body)).await;
+        let err = json_of(&resp);
+        assert_eq!(got, status, "{err}");
+        assert_eq!(err["error"]["code"], code, "{err}");
+        if let Some(f) = field {
+            assert_eq!(err["error"]["field"], f, "{err}");
+        }
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let s = state();
+    let big = vec![b' '; 5 << 20];
+    let (status, _, body) = call(&s, "POST", "/v1/evaluate", Some(READER), Some(big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json_of(&body)["error"]["code"], "body_too_large");
+}
+
+#[tokio::test]
+async fn idempotent_retries_return_the_same_decision_and_conflicts_are_422() {
+    let s = state();
+    let body = request("canary", "initial-canary", "canary-steady.json");
+    let send = |b: Vec<u8>| {
+        let s = s.clone();
+        async move {
+            let req = Request::post("/v1/evaluate")
+                .header("authorization", format!("Bearer {READER}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "deploy-42")
+                .body(Body::from(b))
+                .unwrap();
+            let resp = app(s).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let replayed = resp.headers().contains_key("idempotent-replayed");
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, replayed, json_of(&bytes))
+        }
+    };
+    let (s1, r1, first) = send(body.clone()).await;
+    let (s2, r2, second) = send(body.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert!(!r1 && r2);
+    assert_eq!(first["decision_id"], second["decision_id"]);
+    assert_eq!(first, second);
+    let other = request("canary", "initial-canary", "canary-error-spike.json");
+    let (s3, _, err) = send(other).await;
+    assert_eq!(s3, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["error"]["code"], "idempotency_conflict");
+}
+
+#[tokio::test]
+async fn policies_and_plugins_are_listed_with_digests() {
+    let s = state();
+    let (_, _, body) = call(&s, "GET", "/v1/policies", Some(READER), None).await;
+    let list = json_of(&body);
+    let names: Vec<&str> = list["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["canary", "ci-quality-gates", "hotfix", "release-version"]
+    );
+    let (status, _, body) = call(&s, "GET", "/v1/policies/canary", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let canary = json_of(&body);
+    assert_eq!(canary["stages"][0]["traffic_percent"], 5);
+    assert!(canary["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(
+        call(&s, "GET", "/v1/policies/nope", Some(READER), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, _, body) = call(&s, "GET", "/v1/plugins", Some(READER), None).await;
+    let plugins = json_of(&body);
+    let breaker = plugins["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "circuit-breaker")
+        .unwrap();
+    assert_eq!(breaker["world"], "trigger");
+    assert_eq!(breaker["wit_version"], "0.1.1");
+    assert!(
+        breaker["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.as_str().unwrap().starts_with("tollgate:plugin/"))
+    );
+    assert_eq!(breaker["limits"]["default_memory_bytes"], 16 << 20);
+}
+
+#[tokio::test]
+async fn metrics_count_evaluations_verdicts_and_latency() {
+    let s = state();
+    call(
+        &s,
+        "POST",
+        "/v1/evaluate",
+        Some(READER),
+        Some(request(
+            "canary",
+            "initial-canary",
+            "canary-error-spike.json",
+        )),
+    )
+    .await;
+    let (status, headers, body) = call(&s, "GET", "/metrics", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics-text")
+    );
+    let text = String::from_utf8(body).unwrap();
+    for needle in [
+        "tollgate_evaluations_total{policy=\"canary\",decision=\"rollback\"} 1",
+        "tollgate_gate_verdicts_total{plugin=\"threshold\",verdict=\"fail\"} 1",
+        "tollgate_evaluation_duration_seconds_count 1",
+        "tollgate_requests_in_flight",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+}
+
+/// Checks `value` against an OpenAPI 3.1 schema: `$ref`, `type`, `enum`,
+/// `const`, `required`, `properties`, `additionalProperties` and `items`.
+fn conforms(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return conforms(
+            doc,
+            &doc["components"]["schemas"][name],
+            value,
+            path,
+            errors,
+        );
+    }
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => {
+            errors.push(format!("{path}: expected {t}, got {value}"))
+        }
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
+            errors.push(format!("{path}: expected {ts:?}, got {value}"))
+        }
+        _ => {}
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        errors.push(format!("{path}: {value} not in {options:?}"));
+    }
+    if !schema["const"].is_null() && &schema["const"] != value {
+        errors.push(format!("{path}: expected {}", schema["const"]));
+    }
+    if let Some(obj) = value.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(r.as_str().unwrap_or("")) {
+                errors.push(format!("{path}: missing `{r}`"));
+            }
+        }
+        for (k, v) in obj {
+            match schema["properties"].get(k) {
+                Some(s) => conforms(doc, s, v, &format!("{path}.{k}"), errors),
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => errors.push(format!("{path}: unexpected `{k}`")),
+                    s @ Value::Object(_) => conforms(doc, s, v, &format!("{path}.{k}"), errors),
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let (Some(items), Some(schema)) = (value.as_array(), schema.get("items")) {
+        for (i, v) in items.iter().enumerate() {
+            conforms(doc, schema, v, &format!("{path}[{i}]"), errors);
+        }
+    }
+}
+
+fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, body: &[u8]) {
+    let response = &doc["paths"][route][method]["responses"][status.as_str()];
+    assert!(
+        !response.is_null(),
+        "{method} {route} documents no {status}"
+    );
+    let schema = &response["content"]["application/json"]["schema"];
+    let mut errors = Vec::new();
+    conforms(doc, schema, &json_of(body), "$", &mut errors);
+    assert!(errors.is_empty(), "{method} {route} {status}: {errors:#?}");
+}
+
+#[tokio::test]
+async fn responses_conform_to_the_openapi_document() {
+    let s = state();
+    let (status, _, body) = call(&s, "GET", "/openapi.json", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let doc = json_of(&body);
+    assert_eq!(doc["openapi"], "3.1.0");
+    type Check<'a> = (&'a str, &'a str, &'a str, Option<Vec<u8>>, Option<&'a str>);
+    let checks: Vec<Check> = vec![
+        ("/v1/evaluate", "post", "/v1/evaluate", Some(request("canary", "initial-canary", "canary-error-spike.json")), Some(READER)),
+        ("/v1/evaluate", "post", "/v1/evaluate", Some(request("release-version", "release", "canary-steady.json")), Some(READER)),
+        ("/v1/evaluate", "post", "/v1/evaluate", Some(b"{".to_vec()), Some(READER)),
+        ("/v1/evaluate", "post", "/v1/evaluate", None, None),
+        ("/v1/policies", "get", "/v1/policies", None, Some(READER)),
+        ("/v1/policies/{name}", "get", "/v1/policies/hotfix", None, Some(READER)),
+        ("/v1/policies/{name}", "get", "/v1/policies/none", None, Some(READER)),
+        ("/v1/plugins", "get", "/v1/plugins", None, Some(READER)),
+        ("/healthz", "get", "/healthz", None, None),
+        ("/readyz", "get", "/readyz", None, None),
+        ("/v1/admin/reload", "post", "/v1/admin/reload", None, Some(ADMIN)),
+        ("/v1/compat/argo/{policy}", "post", "/v1/compat/argo/canary", Some(json!({"stage": "initial-canary", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes()), Some(READER)),
+        ("/v1/compat/flagger/{policy}", "post", "/v1/compat/flagger/canary",
+            Some(json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "metadata": {"stage": "initial-canary", "snapshot": snapshot("canary-error-spike.json").to_string()}}).to_string().into_bytes()), Some(READER)),
+    ];
+    for (route, method, uri, body, token) in checks {
+        let (status, _, resp) = call(&s, &method.to_uppercase(), uri, token, body).await;
+        assert_conforms(&doc, route, method, status, &resp);
+    }
+}
+
+#[tokio::test]
+async fn flagger_halts_with_412_and_advances_with_200() {
+    let s = state();
+    let hook = |snap: &str| {
+        json!({"name": "podinfo", "namespace": "test", "phase": "Progressing",
+        "metadata": {"stage": "initial-canary", "elapsed": "20m", "snapshot": snapshot(snap).to_string()}}).to_string().into_bytes()
+    };
+    // Healthy first: the spike below opens this replica's circuit breaker,
+    // whose state then carries over to later requests for the service.
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/compat/flagger/canary",
+        Some(READER),
+        Some(hook("canary-steady.json")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["decision"], "promote");
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/compat/flagger/canary",
+        Some(READER),
+        Some(hook("canary-error-spike.json")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    assert!(
+        json_of(&body)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("error-rate-spike")
+    );
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/compat/flagger/canary",
+        Some(READER),
+        Some(
+            json!({"name": "p", "namespace": "n", "phase": "x", "metadata": {}})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(&body)["error"]["code"], "missing_snapshot");
+}
+
+#[tokio::test]
+async fn argo_reads_snapshot_files_only_inside_the_snapshot_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/canary-steady.json"),
+        dir.path().join("steady.json"),
+    )
+    .unwrap();
+    let s = state_with(ServerConfig {
+        snapshot_dir: Some(dir.path().to_path_buf()),
+        ..ServerConfig::default()
+    });
+    let (status, _, body) = call(
+        &s,
+        "GET",
+        "/v1/compat/argo/canary?stage=expanded-canary&snapshot_file=steady.json&elapsed=40m",
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["decision"], "promote");
+    let (status, _, body) = call(
+        &s,
+        "GET",
+        "/v1/compat/argo/canary?snapshot_file=../../etc/passwd",
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(&body)["error"]["field"], "query.snapshot_file");
+}
+
+/// A policy directory whose one policy runs a gate that spins for `deadline`.
+pub fn slow_policy_dir(dir: &Path, deadline: &str) {
+    write(
+        dir,
+        "spin.wasm",
+        &crate::hostile::component_for("infinite-loop", &repo("wit")),
+    );
+    let text = format!(
+        "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: slow}}\nplugins:\n  spin: {{path: spin.wasm}}\nstages:\n  - name: s\n    gates:\n      - name: spin\n        plugin: spin\n        on_error: ignore\n        deadline: {deadline}\n      - name: ok\n        plugin: threshold\n        on_no_data: pass\n        with: {{metric: x, op: '<', threshold: 1}}\n"
+    );
+    write(dir, "slow.yaml", text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_server_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_policy_dir(dir.path(), "1s");
+    let s = state_with(ServerConfig {
+        policies: Some(dir.path().to_path_buf()),
+        max_concurrency: 1,
+        ..ServerConfig::default()
+    });
+    let body = json!({"policy": "slow", "snapshot": snapshot("canary-steady.json")})
+        .to_string()
+        .into_bytes();
+    let slow = tokio::spawn({
+        let s = s.clone();
+        let body = body.clone();
+        async move { call(&s, "POST", "/v1/evaluate", Some(READER), Some(body)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, headers, err) = call(&s, "POST", "/v1/evaluate", Some(READER), Some(body)).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    assert_eq!(headers["retry-after"], "1");
+    assert_eq!(json_of(&err)["error"]["code"], "overloaded");
+    let (status, _, done) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&done)["gates"][0]["verdict"], "error");
+}
+
+#[tokio::test]
+async fn reload_swaps_a_valid_set_and_keeps_the_old_one_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(repo("policies/hotfix.yaml"), dir.path().join("hotfix.yaml")).unwrap();
+    let s = state_with(ServerConfig {
+        policies: Some(dir.path().to_path_buf()),
+        ..ServerConfig::default()
+    });
+    assert_eq!(s.policies().len(), 1);
+    std::fs::copy(repo("policies/canary.yaml"), dir.path().join("canary.yaml")).unwrap();
+    let (status, _, body) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["policies"], json!(["canary", "hotfix"]));
+    write(
+        dir.path(),
+        "broken.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: broken}\nstages: []\n",
+    );
+    let (status, _, body) = call(&s, "POST", "/v1/admin/reload", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let msg = json_of(&body)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("broken.yaml") && msg.contains("previous policies keep serving"),
+        "{msg}"
+    );
+    assert_eq!(s.policies().len(), 2, "the old set keeps serving");
+    let (status, _, _) = call(
+        &s,
+        "POST",
+        "/v1/evaluate",
+        Some(READER),
+        Some(request("canary", "initial-canary", "canary-steady.json")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[test]
+fn spans_cover_the_request_evaluation_and_each_gate() {
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber =
+        tracing_subscriber::registry().with(tollgate::server::telemetry::otel_layer(&provider));
+    let s = state();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (status, _, _) = call(
+                &s,
+                "POST",
+                "/v1/evaluate",
+                Some(READER),
+                Some(request(
+                    "canary",
+                    "initial-canary",
+                    "canary-error-spike.json",
+                )),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+        });
+    });
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert!(names.contains(&"request"), "{names:?}");
+    let eval = spans.iter().find(|s| s.name == "evaluate").unwrap();
+    assert_eq!(attr(eval, "decision").as_deref(), Some("rollback"));
+    let gates: Vec<_> = spans.iter().filter(|s| s.name == "gate").collect();
+    assert_eq!(gates.len(), 2);
+    assert!(
+        gates
+            .iter()
+            .all(|g| attr(g, "plugin").as_deref() == Some("threshold"))
+    );
+    assert!(
+        gates
+            .iter()
+            .any(|g| attr(g, "verdict").as_deref() == Some("fail"))
+    );
+    assert!(gates.iter().all(|g| attr(g, "duration_us").is_some()));
+    assert!(
+        gates
+            .iter()
+            .all(|g| g.parent_span_id == eval.span_context.span_id())
+    );
+    assert_eq!(spans.iter().filter(|s| s.name == "trigger").count(), 4);
+}
