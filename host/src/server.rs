@@ -46,6 +46,8 @@ struct Shared {
     idempotency: Idempotency,
     /// Evaluations allowed in flight; beyond it requests get 503, not a queue.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Evaluations running plugin code at once: one per core.
+    workers: Arc<tokio::sync::Semaphore>,
     /// Trigger state shared by every request of this replica.
     trigger_state: std::sync::Mutex<MemoryStore>,
     /// Serialises reloads so two never compile side by side.
@@ -70,6 +72,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
+                workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
                 idempotency: Idempotency::new(config.idempotency_entries),
                 config,
                 runtime,

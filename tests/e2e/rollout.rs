@@ -77,6 +77,9 @@ fn the_same_shape_at_0_05_percent_promotes_from_the_initial_canary() {
     );
 }
 
+/// A policy whose only trigger is the circuit breaker on `error_rate > 1%`.
+const BREAKER_POLICY: &[u8] = b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n";
+
 /// A snapshot whose error-rate points are `values`, one every 10 s, ending at `at`.
 fn errors(at: i64, values: &[f64]) -> serde_json::Value {
     let n = values.len() as i64;
@@ -90,11 +93,7 @@ fn errors(at: i64, values: &[f64]) -> serde_json::Value {
 #[test]
 fn the_circuit_breaker_walks_closed_open_half_open_closed_across_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "breaker.yaml",
-        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n",
-    );
+    let policy = write(dir.path(), "breaker.yaml", BREAKER_POLICY);
     let state = dir.path().join("state.json");
     let step = |snapshot: serde_json::Value| {
         let path = write(dir.path(), "snap.json", snapshot.to_string().as_bytes());
@@ -165,11 +164,7 @@ fn the_circuit_breaker_walks_closed_open_half_open_closed_across_runs() {
 #[test]
 fn a_failed_half_open_trial_reopens_the_circuit() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "breaker.yaml",
-        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n",
-    );
+    let policy = write(dir.path(), "breaker.yaml", BREAKER_POLICY);
     let state = dir.path().join("state.json");
     std::fs::write(&state, format!("{{\"version\":1,\"triggers\":{{\"breaker/checkout/breaker\":{{\"text\":\"half-open last_seen={TAKEN_AT} since={TAKEN_AT}\"}}}}}}")).unwrap();
     let snap = write(

@@ -136,6 +136,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .or(duration("grace_period", file.grace_period.as_deref())?)
             .unwrap_or(defaults.grace_period),
         idempotency_entries: defaults.idempotency_entries,
+        workers: defaults.workers,
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
     };
     let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);

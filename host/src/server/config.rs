@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Evaluations in flight at once before 503 (defaults to 64).
     pub max_concurrency: usize,
+    /// Evaluations running at once; the rest of those in flight wait for a
+    /// worker. Defaults to the number of cores.
+    pub workers: usize,
     /// How long shutdown waits for in-flight requests (10 s).
     pub grace_period: Duration,
     /// Idempotency keys remembered (10,000, least recently used evicted).
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             body_limit: 4 << 20,
             request_timeout: Duration::from_secs(10),
             max_concurrency: 64,
+            workers: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             grace_period: super::DEFAULT_GRACE,
             idempotency_entries: 10_000,
             snapshot_dir: None,

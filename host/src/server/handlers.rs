@@ -211,24 +211,37 @@ async fn run_evaluation(
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     let parent = tracing::Span::current();
     let started = Instant::now();
-    let task = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        tracing::dispatcher::with_default(&dispatch, || {
-            let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
-            let _entered = span.enter();
-            let request = EvalRequest {
-                stage: stage.as_deref(),
-                elapsed,
-            };
-            let mut store = SharedStore(&worker.inner.trigger_state);
-            let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
-            if let Ok(d) = &result {
-                span.record("stage", d.stage.as_str());
-                span.record("decision", d.decision.as_str());
-            }
-            result
+    let workers = Arc::clone(&state.inner.workers);
+    // Plugin deadlines are wall-clock epochs: running more evaluations than
+    // there are cores would let the scheduler, not the plugin, spend them.
+    // Evaluations beyond the cores wait here (bounded by `slots`).
+    let task = async move {
+        let core = workers
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("worker pool closed"))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _core = core;
+            tracing::dispatcher::with_default(&dispatch, || {
+                let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
+                let _entered = span.enter();
+                let request = EvalRequest {
+                    stage: stage.as_deref(),
+                    elapsed,
+                };
+                let mut store = SharedStore(&worker.inner.trigger_state);
+                let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
+                if let Ok(d) = &result {
+                    span.record("stage", d.stage.as_str());
+                    span.record("decision", d.decision.as_str());
+                }
+                result
+            })
         })
-    });
+        .await
+        .map_err(ApiError::internal)
+    };
     let outcome = tokio::time::timeout(state.inner.config.request_timeout, task).await;
     let decision = match outcome {
         Err(_) => {
@@ -238,7 +251,7 @@ async fn run_evaluation(
                 "the evaluation exceeded the request timeout",
             ));
         }
-        Ok(Err(join)) => return Err(ApiError::internal(join)),
+        Ok(Err(e)) => return Err(e),
         Ok(Ok(Err(EvalError::UnknownStage {
             stage,
             policy,

@@ -179,17 +179,10 @@ impl Guest for BaselineDrop {
         Rule::parse(&config).map(|_| ())
     }
 
-    fn check(config: Config, snapshot: &Snapshot, _state: Vec<u8>) -> TriggerResult {
+    fn check(config: Config, snapshot: &Snapshot, state: Vec<u8>) -> TriggerResult {
         match Rule::parse(&config) {
             Ok(rule) => rule.check(snapshot),
-            Err(e) => TriggerResult {
-                fire: Fire::Alert,
-                reason: format!("invalid configuration: {e}"),
-                observed: None,
-                threshold: None,
-                details: Vec::new(),
-                state: Vec::new(),
-            },
+            Err(e) => tollgate_sdk::trigger::invalid_config(e, state),
         }
     }
 }

@@ -306,13 +306,7 @@ impl Guest for CanaryJudge {
     fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
         match Rule::parse(&config) {
             Ok(rule) => rule.evaluate(snapshot),
-            Err(e) => Finding {
-                verdict: Verdict::Fail,
-                reason: format!("invalid configuration: {e}"),
-                observed: None,
-                threshold: None,
-                details: Vec::new(),
-            },
+            Err(e) => tollgate_sdk::gate::invalid_config(e),
         }
     }
 }

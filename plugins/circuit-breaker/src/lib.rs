@@ -338,14 +338,7 @@ impl Guest for CircuitBreaker {
     fn check(config: Config, snapshot: &Snapshot, state: Vec<u8>) -> TriggerResult {
         match Rule::parse(&config) {
             Ok(rule) => rule.check(snapshot, &state),
-            Err(e) => TriggerResult {
-                fire: Fire::Alert,
-                reason: format!("invalid configuration: {e}"),
-                observed: None,
-                threshold: None,
-                details: Vec::new(),
-                state,
-            },
+            Err(e) => tollgate_sdk::trigger::invalid_config(e, state),
         }
     }
 }

@@ -41,6 +41,18 @@ pub mod gate {
     pub use self::tollgate::plugin::types::{
         Config, ConfigValue, Detail, Finding, Scalar, Verdict,
     };
+
+    /// The finding for settings that fail to parse at evaluation time (the
+    /// host checks them at load, so this only guards the invariant): fail.
+    pub fn invalid_config(error: String) -> Finding {
+        Finding {
+            verdict: Verdict::Fail,
+            reason: format!("invalid configuration: {error}"),
+            observed: None,
+            threshold: None,
+            details: Vec::new(),
+        }
+    }
 }
 
 /// Bindings for the `trigger` world: a rollback trigger with host-held state.
@@ -63,6 +75,19 @@ pub mod trigger {
     pub use crate::gate::{
         Config, ConfigValue, Detail, Level, Point, Query, Snapshot, Track, log, now,
     };
+
+    /// The answer for settings that fail to parse at check time: an alert
+    /// that keeps the previous state, so nothing is lost.
+    pub fn invalid_config(error: String, state: Vec<u8>) -> TriggerResult {
+        TriggerResult {
+            fire: Fire::Alert,
+            reason: format!("invalid configuration: {error}"),
+            observed: None,
+            threshold: None,
+            details: Vec::new(),
+            state,
+        }
+    }
 
     /// Parses a severity as policies write it: `alert`, `prepare-rollback`
     /// or `immediate-rollback`.

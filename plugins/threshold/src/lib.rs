@@ -262,13 +262,7 @@ impl Guest for Threshold {
     fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
         match Rule::parse(&config) {
             Ok(rule) => rule.evaluate(snapshot),
-            Err(e) => Finding {
-                verdict: Verdict::Fail,
-                reason: format!("invalid configuration: {e}"),
-                observed: None,
-                threshold: None,
-                details: Vec::new(),
-            },
+            Err(e) => tollgate_sdk::gate::invalid_config(e),
         }
     }
 }
