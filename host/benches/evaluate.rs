@@ -26,6 +26,24 @@ fn benches(c: &mut Criterion) {
         b.iter(|| tollgate::evaluate::evaluate(black_box(&loaded), None, Arc::clone(&snapshot)))
     });
 
+    let canary_text = std::fs::read_to_string(repo("policies/canary.yaml")).unwrap_or_default();
+    let canary = policy::load(&runtime, &mut cache, &canary_text, &repo("policies"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let steady = std::fs::read(repo("tests/fixtures/canary-steady.json")).unwrap_or_default();
+    let steady = Arc::new(Snapshot::from_json(&steady).unwrap_or_else(|e| panic!("{e}")));
+    c.bench_function(
+        "evaluate canary initial-canary (2 gates, 4 triggers, 1 action)",
+        |b| {
+            b.iter(|| {
+                tollgate::evaluate::evaluate(
+                    black_box(&canary),
+                    Some("initial-canary"),
+                    Arc::clone(&steady),
+                )
+            })
+        },
+    );
+
     let plugin = &loaded.plugins["threshold"];
     let gate = &loaded.policy.stages[0].gates[0];
     c.bench_function("one gate: new store + instantiate + evaluate", |b| {
