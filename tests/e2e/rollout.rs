@@ -414,3 +414,60 @@ fn a_gate_can_compare_with_the_baseline_plus_a_margin() {
     );
     assert_eq!(run.gate("p95-vs-baseline")["verdict"], "fail");
 }
+
+/// Runs a policy whose only trigger is `sustained` (error rate > 1% for 5m)
+/// over error-rate points given as (seconds before taken_at, value).
+fn sustained(points: &[(i64, f64)]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "s.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: s}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: spike\n    plugin: sustained\n    with: {metric: error_rate, op: '>', threshold: 0.01, for: 5m}\n",
+    );
+    let snap = json!({"service": "s", "version": "1", "taken_at": TAKEN_AT, "metrics": [{"name": "error_rate",
+        "points": points.iter().map(|(ago, v)| json!([TAKEN_AT - ago, v])).collect::<Vec<_>>()}]});
+    let run = crate::support::eval(&policy, &snap, None);
+    assert_ne!(run.code, 2, "{}", run.stderr);
+    trigger(&run, "spike")
+}
+
+#[test]
+fn sustained_means_breaching_continuously_for_at_least_the_duration() {
+    // Breaching since exactly 5m before taken_at: fires.
+    let t = sustained(&[
+        (360, 0.001),
+        (300, 0.02),
+        (240, 0.02),
+        (120, 0.02),
+        (0, 0.02),
+    ]);
+    assert_eq!(t["fire"], "immediate-rollback", "{t}");
+    assert_eq!(t["details"]["breaching_for_seconds"], "300");
+    // One second short: not yet.
+    let t = sustained(&[(360, 0.001), (299, 0.02), (240, 0.02), (0, 0.02)]);
+    assert_eq!(t["fire"], "none", "{t}");
+    assert!(
+        t["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not yet the 5m required"),
+        "{t}"
+    );
+    // Exactly at the threshold is not a breach (> 1%), and one healthy point resets the run.
+    let t = sustained(&[
+        (600, 0.02),
+        (300, 0.02),
+        (180, 0.01),
+        (120, 0.02),
+        (0, 0.02),
+    ]);
+    assert_eq!(t["fire"], "none", "{t}");
+    assert_eq!(t["details"]["breaching_for_seconds"], "120");
+    // A latest point that is healthy never fires, however long the breach before it.
+    let t = sustained(&[(900, 0.05), (600, 0.05), (300, 0.05), (0, 0.002)]);
+    assert_eq!(t["fire"], "none", "{t}");
+    // Stale data (newest point older than 5m) never fires.
+    let t = sustained(&[(1200, 0.05), (900, 0.05), (301, 0.05)]);
+    assert_eq!(t["fire"], "none", "{t}");
+    assert!(t["reason"].as_str().unwrap().contains("no data"), "{t}");
+}

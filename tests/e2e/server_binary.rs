@@ -336,3 +336,32 @@ fn without_a_token_file_a_token_is_generated_and_insecure_mode_warns() {
     );
     assert_eq!(open.request("GET", "/v1/plugins", &[], b"").status, 200);
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        "--tokens-file",
+        &tokens_file(dir.path()),
+        "--log-format",
+        "json",
+    ]);
+    let token = auth(TOKEN);
+    server.request(
+        "GET",
+        "/v1/policies",
+        &[("authorization", token.as_str())],
+        b"",
+    );
+    let log = server.log();
+    let json_lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "listening" && l["level"] == "INFO"),
+        "{log}"
+    );
+}

@@ -618,3 +618,60 @@ fn spans_cover_the_request_evaluation_and_each_gate() {
     );
     assert_eq!(spans.iter().filter(|s| s.name == "trigger").count(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_timeout_is_504() {
+    let dir = tempfile::tempdir().unwrap();
+    slow_policy_dir(dir.path(), "2s");
+    let s = state_with(ServerConfig {
+        policies: Some(dir.path().to_path_buf()),
+        request_timeout: std::time::Duration::from_millis(300),
+        ..ServerConfig::default()
+    });
+    let body = json!({"policy": "slow", "snapshot": snapshot("canary-steady.json")})
+        .to_string()
+        .into_bytes();
+    let started = std::time::Instant::now();
+    let (status, _, err) = call(&s, "POST", "/v1/evaluate", Some(READER), Some(body)).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(json_of(&err)["error"]["code"], "timeout");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn plugins_in_the_plugin_directory_serve_every_policy_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    write(
+        &plugins,
+        "always-pass.wasm",
+        &crate::hostile::component_for("well-behaved", &repo("wit")),
+    );
+    write(
+        dir.path(),
+        "p.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: custom}\nstages:\n  - name: s\n    gates:\n      - name: g\n        plugin: always-pass\n",
+    );
+    let s = state_with(ServerConfig {
+        policies: Some(dir.path().to_path_buf()),
+        plugins: Some(plugins),
+        ..ServerConfig::default()
+    });
+    let body = json!({"policy": "custom", "snapshot": snapshot("canary-steady.json")})
+        .to_string()
+        .into_bytes();
+    let (status, _, resp) = call(&s, "POST", "/v1/evaluate", Some(READER), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    let d = json_of(&resp);
+    assert_eq!(d["decision"], "promote");
+    assert_eq!(d["gates"][0]["plugin"], "always-pass");
+    let (_, _, listed) = call(&s, "GET", "/v1/plugins", Some(READER), None).await;
+    assert!(
+        json_of(&listed)["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "always-pass" && p["used_by"] == json!(["custom"]))
+    );
+}
