@@ -50,7 +50,7 @@ fn errors_above_1_percent_for_10_minutes_roll_back_naming_the_trigger_and_rate()
     let t = trigger(&run, "error-rate-spike");
     assert_eq!(t["fire"], "immediate-rollback");
     assert_eq!(t["observed"], 0.018);
-    assert_eq!(t["details"]["breaching_for_seconds"], "540");
+    assert_eq!(t["details"]["breaching_for_seconds"], "600");
 }
 
 #[test]
@@ -433,19 +433,29 @@ fn sustained(points: &[(i64, f64)]) -> serde_json::Value {
 
 #[test]
 fn sustained_means_breaching_continuously_for_at_least_the_duration() {
-    // Breaching since exactly 5m before taken_at: fires.
+    // Five consecutive breaching one-minute samples cover 5 minutes: fires.
     let t = sustained(&[
-        (360, 0.001),
-        (300, 0.02),
+        (300, 0.001),
         (240, 0.02),
+        (180, 0.02),
         (120, 0.02),
+        (60, 0.02),
         (0, 0.02),
     ]);
     assert_eq!(t["fire"], "immediate-rollback", "{t}");
     assert_eq!(t["details"]["breaching_for_seconds"], "300");
-    // One second short: not yet.
-    let t = sustained(&[(360, 0.001), (299, 0.02), (240, 0.02), (0, 0.02)]);
+    assert_eq!(t["details"]["breaching_points"], "5");
+    // Four cover 4 minutes: not yet.
+    let t = sustained(&[
+        (300, 0.001),
+        (240, 0.001),
+        (180, 0.02),
+        (120, 0.02),
+        (60, 0.02),
+        (0, 0.02),
+    ]);
     assert_eq!(t["fire"], "none", "{t}");
+    assert_eq!(t["details"]["breaching_for_seconds"], "240");
     assert!(
         t["reason"]
             .as_str()
@@ -453,6 +463,10 @@ fn sustained_means_breaching_continuously_for_at_least_the_duration() {
             .contains("not yet the 5m required"),
         "{t}"
     );
+    // One second short of 5 minutes: not yet.
+    let t = sustained(&[(299, 0.001), (240, 0.02), (0, 0.02)]);
+    assert_eq!(t["fire"], "none", "{t}");
+    assert_eq!(t["details"]["breaching_for_seconds"], "299");
     // Exactly at the threshold is not a breach (> 1%), and one healthy point resets the run.
     let t = sustained(&[
         (600, 0.02),
@@ -462,7 +476,10 @@ fn sustained_means_breaching_continuously_for_at_least_the_duration() {
         (0, 0.02),
     ]);
     assert_eq!(t["fire"], "none", "{t}");
-    assert_eq!(t["details"]["breaching_for_seconds"], "120");
+    assert_eq!(t["details"]["breaching_for_seconds"], "180");
+    // A series that breaches from its first point covers that point's gap too.
+    let t = sustained(&[(240, 0.03), (180, 0.03), (120, 0.03), (60, 0.03), (0, 0.03)]);
+    assert_eq!(t["fire"], "immediate-rollback", "{t}");
     // A latest point that is healthy never fires, however long the breach before it.
     let t = sustained(&[(900, 0.05), (600, 0.05), (300, 0.05), (0, 0.002)]);
     assert_eq!(t["fire"], "none", "{t}");

@@ -616,7 +616,7 @@ fn spans_cover_the_request_evaluation_and_each_gate() {
             .iter()
             .all(|g| g.parent_span_id == eval.span_context.span_id())
     );
-    assert_eq!(spans.iter().filter(|s| s.name == "trigger").count(), 4);
+    assert_eq!(spans.iter().filter(|s| s.name == "trigger").count(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

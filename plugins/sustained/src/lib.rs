@@ -1,18 +1,20 @@
 //! The `sustained` trigger: fires when a metric has breached a threshold
 //! continuously for at least a given time.
 //!
-//! **Sustained** is defined the way Prometheus defines an alert's `for:`.
-//! Take the metric's points (pooled across matching series, oldest first).
-//! The breach *run* is the unbroken sequence of breaching points that ends
-//! with the newest point; it starts at its oldest point. The trigger fires
-//! when
+//! **Sustained** is defined precisely as follows. Take the metric's points
+//! (pooled across matching series, oldest first); each point stands for the
+//! interval since the point before it (a rate sampled every minute covers
+//! the minute before the sample; the first point of the series covers the
+//! gap to the second). The breach *run* is the unbroken sequence of breaching
+//! points that ends with the newest point. The breach began where the run's
+//! oldest point's interval begins, and the trigger fires when
 //! 1. the newest point lies within `for` of `taken_at` (fresh data), and
 //! 2. the newest point breaches, and
-//! 3. `taken_at − run start ≥ for`.
+//! 3. `taken_at − breach began ≥ for`.
 //!
-//! A single healthy point anywhere after the run's start resets it. With one
-//! point a minute, `for: 5m` fires once the breaching points reach back at
-//! least five minutes before `taken_at`.
+//! A single healthy point resets the run. With one point a minute, `for: 5m`
+//! fires on five consecutive breaching points ending at `taken_at`, and not
+//! on four.
 
 use std::time::Duration;
 
@@ -108,13 +110,23 @@ impl Rule {
                 Vec::new(),
             );
         }
-        let run_start = points
+        let breaching = points
             .iter()
             .rev()
             .take_while(|p| self.op.holds(p.value, self.threshold))
-            .last()
-            .map_or(newest.timestamp, |p| p.timestamp);
-        let lasted = (taken_at - run_start).max(0);
+            .count();
+        let first = points.len() - breaching;
+        let run_start = points[first].timestamp;
+        // The interval the run's first point stands for.
+        let interval = match (
+            first.checked_sub(1).map(|i| &points[i]),
+            points.get(first + 1),
+        ) {
+            (Some(before), _) => run_start - before.timestamp,
+            (None, Some(after)) => after.timestamp - run_start,
+            (None, None) => 0,
+        };
+        let lasted = (taken_at - (run_start - interval)).max(0);
         let run: Vec<f64> = points
             .iter()
             .filter(|p| p.timestamp >= run_start)
