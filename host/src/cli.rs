@@ -1,5 +1,6 @@
 //! The command line: argument parsing and one module per subcommand.
 
+mod audit;
 mod eval;
 mod flag;
 mod serve;
@@ -37,6 +38,8 @@ enum Command {
     Test(test::TestArgs),
     /// Answer whether a user is in a feature flag's rollout.
     Flag(flag::FlagArgs),
+    /// Report what plugins are and may do: digest, world, WIT version, imports, limits.
+    Audit(audit::AuditArgs),
     /// Serve the HTTP evaluate API (bundled policies unless --policies).
     Serve(serve::ServeArgs),
 }
@@ -51,6 +54,7 @@ pub fn run() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Flag(args) => flag::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -73,3 +73,48 @@ fn a_file_that_is_not_a_component_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn audit_reports_what_a_plugin_imports_and_refuses_wasi() {
+    let run = crate::support::tollgate(&["audit", "circuit-breaker"], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let p = &report[0];
+    assert_eq!(p["world"], "trigger");
+    assert_eq!(p["verdict"], "accepted");
+    assert_eq!(p["wasi"], false);
+    assert!(
+        p["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.as_str().unwrap().starts_with("tollgate:plugin/"))
+    );
+    assert_eq!(
+        p["digest"],
+        tollgate::digest::Digest::of(tollgate::builtin::plugin("circuit-breaker").unwrap())
+            .to_string()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let wasi = write(
+        dir.path(),
+        "reader.wasm",
+        &wat::parse_str(
+            std::fs::read_to_string(crate::support::repo("tests/hostile/wasi-filesystem.wat"))
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let run = crate::support::tollgate(&["audit", wasi.to_str().unwrap()], "");
+    assert_eq!(run.code, 1);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report[0]["verdict"], "refused");
+    assert!(
+        report[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("imports `wasi:filesystem/types@0.2.0`"),
+        "{report}"
+    );
+}
