@@ -211,7 +211,7 @@ fn elapsed(request: &Request<'_>, snapshot: &Snapshot) -> Option<Duration> {
             .ok()
             .map(|t| t.unix_timestamp())
     })?;
-    u64::try_from(snapshot.taken_at - started)
+    u64::try_from(snapshot.taken_at.checked_sub(started)?)
         .ok()
         .map(Duration::from_secs)
 }

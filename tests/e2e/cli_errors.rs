@@ -170,3 +170,35 @@ fn a_yaml_bomb_is_refused() {
         run.stderr
     );
 }
+
+#[test]
+fn extreme_numbers_in_a_snapshot_never_crash_the_evaluation() {
+    let mut snapshot = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(repo("tests/fixtures/canary-steady.json")).unwrap(),
+    )
+    .unwrap();
+    snapshot["attributes"] = serde_json::json!({"stage_started_at": i64::MIN.to_string()});
+    snapshot["metrics"][0]["points"][0][0] = serde_json::json!(i64::MIN);
+    snapshot["metrics"][0]["points"][1][1] = serde_json::json!(1.7e308);
+    let run = eval(
+        &repo("policies/canary.yaml"),
+        &snapshot,
+        Some("initial-canary"),
+    );
+    assert!(
+        run.code == 0 || run.code == 1,
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"));
+    let d = run.json();
+    assert!(
+        d["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["error"] == false),
+        "{d}"
+    );
+}

@@ -625,11 +625,11 @@ fn read_gates(
         let weight = match get(fields, "weight") {
             None => 1.0,
             Some(n) => match r.number(n, &format!("`weight` of {what}")) {
-                Some(w) if w >= 0.0 => w,
+                Some(w) if (0.0..=1e6).contains(&w) => w,
                 Some(w) => {
                     r.problem(
                         n.line,
-                        format!("`weight` of {what} must not be negative, not {w}"),
+                        format!("`weight` of {what} must be between 0 and 1000000, not {w}"),
                     );
                     1.0
                 }
@@ -958,7 +958,7 @@ mod tests {
             found,
             vec![
                 "line 8: unknown plugin `nope` in gate `a`; known plugins: threshold, canary-judge, sustained, baseline-drop, circuit-breaker, canary-schedule, semver-bump, flag-rollout",
-                "line 9: `weight` of gate `a` must not be negative, not -1",
+                "line 9: `weight` of gate `a` must be between 0 and 1000000, not -1",
                 "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory",
                 "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",
             ]

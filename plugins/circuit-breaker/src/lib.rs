@@ -189,7 +189,7 @@ impl Rule {
                     if failed {
                         if failures
                             .last()
-                            .is_some_and(|last| p.timestamp - last > self.timeout)
+                            .is_some_and(|last| p.timestamp.saturating_sub(*last) > self.timeout)
                         {
                             failures.clear();
                         }
@@ -208,7 +208,9 @@ impl Rule {
                 }
                 // Points while open are ignored, until `reset_timeout` has
                 // passed: the first point after that is the half-open trial.
-                State::Open { opened_at } if p.timestamp < opened_at + self.reset_timeout => {
+                State::Open { opened_at }
+                    if p.timestamp < opened_at.saturating_add(self.reset_timeout) =>
+                {
                     State::Open { opened_at }
                 }
                 State::Open { .. } | State::HalfOpen { .. } if failed => {
@@ -226,9 +228,12 @@ impl Rule {
             };
         }
         if let State::Open { opened_at } = stored.state
-            && now >= opened_at + self.reset_timeout
+            && now >= opened_at.saturating_add(self.reset_timeout)
         {
-            note = format!("{}s since the circuit opened", now - opened_at);
+            note = format!(
+                "{}s since the circuit opened",
+                now.saturating_sub(opened_at)
+            );
             stored.state = State::HalfOpen { since: now };
         }
         stored.last_seen = Some(stored.last_seen.map_or(now, |t| t.max(now)));

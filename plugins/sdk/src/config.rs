@@ -93,7 +93,9 @@ impl<'a> Settings<'a> {
             Some(ConfigValue::Text(s)) => parse_duration(s)
                 .map(Some)
                 .map_err(|e| format!("`{key}`: {e}")),
-            Some(ConfigValue::Integer(i)) if *i >= 0 => Ok(Some(Duration::from_secs(*i as u64))),
+            Some(ConfigValue::Integer(i)) if *i >= 0 && (*i as u64) <= MAX_DURATION.as_secs() => {
+                Ok(Some(Duration::from_secs(*i as u64)))
+            }
             Some(other) => Err(format!(
                 "`{key}` must be a duration such as `5m`, not {}",
                 kind(other)
@@ -191,14 +193,22 @@ impl<'a> Settings<'a> {
     }
 }
 
-/// Parses a duration such as `90s`, `5m` or `1h 30m`.
+/// The longest duration a setting may hold: a year. Longer ones are typos,
+/// and would overflow timestamp arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a duration such as `90s`, `5m` or `1h 30m`, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
         format!(
             "invalid duration `{text}`: {}",
             e.to_string().to_lowercase()
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("duration `{text}` is longer than a year"));
+    }
+    Ok(d)
 }
 
 fn kind(value: &ConfigValue) -> &'static str {
@@ -208,5 +218,33 @@ fn kind(value: &ConfigValue) -> &'static str {
         ConfigValue::Number(_) => "a number",
         ConfigValue::Text(_) => "text",
         ConfigValue::List(_) => "a list",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded_to_a_year() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("2years").is_err());
+        assert!(parse_duration("soon").is_err());
+        let entries = vec![("w".to_string(), ConfigValue::Integer(i64::MAX))];
+        assert!(Settings::new(&entries).opt_duration("w").is_err());
+    }
+
+    #[test]
+    fn unread_keys_are_reported_and_indexed_lists_counted() {
+        let entries = vec![
+            ("steps.0.weight".to_string(), ConfigValue::Integer(5)),
+            ("steps.1.weight".to_string(), ConfigValue::Integer(25)),
+            ("typo".to_string(), ConfigValue::Boolean(true)),
+        ];
+        let s = Settings::new(&entries);
+        assert_eq!(s.indexed_len("steps"), 2);
+        assert_eq!(s.opt_integer("steps.0.weight"), Ok(Some(5)));
+        assert_eq!(s.opt_integer("steps.1.weight"), Ok(Some(25)));
+        assert_eq!(s.finish(), Err("unknown setting `typo`".to_string()));
     }
 }

@@ -89,7 +89,7 @@ impl Rule {
         let Some(newest) = points.last() else {
             return quiet(format!("no data for `{}`", self.metric), None, Vec::new());
         };
-        if newest.timestamp <= taken_at - need {
+        if newest.timestamp <= taken_at.saturating_sub(need) {
             return quiet(
                 format!(
                     "no data for `{}` in the last {}",
@@ -122,11 +122,13 @@ impl Rule {
             first.checked_sub(1).map(|i| &points[i]),
             points.get(first + 1),
         ) {
-            (Some(before), _) => run_start - before.timestamp,
-            (None, Some(after)) => after.timestamp - run_start,
+            (Some(before), _) => run_start.saturating_sub(before.timestamp),
+            (None, Some(after)) => after.timestamp.saturating_sub(run_start),
             (None, None) => 0,
         };
-        let lasted = (taken_at - (run_start - interval)).max(0);
+        let lasted = taken_at
+            .saturating_sub(run_start.saturating_sub(interval))
+            .max(0);
         let run: Vec<f64> = points
             .iter()
             .filter(|p| p.timestamp >= run_start)
