@@ -592,35 +592,14 @@ fn read_gates(
             r.problem(item.line, format!("duplicate gate `{name}` in {owner}"));
         }
         let what = format!("gate `{name}`");
-        let plugin = match get(fields, "plugin") {
-            Some(n) => {
-                let plugin = r.text(n, &format!("`plugin` of {what}"));
-                if let Some(p) = &plugin
-                    && crate::builtin::plugin(p).is_none()
-                    && !plugins.contains_key(p)
-                {
-                    let known: Vec<String> = crate::builtin::names()
-                        .map(str::to_string)
-                        .chain(plugins.keys().cloned())
-                        .collect();
-                    r.problem(
-                        n.line,
-                        format!(
-                            "unknown plugin `{p}` in {what}; known plugins: {}",
-                            known.join(", ")
-                        ),
-                    );
-                }
-                plugin
-            }
-            None => {
-                r.problem(item.line, format!("missing field `plugin` in {what}"));
-                None
-            }
-        };
-        let config = match get(fields, "with") {
-            None => Vec::new(),
-            Some(n) => read_config(r, n, &what),
+        let Some(PluginUse {
+            plugin,
+            config,
+            limits,
+            description,
+        }) = read_use(r, fields, item, &what, plugins)
+        else {
+            continue;
         };
         let weight = match get(fields, "weight") {
             None => 1.0,
@@ -672,30 +651,58 @@ fn read_gates(
                 None => OnError::default(),
             },
         };
-        let limits = read_limits(r, fields, &what);
-        let description =
-            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
-        if let Some(plugin) = plugin {
-            gates.push(Gate {
-                name,
-                description,
-                plugin,
-                config,
-                weight,
-                key,
-                dry_run,
-                on_no_data,
-                on_error,
-                limits,
-                line: item.line,
-            });
-        }
+        gates.push(Gate {
+            name,
+            description,
+            plugin,
+            config,
+            weight,
+            key,
+            dry_run,
+            on_no_data,
+            on_error,
+            limits,
+            line: item.line,
+        });
     }
     gates
 }
 
 /// The longest `duration` a stage may declare.
 const MAX_STAGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What every gate, trigger and action has: its plugin, settings, limits
+/// and description.
+struct PluginUse {
+    plugin: String,
+    config: PluginConfig,
+    limits: Limits,
+    description: Option<String>,
+}
+
+/// Reads the fields shared by gates, triggers and actions; `None` when the
+/// plugin is missing (already reported).
+fn read_use(
+    r: &mut Reader,
+    fields: &Entries,
+    item: &Node,
+    what: &str,
+    plugins: &BTreeMap<String, PluginDecl>,
+) -> Option<PluginUse> {
+    let plugin = read_plugin_name(r, fields, item, what, plugins);
+    let config = get(fields, "with")
+        .map(|n| read_config(r, n, what))
+        .unwrap_or_default();
+    let limits = read_limits(r, fields, what);
+    let description =
+        get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
+    Some(PluginUse {
+        plugin: plugin?,
+        config,
+        limits,
+        description,
+    })
+}
 
 /// The `plugin` of a gate, trigger or action, checked against the known plugins.
 fn read_plugin_name(
@@ -798,17 +805,16 @@ fn read_triggers(
     let mut out = Vec::new();
     for (name, item, fields) in named_items(r, node, "triggers", &allowed) {
         let what = format!("trigger `{name}`");
-        let plugin = read_plugin_name(r, fields, item, &what, plugins);
-        let config = get(fields, "with")
-            .map(|n| read_config(r, n, &what))
-            .unwrap_or_default();
         let hold = get(fields, "hold")
             .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
             .unwrap_or(false);
-        let limits = read_limits(r, fields, &what);
-        let description =
-            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
-        if let Some(plugin) = plugin {
+        if let Some(PluginUse {
+            plugin,
+            config,
+            limits,
+            description,
+        }) = read_use(r, fields, item, &what, plugins)
+        {
             out.push(Trigger {
                 name,
                 description,
@@ -839,14 +845,13 @@ fn read_actions(
     let mut out = Vec::new();
     for (name, item, fields) in named_items(r, node, "actions", &allowed) {
         let what = format!("action `{name}`");
-        let plugin = read_plugin_name(r, fields, item, &what, plugins);
-        let config = get(fields, "with")
-            .map(|n| read_config(r, n, &what))
-            .unwrap_or_default();
-        let limits = read_limits(r, fields, &what);
-        let description =
-            get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
-        if let Some(plugin) = plugin {
+        if let Some(PluginUse {
+            plugin,
+            config,
+            limits,
+            description,
+        }) = read_use(r, fields, item, &what, plugins)
+        {
             out.push(ActionStep {
                 name,
                 description,
