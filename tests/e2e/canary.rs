@@ -111,3 +111,39 @@ fn the_first_stage_is_used_without_stage_and_an_unknown_stage_is_an_error() {
         run.stderr
     );
 }
+
+#[test]
+fn a_large_snapshot_fits_the_default_plugin_memory() {
+    // 200,000 points a series: each gate copies them into its 16 MiB sandbox.
+    let n = 200_000i64;
+    let series = |value: f64| {
+        serde_json::json!(
+            (0..n)
+                .map(|i| serde_json::json!([crate::support::TAKEN_AT - i, value]))
+                .collect::<Vec<_>>()
+        )
+    };
+    let snapshot = serde_json::json!({
+        "service": "checkout", "version": "2.1.0", "taken_at": crate::support::TAKEN_AT,
+        "metrics": [
+            {"name": "error_rate", "points": series(0.0002)},
+            {"name": "response_time_p95_ms", "points": series(250.0)},
+        ],
+    });
+    let run = eval(
+        &repo("policies/canary.yaml"),
+        &snapshot,
+        Some("initial-canary"),
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.gate("error-rate")["details"]["points"], "900");
+    let d = run.json();
+    assert!(
+        d["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["error"] == false),
+        "{d}"
+    );
+}

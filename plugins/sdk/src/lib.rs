@@ -21,6 +21,8 @@
 //! threshold comparison ([`stats::Op`]), so that every first-party plugin reads
 //! a policy the same way.
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+pub mod alloc;
 pub mod config;
 pub mod stats;
 
