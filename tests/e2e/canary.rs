@@ -114,8 +114,9 @@ fn the_first_stage_is_used_without_stage_and_an_unknown_stage_is_an_error() {
 
 #[test]
 fn a_large_snapshot_fits_the_default_plugin_memory() {
-    // 200,000 points a series: each gate copies them into its 16 MiB sandbox.
-    let n = 200_000i64;
+    // 50,000 points a series: every gate and trigger copies them into its
+    // sandbox, past the first megabyte of heap.
+    let n = 50_000i64;
     let series = |value: f64| {
         serde_json::json!(
             (0..n)
