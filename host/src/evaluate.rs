@@ -119,9 +119,11 @@ pub fn evaluate_with(
         );
     }
 
+    // Actions see only triggers that bear on the decision: an immediate
+    // rollback, or a trigger whose policy entry says it holds promotion.
     let strongest = triggers
         .iter()
-        .filter(|t| t.fire > Fire::None)
+        .filter(|t| t.fire == Fire::ImmediateRollback || (t.holds && t.fire > Fire::None))
         .max_by_key(|t| t.fire);
     let context = ActionContext {
         stage: stage.name.to_string(),
