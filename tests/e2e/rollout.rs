@@ -77,6 +77,26 @@ fn the_same_shape_at_0_05_percent_promotes_from_the_initial_canary() {
     );
 }
 
+/// `eval --state STATE --format json` of `policy` over the snapshot file.
+fn eval_with_state(
+    policy: &std::path::Path,
+    snapshot: &std::path::Path,
+    state: &std::path::Path,
+) -> crate::support::Run {
+    let args = [
+        "eval",
+        "-p",
+        policy.to_str().unwrap(),
+        "-s",
+        snapshot.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    tollgate(&args, "")
+}
+
 /// A policy whose only trigger is the circuit breaker on `error_rate > 1%`.
 const BREAKER_POLICY: &[u8] = b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n";
 
@@ -97,20 +117,7 @@ fn the_circuit_breaker_walks_closed_open_half_open_closed_across_runs() {
     let state = dir.path().join("state.json");
     let step = |snapshot: serde_json::Value| {
         let path = write(dir.path(), "snap.json", snapshot.to_string().as_bytes());
-        let run = tollgate(
-            &[
-                "eval",
-                "-p",
-                policy.to_str().unwrap(),
-                "-s",
-                path.to_str().unwrap(),
-                "--state",
-                state.to_str().unwrap(),
-                "--format",
-                "json",
-            ],
-            "",
-        );
+        let run = eval_with_state(&policy, &path, &state);
         assert_ne!(run.code, 2, "{}", run.stderr);
         (run.json()["decision"].clone(), trigger(&run, "breaker"))
     };
@@ -172,20 +179,7 @@ fn a_failed_half_open_trial_reopens_the_circuit() {
         "s.json",
         errors(TAKEN_AT + 10, &[0.2]).to_string().as_bytes(),
     );
-    let run = tollgate(
-        &[
-            "eval",
-            "-p",
-            policy.to_str().unwrap(),
-            "-s",
-            snap.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        "",
-    );
+    let run = eval_with_state(&policy, &snap, &state);
     assert_eq!(run.code, 1);
     assert_eq!(
         trigger(&run, "breaker")["details"]["transition"],

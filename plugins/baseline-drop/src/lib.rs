@@ -13,7 +13,7 @@ use std::time::Duration;
 use tollgate_sdk::config::Settings;
 use tollgate_sdk::stats::{Aggregate, short};
 use tollgate_sdk::trigger::{
-    Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire,
+    Config, Detail, Fire, Guest, Snapshot, Track, TriggerResult, parse_fire,
 };
 
 struct Rule {
@@ -71,13 +71,8 @@ impl Rule {
         track: Track,
         selector: &[(String, String)],
     ) -> (Option<f64>, usize) {
-        let points = snapshot.points(&Query {
-            metric: self.metric.clone(),
-            selector: selector.to_vec(),
-            window_seconds: Some(self.window.as_secs()),
-            track,
-        });
-        let pairs: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
+        let pairs =
+            tollgate_sdk::window_pairs(snapshot, &self.metric, selector, Some(self.window), track);
         (Aggregate::Avg.apply(&pairs), pairs.len())
     }
 

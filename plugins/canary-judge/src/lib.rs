@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
-use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Query, Snapshot, Track, Verdict};
+use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Snapshot, Track, Verdict};
 use tollgate_sdk::stats::{mann_whitney_u, short};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,15 +137,9 @@ impl Rule {
     }
 
     fn values(&self, snapshot: &Snapshot, metric: &str, track: Track) -> Vec<f64> {
-        snapshot
-            .points(&Query {
-                metric: metric.to_string(),
-                selector: Vec::new(),
-                window_seconds: self.window.map(|w| w.as_secs()),
-                track,
-            })
-            .iter()
-            .map(|p| p.value)
+        tollgate_sdk::window_pairs(snapshot, metric, &[], self.window, track)
+            .into_iter()
+            .map(|(_, v)| v)
             .collect()
     }
 

@@ -26,6 +26,30 @@ pub mod alloc;
 pub mod config;
 pub mod stats;
 
+use std::time::Duration;
+
+/// The `(timestamp, value)` pairs of `metric` matching `selector` within
+/// `window` (all points when `None`), oldest first: what every aggregation
+/// and comparison in the SDK takes.
+pub fn window_pairs(
+    snapshot: &gate::Snapshot,
+    metric: &str,
+    selector: &[(String, String)],
+    window: Option<Duration>,
+    track: gate::Track,
+) -> Vec<(i64, f64)> {
+    snapshot
+        .points(&gate::Query {
+            metric: metric.to_string(),
+            selector: selector.to_vec(),
+            window_seconds: window.map(|w| w.as_secs()),
+            track,
+        })
+        .iter()
+        .map(|p| (p.timestamp, p.value))
+        .collect()
+}
+
 /// Bindings for the `gate` world: a quality gate that judges a snapshot.
 pub mod gate {
     wit_bindgen::generate!({

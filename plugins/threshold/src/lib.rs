@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
-use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Query, Snapshot, Track, Verdict};
+use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Snapshot, Track, Verdict};
 use tollgate_sdk::stats::{Aggregate, Op, short};
 
 /// A gate's settings, checked once.
@@ -149,13 +149,8 @@ impl Rule {
         track: Track,
         selector: &[(String, String)],
     ) -> (Option<f64>, usize) {
-        let points = snapshot.points(&Query {
-            metric: self.metric.clone(),
-            selector: selector.to_vec(),
-            window_seconds: self.window.map(|w| w.as_secs()),
-            track,
-        });
-        let pairs: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
+        let pairs =
+            tollgate_sdk::window_pairs(snapshot, &self.metric, selector, self.window, track);
         (self.aggregate.apply(&pairs), pairs.len())
     }
 
