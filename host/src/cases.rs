@@ -107,13 +107,13 @@ pub fn run_file(
         file: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = crate::files::read_text(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
     let file: CaseFile = serde_path_to_error::deserialize(yaml_to_json(&node))
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);
-    let policy_text = std::fs::read_to_string(&policy_path).map_err(|e| {
+    let policy_text = crate::files::read_text(&policy_path).map_err(|e| {
         fail(format!(
             "cannot read policy `{}`: {e}",
             policy_path.display()
@@ -143,8 +143,10 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
     let mut failures = Vec::new();
     let result = (|| -> Result<crate::decision::Decision, String> {
         let bytes = match &case.snapshot {
-            Json::String(p) => std::fs::read(dir.join(p))
-                .map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?,
+            Json::String(p) => {
+                crate::files::read_limited(&dir.join(p), crate::files::MAX_SNAPSHOT_BYTES)
+                    .map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?
+            }
             inline => serde_json::to_vec(inline).map_err(|e| e.to_string())?,
         };
         let snapshot = Snapshot::from_json(&bytes).map_err(|e| format!("invalid snapshot: {e}"))?;

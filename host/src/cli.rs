@@ -59,9 +59,23 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_error(&e);
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// Prints an error chain on stderr, each line with its control characters
+/// escaped: errors quote input and plugin text, which must not drive the
+/// terminal.
+pub(crate) fn print_error(e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    let mut lines = text.lines();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {}", crate::text::escape_control(first));
+    }
+    for line in lines {
+        eprintln!("{}", crate::text::escape_control(line));
     }
 }
 
@@ -69,9 +83,28 @@ pub fn run() -> ExitCode {
 /// `TOLLGATE_CACHE_DIR=off`. The cache lives in `TOLLGATE_CACHE_DIR`,
 /// else `$XDG_CACHE_HOME/tollgate`, else `~/.cache/tollgate`.
 fn runtime() -> anyhow::Result<Runtime> {
-    let runtime = Runtime::new()?;
+    runtime_with(CLI_SLOTS, |n| {
+        eprintln!("note: {}", crate::text::escape_control(n));
+    })
+}
+
+/// Plugin calls a one-shot command runs at once: one, plus room for a
+/// validation beside it.
+const CLI_SLOTS: u32 = 4;
+
+/// The engine with `slots` pool slots and the compile cache; each notice
+/// (a pool fallback, a cache not used) goes to `notify` once.
+fn runtime_with(slots: u32, notify: impl Fn(&str)) -> anyhow::Result<Runtime> {
+    let runtime = cache_runtime(Runtime::with_slots(slots)?);
+    for notice in runtime.notices() {
+        notify(notice);
+    }
+    Ok(runtime)
+}
+
+fn cache_runtime(runtime: Runtime) -> Runtime {
     let dir = match std::env::var_os("TOLLGATE_CACHE_DIR") {
-        Some(d) if d == "off" => return Ok(runtime),
+        Some(d) if d == "off" => return runtime,
         Some(d) => Some(std::path::PathBuf::from(d)),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(std::path::PathBuf::from)
@@ -80,15 +113,15 @@ fn runtime() -> anyhow::Result<Runtime> {
             })
             .map(|d| d.join("tollgate")),
     };
-    Ok(match dir {
+    match dir {
         Some(d) => runtime.with_cache_dir(d),
         None => runtime,
-    })
+    }
 }
 
 /// Reads and loads a policy file, rendering every problem with file and line.
 fn load_policy(runtime: &Runtime, path: &Path) -> anyhow::Result<LoadedPolicy> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text(path)
         .with_context(|| format!("cannot read policy `{}`", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut cache = policy::PluginCache::new();

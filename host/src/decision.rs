@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::engine::LogLine;
+pub use crate::engine::LogLine;
+/// Trigger and action answers are the engine's own types: the sandbox is the
+/// bottom layer and knows nothing of decisions.
+pub use crate::engine::answer::{Action, Fire, FlagRollout, StageResult};
 
 /// What the release should do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -70,16 +73,6 @@ pub enum Counted {
     Ignored,
 }
 
-/// The stage's own result, before triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageResult {
-    Pass,
-    Warning,
-    Fail,
-    Inconclusive,
-}
-
 /// One gate's finding, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateResult {
@@ -97,30 +90,12 @@ pub struct GateResult {
     pub details: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// Why the plugin broke, when the verdict is `error`: `deadline`,
+    /// `memory`, `stack`, `trap`, `output`, `pool` or `instantiate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     /// Wall time of the plugin call, instantiation included.
     pub duration_us: u64,
-}
-
-/// How loudly a rollback trigger fired, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Fire {
-    None,
-    Alert,
-    PrepareRollback,
-    ImmediateRollback,
-}
-
-impl Fire {
-    /// The kebab-case word used in every output.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Alert => "alert",
-            Self::PrepareRollback => "prepare-rollback",
-            Self::ImmediateRollback => "immediate-rollback",
-        }
-    }
 }
 
 /// One trigger's check, as recorded.
@@ -140,28 +115,10 @@ pub struct TriggerResult {
     pub details: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// Why the plugin broke, when `error` is true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     pub duration_us: u64,
-}
-
-/// A feature flag's planned exposure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FlagRollout {
-    pub flag: String,
-    pub percent: u8,
-    pub segments: Vec<String>,
-}
-
-/// One planned deployment step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum Action {
-    SetWeight { percent: u8 },
-    Promote,
-    Pause { seconds: u64 },
-    Hold { reason: String },
-    Rollback { reason: String },
-    BumpVersion { version: String },
-    FlagRollout(FlagRollout),
 }
 
 /// One action plugin's plan, as recorded.
@@ -175,6 +132,9 @@ pub struct ActionPlan {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// Why the plugin broke, when it did (not when it refused to plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<&'static str>,
     pub duration_us: u64,
 }
 

@@ -1,32 +1,39 @@
 //! The sandbox: one wasmtime engine, plugins compiled once, and a fresh store
 //! and instance for every call, with CPU, memory, stack and output bounds.
 
+pub mod answer;
 mod bindings;
+mod cache;
 mod host;
 mod inspect;
+mod output;
 mod ticker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use self::bindings::action::ActionPre;
 use self::bindings::action::exports::tollgate::plugin::action_api as wit_action;
 use self::bindings::gate::GatePre;
 use self::bindings::trigger::TriggerPre;
-use self::bindings::trigger::exports::tollgate::plugin::trigger_api as wit_trigger;
-use self::bindings::types as wit;
+use self::cache::Cache;
+pub use self::cache::CacheSkipped;
 use self::host::HostState;
+use self::output::{check_finding, check_plan, check_trigger};
 use self::ticker::{TICK, Ticker};
 use crate::digest::Digest;
 use crate::snapshot::Snapshot;
 
+use self::answer::{Action, Fire, StageResult};
 pub use self::bindings::types::{ConfigValue, Scalar};
 pub use self::host::LogLine;
 pub use self::inspect::{ImportCheckError, WIT_VERSION, World};
-use crate::decision::{Action, Fire, FlagRollout};
 
 /// A plugin configuration: flattened keys with typed values, in policy order.
 pub type PluginConfig = Vec<(String, ConfigValue)>;
@@ -49,11 +56,20 @@ pub const MAX_DETAILS: usize = 32;
 pub const MAX_DETAIL_BYTES: usize = 1024;
 pub const MAX_STATE_BYTES: usize = 64 << 10;
 pub const MAX_ACTIONS: usize = 32;
+/// The longest pause an action may plan: one year, well inside what a
+/// JSON client reading doubles represents exactly.
+pub const MAX_PAUSE_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A call may take this many times its CPU deadline in wall time before it
+/// is stopped anyway: a plugin blocked or starved of CPU still ends.
+pub const WALL_CEILING_FACTOR: u32 = 4;
 
 /// Per-call resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// CPU time a call may take before it is interrupted.
+    /// CPU time a call may spend before it is interrupted, counted on the
+    /// thread that runs it, so load on the machine cannot spend it. Wall
+    /// time is capped at [`WALL_CEILING_FACTOR`] times this.
     pub deadline: Duration,
     /// Linear memory a call may grow to, in bytes.
     pub memory: usize,
@@ -79,11 +95,10 @@ pub struct EngineError(String);
 pub enum LoadError {
     #[error("plugin `{name}` is not a valid component: {message}")]
     Invalid { name: String, message: String },
-    #[error("plugin `{name}`: {source}")]
+    #[error("plugin `{name}`: {problem}")]
     Imports {
         name: String,
-        #[source]
-        source: ImportCheckError,
+        problem: ImportCheckError,
     },
     #[error("plugin `{name}` cannot be linked: {message}")]
     Link { name: String, message: String },
@@ -94,6 +109,12 @@ pub enum LoadError {
 pub enum CallError {
     #[error("deadline of {} ms exceeded", .0.as_millis())]
     Deadline(Duration),
+    #[error(
+        "wall-clock ceiling of {} ms exceeded (deadline {} ms of CPU time)",
+        .0.as_millis() * u128::from(WALL_CEILING_FACTOR),
+        .0.as_millis()
+    )]
+    WallCeiling(Duration),
     #[error("memory limit {} exceeded", human_bytes(*.0))]
     Memory(usize),
     #[error("wasm stack exhausted (limit {} KiB)", MAX_WASM_STACK >> 10)]
@@ -102,7 +123,7 @@ pub enum CallError {
     Trap(String),
     #[error("{0}")]
     Output(String),
-    #[error("plugin pool exhausted: more than {POOL_SIZE} calls in flight")]
+    #[error("plugin pool exhausted: too many calls in flight")]
     PoolExhausted,
     #[error("cannot instantiate plugin: {0}")]
     Instantiate(String),
@@ -112,7 +133,7 @@ impl CallError {
     /// A short stable label for metrics and logs.
     pub fn cause(&self) -> &'static str {
         match self {
-            Self::Deadline(_) => "deadline",
+            Self::Deadline(_) | Self::WallCeiling(_) => "deadline",
             Self::Memory(_) => "memory",
             Self::StackOverflow => "stack",
             Self::Trap(_) => "trap",
@@ -121,28 +142,6 @@ impl CallError {
             Self::Instantiate(_) => "instantiate",
         }
     }
-}
-
-/// The wasmtime release compiled in, so caches of other releases are kept apart.
-fn wasmtime_version() -> &'static str {
-    // Artifacts also carry wasmtime's own compatibility check; this only keeps
-    // the directories tidy across upgrades.
-    "48"
-}
-
-/// Creates `dir` (owner-only) if needed; true when it exists and neither
-/// group nor others may write to it.
-fn private_dir(dir: &std::path::Path) -> bool {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .is_err()
-    {
-        return false;
-    }
-    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o022 == 0)
 }
 
 /// Formats a byte count the way policies write it (`16 MiB`).
@@ -156,44 +155,104 @@ pub fn human_bytes(n: usize) -> String {
     }
 }
 
+/// The engine's settings shared by both allocation strategies.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .memory_init_cow(true);
+    config
+}
+
+/// The pooling allocator sized for `slots` plugin calls in flight. Each
+/// slot reserves address space for its memories up front (about 4 GiB each,
+/// so that compiled code needs no bounds checks).
+fn pooling_config(slots: u32) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 4)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .max_memory_size(MAX_MEMORY)
+        // Reset a slot's low memory with memset (only the pages a call
+        // touched, where the kernel can say which) instead of madvise:
+        // unmapping costs page faults and cross-core TLB shootdowns on
+        // every evaluation.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    let mut config = base_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// On-demand allocation that reserves only what a plugin may use, for hosts
+/// whose address space is limited (`ulimit -v`, valgrind).
+fn on_demand_config() -> Config {
+    let mut config = base_config();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+        .memory_reservation(MAX_MEMORY as u64)
+        .memory_reservation_for_growth(0);
+    config
+}
+
+/// How the engine allocates plugin instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocation {
+    /// A pre-reserved pool of this many slots: the fast path.
+    Pooled(u32),
+    /// Memory reserved per call, within each plugin's cap.
+    OnDemand,
+}
+
 /// The shared wasm runtime: one engine, one linker with the host imports.
 ///
 /// Deny by default: the linker offers only the tollgate interfaces (snapshot
 /// reads, a bounded log, and a clock that returns the snapshot's `taken_at`).
 /// No WASI, no files, no network, no wall clock, no randomness. Calls run with
-/// a 100 ms deadline, a 16 MiB memory cap, a 512 KiB wasm stack and capped
+/// a 100 ms CPU deadline, a 16 MiB memory cap, a 512 KiB wasm stack and capped
 /// outputs unless a policy grants otherwise, within [`MAX_DEADLINE`] and
 /// [`MAX_MEMORY`].
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    cache: Option<std::path::PathBuf>,
+    cache: Option<Cache>,
+    allocation: Allocation,
+    notices: Vec<String>,
     _ticker: Ticker,
 }
 
 impl Runtime {
-    /// Starts the engine and its epoch ticker.
+    /// Starts the engine with [`POOL_SIZE`] slots; see [`Runtime::with_slots`].
     pub fn new() -> Result<Self, EngineError> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_SIZE)
-            .total_core_instances(POOL_SIZE * 4)
-            .total_memories(POOL_SIZE * 2)
-            .total_tables(POOL_SIZE * 4)
-            .max_memory_size(MAX_MEMORY)
-            // Reset a slot's low memory with memset (only the pages a call
-            // touched, where the kernel can say which) instead of madvise:
-            // unmapping costs page faults and cross-core TLB shootdowns on
-            // every evaluation.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .memory_init_cow(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(|e| EngineError(format!("{e:#}")))?;
+        Self::with_slots(POOL_SIZE)
+    }
+
+    /// Starts the engine and its epoch ticker with a pool of `slots`
+    /// concurrent plugin calls. When the pool's address space cannot be
+    /// reserved (an address-space limit), it falls back to on-demand
+    /// allocation and says so once in [`Runtime::notices`].
+    pub fn with_slots(slots: u32) -> Result<Self, EngineError> {
+        let slots = slots.clamp(1, POOL_SIZE);
+        let (engine, allocation, notices) = match Engine::new(&pooling_config(slots)) {
+            Ok(engine) => (engine, Allocation::Pooled(slots), Vec::new()),
+            Err(pooled) => {
+                let engine = Engine::new(&on_demand_config()).map_err(|e| {
+                    EngineError(format!(
+                        "{}; on-demand allocation failed too: {}",
+                        crate::text::first_line(&pooled.to_string()),
+                        crate::text::first_line(&format!("{e:#}"))
+                    ))
+                })?;
+                let notice = format!(
+                    "the plugin pool ({slots} slots) could not reserve its address space ({}); allocating per call instead",
+                    crate::text::first_line(&pooled.root_cause().to_string())
+                );
+                (engine, Allocation::OnDemand, vec![notice])
+            }
+        };
         let mut linker = Linker::new(&engine);
         bindings::gate::Gate::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
@@ -205,67 +264,91 @@ impl Runtime {
             engine,
             linker,
             cache: None,
+            allocation,
+            notices,
             _ticker: ticker,
         })
     }
 
-    /// Caches compiled plugins in `dir`, keyed by the digest of their
+    /// How plugin instances are allocated.
+    pub fn allocation(&self) -> Allocation {
+        self.allocation
+    }
+
+    /// Things the operator should hear once: a pool that fell back to
+    /// on-demand allocation, a compile cache that is not used, and why.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
+    }
+
+    /// Caches compiled plugins under `dir`, keyed by the digest of their
     /// component bytes, so each plugin is compiled once per machine rather
     /// than once per process. The directory is created private to its owner;
-    /// a directory others may write to is not used.
+    /// one that is not owned by this user, or that others may write to, is
+    /// not used, and [`Runtime::notices`] says why.
     #[must_use]
     pub fn with_cache_dir(mut self, dir: std::path::PathBuf) -> Self {
-        let versioned = dir.join(format!("wasmtime-{}", wasmtime_version()));
-        self.cache = private_dir(&versioned).then_some(versioned);
+        match Cache::open(&dir) {
+            Ok(cache) => self.cache = Some(cache),
+            Err(skipped) => {
+                self.cache = None;
+                self.notices.push(skipped.to_string());
+            }
+        }
         self
     }
 
     /// Compiles `bytes`, or loads the artifact this host cached for them.
     fn compile(&self, bytes: &[u8], digest: Digest) -> wasmtime::Result<Component> {
-        let Some(dir) = &self.cache else {
+        let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes);
         };
-        let path = dir.join(format!("{}.cwasm", digest.hex()));
-        if path.is_file() {
-            // SAFETY: the cache holds only artifacts this host serialized, named by
-            // the digest of their source, in a directory only its owner may write.
-            // wasmtime checks the artifact matches this engine's configuration and
-            // errors otherwise, in which case it is compiled afresh.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &path) } {
+        if let Some(artifact) = cache.load(digest) {
+            #[expect(
+                unsafe_code,
+                reason = "deserializing native code is how a compile cache works"
+            )]
+            // SAFETY: the artifact's HMAC tag verified under a key only this
+            // user can read, so this host serialized it, for this digest, in a
+            // directory only its owner may write. wasmtime also checks that it
+            // matches this engine's configuration and errors otherwise, in
+            // which case it is compiled afresh.
+            if let Ok(c) = unsafe { Component::deserialize(&self.engine, &artifact) } {
                 return Ok(c);
             }
         }
         let component = Component::new(&self.engine, bytes)?;
         if let Ok(artifact) = component.serialize() {
-            // Best effort: a cache that cannot be written only costs speed.
-            let _ = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
-                std::io::Write::write_all(&mut tmp, &artifact)?;
-                tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
-            });
+            cache.store(digest, &artifact);
         }
         Ok(component)
     }
 
     /// Compiles and links a plugin. Refuses a component that imports anything
-    /// but the tollgate interfaces, naming the import.
+    /// but the tollgate interfaces, naming the import, and one whose exports
+    /// do not have the types the WIT declares.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(bytes);
         let component = self
             .compile(bytes, digest)
             .map_err(|e| LoadError::Invalid {
                 name: name.to_string(),
-                message: format!("{e:#}"),
+                message: invalid_component_message(bytes, &e),
             })?;
         let info =
-            inspect::inspect(&self.engine, &component).map_err(|source| LoadError::Imports {
+            inspect::inspect(&self.engine, &component).map_err(|problem| LoadError::Imports {
                 name: name.to_string(),
-                source,
+                problem,
             })?;
         let link = |e: wasmtime::Error| LoadError::Link {
             name: name.to_string(),
-            message: format!("{e:#}"),
+            message: crate::text::first_line(&format!("{e:#}")).into_owned(),
         };
         let pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        inspect::typecheck(&pre, &info).map_err(|message| LoadError::Link {
+            name: name.to_string(),
+            message,
+        })?;
         let kind = match info.world {
             World::Gate => PluginKind::Gate(GatePre::new(pre).map_err(link)?),
             World::Trigger => PluginKind::Trigger(TriggerPre::new(pre).map_err(link)?),
@@ -279,6 +362,19 @@ impl Runtime {
             kind,
             engine: self.engine.clone(),
         })
+    }
+}
+
+/// One line saying why `bytes` are not a component: wasmparser appends a hex
+/// dump of the offending bytes, which helps no one reading a policy error.
+fn invalid_component_message(bytes: &[u8], e: &wasmtime::Error) -> String {
+    let message = crate::text::first_line(&format!("{e:#}")).into_owned();
+    if bytes.starts_with(b"\0asm\x01\0\0\0") {
+        format!(
+            "{message} (this is a core wasm module, not a component: wrap it with `wasm-tools component new`)"
+        )
+    } else {
+        message
     }
 }
 
@@ -355,7 +451,7 @@ pub struct ActionContext {
     pub stage: String,
     pub stages: Vec<StageInfo>,
     pub elapsed_seconds: Option<u64>,
-    pub outcome: crate::decision::StageResult,
+    pub outcome: StageResult,
     /// The strongest trigger that fired, and its reason.
     pub trigger: Option<(String, String)>,
 }
@@ -487,10 +583,10 @@ impl Plugin {
                 .collect(),
             elapsed_seconds: context.elapsed_seconds,
             outcome: match context.outcome {
-                crate::decision::StageResult::Pass => wit_action::Outcome::Pass,
-                crate::decision::StageResult::Warning => wit_action::Outcome::Warning,
-                crate::decision::StageResult::Fail => wit_action::Outcome::Fail,
-                crate::decision::StageResult::Inconclusive => wit_action::Outcome::Inconclusive,
+                StageResult::Pass => wit_action::Outcome::Pass,
+                StageResult::Warning => wit_action::Outcome::Warning,
+                StageResult::Fail => wit_action::Outcome::Fail,
+                StageResult::Inconclusive => wit_action::Outcome::Inconclusive,
             },
             trigger: context.trigger.clone(),
         };
@@ -516,12 +612,15 @@ impl Plugin {
         let started = Instant::now();
         let mut store = Store::new(&self.engine, HostState::new(snapshot, limits.memory));
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits
-            .deadline
-            .as_micros()
-            .div_ceil(TICK.as_micros())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        let budget = Budget::start(limits.deadline);
+        store.set_epoch_deadline(budget.first_ticks());
+        store.epoch_deadline_callback(move |mut cx| match budget.check() {
+            Some(ticks) => Ok(UpdateDeadline::Continue(ticks)),
+            None => {
+                cx.data_mut().out_of_time = Some(budget.exhausted());
+                Ok(UpdateDeadline::Interrupt)
+            }
+        });
         let outcome = f(&mut store, &self.kind);
         let elapsed = started.elapsed();
         let state = store.data();
@@ -537,6 +636,78 @@ impl Plugin {
             result,
             logs,
             elapsed,
+        }
+    }
+}
+
+/// Which limit of a call's time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutOfTime {
+    Cpu,
+    Wall,
+}
+
+/// A call's time budget: CPU time on the calling thread, with a wall-clock
+/// ceiling. The epoch ticker only says "look now"; the real clocks decide,
+/// so a ticker that drifts under load can delay the check by a tick but
+/// never stretch or shorten the deadline.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    cpu: Duration,
+    wall: Duration,
+    cpu_start: Duration,
+    wall_start: Instant,
+}
+
+/// CPU time this thread has run.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn ticks(d: Duration) -> u64 {
+    u64::try_from(d.as_micros().div_ceil(TICK.as_micros()))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl Budget {
+    fn start(cpu: Duration) -> Self {
+        Self {
+            cpu,
+            wall: cpu.saturating_mul(WALL_CEILING_FACTOR),
+            cpu_start: thread_cpu(),
+            wall_start: Instant::now(),
+        }
+    }
+
+    /// Ticks until the first look: half the budget, since a tick is at
+    /// least [`TICK`] of wall time and CPU time never runs ahead of it.
+    fn first_ticks(&self) -> u64 {
+        ticks(self.cpu / 2)
+    }
+
+    /// `None` when the budget is spent; otherwise the ticks until the next
+    /// look, halving the remainder so the stop lands within about a tick.
+    fn check(&self) -> Option<u64> {
+        let cpu_left = self
+            .cpu
+            .checked_sub(thread_cpu().saturating_sub(self.cpu_start))?;
+        let wall_left = self.wall.checked_sub(self.wall_start.elapsed())?;
+        if cpu_left.is_zero() || wall_left.is_zero() {
+            return None;
+        }
+        Some(ticks(cpu_left.min(wall_left) / 2))
+    }
+
+    fn exhausted(&self) -> OutOfTime {
+        if self.wall_start.elapsed() >= self.wall {
+            OutOfTime::Wall
+        } else {
+            OutOfTime::Cpu
         }
     }
 }
@@ -564,16 +735,31 @@ fn wrong_world(expected: World) -> wasmtime::Error {
 #[error("{0}")]
 struct InstantiateFailure(String);
 
+/// Keeps traps (a start function that loops or runs out of memory) as they
+/// are, so they are reported like any other call's; marks the rest.
 fn instantiate_error(e: wasmtime::Error) -> wasmtime::Error {
-    wasmtime::Error::new(InstantiateFailure(format!("{e:#}")))
+    if e.downcast_ref::<Trap>().is_some() || e.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return e;
+    }
+    wasmtime::Error::new(InstantiateFailure(
+        crate::text::first_line(&e.root_cause().to_string()).into_owned(),
+    ))
 }
 
 fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> CallError {
     if state.limiter.memory_breached {
         return CallError::Memory(limits.memory);
     }
+    if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::PoolExhausted;
+    }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => return CallError::Deadline(limits.deadline),
+        Some(Trap::Interrupt) => {
+            return match state.out_of_time {
+                Some(OutOfTime::Wall) => CallError::WallCeiling(limits.deadline),
+                _ => CallError::Deadline(limits.deadline),
+            };
+        }
         Some(Trap::StackOverflow) => return CallError::StackOverflow,
         Some(trap) => {
             return CallError::Trap(
@@ -585,160 +771,13 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> CallError 
         None => {}
     }
     if let Some(InstantiateFailure(msg)) = e.downcast_ref::<InstantiateFailure>() {
-        if msg.contains("concurrent") || msg.contains("limit reached") {
-            return CallError::PoolExhausted;
-        }
         return CallError::Instantiate(msg.clone());
     }
-    CallError::Trap(format!("{e:#}"))
-}
-
-/// Checks the parts every answer shares: reason, numbers and details.
-fn check_common(
-    reason: &str,
-    observed: Option<f64>,
-    threshold: Option<f64>,
-    details: &[wit::Detail],
-) -> Result<(), CallError> {
-    check_text("reason", reason)?;
-    if details.len() > MAX_DETAILS {
-        return Err(CallError::Output(format!(
-            "{} details exceed the limit of {MAX_DETAILS}",
-            details.len()
-        )));
-    }
-    if let Some(d) = details
-        .iter()
-        .find(|d| d.key.len() + d.value.len() > MAX_DETAIL_BYTES)
-    {
-        return Err(CallError::Output(format!(
-            "detail `{}` exceeds the {MAX_DETAIL_BYTES}-byte limit",
-            d.key.chars().take(64).collect::<String>()
-        )));
-    }
-    for (what, v) in [("observed", observed), ("threshold", threshold)] {
-        if v.is_some_and(|v| !v.is_finite()) {
-            return Err(CallError::Output(format!(
-                "{what} value is not a finite number"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_text(what: &str, text: &str) -> Result<(), CallError> {
-    if text.len() > MAX_REASON_BYTES {
-        return Err(CallError::Output(format!(
-            "{what} of {} bytes exceeds the {MAX_REASON_BYTES}-byte limit",
-            text.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_trigger(t: wit_trigger::TriggerResult) -> Result<TriggerFinding, CallError> {
-    check_common(&t.reason, t.observed, t.threshold, &t.details)?;
-    if t.state.len() > MAX_STATE_BYTES {
-        return Err(CallError::Output(format!(
-            "state of {} bytes exceeds the {MAX_STATE_BYTES}-byte limit",
-            t.state.len()
-        )));
-    }
-    Ok(TriggerFinding {
-        fire: match t.fire {
-            wit_trigger::Fire::None => Fire::None,
-            wit_trigger::Fire::Alert => Fire::Alert,
-            wit_trigger::Fire::PrepareRollback => Fire::PrepareRollback,
-            wit_trigger::Fire::ImmediateRollback => Fire::ImmediateRollback,
-        },
-        reason: t.reason,
-        observed: t.observed,
-        threshold: t.threshold,
-        details: t.details.into_iter().map(|d| (d.key, d.value)).collect(),
-        state: t.state,
-    })
-}
-
-fn percent(p: u8) -> Result<u8, CallError> {
-    if p > 100 {
-        Err(CallError::Output(format!(
-            "a percentage of {p} is above 100"
-        )))
-    } else {
-        Ok(p)
-    }
-}
-
-fn check_action(a: wit_action::Action) -> Result<Action, CallError> {
-    Ok(match a {
-        wit_action::Action::SetWeight(p) => Action::SetWeight {
-            percent: percent(p)?,
-        },
-        wit_action::Action::Promote => Action::Promote,
-        wit_action::Action::Pause(seconds) => Action::Pause { seconds },
-        wit_action::Action::Hold(reason) => {
-            check_text("hold reason", &reason)?;
-            Action::Hold { reason }
-        }
-        wit_action::Action::Rollback(reason) => {
-            check_text("rollback reason", &reason)?;
-            Action::Rollback { reason }
-        }
-        wit_action::Action::BumpVersion(version) => {
-            check_text("version", &version)?;
-            Action::BumpVersion { version }
-        }
-        wit_action::Action::FlagRollout(f) => {
-            check_text("flag", &f.flag)?;
-            if f.segments.len() > MAX_DETAILS
-                || f.segments.iter().any(|s| s.len() > MAX_DETAIL_BYTES)
-            {
-                return Err(CallError::Output("flag segments exceed the limit".into()));
-            }
-            Action::FlagRollout(FlagRollout {
-                flag: f.flag,
-                percent: percent(f.percent)?,
-                segments: f.segments,
-            })
-        }
-    })
-}
-
-fn check_plan(
-    plan: Result<Vec<wit_action::Action>, String>,
-) -> Result<Result<Vec<Action>, String>, CallError> {
-    let actions = match plan {
-        Ok(actions) => actions,
-        Err(e) => {
-            check_text("plan error", &e)?;
-            return Ok(Err(e));
-        }
-    };
-    if actions.len() > MAX_ACTIONS {
-        return Err(CallError::Output(format!(
-            "{} actions exceed the limit of {MAX_ACTIONS}",
-            actions.len()
-        )));
-    }
-    actions
-        .into_iter()
-        .map(check_action)
-        .collect::<Result<Vec<_>, _>>()
-        .map(Ok)
-}
-
-fn check_finding(f: wit::Finding) -> Result<Finding, CallError> {
-    check_common(&f.reason, f.observed, f.threshold, &f.details)?;
-    Ok(Finding {
-        verdict: match f.verdict {
-            wit::Verdict::Pass => Verdict::Pass,
-            wit::Verdict::Warn => Verdict::Warn,
-            wit::Verdict::Fail => Verdict::Fail,
-            wit::Verdict::Inconclusive => Verdict::Inconclusive,
-        },
-        reason: f.reason,
-        observed: f.observed,
-        threshold: f.threshold,
-        details: f.details.into_iter().map(|d| (d.key, d.value)).collect(),
-    })
+    // An error raised inside a host call (a forged or dropped handle, a bad
+    // `cabi_realloc`): the cause on one line, the wasm backtrace for debug.
+    tracing::debug!(
+        error = format!("{e:?}"),
+        "plugin call failed in a host call"
+    );
+    CallError::Trap(crate::text::first_line(&e.root_cause().to_string()).into_owned())
 }

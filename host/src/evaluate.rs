@@ -91,7 +91,7 @@ pub fn evaluate_with(
         .ok_or_else(|| EvalError::UnknownStage {
             policy: policy.name.to_string(),
             stage: request.stage.unwrap_or_default().to_string(),
-            available: policy.stages.iter().map(|s| s.name.to_string()).collect(),
+            available: policy.stage_names(),
         })?;
     let gates: Vec<GateResult> = stage
         .gates
@@ -245,6 +245,7 @@ fn run_triggers(
             holds: true,
             details: BTreeMap::new(),
             logs: Vec::new(),
+            cause: None,
             duration_us: 0,
         };
         let Some(plugin) = loaded.plugins.get(&trigger.plugin) else {
@@ -277,7 +278,7 @@ fn run_triggers(
             Err(e) => {
                 // A broken trigger cannot say all is well: it holds promotion.
                 result.reason = format!("trigger broke, holding promotion: {e}");
-                result.details.insert("cause".into(), e.cause().into());
+                result.cause = Some(e.cause());
             }
         }
         span.record("fire", result.fire.as_str());
@@ -302,6 +303,7 @@ fn run_actions(
                 actions: Vec::new(),
                 error: None,
                 logs: Vec::new(),
+                cause: None,
                 duration_us: 0,
             };
             let Some(plugin) = loaded.plugins.get(&step.plugin) else {
@@ -314,7 +316,10 @@ fn run_actions(
             match call.result {
                 Ok(Ok(actions)) => plan.actions = actions,
                 Ok(Err(e)) => plan.error = Some(e),
-                Err(e) => plan.error = Some(e.to_string()),
+                Err(e) => {
+                    plan.cause = Some(e.cause());
+                    plan.error = Some(e.to_string());
+                }
             }
             plan
         })
@@ -335,6 +340,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         dry_run: gate.dry_run,
         details: BTreeMap::new(),
         logs: Vec::new(),
+        cause: None,
         duration_us: 0,
     };
     let Some(plugin) = loaded.plugins.get(&gate.plugin) else {
@@ -376,7 +382,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         Err(e) => {
             result.verdict = Verdict::Error;
             result.reason = e.to_string();
-            result.details.insert("cause".into(), e.cause().into());
+            result.cause = Some(e.cause());
         }
     }
     result.counted_as = counted_as(gate, result.verdict);
@@ -573,6 +579,7 @@ mod tests {
             dry_run: false,
             details: BTreeMap::new(),
             logs: Vec::new(),
+            cause: None,
             duration_us: 0,
         }
     }

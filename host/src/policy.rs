@@ -208,6 +208,11 @@ impl Problems {
 }
 
 impl Policy {
+    /// The names of every stage, in order, for messages.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.stages.iter().map(|s| s.name.to_string()).collect()
+    }
+
     /// The stage called `name`, or the first stage when `name` is `None`.
     pub fn stage(&self, name: Option<&str>) -> Option<&Stage> {
         match name {

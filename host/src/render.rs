@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use quick_xml::escape::escape;
 
 use crate::decision::{Action, Decision, Fire, Outcome, Verdict};
+use crate::text::escape_control;
 
 /// Output formats of `tollgate eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,9 +19,74 @@ pub enum Format {
 pub fn render(decision: &Decision, format: Format, color: bool) -> String {
     match format {
         Format::Json => json(decision),
-        Format::Table => table(decision, color),
-        Format::Junit => junit(decision),
+        Format::Table => table(&printable(decision), color),
+        Format::Junit => junit(&printable(decision)),
     }
+}
+
+/// `d` with every plugin- or input-supplied text escaped, for outputs that
+/// are not JSON: a terminal must not receive a plugin's ESC or CR, and XML
+/// 1.0 cannot carry most control characters at all.
+fn printable(d: &Decision) -> Decision {
+    fn e(s: &mut String) {
+        if let std::borrow::Cow::Owned(escaped) = escape_control(s) {
+            *s = escaped;
+        }
+    }
+    fn map(m: &mut std::collections::BTreeMap<String, String>) {
+        *m = std::mem::take(m)
+            .into_iter()
+            .map(|(mut k, mut v)| {
+                e(&mut k);
+                e(&mut v);
+                (k, v)
+            })
+            .collect();
+    }
+    let mut d = d.clone();
+    for s in [
+        &mut d.summary,
+        &mut d.service,
+        &mut d.version,
+        &mut d.policy,
+        &mut d.stage,
+    ] {
+        e(s);
+    }
+    for g in &mut d.gates {
+        e(&mut g.name);
+        e(&mut g.plugin);
+        e(&mut g.reason);
+        map(&mut g.details);
+        g.logs.iter_mut().for_each(|l| e(&mut l.message));
+    }
+    for t in &mut d.triggers {
+        e(&mut t.name);
+        e(&mut t.plugin);
+        e(&mut t.reason);
+        map(&mut t.details);
+        t.logs.iter_mut().for_each(|l| e(&mut l.message));
+    }
+    for p in &mut d.actions {
+        e(&mut p.name);
+        e(&mut p.plugin);
+        if let Some(err) = &mut p.error {
+            e(err);
+        }
+        p.logs.iter_mut().for_each(|l| e(&mut l.message));
+        for a in &mut p.actions {
+            match a {
+                Action::Hold { reason } | Action::Rollback { reason } => e(reason),
+                Action::BumpVersion { version } => e(version),
+                Action::FlagRollout(f) => {
+                    e(&mut f.flag);
+                    f.segments.iter_mut().for_each(e);
+                }
+                Action::SetWeight { .. } | Action::Promote | Action::Pause { .. } => {}
+            }
+        }
+    }
+    d
 }
 
 /// The decision as pretty JSON, the same shape the HTTP API returns.

@@ -9,8 +9,10 @@ mod config;
 mod error;
 mod handlers;
 mod idempotency;
+mod listen;
 mod metrics;
 mod policies;
+mod service;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -24,12 +26,12 @@ use axum::routing::{get, post};
 pub use self::auth::Tokens;
 pub use self::config::ServerConfig;
 pub use self::error::ApiError;
+pub use self::listen::ConnectionLimits;
 pub use self::policies::{PolicySet, ReloadError};
 
 use self::idempotency::Idempotency;
 use self::metrics::Metrics;
 use crate::engine::Runtime;
-use crate::state::MemoryStore;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -49,7 +51,7 @@ struct Shared {
     /// Evaluations running plugin code at once: one per core.
     workers: Arc<tokio::sync::Semaphore>,
     /// Trigger state shared by every request of this replica.
-    trigger_state: std::sync::Mutex<MemoryStore>,
+    trigger_state: std::sync::Mutex<service::BoundedStore>,
     /// Serialises reloads so two never compile side by side.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -67,19 +69,22 @@ impl AppState {
             &runtime,
             config.policies.as_deref(),
             config.plugins.as_deref(),
+            config.policy_workers,
         )?;
         let metrics = Metrics::new();
         Ok(Self {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
                 workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
-                idempotency: Idempotency::new(config.idempotency_entries),
+                idempotency: Idempotency::new(config.idempotency_entries, config.idempotency_bytes),
+                trigger_state: std::sync::Mutex::new(service::BoundedStore::new(
+                    config.trigger_state_bytes,
+                )),
                 config,
                 runtime,
                 policies: arc_swap::ArcSwap::from_pointee(set),
                 tokens,
                 metrics,
-                trigger_state: std::sync::Mutex::new(MemoryStore::default()),
                 reloading: tokio::sync::Mutex::new(()),
             }),
         })
@@ -92,8 +97,9 @@ impl AppState {
         let runtime = Arc::clone(&self.inner.runtime);
         let dir = self.inner.config.policies.clone();
         let plugins = self.inner.config.plugins.clone();
+        let budget = self.inner.config.policy_workers;
         let set = tokio::task::spawn_blocking(move || {
-            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref())
+            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref(), budget)
         })
         .await
         .map_err(|e| ReloadError::Internal(e.to_string()))??;
@@ -153,9 +159,20 @@ pub fn app(state: AppState) -> Router {
 /// in-flight requests for up to `config.grace_period`. SIGHUP reloads.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let config = &state.inner.config;
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, policies = state.policies().len(), "listening");
+    let limits = listen::ConnectionLimits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections.min(listen::fd_room()),
+    };
+    tracing::info!(
+        addr = %local,
+        policies = state.policies().len(),
+        max_connections = limits.max_connections,
+        "listening"
+    );
     eprintln!("tollgate listening on http://{local}");
 
     let reload_state = state.clone();
@@ -171,21 +188,29 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         }
     });
 
-    let grace = config.grace_period;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections, draining in-flight requests");
-        let _ = stop_tx.send(true);
+    // Freed plugin answers go back to the OS rather than staying in the
+    // heap; see `crate::memory`.
+    crate::memory::bound_retention();
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+        }
     });
-    let mut stopping = stop_rx;
-    tokio::select! {
-        result = server => result?,
-        () = async {
-            let _ = stopping.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; exiting with requests in flight"),
-    }
+
+    let refused = state.clone();
+    listen::run(
+        listener,
+        app(state.clone()),
+        limits,
+        shutdown_signal(),
+        config.grace_period,
+        move || {
+            refused.inner.metrics.connections_refused.inc();
+        },
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -93,12 +93,12 @@ enum Entry {
 impl FileStore {
     /// Opens `path`; a missing file is an empty store.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let entries = match std::fs::read(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
+        let entries = match crate::files::read_limited(path, crate::files::MAX_SNAPSHOT_BYTES) {
+            Err(e) if e.is_not_found() => BTreeMap::new(),
+            Err(e) => {
                 return Err(StateError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    source: std::io::Error::other(e.to_string()),
                 });
             }
             Ok(bytes) => {

@@ -34,9 +34,12 @@ pub fn component_for(name: &str, wit_dir: &Path) -> Vec<u8> {
         .unwrap()
         .to_string();
     let world = resolve.select_world(&[pkg], Some("gate")).unwrap();
-    let (body, extra) = fragment.split_once(";;EXTRA").unwrap_or((&fragment, ""));
+    // A fragment may start with imports, up to a `;;BODY` line.
+    let (imports, rest) = fragment.split_once(";;BODY").unwrap_or(("", &fragment));
+    let (body, extra) = rest.split_once(";;EXTRA").unwrap_or((rest, ""));
     let shell = std::fs::read_to_string(repo("tests/hostile/gate-shell.wat")).unwrap();
     let text = shell
+        .replace("(;IMPORTS;)", imports)
         .replace("(;BODY;)", body)
         .replace("(;EXTRA;)", extra)
         .replace("WIT_VERSION", &version);
@@ -82,11 +85,7 @@ fn assert_contained(hostile: &str, limits: &str, cause: &str, message: &str, dea
         let d = tollgate::evaluate::evaluate(&loaded, None, Arc::clone(&snapshot)).unwrap();
         let gate = &d.gates[0];
         assert_eq!(gate.verdict, Verdict::Error, "{hostile}: {gate:?}");
-        assert_eq!(
-            gate.details.get("cause").map(String::as_str),
-            Some(cause),
-            "{hostile}: {gate:?}"
-        );
+        assert_eq!(gate.cause, Some(cause), "{hostile}: {gate:?}");
         assert!(gate.reason.contains(message), "{hostile}: {}", gate.reason);
         assert!(
             Duration::from_micros(gate.duration_us) < deadline + SLACK,

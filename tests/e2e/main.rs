@@ -5,7 +5,9 @@
 mod canary;
 mod ci_gates;
 mod cli_errors;
+mod hardening;
 mod hostile;
+mod layers;
 mod plugins;
 mod rollout;
 mod server_binary;

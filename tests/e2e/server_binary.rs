@@ -208,7 +208,7 @@ fn sigterm_drains_an_in_flight_request_then_exits_0() {
     server.signal("TERM");
     let response = in_flight.join().unwrap().unwrap();
     assert_eq!(response.status, 200);
-    assert_eq!(response.json()["gates"][0]["details"]["cause"], "deadline");
+    assert_eq!(response.json()["gates"][0]["cause"], "deadline");
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(server.log().contains("draining in-flight requests"));
@@ -258,8 +258,8 @@ fn a_hostile_plugin_does_not_disturb_concurrent_requests() {
                 assert_eq!(r.status, 200);
                 let d = r.json();
                 assert_eq!(d["decision"], "rollback");
-                assert_eq!(d["gates"][0]["details"]["cause"], "memory");
-                assert_eq!(d["gates"][1]["details"]["cause"], "deadline");
+                assert_eq!(d["gates"][0]["cause"], "memory");
+                assert_eq!(d["gates"][1]["cause"], "deadline");
             } else {
                 // Trigger state is per service: the spiking service's open
                 // circuit must not leak into the healthy one.

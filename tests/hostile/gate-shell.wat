@@ -1,6 +1,6 @@
 ;; The canonical-ABI shell every hostile gate shares: a gate-world core module
 ;; whose `evaluate` body comes from a fragment file. The test harness replaces
-;; BODY and EXTRA markers below, embeds the `gate` world's metadata and encodes
+;; IMPORTS, BODY and EXTRA markers below, embeds the `gate` world's metadata and encodes
 ;; the result as a component, as wit-bindgen output would be.
 ;;
 ;; A finding is returned through memory at 1024 (canonical ABI layout):
@@ -11,6 +11,7 @@
 (module
   ;; A borrowed snapshot handle must be released before the call returns.
   (import "tollgate:plugin/snapshot@WIT_VERSION" "[resource-drop]snapshot" (func $drop_snapshot (param i32)))
+  (;IMPORTS;)
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 4096))
   (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $new i32) (result i32)

@@ -23,8 +23,9 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<u8> {
         let (name, bytes) = match crate::builtin::plugin(arg) {
             Some(b) if !Path::new(arg).exists() => (arg.clone(), b.to_vec()),
             _ => {
-                let bytes = std::fs::read(arg)
-                    .map_err(|e| anyhow::anyhow!("cannot read plugin `{arg}`: {e}"))?;
+                let bytes =
+                    crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES)
+                        .map_err(|e| anyhow::anyhow!("cannot read plugin `{arg}`: {e}"))?;
                 let name = Path::new(arg)
                     .file_stem()
                     .map_or_else(|| arg.clone(), |s| s.to_string_lossy().into_owned());

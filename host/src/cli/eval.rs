@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::evaluate::{Request, evaluate_with};
+use crate::files::MAX_SNAPSHOT_BYTES;
 use crate::render::{self, Format};
 use crate::snapshot::Snapshot;
 use crate::state::{FileStore, MemoryStore};
@@ -35,9 +36,6 @@ pub(crate) struct EvalArgs {
     elapsed: Option<std::time::Duration>,
 }
 
-/// Largest snapshot read, so a runaway file cannot exhaust memory.
-const MAX_SNAPSHOT_BYTES: u64 = 64 << 20;
-
 fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
     let mut bytes = Vec::new();
     if source == "-" {
@@ -46,8 +44,7 @@ fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
             .read_to_end(&mut bytes)
             .context("cannot read the snapshot from stdin")?;
     } else {
-        std::fs::File::open(source)
-            .and_then(|f| f.take(MAX_SNAPSHOT_BYTES + 1).read_to_end(&mut bytes))
+        bytes = crate::files::read_limited(std::path::Path::new(source), MAX_SNAPSHOT_BYTES)
             .with_context(|| format!("cannot read snapshot `{source}`"))?;
     }
     if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {

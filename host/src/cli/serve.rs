@@ -47,6 +47,9 @@ pub(crate) struct ServeArgs {
     /// Directory the Flagger and Argo endpoints may read `snapshot_file`s from.
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
+    /// Connections open at once; more are closed on accept [default: 4096].
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 /// The config file: the same settings as the flags.
@@ -64,10 +67,13 @@ struct FileConfig {
     grace_period: Option<String>,
     body_limit: Option<usize>,
     snapshot_dir: Option<PathBuf>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_text(path)
         .with_context(|| format!("cannot read config `{}`", path.display()))?;
     let node = crate::policy::yaml::parse(&text)
         .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
@@ -135,9 +141,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .grace_period
             .or(duration("grace_period", file.grace_period.as_deref())?)
             .unwrap_or(defaults.grace_period),
-        idempotency_entries: defaults.idempotency_entries,
-        workers: defaults.workers,
+        header_read_timeout: duration("header_read_timeout", file.header_read_timeout.as_deref())?
+            .unwrap_or(defaults.header_read_timeout),
+        body_read_timeout: duration("body_read_timeout", file.body_read_timeout.as_deref())?
+            .unwrap_or(defaults.body_read_timeout),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections)
+            .max(1),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+        ..defaults
     };
     let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
     let tokens_file = args
@@ -161,7 +175,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             eprintln!("no token file configured: this run accepts the admin token\n  {token}\n(set --tokens-file or TOLLGATE_TOKENS_FILE to choose tokens)");
             Tokens::from_plain(&[(token, true)])
         };
-        let engine = Arc::new(super::runtime()?);
+        let slots = u32::try_from(config.workers + 4).unwrap_or(crate::engine::POOL_SIZE);
+        let engine = Arc::new(super::runtime_with(slots, |n| tracing::warn!("{n}"))?);
         let state = tokio::task::spawn_blocking(move || AppState::new(config, engine, tokens))
             .await
             .context("loading policies")??;

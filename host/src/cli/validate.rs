@@ -25,7 +25,7 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<u8> {
             }
             Err(e) => {
                 invalid += 1;
-                eprintln!("error: {e:#}");
+                super::print_error(&e);
             }
         }
     }

@@ -32,6 +32,8 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: usize,
+    /// Set by the epoch callback when the call's time ran out.
+    pub(crate) out_of_time: Option<super::OutOfTime>,
 }
 
 impl HostState {
@@ -45,6 +47,7 @@ impl HostState {
             },
             logs: Vec::new(),
             logs_dropped: 0,
+            out_of_time: None,
         }
     }
 
@@ -186,15 +189,20 @@ impl host::Host for HostState {
             self.logs_dropped += 1;
             return Ok(());
         }
-        let mut message = message;
-        if message.len() > MAX_LOG_LINE {
+        // Copy the kept prefix and drop the rest: truncating in place would
+        // keep the plugin's whole buffer (up to its memory cap) per line.
+        let message = if message.len() > MAX_LOG_LINE {
             let mut cut = MAX_LOG_LINE;
             while !message.is_char_boundary(cut) {
                 cut -= 1;
             }
-            message.truncate(cut);
-            message.push('…');
-        }
+            let mut kept = String::with_capacity(cut + '…'.len_utf8());
+            kept.push_str(&message[..cut]);
+            kept.push('…');
+            kept
+        } else {
+            message
+        };
         let level = match level {
             host::Level::Debug => "debug",
             host::Level::Info => "info",
@@ -207,5 +215,34 @@ impl host::Host for HostState {
 
     fn now(&mut self) -> Result<i64> {
         Ok(self.snapshot.taken_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host::Host as _;
+
+    #[test]
+    fn a_long_log_line_keeps_only_its_prefix() {
+        let mut state = HostState::new(Arc::new(Snapshot::empty()), 16 << 20);
+        state.log(host::Level::Info, "x".repeat(15 << 20)).unwrap();
+        let line = &state.logs[0].message;
+        assert_eq!(line.chars().count(), MAX_LOG_LINE + 1);
+        assert!(
+            line.capacity() < 4 * MAX_LOG_LINE,
+            "kept {} bytes",
+            line.capacity()
+        );
+    }
+
+    #[test]
+    fn log_lines_beyond_the_cap_are_counted_not_kept() {
+        let mut state = HostState::new(Arc::new(Snapshot::empty()), 16 << 20);
+        for _ in 0..MAX_LOG_LINES + 5 {
+            state.log(host::Level::Info, "line".into()).unwrap();
+        }
+        assert_eq!(state.logs.len(), MAX_LOG_LINES);
+        assert_eq!(state.logs_dropped, 5);
     }
 }

@@ -134,6 +134,67 @@ pub(super) fn inspect(
     })
 }
 
+/// Checks that the world's exported functions have the types the WIT
+/// declares, as the first call would, so that `audit` and load refuse the
+/// same components: a `string` where a `finding` is due fails here, not at
+/// the first evaluation.
+pub(super) fn typecheck<T>(
+    pre: &wasmtime::component::InstancePre<T>,
+    info: &super::PluginInfo,
+) -> Result<(), String> {
+    use wasmtime::component::Resource;
+    use wasmtime::component::types::ComponentItem;
+
+    use super::bindings::action::exports::tollgate::plugin::action_api as action;
+    use super::bindings::trigger::exports::tollgate::plugin::trigger_api as trigger;
+    use super::bindings::types::{ConfigValue, Finding};
+    use super::host::SnapshotHandle;
+
+    type Config = Vec<(String, ConfigValue)>;
+    type Snap = Resource<SnapshotHandle>;
+
+    let api = format!("{PACKAGE}/{}-api@", info.world.as_str());
+    let export = info
+        .exports
+        .iter()
+        .find(|e| e.starts_with(&api))
+        .ok_or_else(|| format!("exports no `{api}…` interface"))?;
+    let component = pre.component();
+    let cx = pre.instance_type();
+    let (_, instance) = component
+        .get_export(None, export.as_str())
+        .ok_or_else(|| format!("export `{export}` not found"))?;
+    let func = |name: &str| match component.get_export(Some(&instance), name) {
+        Some((ComponentItem::ComponentFunc(f), _)) => Ok(f),
+        Some(_) => Err(format!("`{export}` export `{name}` is not a function")),
+        None => Err(format!("`{export}` does not export `{name}`")),
+    };
+    let wrong = |name: &'static str| {
+        move |e: wasmtime::Error| {
+            format!(
+                "`{export}` export `{name}` has the wrong type: {}",
+                crate::text::first_line(&e.root_cause().to_string())
+            )
+        }
+    };
+    func("validate-config")?
+        .typecheck::<(Config,), (Result<(), String>,)>(&cx)
+        .map_err(wrong("validate-config"))?;
+    match info.world {
+        World::Gate => func("evaluate")?
+            .typecheck::<(Config, Snap), (Finding,)>(&cx)
+            .map_err(wrong("evaluate")),
+        World::Trigger => func("check")?
+            .typecheck::<(Config, Snap, Vec<u8>), (trigger::TriggerResult,)>(&cx)
+            .map_err(wrong("check")),
+        World::Action => func("plan")?
+            .typecheck::<(Config, Snap, action::Context), (Result<Vec<action::Action>, String>,)>(
+                &cx,
+            )
+            .map_err(wrong("plan")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

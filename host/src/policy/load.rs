@@ -116,9 +116,10 @@ pub fn load_with(
         let call = plugin.validate_config(config, limits);
         let message = match call.result {
             Ok(Ok(())) => continue,
-            Ok(Err(msg)) => {
-                format!("invalid settings for {role} `{name}` (plugin `{plugin_name}`): {msg}")
-            }
+            Ok(Err(msg)) => format!(
+                "invalid settings for {role} `{name}` (plugin `{plugin_name}`): {}",
+                crate::text::escape_control(&msg)
+            ),
             Err(e) => format!(
                 "plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"
             ),
@@ -154,13 +155,14 @@ fn resolve(
                         message: format!("unknown plugin `{name}`"),
                     });
                 };
-                let bytes = std::fs::read(&decl.path).map_err(|e| Problem {
-                    line: Some(decl.line),
-                    message: format!(
-                        "cannot read plugin `{name}` from `{}`: {e}",
-                        decl.path.display()
-                    ),
-                })?;
+                let bytes = crate::files::read_limited(&decl.path, crate::files::MAX_PLUGIN_BYTES)
+                    .map_err(|e| Problem {
+                        line: Some(decl.line),
+                        message: format!(
+                            "cannot read plugin `{name}` from `{}`: {e}",
+                            decl.path.display()
+                        ),
+                    })?;
                 let digest = Digest::of(&bytes);
                 if let Some(pin) = decl.digest
                     && pin != digest

@@ -56,9 +56,9 @@ impl Tokens {
     /// least 16 characters.
     pub fn from_file(path: &std::path::Path) -> Result<Self, TokenError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        let text = crate::files::read_text(path).map_err(|e| TokenError::Read {
             path: shown.clone(),
-            source,
+            source: std::io::Error::other(e.to_string()),
         })?;
         let mut tokens = Vec::new();
         for (i, line) in text.lines().enumerate() {

@@ -17,13 +17,34 @@ pub struct ServerConfig {
     pub plugins: Option<PathBuf>,
     /// Largest request body, in bytes (4 MiB).
     pub body_limit: usize,
-    /// Longest an evaluation request may take (10 s).
+    /// Longest an evaluation may wait for a worker before it is answered
+    /// 503 with `Retry-After` (10 s). Once running, an evaluation is bounded
+    /// by its plugins' deadlines, never cut off: a gate that uses its whole
+    /// deadline is a verdict, not a 5xx.
     pub request_timeout: Duration,
     /// Evaluations in flight at once before 503 (defaults to 64).
     pub max_concurrency: usize,
-    /// Evaluations running at once; the rest of those in flight wait for a
-    /// worker. Defaults to the number of cores.
+    /// Evaluations running plugin code at once; the rest of those in flight
+    /// wait for a worker. Plugin deadlines count CPU time, so workers may
+    /// outnumber cores without load spending a plugin's budget; defaults to
+    /// four per core.
     pub workers: usize,
+    /// Workers one policy may hold at once, so that a slow or hostile policy
+    /// slows only itself (half the workers).
+    pub policy_workers: usize,
+    /// Longest wait for a request's headers or, on an idle keep-alive
+    /// connection, for the next request (10 s).
+    pub header_read_timeout: Duration,
+    /// Longest wait for a request's body once its headers arrived (30 s).
+    pub body_read_timeout: Duration,
+    /// Connections open at once; more are closed on accept (4,096, and never
+    /// more than the file-descriptor limit leaves room for).
+    pub max_connections: usize,
+    /// Bytes of trigger state kept in memory (64 MiB, least recently used
+    /// evicted with a warning).
+    pub trigger_state_bytes: usize,
+    /// Bytes of stored idempotent responses (64 MiB).
+    pub idempotency_bytes: usize,
     /// How long shutdown waits for in-flight requests (10 s).
     pub grace_period: Duration,
     /// Idempotency keys remembered (10,000, least recently used evicted).
@@ -41,10 +62,20 @@ impl Default for ServerConfig {
             body_limit: 4 << 20,
             request_timeout: Duration::from_secs(10),
             max_concurrency: 64,
-            workers: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            workers: 4 * cores(),
+            policy_workers: (2 * cores()).max(1),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            trigger_state_bytes: 64 << 20,
+            idempotency_bytes: 64 << 20,
             grace_period: super::DEFAULT_GRACE,
             idempotency_entries: 10_000,
             snapshot_dir: None,
         }
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }

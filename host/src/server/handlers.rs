@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -14,14 +14,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::idempotency::{Lookup, Stored};
-use super::metrics::{EvalLabels, RequestLabels, TrapLabels, VerdictLabels};
+use super::metrics::RequestLabels;
+use super::service::{Job, run_evaluation};
 use super::{ApiError, AppState};
-use crate::decision::{Decision, Verdict};
+use crate::decision::Decision;
 use crate::digest::Digest;
-use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
 use crate::policy::LoadedPolicy;
 use crate::snapshot::Snapshot;
-use crate::state::{MemoryStore, StateError, StateKey, StateStore};
 
 /// The OpenAPI 3 document describing every endpoint.
 pub(super) const OPENAPI: &str = include_str!("openapi.json");
@@ -29,9 +28,11 @@ pub(super) const OPENAPI: &str = include_str!("openapi.json");
 /// Counts requests by route and status, and tracks requests in flight.
 pub(super) async fn track_request(
     State(state): State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
+    req.extensions_mut()
+        .insert(BodyReadTimeout(state.inner.config.body_read_timeout));
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -100,8 +101,13 @@ struct EvaluateBody {
     snapshot: Box<serde_json::value::RawValue>,
 }
 
-/// A body read as bytes, with an over-limit body answered as 413 in the
-/// common error shape.
+/// How long a handler waits for a request body, set per request by
+/// [`track_request`] from the server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyReadTimeout(pub(super) Duration);
+
+/// A body read as bytes, with an over-limit body answered as 413 and a body
+/// that does not arrive in time as 408, in the common error shape.
 pub(super) struct RawBody(Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
@@ -120,20 +126,33 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                 "send `Content-Type: application/json`",
             ));
         }
-        Bytes::from_request(req, state)
+        let limit = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(Duration::from_secs(30), |t| t.0);
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
             .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "request body exceeds the size limit",
-                    )
-                } else {
-                    ApiError::bad_request("unreadable_body", e.body_text())
-                }
-            })
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {}",
+                        humantime::format_duration(limit)
+                    ),
+                )
+            })?;
+        read.map(RawBody).map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body exceeds the size limit",
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", e.body_text())
+            }
+        })
     }
 }
 
@@ -150,160 +169,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         };
         if path == "." { err } else { err.field(path) }
     })
-}
-
-/// Trigger state shared by this replica's requests.
-struct SharedStore<'a>(&'a std::sync::Mutex<MemoryStore>);
-
-impl StateStore for SharedStore<'_> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-    }
-
-    fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .put(key, state)
-    }
-}
-
-/// Evaluates `snapshot` with `policy`, off the async threads and within the
-/// request timeout, and records the metrics.
-async fn run_evaluation(
-    state: &AppState,
-    policy: &str,
-    stage: Option<String>,
-    elapsed: Option<Duration>,
-    snapshot: Snapshot,
-) -> Result<Decision, ApiError> {
-    let Ok(permit) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
-        return Err(ApiError::busy(
-            "too many evaluations in flight; retry shortly",
-        ));
-    };
-    let set = state.policies();
-    let loaded: Arc<LoadedPolicy> = set.get(policy).cloned().ok_or_else(|| {
-        ApiError::not_found("unknown_policy", format!("unknown policy `{policy}`")).field("policy")
-    })?;
-    if let Some(s) = &stage
-        && loaded.policy.stage(Some(s)).is_none()
-    {
-        let stages: Vec<String> = loaded
-            .policy
-            .stages
-            .iter()
-            .map(|s| s.name.to_string())
-            .collect();
-        return Err(ApiError::not_found(
-            "unknown_stage",
-            format!(
-                "unknown stage `{s}` in policy `{policy}`; stages: {}",
-                stages.join(", ")
-            ),
-        )
-        .field("stage"));
-    }
-    let worker = state.clone();
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    let parent = tracing::Span::current();
-    let started = Instant::now();
-    let workers = Arc::clone(&state.inner.workers);
-    // Plugin deadlines are wall-clock epochs: running more evaluations than
-    // there are cores would let the scheduler, not the plugin, spend them.
-    // Evaluations beyond the cores wait here (bounded by `slots`).
-    let task = async move {
-        let core = workers
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::internal("worker pool closed"))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _core = core;
-            tracing::dispatcher::with_default(&dispatch, || {
-                let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
-                let _entered = span.enter();
-                let request = EvalRequest {
-                    stage: stage.as_deref(),
-                    elapsed,
-                };
-                let mut store = SharedStore(&worker.inner.trigger_state);
-                let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
-                if let Ok(d) = &result {
-                    span.record("stage", d.stage.as_str());
-                    span.record("decision", d.decision.as_str());
-                }
-                result
-            })
-        })
-        .await
-        .map_err(ApiError::internal)
-    };
-    let outcome = tokio::time::timeout(state.inner.config.request_timeout, task).await;
-    let decision = match outcome {
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the evaluation exceeded the request timeout",
-            ));
-        }
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Err(EvalError::UnknownStage {
-            stage,
-            policy,
-            available,
-        }))) => {
-            return Err(ApiError::not_found(
-                "unknown_stage",
-                format!(
-                    "unknown stage `{stage}` in policy `{policy}`; stages: {}",
-                    available.join(", ")
-                ),
-            )
-            .field("stage"));
-        }
-        Ok(Ok(Err(e))) => return Err(ApiError::internal(format!("{e:#}"))),
-        Ok(Ok(Ok(d))) => d,
-    };
-    let m = &state.inner.metrics;
-    m.latency.observe(started.elapsed().as_secs_f64());
-    m.evaluations
-        .get_or_create(&EvalLabels {
-            policy: decision.policy.clone(),
-            decision: decision.decision.as_str().into(),
-        })
-        .inc();
-    for g in &decision.gates {
-        m.verdicts
-            .get_or_create(&VerdictLabels {
-                plugin: g.plugin.clone(),
-                verdict: g.verdict.as_str().into(),
-            })
-            .inc();
-        if g.verdict == Verdict::Error
-            && let Some(cause) = g.details.get("cause")
-        {
-            m.traps
-                .get_or_create(&TrapLabels {
-                    cause: cause.clone(),
-                })
-                .inc();
-        }
-    }
-    for t in decision.triggers.iter().filter(|t| t.error) {
-        if let Some(cause) = t.details.get("cause") {
-            m.traps
-                .get_or_create(&TrapLabels {
-                    cause: cause.clone(),
-                })
-                .inc();
-        }
-    }
-    Ok(decision)
 }
 
 fn parse_elapsed(elapsed: Option<&str>) -> Result<Option<Duration>, ApiError> {
@@ -402,7 +267,16 @@ pub(super) async fn evaluate(
     let body: EvaluateBody = parse_json(&bytes)?;
     let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    let decision = run_evaluation(&state, &body.policy, body.stage, elapsed, snapshot).await?;
+    let decision = run_evaluation(
+        &state,
+        Job {
+            policy: body.policy,
+            stage: body.stage,
+            elapsed,
+            snapshot,
+        },
+    )
+    .await?;
     let response: Arc<[u8]> = decision_body(&decision).into();
     Ok(match key {
         None => json_response(200, response, false),
@@ -566,13 +440,14 @@ fn compat_snapshot(
         )
         .field(format!("{field}.snapshot_file")));
     }
-    let bytes = std::fs::read(dir.join(name)).map_err(|_| {
-        ApiError::not_found(
-            "unknown_snapshot_file",
-            format!("no snapshot file `{file}`"),
-        )
-        .field(format!("{field}.snapshot_file"))
-    })?;
+    let bytes = crate::files::read_limited(&dir.join(name), crate::files::MAX_SNAPSHOT_BYTES)
+        .map_err(|_| {
+            ApiError::not_found(
+                "unknown_snapshot_file",
+                format!("no snapshot file `{file}`"),
+            )
+            .field(format!("{field}.snapshot_file"))
+        })?;
     parse_snapshot(&bytes, &format!("{field}.snapshot_file"))
 }
 
@@ -587,7 +462,16 @@ pub(super) async fn flagger(
     let snapshot = compat_snapshot(&state, &body.metadata, "metadata")?;
     let elapsed = parse_elapsed(body.metadata.get("elapsed").map(String::as_str))?;
     let stage = body.metadata.get("stage").cloned();
-    let d = run_evaluation(&state, &policy, stage, elapsed, snapshot).await?;
+    let d = run_evaluation(
+        &state,
+        Job {
+            policy,
+            stage,
+            elapsed,
+            snapshot,
+        },
+    )
+    .await?;
     tracing::info!(canary = %body.name, namespace = %body.namespace, phase = %body.phase, decision = d.decision.as_str(), "flagger webhook");
     let status = if d.decision == crate::decision::Outcome::Promote {
         StatusCode::OK
@@ -608,10 +492,12 @@ pub(super) async fn argo_get(
     let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
     let d = run_evaluation(
         &state,
-        &policy,
-        query.get("stage").cloned(),
-        elapsed,
-        snapshot,
+        Job {
+            policy,
+            stage: query.get("stage").cloned(),
+            elapsed,
+            snapshot,
+        },
     )
     .await?;
     Ok(json_response(200, decision_body(&d).into(), false))
@@ -636,6 +522,15 @@ pub(super) async fn argo_post(
     let body: ArgoBody = parse_json(&bytes)?;
     let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    let d = run_evaluation(&state, &policy, body.stage, elapsed, snapshot).await?;
+    let d = run_evaluation(
+        &state,
+        Job {
+            policy,
+            stage: body.stage,
+            elapsed,
+            snapshot,
+        },
+    )
+    .await?;
     Ok(json_response(200, decision_body(&d).into(), false))
 }

@@ -40,6 +40,7 @@ pub(super) struct Metrics {
     pub(super) in_flight: Gauge,
     pub(super) requests: Family<RequestLabels, Counter>,
     pub(super) reloads: Counter,
+    pub(super) connections_refused: Counter,
 }
 
 impl Metrics {
@@ -90,7 +91,14 @@ impl Metrics {
             "Successful policy reloads",
             reloads.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because the connection cap was reached",
+            connections_refused.clone(),
+        );
         Self {
+            connections_refused,
             registry,
             evaluations,
             verdicts,

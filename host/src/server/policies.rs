@@ -25,21 +25,19 @@ const BUNDLED: &[(&str, &str)] = &[
 /// A policy set could not be loaded; the message lists every problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read `{path}`: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("invalid policies:\n{0}")]
     Invalid(String),
     #[error("reload failed: {0}")]
     Internal(String),
 }
 
-/// Loaded policies by name, with where each came from.
+/// Loaded policies by name, with where each came from and the worker
+/// budget each may hold.
 pub struct PolicySet {
     policies: BTreeMap<String, (Arc<LoadedPolicy>, String)>,
+    budgets: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
 }
 
 impl PolicySet {
@@ -50,12 +48,13 @@ impl PolicySet {
         runtime: &Runtime,
         dir: Option<&Path>,
         plugins: Option<&Path>,
+        workers_per_policy: usize,
     ) -> Result<Self, ReloadError> {
         let shared = match plugins {
             None => BTreeMap::new(),
             Some(p) => shared_plugins(p).map_err(|source| ReloadError::Read {
                 path: p.display().to_string(),
-                source,
+                cause: source,
             })?,
         };
         let sources: Vec<(String, String, PathBuf)> = match dir {
@@ -67,7 +66,7 @@ impl PolicySet {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
                     .map_err(|source| ReloadError::Read {
                         path: dir.display().to_string(),
-                        source,
+                        cause: source,
                     })?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| {
@@ -79,9 +78,9 @@ impl PolicySet {
                 files.sort();
                 let mut out = Vec::new();
                 for f in files {
-                    let text = std::fs::read_to_string(&f).map_err(|source| ReloadError::Read {
+                    let text = crate::files::read_text(&f).map_err(|e| ReloadError::Read {
                         path: f.display().to_string(),
-                        source,
+                        cause: std::io::Error::other(e.to_string()),
                     })?;
                     out.push((f.display().to_string(), text, dir.to_path_buf()));
                 }
@@ -112,7 +111,28 @@ impl PolicySet {
         if policies.is_empty() {
             return Err(ReloadError::Invalid("no policies found".into()));
         }
-        Ok(Self { policies })
+        let budgets = policies
+            .keys()
+            .map(|name| {
+                (
+                    name.clone(),
+                    Arc::new(tokio::sync::Semaphore::new(workers_per_policy.max(1))),
+                )
+            })
+            .collect();
+        Ok(Self { policies, budgets })
+    }
+
+    /// The policy called `name` with the semaphore that bounds how many
+    /// workers its evaluations hold at once.
+    pub(super) fn get_with_budget(
+        &self,
+        name: &str,
+    ) -> Option<(Arc<LoadedPolicy>, Arc<tokio::sync::Semaphore>)> {
+        Some((
+            Arc::clone(&self.policies.get(name)?.0),
+            Arc::clone(self.budgets.get(name)?),
+        ))
     }
 
     /// The policy called `name`.

@@ -7,6 +7,11 @@
 //! times than a general-purpose allocator grows it, and each growth is a
 //! host round trip that changes page protections.
 
+#![expect(
+    unsafe_code,
+    reason = "a global allocator hands out raw memory; each block says why it holds"
+)]
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::arch::wasm32;
 use core::cell::UnsafeCell;

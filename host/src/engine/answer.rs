@@ -1,0 +1,59 @@
+//! What a trigger or an action plugin answers, as the host checked it.
+//!
+//! These types belong to the sandbox, the bottom layer; the decision record
+//! re-exports them rather than the engine importing the decision's.
+
+use serde::Serialize;
+
+/// The stage's own result, before triggers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageResult {
+    Pass,
+    Warning,
+    Fail,
+    Inconclusive,
+}
+
+/// How loudly a rollback trigger fired, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fire {
+    None,
+    Alert,
+    PrepareRollback,
+    ImmediateRollback,
+}
+
+impl Fire {
+    /// The kebab-case word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Alert => "alert",
+            Self::PrepareRollback => "prepare-rollback",
+            Self::ImmediateRollback => "immediate-rollback",
+        }
+    }
+}
+
+/// A feature flag's planned exposure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlagRollout {
+    pub flag: String,
+    pub percent: u8,
+    pub segments: Vec<String>,
+}
+
+/// One planned deployment step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    SetWeight { percent: u8 },
+    Promote,
+    Pause { seconds: u64 },
+    Hold { reason: String },
+    Rollback { reason: String },
+    BumpVersion { version: String },
+    FlagRollout(FlagRollout),
+}

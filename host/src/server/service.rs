@@ -1,0 +1,245 @@
+//! Running one evaluation for a request: admission, scheduling on a worker,
+//! shared trigger state, and the metrics it leaves.
+//!
+//! Admission is layered so that one slow or hostile policy slows only
+//! itself: `slots` caps evaluations in flight (503 past it); each policy may
+//! hold at most `policy_workers` of the `workers` that run plugin code; and
+//! plugin deadlines count CPU time, so the workers may outnumber the cores
+//! without load spending a well-behaved plugin's budget. Waiting for a
+//! worker is bounded by the request timeout (503 with `Retry-After`); a
+//! running evaluation is bounded by its plugins' deadlines and is never cut
+//! off, so a gate that uses its whole deadline is a verdict, never a 5xx.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::metrics::{EvalLabels, Metrics, TrapLabels, VerdictLabels};
+use super::{ApiError, AppState};
+use crate::decision::{Decision, Verdict};
+use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
+use crate::snapshot::Snapshot;
+use crate::state::{StateError, StateKey, StateStore};
+
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> Self {
+        match e {
+            EvalError::UnknownStage { .. } => {
+                ApiError::not_found("unknown_stage", e.to_string()).field("stage")
+            }
+            EvalError::State(_) => ApiError::internal(format!("{e:#}")),
+        }
+    }
+}
+
+/// What a request asks to evaluate.
+pub(super) struct Job {
+    pub(super) policy: String,
+    pub(super) stage: Option<String>,
+    pub(super) elapsed: Option<Duration>,
+    pub(super) snapshot: Snapshot,
+}
+
+/// Evaluates a job off the async threads and records its metrics.
+pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decision, ApiError> {
+    let Ok(slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
+        return Err(ApiError::busy(
+            "too many evaluations in flight; retry shortly",
+        ));
+    };
+    let set = state.policies();
+    let (loaded, budget) = set.get_with_budget(&job.policy).ok_or_else(|| {
+        ApiError::not_found("unknown_policy", format!("unknown policy `{}`", job.policy))
+            .field("policy")
+    })?;
+    if let Some(s) = &job.stage
+        && loaded.policy.stage(Some(s)).is_none()
+    {
+        return Err(EvalError::UnknownStage {
+            policy: job.policy.clone(),
+            stage: s.clone(),
+            available: loaded.policy.stage_names(),
+        }
+        .into());
+    }
+    let waited = async {
+        let own = budget.acquire_owned().await.ok()?;
+        let core = Arc::clone(&state.inner.workers)
+            .acquire_owned()
+            .await
+            .ok()?;
+        Some((own, core))
+    };
+    let Ok(Some(permits)) = tokio::time::timeout(state.inner.config.request_timeout, waited).await
+    else {
+        return Err(ApiError::busy(format!(
+            "no worker free for policy `{}` within the request timeout; retry shortly",
+            job.policy
+        )));
+    };
+    let worker = state.clone();
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let parent = tracing::Span::current();
+    let started = Instant::now();
+    let decision = tokio::task::spawn_blocking(move || {
+        let _held = (slot, permits);
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
+            let _entered = span.enter();
+            let request = EvalRequest {
+                stage: job.stage.as_deref(),
+                elapsed: job.elapsed,
+            };
+            let mut store = SharedStore(&worker.inner.trigger_state);
+            let result = evaluate_with(&loaded, &request, Arc::new(job.snapshot), &mut store);
+            if let Ok(d) = &result {
+                span.record("stage", d.stage.as_str());
+                span.record("decision", d.decision.as_str());
+            }
+            result
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    state.inner.metrics.record(&decision, started.elapsed());
+    Ok(decision)
+}
+
+impl Metrics {
+    /// Counts a decision: its outcome, every gate's verdict, and every
+    /// plugin that broke, by cause.
+    pub(super) fn record(&self, decision: &Decision, took: Duration) {
+        self.latency.observe(took.as_secs_f64());
+        self.evaluations
+            .get_or_create(&EvalLabels {
+                policy: decision.policy.clone(),
+                decision: decision.decision.as_str().into(),
+            })
+            .inc();
+        for g in &decision.gates {
+            self.verdicts
+                .get_or_create(&VerdictLabels {
+                    plugin: g.plugin.clone(),
+                    verdict: g.verdict.as_str().into(),
+                })
+                .inc();
+        }
+        let causes = decision
+            .gates
+            .iter()
+            .filter(|g| g.verdict == Verdict::Error)
+            .filter_map(|g| g.cause)
+            .chain(decision.triggers.iter().filter_map(|t| t.cause))
+            .chain(decision.actions.iter().filter_map(|a| a.cause));
+        for cause in causes {
+            self.traps
+                .get_or_create(&TrapLabels {
+                    cause: cause.to_string(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// Trigger state shared by this replica's requests.
+struct SharedStore<'a>(&'a std::sync::Mutex<BoundedStore>);
+
+impl StateStore for SharedStore<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key))
+    }
+
+    fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .put(key, state);
+        Ok(())
+    }
+}
+
+/// Trigger state in memory under a byte bound, least recently used evicted
+/// first (with a warning: an evicted circuit breaker starts closed again).
+pub(super) struct BoundedStore {
+    entries: lru::LruCache<String, Vec<u8>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl BoundedStore {
+    pub(super) fn new(max_bytes: usize) -> Self {
+        Self {
+            entries: lru::LruCache::unbounded(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    fn cost(key: &str, state: &[u8]) -> usize {
+        key.len() + state.len() + 64
+    }
+
+    fn get(&mut self, key: &StateKey) -> Option<Vec<u8>> {
+        self.entries.get(&key.to_string()).cloned()
+    }
+
+    fn put(&mut self, key: &StateKey, state: Vec<u8>) {
+        let key = key.to_string();
+        self.bytes += Self::cost(&key, &state);
+        if let Some(old) = self.entries.put(key.clone(), state) {
+            self.bytes -= Self::cost(&key, &old);
+        }
+        while self.bytes > self.max_bytes {
+            let Some((k, v)) = self.entries.pop_lru() else {
+                break;
+            };
+            self.bytes -= Self::cost(&k, &v);
+            tracing::warn!(key = %crate::text::escape_control(&k), "trigger state evicted: the in-memory bound is reached");
+        }
+    }
+
+    /// Bytes held, for tests.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(service: usize) -> StateKey {
+        StateKey {
+            policy: "canary".into(),
+            service: format!("svc-{service}"),
+            trigger: "breaker".into(),
+        }
+    }
+
+    #[test]
+    fn trigger_state_stays_under_its_byte_bound() {
+        let mut store = BoundedStore::new(1 << 20);
+        for i in 0..2000 {
+            store.put(&key(i), vec![0u8; 64 << 10]);
+        }
+        assert!(store.bytes() <= 1 << 20, "{} bytes", store.bytes());
+        assert!(store.get(&key(1999)).is_some(), "the newest state is kept");
+        assert!(store.get(&key(0)).is_none(), "the oldest state is evicted");
+    }
+
+    #[test]
+    fn replacing_state_does_not_leak_its_size() {
+        let mut store = BoundedStore::new(1 << 20);
+        for _ in 0..100 {
+            store.put(&key(1), vec![1u8; 1000]);
+        }
+        assert_eq!(
+            store.bytes(),
+            BoundedStore::cost("canary/svc-1/breaker", &[0; 1000])
+        );
+    }
+}
