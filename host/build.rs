@@ -16,17 +16,51 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// First-party plugins: the name policies use, and the crate that builds it.
-const PLUGINS: &[(&str, &str)] = &[
-    ("threshold", "tollgate-plugin-threshold"),
-    ("canary-judge", "tollgate-plugin-canary-judge"),
-    ("sustained", "tollgate-plugin-sustained"),
-    ("baseline-drop", "tollgate-plugin-baseline-drop"),
-    ("circuit-breaker", "tollgate-plugin-circuit-breaker"),
-    ("canary-schedule", "tollgate-plugin-canary-schedule"),
-    ("semver-bump", "tollgate-plugin-semver-bump"),
-    ("flag-rollout", "tollgate-plugin-flag-rollout"),
-];
+/// Crates named `tollgate-plugin-<name>` are first-party plugins; policies
+/// know each by `<name>`.
+const PLUGIN_PREFIX: &str = "tollgate-plugin-";
+
+/// The first-party plugins, `(name, crate)`, read from the workspace's
+/// members so the list is never written twice.
+fn workspace_plugins(root: &Path) -> Result<Vec<(String, String)>> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .output()
+        .context("running `cargo metadata`")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
+    let mut plugins: Vec<(String, String)> = meta["packages"]
+        .as_array()
+        .context("`cargo metadata` lists no packages")?
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .filter_map(|krate| {
+            krate
+                .strip_prefix(PLUGIN_PREFIX)
+                .map(|name| (name.to_string(), krate.to_string()))
+        })
+        .collect();
+    plugins.sort();
+    if plugins.is_empty() {
+        bail!("the workspace has no `{PLUGIN_PREFIX}*` crates");
+    }
+    Ok(plugins)
+}
 
 fn main() {
     if let Err(e) = run() {
@@ -42,23 +76,30 @@ fn run() -> Result<()> {
         .context("host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    for watched in ["wit", "plugins", "Cargo.lock"] {
+    for watched in ["wit", "plugins", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
-    ensure_wasm_target()?;
+    // A toolchain for the guests other than the one building the host: the
+    // fuzz build runs on nightly, which may lack the wasm target.
+    println!("cargo:rerun-if-env-changed=TOLLGATE_PLUGIN_TOOLCHAIN");
+    let toolchain = env::var("TOLLGATE_PLUGIN_TOOLCHAIN").ok();
+    if toolchain.is_none() {
+        ensure_wasm_target()?;
+    }
+    let plugins = workspace_plugins(&root)?;
 
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-plugins");
-    build_plugins(&root, &target_dir)?;
+    build_plugins(&root, &target_dir, &plugins, toolchain.as_deref())?;
 
     let mut listing = String::from(
         "/// First-party plugins embedded at build time: `(name, component bytes)`.\n\
          pub(crate) const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
     );
-    for (name, krate) in PLUGINS {
+    for (name, krate) in &plugins {
         let module_path = target_dir
             .join(WASM_TARGET)
             .join("release")
@@ -117,9 +158,23 @@ fn has_target(sysroot: &Path) -> bool {
         .is_dir()
 }
 
-fn build_plugins(root: &Path, target_dir: &Path) -> Result<()> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
+fn build_plugins(
+    root: &Path,
+    target_dir: &Path,
+    plugins: &[(String, String)],
+    toolchain: Option<&str>,
+) -> Result<()> {
+    let mut cmd = match toolchain {
+        // rustup's `cargo` proxy, pinned to the named toolchain.
+        Some(t) => {
+            let mut c = Command::new("cargo");
+            c.env("RUSTUP_TOOLCHAIN", t)
+                .env_remove("RUSTC")
+                .env_remove("CARGO");
+            c
+        }
+        None => Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into())),
+    };
     cmd.arg("build")
         .arg("--release")
         .arg("--target")
@@ -128,7 +183,7 @@ fn build_plugins(root: &Path, target_dir: &Path) -> Result<()> {
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    for (_, krate) in PLUGINS {
+    for (_, krate) in plugins {
         cmd.arg("-p").arg(krate);
     }
     // Small, self-contained guests: size-optimised, no unwinding, no symbols.

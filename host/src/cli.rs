@@ -4,6 +4,8 @@ mod audit;
 mod eval;
 mod flag;
 mod serve;
+mod snapshot;
+mod sources;
 mod test;
 mod validate;
 
@@ -42,6 +44,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Serve the HTTP evaluate API (bundled policies unless --policies).
     Serve(serve::ServeArgs),
+    /// Build snapshots from Prometheus, CI reports and values.
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps the outcome to an exit
@@ -55,6 +59,7 @@ pub fn run() -> ExitCode {
         Command::Flag(args) => flag::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

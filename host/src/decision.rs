@@ -167,6 +167,10 @@ pub struct Decision {
     pub triggers: Vec<TriggerResult>,
     pub actions: Vec<ActionPlan>,
     pub digests: Digests,
+    /// What the snapshot was built from, when the host built it (queries,
+    /// reports, values); absent for a snapshot sent whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<crate::sources::Evidence>,
 }
 
 impl Decision {

@@ -199,6 +199,7 @@ pub fn evaluate_with(
             input: input_digest(&snapshot),
             plugins,
         },
+        sources: None,
     })
 }
 

@@ -18,5 +18,6 @@ pub mod render;
 pub mod rollout;
 pub mod server;
 pub mod snapshot;
+pub mod sources;
 pub mod state;
 pub mod text;

@@ -3,7 +3,7 @@
 
 mod load;
 mod parse;
-pub(crate) mod yaml;
+pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,6 +70,45 @@ pub struct Policy {
     pub triggers: Vec<Trigger>,
     /// Deployment actions, planned after every stage.
     pub actions: Vec<ActionStep>,
+    /// Where metrics come from when the caller sends no snapshot.
+    pub metrics: Vec<MetricSource>,
+    /// The `${track}` values for the current and the baseline series.
+    pub tracks: Tracks,
+}
+
+/// A metric the host queries itself: PromQL with `${…}` variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSource {
+    /// The metric name gates read.
+    pub name: String,
+    /// The PromQL template.
+    pub prometheus: String,
+    /// How far back to query; the stage's duration (or 15m) when absent.
+    pub window: Option<std::time::Duration>,
+    /// Resolution of the range query (30 s by default).
+    pub step: std::time::Duration,
+    /// Whether the query uses `${track}`, and so is run for the baseline too.
+    pub uses_track: bool,
+    pub line: usize,
+}
+
+/// What `${track}` becomes for each set of series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracks {
+    /// For the version under evaluation (`canary`).
+    pub current: String,
+    /// For the stable version beside it (`primary`).
+    pub baseline: String,
+}
+
+impl Default for Tracks {
+    /// `canary` and `primary`, as Flagger names them.
+    fn default() -> Self {
+        Self {
+            current: "canary".into(),
+            baseline: "primary".into(),
+        }
+    }
 }
 
 /// A rollback trigger: a plugin checked with every stage, whose state the

@@ -54,6 +54,8 @@ struct Shared {
     trigger_state: std::sync::Mutex<service::BoundedStore>,
     /// Serialises reloads so two never compile side by side.
     reloading: tokio::sync::Mutex<()>,
+    /// Where requests without a snapshot are answered from.
+    prometheus: Option<crate::sources::prometheus::Prometheus>,
 }
 
 impl AppState {
@@ -72,6 +74,12 @@ impl AppState {
             config.policy_workers,
         )?;
         let metrics = Metrics::new();
+        let prometheus = config
+            .prometheus
+            .clone()
+            .map(crate::sources::prometheus::Prometheus::new)
+            .transpose()
+            .map_err(|e| ReloadError::Internal(format!("telemetry.prometheus: {e}")))?;
         Ok(Self {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
@@ -86,6 +94,7 @@ impl AppState {
                 tokens,
                 metrics,
                 reloading: tokio::sync::Mutex::new(()),
+                prometheus,
             }),
         })
     }
@@ -127,7 +136,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/compat/flagger/{policy}", post(handlers::flagger))
         .route(
             "/v1/compat/argo/{policy}",
-            get(handlers::argo_get).post(handlers::argo_post),
+            get(handlers::argo_get)
+                .post(handlers::argo_post)
+                .put(handlers::argo_post),
         )
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))

@@ -83,6 +83,12 @@ impl Snapshot {
         json::parse(bytes)
     }
 
+    /// The snapshot in the JSON v1 wire shape that [`Snapshot::from_json`]
+    /// reads: what `tollgate snapshot build` prints.
+    pub fn to_json_v1(&self) -> serde_json::Value {
+        json::write(self)
+    }
+
     /// The series that match `query`, each holding only its windowed points.
     /// Without a selector every series of that name matches.
     pub fn select(&self, query: &Query<'_>) -> Vec<Series> {

@@ -1,15 +1,12 @@
 //! `tollgate eval`: one decision, printed, and an exit code CI can branch on.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
+use super::sources::SourceArgs;
 use crate::evaluate::{Request, evaluate_with};
-use crate::files::MAX_SNAPSHOT_BYTES;
 use crate::render::{self, Format};
-use crate::snapshot::Snapshot;
 use crate::state::{FileStore, MemoryStore};
 
 #[derive(Debug, clap::Args)]
@@ -17,9 +14,8 @@ pub(crate) struct EvalArgs {
     /// Policy file (YAML).
     #[arg(long, short = 'p')]
     policy: PathBuf,
-    /// Snapshot JSON v1 file, or `-` for stdin.
-    #[arg(long, short = 's')]
-    snapshot: String,
+    #[command(flatten)]
+    sources: SourceArgs,
     /// Stage to evaluate; defaults to the policy's first stage.
     #[arg(long)]
     stage: Option<String>,
@@ -36,43 +32,37 @@ pub(crate) struct EvalArgs {
     elapsed: Option<std::time::Duration>,
 }
 
-fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
-    let mut bytes = Vec::new();
-    if source == "-" {
-        std::io::stdin()
-            .take(MAX_SNAPSHOT_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .context("cannot read the snapshot from stdin")?;
-    } else {
-        bytes = crate::files::read_limited(std::path::Path::new(source), MAX_SNAPSHOT_BYTES)
-            .with_context(|| format!("cannot read snapshot `{source}`"))?;
-    }
-    if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
-        anyhow::bail!(
-            "snapshot `{source}` is larger than {} MiB",
-            MAX_SNAPSHOT_BYTES >> 20
-        );
-    }
-    Snapshot::from_json(&bytes).with_context(|| format!("invalid snapshot `{source}`"))
-}
-
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
     let runtime = super::runtime()?;
     let loaded = super::load_policy(&runtime, &args.policy)?;
-    let snapshot = Arc::new(read_snapshot(&args.snapshot)?);
+    if let Some(s) = &args.stage
+        && loaded.policy.stage(Some(s)).is_none()
+    {
+        return Err(crate::evaluate::EvalError::UnknownStage {
+            policy: loaded.policy.name.to_string(),
+            stage: s.clone(),
+            available: loaded.policy.stage_names(),
+        }
+        .into());
+    }
+    let (snapshot, evidence) = args
+        .sources
+        .build(Some(&loaded.policy), args.stage.as_deref())?;
+    let snapshot = Arc::new(snapshot);
     let request = Request {
         stage: args.stage.as_deref(),
         elapsed: args.elapsed,
     };
-    let decision = match &args.state {
+    let mut decision = match &args.state {
         Some(path) => {
             let mut store = FileStore::open(path)?;
             evaluate_with(&loaded, &request, snapshot, &mut store)?
         }
         None => evaluate_with(&loaded, &request, snapshot, &mut MemoryStore::default())?,
     };
+    decision.sources = evidence;
     let stdout = std::io::stdout();
-    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::render(&decision, args.format, color));
     Ok(decision.exit_code())
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::server::telemetry::{self, LogFormat};
 use crate::server::{AppState, ServerConfig, Tokens};
+use crate::sources::prometheus::{Auth, PrometheusConfig};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -50,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// Connections open at once; more are closed on accept [default: 4096].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Prometheus to query for requests that send no snapshot (overrides
+    /// `telemetry.prometheus.url`).
+    #[arg(long)]
+    prometheus: Option<reqwest::Url>,
 }
 
 /// The config file: the same settings as the flags.
@@ -70,6 +75,80 @@ struct FileConfig {
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
+    telemetry: Option<TelemetryFile>,
+}
+
+/// `telemetry:` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryFile {
+    prometheus: Option<PrometheusFile>,
+}
+
+/// `telemetry.prometheus:` in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusFile {
+    url: String,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    /// A file holding the bearer token.
+    bearer_token_file: Option<PathBuf>,
+    /// A file holding `user:password`.
+    basic_auth_file: Option<PathBuf>,
+    /// PEM CAs to trust for an `https` URL.
+    ca_file: Option<PathBuf>,
+}
+
+fn secret(path: &Path, what: &str) -> anyhow::Result<String> {
+    let text = crate::files::read_text(path)
+        .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
+    Ok(text.trim().to_string())
+}
+
+fn prometheus_config(
+    flag: Option<reqwest::Url>,
+    file: Option<PrometheusFile>,
+) -> anyhow::Result<Option<PrometheusConfig>> {
+    let Some(file) = file else {
+        return Ok(flag.map(PrometheusConfig::new));
+    };
+    let url = match flag {
+        Some(u) => u,
+        None => file
+            .url
+            .parse()
+            .with_context(|| format!("`telemetry.prometheus.url`: `{}` is not a URL", file.url))?,
+    };
+    let mut config = PrometheusConfig::new(url);
+    if let Some(t) = duration("telemetry.prometheus.timeout", file.timeout.as_deref())? {
+        config.timeout = t;
+    }
+    if let Some(r) = file.retries {
+        config.retries = r.min(10);
+    }
+    config.auth = match (&file.bearer_token_file, &file.basic_auth_file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "`telemetry.prometheus`: give `bearer_token_file` or `basic_auth_file`, not both"
+        ),
+        (Some(p), None) => Some(Auth::Bearer(secret(p, "bearer token file")?)),
+        (None, Some(p)) => {
+            let pair = secret(p, "basic auth file")?;
+            let (user, password) = pair.split_once(':').with_context(|| {
+                format!(
+                    "basic auth file `{}` must hold `user:password`",
+                    p.display()
+                )
+            })?;
+            Some(Auth::Basic {
+                user: user.to_string(),
+                password: password.to_string(),
+            })
+        }
+        (None, None) => None,
+    };
+    config.ca_file = file.ca_file;
+    Ok(Some(config))
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -151,6 +230,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
             .unwrap_or(defaults.max_connections)
             .max(1),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+        prometheus: prometheus_config(args.prometheus, file.telemetry.and_then(|t| t.prometheus))?,
         ..defaults
     };
     let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);

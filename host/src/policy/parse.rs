@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::yaml::{self, Node, Value};
 use super::{
-    API_VERSION, ActionStep, Gate, Name, OnError, OnNoData, PluginDecl, Policy, Problem, Problems,
-    Scoring, Stage, Trigger,
+    API_VERSION, ActionStep, Gate, MetricSource, Name, OnError, OnNoData, PluginDecl, Policy,
+    Problem, Problems, Scoring, Stage, Tracks, Trigger,
 };
 use crate::engine::{
     ConfigValue, Limits, MAX_DEADLINE, MAX_MEMORY, PluginConfig, Scalar, human_bytes,
@@ -278,6 +278,8 @@ fn read_policy(
             "stages",
             "triggers",
             "actions",
+            "metrics",
+            "tracks",
         ],
     )?;
     match get(top, "apiVersion") {
@@ -361,6 +363,14 @@ fn read_policy(
         None => Vec::new(),
         Some(n) => read_actions(r, n, &plugins),
     };
+    let metrics = match get(top, "metrics") {
+        None => Vec::new(),
+        Some(n) => read_metric_sources(r, n),
+    };
+    let tracks = match get(top, "tracks") {
+        None => Tracks::default(),
+        Some(n) => read_tracks(r, n),
+    };
     Some(Policy {
         name: name?,
         description,
@@ -368,6 +378,8 @@ fn read_policy(
         stages,
         triggers,
         actions,
+        metrics,
+        tracks,
     })
 }
 
@@ -427,6 +439,99 @@ fn read_plugins(r: &mut Reader, node: &Node, base_dir: &Path) -> BTreeMap<String
         }
     }
     out
+}
+
+/// Longest window a metric may query.
+const MAX_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
+/// Prometheus refuses range queries of more than 11,000 points per series.
+const MAX_STEPS: u64 = 11_000;
+
+fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSource> {
+    let Value::Map(entries) = &node.value else {
+        r.problem(
+            node.line,
+            format!(
+                "`metrics` must be a mapping of metric name to source, not {}",
+                node.value.kind()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, decl) in entries {
+        let what = format!("metric `{name}`");
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            r.problem(
+                decl.line,
+                format!("{what}: a metric name is 1 to 128 visible characters"),
+            );
+            continue;
+        }
+        let Some(fields) = r.map(decl, &what, &["prometheus", "window", "step"]) else {
+            continue;
+        };
+        let Some(query) = get(fields, "prometheus").and_then(|q| {
+            let text = r.text(q, &format!("`prometheus` of {what}"))?;
+            match crate::sources::template::variables(&text) {
+                Ok(used) => Some((text, used.iter().any(|v| v == "track"))),
+                Err(e) => {
+                    r.problem(q.line, format!("`prometheus` of {what}: {e}"));
+                    None
+                }
+            }
+        }) else {
+            if get(fields, "prometheus").is_none() {
+                r.problem(decl.line, format!("missing field `prometheus` in {what}"));
+            }
+            continue;
+        };
+        let window = get(fields, "window")
+            .and_then(|n| r.duration(n, &format!("`window` of {what}"), MAX_WINDOW));
+        let step = get(fields, "step").map_or(Some(Duration::from_secs(30)), |n| {
+            r.duration(n, &format!("`step` of {what}"), MAX_WINDOW)
+        });
+        let Some(step) = step else { continue };
+        if step.as_secs() == 0 {
+            r.problem(decl.line, format!("`step` of {what} must be at least 1s"));
+            continue;
+        }
+        if let Some(w) = window
+            && w.as_secs() / step.as_secs() > MAX_STEPS
+        {
+            r.problem(
+                decl.line,
+                format!(
+                    "{what}: a window of {} at a step of {} is more than Prometheus's {MAX_STEPS} points; raise `step`",
+                    humantime::format_duration(w),
+                    humantime::format_duration(step)
+                ),
+            );
+            continue;
+        }
+        out.push(MetricSource {
+            name: name.clone(),
+            prometheus: query.0,
+            window,
+            step,
+            uses_track: query.1,
+            line: decl.line,
+        });
+    }
+    out
+}
+
+fn read_tracks(r: &mut Reader, node: &Node) -> Tracks {
+    let mut tracks = Tracks::default();
+    let Some(fields) = r.map(node, "`tracks`", &["current", "baseline"]) else {
+        return tracks;
+    };
+    if let Some(v) = get(fields, "current").and_then(|n| r.text(n, "`tracks.current`")) {
+        tracks.current = v;
+    }
+    if let Some(v) = get(fields, "baseline").and_then(|n| r.text(n, "`tracks.baseline`")) {
+        tracks.baseline = v;
+    }
+    tracks
 }
 
 fn read_scoring(r: &mut Reader, node: &Node, inherited: Scoring, owner: &str) -> Scoring {
@@ -962,7 +1067,7 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "line 8: unknown plugin `nope` in gate `a`; known plugins: threshold, canary-judge, sustained, baseline-drop, circuit-breaker, canary-schedule, semver-bump, flag-rollout",
+                "line 8: unknown plugin `nope` in gate `a`; known plugins: baseline-drop, canary-judge, canary-schedule, circuit-breaker, flag-rollout, semver-bump, sustained, threshold",
                 "line 9: `weight` of gate `a` must be between 0 and 1000000, not -1",
                 "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory",
                 "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",

@@ -16,13 +16,13 @@ pub(crate) const MAX_DEPTH: usize = 64;
 
 /// A YAML value with the line it starts on.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
     pub(crate) value: Value,
     pub(crate) line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
@@ -51,7 +51,7 @@ impl Value {
 /// A document that is not YAML this reader accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
-pub(crate) struct YamlError {
+pub struct YamlError {
     pub(crate) line: usize,
     pub(crate) message: String,
 }
@@ -327,7 +327,7 @@ fn looks_like_float(s: &str) -> bool {
 }
 
 /// Parses one YAML document.
-pub(crate) fn parse(text: &str) -> Result<Node, YamlError> {
+pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub trigger_state_bytes: usize,
     /// Bytes of stored idempotent responses (64 MiB).
     pub idempotency_bytes: usize,
+    /// The Prometheus that requests without a snapshot are answered from.
+    pub prometheus: Option<crate::sources::prometheus::PrometheusConfig>,
     /// How long shutdown waits for in-flight requests (10 s).
     pub grace_period: Duration,
     /// Idempotency keys remembered (10,000, least recently used evicted).
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             trigger_state_bytes: 64 << 20,
             idempotency_bytes: 64 << 20,
+            prometheus: None,
             grace_period: super::DEFAULT_GRACE,
             idempotency_entries: 10_000,
             snapshot_dir: None,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::idempotency::{Lookup, Stored};
 use super::metrics::RequestLabels;
-use super::service::{Job, run_evaluation};
+use super::service::{Input, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::Decision;
 use crate::digest::Digest;
@@ -98,7 +98,92 @@ struct EvaluateBody {
     stage: Option<String>,
     /// Time already spent in the stage, e.g. `20m`.
     elapsed: Option<String>,
-    snapshot: Box<serde_json::value::RawValue>,
+    snapshot: Option<Box<serde_json::value::RawValue>>,
+    snapshot_file: Option<String>,
+    service: Option<String>,
+    version: Option<String>,
+    at: Option<serde_json::Value>,
+}
+
+/// Where a request's snapshot comes from: sent whole (as JSON, or as JSON
+/// text, which is what an Argo argument templated into a body becomes), a
+/// file in the snapshot directory, or queried for `service` and `version`.
+struct SourceFields {
+    snapshot: Option<Box<serde_json::value::RawValue>>,
+    snapshot_file: Option<String>,
+    service: Option<String>,
+    version: Option<String>,
+    /// End of the query window: unix seconds or RFC 3339.
+    at: Option<serde_json::Value>,
+}
+
+macro_rules! source_fields {
+    ($body:expr) => {
+        SourceFields {
+            snapshot: $body.snapshot,
+            snapshot_file: $body.snapshot_file,
+            service: $body.service,
+            version: $body.version,
+            at: $body.at,
+        }
+    };
+}
+
+fn parse_at(v: &serde_json::Value, field: &str) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::unprocessable("invalid_request", "`at` must be unix seconds or RFC 3339")
+            .field(field.to_string())
+    };
+    match v {
+        Value::Number(n) => n.as_i64().ok_or_else(bad),
+        Value::String(s) => s.parse::<i64>().or_else(|_| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|_| bad())
+        }),
+        _ => Err(bad()),
+    }
+}
+
+impl SourceFields {
+    /// The job input these fields describe; `prefix` is where they sit in
+    /// the request, for error fields.
+    fn input(self, state: &AppState, prefix: &str) -> Result<Input, ApiError> {
+        let at_field = join(prefix, "at");
+        if let Some(raw) = self.snapshot {
+            let field = join(prefix, "snapshot");
+            // JSON text inside a string: parse what the string holds.
+            let text: Option<String> = serde_json::from_str::<String>(raw.get()).ok();
+            let bytes = text.as_deref().unwrap_or(raw.get()).as_bytes();
+            return parse_snapshot(bytes, &field).map(Input::Given);
+        }
+        if let Some(file) = self.snapshot_file {
+            return snapshot_file(state, &file, &join(prefix, "snapshot_file")).map(Input::Given);
+        }
+        let at = self
+            .at
+            .as_ref()
+            .map(|v| parse_at(v, &at_field))
+            .transpose()?;
+        Ok(Input::Query {
+            service: self.service.unwrap_or_default(),
+            version: self.version.unwrap_or_default(),
+            at,
+            field: if prefix.is_empty() {
+                "service"
+            } else {
+                "metadata.service"
+            },
+        })
+    }
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_string()
+    } else {
+        format!("{prefix}.{field}")
+    }
 }
 
 /// How long a handler waits for a request body, set per request by
@@ -265,7 +350,7 @@ pub(super) async fn evaluate(
         }
     }
     let body: EvaluateBody = parse_json(&bytes)?;
-    let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
+    let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
     let decision = run_evaluation(
         &state,
@@ -273,7 +358,7 @@ pub(super) async fn evaluate(
             policy: body.policy,
             stage: body.stage,
             elapsed,
-            snapshot,
+            input,
         },
     )
     .await?;
@@ -405,40 +490,64 @@ struct FlaggerBody {
     metadata: BTreeMap<String, String>,
 }
 
-/// Reads the snapshot a compatibility request names: inline JSON under
-/// `snapshot`, or a file under the server's snapshot directory.
-fn compat_snapshot(
+/// The snapshot a compatibility request names in string fields
+/// (`metadata` of a Flagger hook, the query of an Argo GET): inline JSON
+/// text under `snapshot`, a file under `snapshot_file`, or none, and then
+/// it is queried for `service` (Flagger's canary `name` when absent) and
+/// `version`.
+fn compat_input(
     state: &AppState,
     meta: &BTreeMap<String, String>,
     field: &str,
-) -> Result<Snapshot, ApiError> {
+    default_service: Option<&str>,
+) -> Result<Input, ApiError> {
     if let Some(inline) = meta.get("snapshot") {
-        return parse_snapshot(inline.as_bytes(), &format!("{field}.snapshot"));
+        return parse_snapshot(inline.as_bytes(), &format!("{field}.snapshot")).map(Input::Given);
     }
-    let Some(file) = meta.get("snapshot_file") else {
-        return Err(ApiError::unprocessable(
-            "missing_snapshot",
-            "give `snapshot` (JSON text) or `snapshot_file`",
-        )
-        .field(field.to_string()));
-    };
+    if let Some(file) = meta.get("snapshot_file") {
+        return snapshot_file(state, file, &format!("{field}.snapshot_file")).map(Input::Given);
+    }
+    let at = meta
+        .get("at")
+        .map(|a| parse_at(&Value::String(a.clone()), &format!("{field}.at")))
+        .transpose()?;
+    Ok(Input::Query {
+        service: meta
+            .get("service")
+            .map(String::as_str)
+            .or(default_service)
+            .unwrap_or_default()
+            .to_string(),
+        version: meta.get("version").cloned().unwrap_or_default(),
+        at,
+        field: if field == "metadata" {
+            "metadata.service"
+        } else {
+            "query.service"
+        },
+    })
+}
+
+/// Reads `file` from the server's snapshot directory, refusing any path
+/// that could leave it.
+fn snapshot_file(state: &AppState, file: &str, field: &str) -> Result<Snapshot, ApiError> {
     let Some(dir) = &state.inner.config.snapshot_dir else {
         return Err(ApiError::unprocessable(
             "snapshot_files_disabled",
             "this server has no snapshot directory; send `snapshot` inline",
         )
-        .field(format!("{field}.snapshot_file")));
+        .field(field.to_string()));
     };
     let name = std::path::Path::new(file);
     let plain = name
         .components()
         .all(|c| matches!(c, std::path::Component::Normal(_)));
-    if !plain {
+    if !plain || file.is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_snapshot_file",
             "`snapshot_file` must be a relative path inside the snapshot directory",
         )
-        .field(format!("{field}.snapshot_file")));
+        .field(field.to_string()));
     }
     let bytes = crate::files::read_limited(&dir.join(name), crate::files::MAX_SNAPSHOT_BYTES)
         .map_err(|_| {
@@ -446,9 +555,9 @@ fn compat_snapshot(
                 "unknown_snapshot_file",
                 format!("no snapshot file `{file}`"),
             )
-            .field(format!("{field}.snapshot_file"))
+            .field(field.to_string())
         })?;
-    parse_snapshot(&bytes, &format!("{field}.snapshot_file"))
+    parse_snapshot(&bytes, field)
 }
 
 /// `POST /v1/compat/flagger/{policy}`: 200 advances the canary; any other
@@ -459,7 +568,7 @@ pub(super) async fn flagger(
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let body: FlaggerBody = parse_json(&bytes)?;
-    let snapshot = compat_snapshot(&state, &body.metadata, "metadata")?;
+    let input = compat_input(&state, &body.metadata, "metadata", Some(&body.name))?;
     let elapsed = parse_elapsed(body.metadata.get("elapsed").map(String::as_str))?;
     let stage = body.metadata.get("stage").cloned();
     let d = run_evaluation(
@@ -468,7 +577,7 @@ pub(super) async fn flagger(
             policy,
             stage,
             elapsed,
-            snapshot,
+            input,
         },
     )
     .await?;
@@ -488,7 +597,7 @@ pub(super) async fn argo_get(
     Path(policy): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let snapshot = compat_snapshot(&state, &query, "query")?;
+    let input = compat_input(&state, &query, "query", None)?;
     let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
     let d = run_evaluation(
         &state,
@@ -496,7 +605,7 @@ pub(super) async fn argo_get(
             policy,
             stage: query.get("stage").cloned(),
             elapsed,
-            snapshot,
+            input,
         },
     )
     .await?;
@@ -509,7 +618,11 @@ pub(super) async fn argo_get(
 struct ArgoBody {
     stage: Option<String>,
     elapsed: Option<String>,
-    snapshot: Box<serde_json::value::RawValue>,
+    snapshot: Option<Box<serde_json::value::RawValue>>,
+    snapshot_file: Option<String>,
+    service: Option<String>,
+    version: Option<String>,
+    at: Option<serde_json::Value>,
 }
 
 /// `POST /v1/compat/argo/{policy}`: the decision as JSON for an
@@ -520,7 +633,7 @@ pub(super) async fn argo_post(
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
     let body: ArgoBody = parse_json(&bytes)?;
-    let snapshot = parse_snapshot(body.snapshot.get().as_bytes(), "snapshot")?;
+    let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
     let d = run_evaluation(
         &state,
@@ -528,7 +641,7 @@ pub(super) async fn argo_post(
             policy,
             stage: body.stage,
             elapsed,
-            snapshot,
+            input,
         },
     )
     .await?;

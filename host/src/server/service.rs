@@ -13,11 +13,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
+
 use super::metrics::{EvalLabels, Metrics, TrapLabels, VerdictLabels};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Verdict};
 use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
 use crate::snapshot::Snapshot;
+use crate::sources::{self, Evidence, Inputs, SourceError, StageWindow};
 use crate::state::{StateError, StateKey, StateStore};
 
 impl From<EvalError> for ApiError {
@@ -36,7 +39,104 @@ pub(super) struct Job {
     pub(super) policy: String,
     pub(super) stage: Option<String>,
     pub(super) elapsed: Option<Duration>,
-    pub(super) snapshot: Snapshot,
+    pub(super) input: Input,
+}
+
+/// Where the snapshot comes from.
+pub(super) enum Input {
+    /// Sent with the request.
+    Given(Snapshot),
+    /// Queried from the server's Prometheus with the policy's `metrics:`.
+    Query {
+        service: String,
+        version: String,
+        /// End of the window; now when absent.
+        at: Option<i64>,
+        /// Where in the request the query's inputs came from, for errors.
+        field: &'static str,
+    },
+}
+
+impl From<SourceError> for ApiError {
+    fn from(e: SourceError) -> Self {
+        if e.is_unavailable() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "telemetry_unavailable",
+                e.to_string(),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_GATEWAY, "telemetry_failed", e.to_string())
+        }
+    }
+}
+
+/// Builds the snapshot a job needs: the one sent, or one queried now. The
+/// queries run before a worker is taken: waiting on Prometheus holds no core.
+async fn snapshot_for(
+    state: &AppState,
+    loaded: &crate::policy::LoadedPolicy,
+    stage: Option<&str>,
+    input: Input,
+) -> Result<(Snapshot, Option<Evidence>), ApiError> {
+    let (service, version, at, field) = match input {
+        Input::Given(s) => return Ok((s, None)),
+        Input::Query {
+            service,
+            version,
+            at,
+            field,
+        } => (service, version, at, field),
+    };
+    let Some(prom) = &state.inner.prometheus else {
+        return Err(ApiError::unprocessable(
+            "missing_snapshot",
+            "send `snapshot`: this server has no Prometheus to query (`telemetry.prometheus` in its config)",
+        )
+        .field(field));
+    };
+    let policy = &loaded.policy;
+    if policy.metrics.is_empty() {
+        return Err(ApiError::unprocessable(
+            "missing_snapshot",
+            format!(
+                "send `snapshot`: policy `{}` declares no `metrics:` to query",
+                policy.name
+            ),
+        )
+        .field(field));
+    }
+    if service.is_empty() {
+        return Err(ApiError::unprocessable(
+            "missing_service",
+            "give `service` (the `${service}` of the policy's queries) or a `snapshot`",
+        )
+        .field(field));
+    }
+    let inputs = Inputs {
+        service: Some(service.clone()),
+        version: Some(version.clone()),
+        at,
+        ..Inputs::default()
+    };
+    let end = sources::evaluation_time(&inputs);
+    let found = policy.stage(stage);
+    let window = StageWindow {
+        name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
+        duration: found.and_then(|s| s.duration),
+    };
+    let (current, baseline, queries) =
+        sources::query_policy(prom, policy, window, &service, &version, end).await?;
+    let evidence = Evidence {
+        prometheus: Some(prom.shown_url()),
+        queried_at: Some(end),
+        queries,
+        ..Evidence::default()
+    };
+    Ok((
+        sources::assemble(inputs, end, (current, baseline), &[]),
+        Some(evidence),
+    ))
 }
 
 /// Evaluates a job off the async threads and records its metrics.
@@ -61,6 +161,8 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
         }
         .into());
     }
+    let (snapshot, evidence) =
+        snapshot_for(state, &loaded, job.stage.as_deref(), job.input).await?;
     let waited = async {
         let own = budget.acquire_owned().await.ok()?;
         let core = Arc::clone(&state.inner.workers)
@@ -90,7 +192,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
                 elapsed: job.elapsed,
             };
             let mut store = SharedStore(&worker.inner.trigger_state);
-            let result = evaluate_with(&loaded, &request, Arc::new(job.snapshot), &mut store);
+            let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
             if let Ok(d) = &result {
                 span.record("stage", d.stage.as_str());
                 span.record("decision", d.decision.as_str());
@@ -99,7 +201,9 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
         })
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(ApiError::internal)?;
+    let mut decision = decision?;
+    decision.sources = evidence;
     state.inner.metrics.record(&decision, started.elapsed());
     Ok(decision)
 }

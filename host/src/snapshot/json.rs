@@ -132,6 +132,29 @@ fn taken_at<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(TakenAt)
 }
 
+pub(super) fn write(s: &Snapshot) -> serde_json::Value {
+    let series = |set: &[Series]| -> Vec<serde_json::Value> {
+        set.iter()
+            .map(|x| {
+                serde_json::json!({
+                    "name": x.name,
+                    "labels": x.labels,
+                    "points": x.points.iter().map(|p| (p.timestamp, p.value)).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "service": s.service,
+        "version": s.version,
+        "taken_at": s.taken_at,
+        "metrics": series(&s.metrics),
+        "baseline": series(&s.baseline),
+        "attributes": s.attributes,
+        "commits": s.commits,
+    })
+}
+
 pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {

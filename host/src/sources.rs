@@ -1,0 +1,417 @@
+//! Telemetry sources: what turns the numbers a team already has into a
+//! snapshot. Prometheus queries declared in the policy, CI report files,
+//! ad-hoc `--metric` values and an explicit snapshot are merged into one
+//! [`Snapshot`], and the decision carries [`Evidence`] of what was read.
+//!
+//! Precedence, strongest first, for series of the same name and track:
+//! `--metric`, the explicit snapshot, report files, Prometheus.
+
+pub mod prometheus;
+pub mod reports;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use self::prometheus::{Prometheus, QueryError};
+use self::reports::ReportKind;
+use crate::policy::{MetricSource, Policy};
+use crate::snapshot::{Point, Series, Snapshot};
+
+/// Window queried when neither the metric nor the stage declares one.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A source could not be read; the evaluation does not run. It is never a
+/// verdict: a missing Prometheus must not promote, nor roll back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot query Prometheus at {url} for metric `{metric}` ({track}): {cause}")]
+    Query {
+        url: String,
+        metric: String,
+        track: &'static str,
+        cause: QueryError,
+    },
+    #[error("metric `{metric}`: {message}")]
+    Template { metric: String, message: String },
+    #[error("report `{file}`: {message}")]
+    Report { file: String, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl SourceError {
+    /// Whether the source was unreachable (timeout, refused, 5xx) rather
+    /// than answering badly.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Query {
+                cause: QueryError::Unavailable(_),
+                ..
+            }
+        )
+    }
+}
+
+/// One query as it was sent, and what came back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryEvidence {
+    pub metric: String,
+    /// `current` (the snapshot's `metrics`) or `baseline`.
+    pub track: &'static str,
+    /// The PromQL after templating.
+    pub query: String,
+    pub start: i64,
+    pub end: i64,
+    pub step_seconds: u64,
+    pub series: usize,
+    pub points: usize,
+}
+
+/// One report file as it was read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportEvidence {
+    pub kind: ReportKind,
+    pub file: String,
+    pub digest: crate::digest::Digest,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// What the snapshot was built from, for the decision record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Evidence {
+    /// The Prometheus base URL, without credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// The end of every query window, unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queried_at: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<QueryEvidence>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<ReportEvidence>,
+    /// Values given on the command line or in the request.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, f64>,
+}
+
+/// What a snapshot is assembled from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// An explicit snapshot; its series win over reports and queries.
+    pub snapshot: Option<Snapshot>,
+    pub service: Option<String>,
+    pub version: Option<String>,
+    /// The evaluation time; else the snapshot's `taken_at`, else now.
+    pub at: Option<i64>,
+    pub reports: Vec<(ReportKind, PathBuf)>,
+    /// `name=value` pairs; they win over everything else.
+    pub values: Vec<(String, f64)>,
+}
+
+impl Inputs {
+    /// Whether anything at all was given.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.is_none() && self.reports.is_empty() && self.values.is_empty()
+    }
+}
+
+/// Parses `NAME=VALUE` for `--metric`.
+pub fn parse_metric(arg: &str) -> Result<(String, f64), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}`: expected NAME=VALUE"))?;
+    let value: f64 = value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
+        .ok_or_else(|| format!("`{arg}`: `{value}` is not a finite number"))?;
+    if name.is_empty() {
+        return Err(format!("`{arg}`: the metric name is empty"));
+    }
+    Ok((name.to_string(), value))
+}
+
+/// Parses `KIND=FILE` for `--report`.
+pub fn parse_report(arg: &str) -> Result<(ReportKind, PathBuf), String> {
+    let (kind, file) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}`: expected KIND=FILE, e.g. coverage=lcov.info"))?;
+    Ok((kind.parse()?, PathBuf::from(file)))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The time the snapshot describes: `at`, else the explicit snapshot's
+/// `taken_at`, else now.
+pub fn evaluation_time(inputs: &Inputs) -> i64 {
+    inputs
+        .at
+        .or(inputs.snapshot.as_ref().map(|s| s.taken_at))
+        .unwrap_or_else(now)
+}
+
+/// Which stage the queries are for, and its declared duration.
+#[derive(Debug, Clone, Copy)]
+pub struct StageWindow<'a> {
+    pub name: &'a str,
+    pub duration: Option<Duration>,
+}
+
+/// Queries every metric the policy declares, for the current track and,
+/// when the query uses `${track}`, for the baseline track too.
+pub async fn query_policy(
+    prom: &Prometheus,
+    policy: &Policy,
+    stage: StageWindow<'_>,
+    service: &str,
+    version: &str,
+    end: i64,
+) -> Result<(Vec<Series>, Vec<Series>, Vec<QueryEvidence>), SourceError> {
+    let mut current = Vec::new();
+    let mut baseline = Vec::new();
+    let mut evidence = Vec::new();
+    for source in &policy.metrics {
+        let tracks: &[(&'static str, &str)] = if source.uses_track {
+            &[
+                ("current", policy.tracks.current.as_str()),
+                ("baseline", policy.tracks.baseline.as_str()),
+            ]
+        } else {
+            &[("current", policy.tracks.current.as_str())]
+        };
+        for (track, label) in tracks {
+            let (series, ev) =
+                query_one(prom, source, stage, service, version, label, track, end).await?;
+            evidence.push(ev);
+            if *track == "current" {
+                current.extend(series);
+            } else {
+                baseline.extend(series);
+            }
+        }
+    }
+    Ok((current, baseline, evidence))
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one query's whole context, read once"
+)]
+async fn query_one(
+    prom: &Prometheus,
+    source: &MetricSource,
+    stage: StageWindow<'_>,
+    service: &str,
+    version: &str,
+    track_label: &str,
+    track: &'static str,
+    end: i64,
+) -> Result<(Vec<Series>, QueryEvidence), SourceError> {
+    let values: BTreeMap<&str, &str> = [
+        ("service", service),
+        ("version", version),
+        ("stage", stage.name),
+        ("track", track_label),
+    ]
+    .into_iter()
+    .collect();
+    let query =
+        template::render(&source.prometheus, &values).map_err(|e| SourceError::Template {
+            metric: source.name.clone(),
+            message: e.to_string(),
+        })?;
+    let window = source.window.or(stage.duration).unwrap_or(DEFAULT_WINDOW);
+    let start = end.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
+    let found = prom
+        .query_range(&query, start, end, source.step)
+        .await
+        .map_err(|e| SourceError::Query {
+            url: prom.shown_url(),
+            metric: source.name.clone(),
+            track,
+            cause: e,
+        })?;
+    let series: Vec<Series> = found
+        .into_iter()
+        .filter(|s| !s.points.is_empty())
+        .map(|s| Series {
+            name: source.name.clone(),
+            labels: s.labels,
+            points: s
+                .points
+                .into_iter()
+                .map(|(timestamp, value)| Point { timestamp, value })
+                .collect(),
+        })
+        .collect();
+    let evidence = QueryEvidence {
+        metric: source.name.clone(),
+        track,
+        query,
+        start,
+        end,
+        step_seconds: source.step.as_secs(),
+        series: series.len(),
+        points: series.iter().map(|s| s.points.len()).sum(),
+    };
+    Ok((series, evidence))
+}
+
+/// Reads every report, in order.
+pub fn read_reports(reports: &[(ReportKind, PathBuf)]) -> Result<Vec<ReportEvidence>, SourceError> {
+    reports
+        .iter()
+        .map(|(kind, path)| {
+            let (values, digest) = reports::read(*kind, path).map_err(|e| SourceError::Report {
+                file: path.display().to_string(),
+                message: e.0,
+            })?;
+            Ok(ReportEvidence {
+                kind: *kind,
+                file: path.display().to_string(),
+                digest,
+                metrics: values
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Replaces the series named `name` in `set` by one single-point series.
+fn put_value(set: &mut Vec<Series>, name: &str, value: f64, at: i64) {
+    set.retain(|s| s.name != name);
+    set.push(Series {
+        name: name.to_string(),
+        labels: BTreeMap::new(),
+        points: vec![Point {
+            timestamp: at,
+            value,
+        }],
+    });
+}
+
+/// Replaces every series in `set` whose name appears in `winners`.
+fn overlay(set: &mut Vec<Series>, winners: Vec<Series>) {
+    let names: std::collections::BTreeSet<String> =
+        winners.iter().map(|s| s.name.clone()).collect();
+    set.retain(|s| !names.contains(&s.name));
+    set.extend(winners);
+}
+
+/// Merges queried series, reports, an explicit snapshot and values into one
+/// snapshot taken at `at`, with the precedence this module's doc gives.
+pub fn assemble(
+    inputs: Inputs,
+    at: i64,
+    queried: (Vec<Series>, Vec<Series>),
+    reports: &[ReportEvidence],
+) -> Snapshot {
+    let (mut metrics, mut baseline) = queried;
+    for report in reports {
+        for (name, value) in &report.metrics {
+            put_value(&mut metrics, name, *value, at);
+        }
+    }
+    let mut attributes = BTreeMap::new();
+    let mut commits = Vec::new();
+    let (mut service, mut version) = (String::new(), String::new());
+    if let Some(explicit) = inputs.snapshot {
+        overlay(&mut metrics, explicit.metrics);
+        overlay(&mut baseline, explicit.baseline);
+        attributes = explicit.attributes;
+        commits = explicit.commits;
+        service = explicit.service;
+        version = explicit.version;
+    }
+    for (name, value) in &inputs.values {
+        put_value(&mut metrics, name, *value, at);
+    }
+    Snapshot {
+        service: inputs.service.unwrap_or(service),
+        version: inputs.version.unwrap_or(version),
+        taken_at: at,
+        metrics,
+        baseline,
+        attributes,
+        commits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(name: &str, v: f64) -> Series {
+        Series {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            points: vec![Point {
+                timestamp: 1,
+                value: v,
+            }],
+        }
+    }
+
+    #[test]
+    fn explicit_values_win_over_reports_and_queries() {
+        let mut explicit = Snapshot::empty();
+        explicit.metrics = vec![series("error_rate", 0.5)];
+        explicit.service = "from-file".into();
+        let report = ReportEvidence {
+            kind: ReportKind::Coverage,
+            file: "lcov.info".into(),
+            digest: crate::digest::Digest::of(b""),
+            metrics: [("test_coverage_percent".to_string(), 70.0)].into(),
+        };
+        let inputs = Inputs {
+            snapshot: Some(explicit),
+            values: vec![("test_coverage_percent".into(), 91.0)],
+            ..Inputs::default()
+        };
+        let snap = assemble(
+            inputs,
+            100,
+            (
+                vec![series("error_rate", 9.0), series("latency", 1.0)],
+                vec![],
+            ),
+            &[report],
+        );
+        let value = |n: &str| {
+            snap.metrics
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| s.points[0].value)
+        };
+        assert_eq!(value("error_rate"), Some(0.5), "the file beats the query");
+        assert_eq!(value("latency"), Some(1.0));
+        assert_eq!(value("test_coverage_percent"), Some(91.0), "--metric wins");
+        assert_eq!(snap.service, "from-file");
+        assert_eq!(snap.taken_at, 100);
+    }
+
+    #[test]
+    fn metric_and_report_arguments_are_checked() {
+        assert_eq!(parse_metric("a=1.5"), Ok(("a".into(), 1.5)));
+        assert!(parse_metric("a=NaN").is_err());
+        assert!(parse_metric("a").is_err());
+        assert!(parse_report("coverage=lcov.info").is_ok());
+        assert!(
+            parse_report("cov=lcov.info")
+                .unwrap_err()
+                .contains("unknown report kind")
+        );
+    }
+}

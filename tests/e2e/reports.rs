@@ -1,0 +1,217 @@
+//! CI report files from the real tools: pytest's JUnit XML, coverage.py's
+//! lcov and Cobertura XML, and ruff's SARIF, produced here from a small
+//! fixture project; and a SARIF log as a code scanner writes it.
+//!
+//! Needs `pytest`, `coverage` and `ruff` (PyPI; `.ci/run` installs them);
+//! without them the tests that run them say why and skip.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::{repo, tollgate, write};
+
+fn python_tool(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-m", module, "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs the fixture project's tests with coverage and lints it, writing
+/// `junit.xml`, `coverage.info`, `coverage.xml` and `ruff.sarif` in `dir`.
+fn produce_reports(dir: &Path) -> bool {
+    for m in ["pytest", "coverage", "ruff"] {
+        if !python_tool(m) {
+            eprintln!(
+                "skipped: python module `{m}` is not installed (pip install pytest coverage ruff; .ci/run installs them)"
+            );
+            return false;
+        }
+    }
+    for f in ["calc.py", "test_calc.py"] {
+        std::fs::copy(repo(&format!("tests/fixtures/pyproject/{f}")), dir.join(f)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("python3")
+            .args(args)
+            .current_dir(dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        // pytest exits 1 on the fixture's failing test, ruff on its findings.
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "-m",
+        "coverage",
+        "run",
+        "--branch",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--junitxml=junit.xml",
+    ]);
+    run(&["-m", "coverage", "lcov", "-o", "coverage.info"]);
+    run(&["-m", "coverage", "xml", "-o", "coverage.xml"]);
+    let sarif = run(&[
+        "-m",
+        "ruff",
+        "check",
+        "--no-cache",
+        "--output-format",
+        "sarif",
+        "--select",
+        "E,F,C901",
+        "--config",
+        "lint.mccabe.max-complexity=3",
+        "calc.py",
+        "test_calc.py",
+    ]);
+    std::fs::write(dir.join("ruff.sarif"), sarif).unwrap();
+    true
+}
+
+fn build(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["snapshot", "build", "--at", "1764000000"];
+    all.extend_from_slice(args);
+    let run = tollgate(&all, "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn value(snapshot: &serde_json::Value, name: &str) -> f64 {
+    snapshot["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no `{name}` in {snapshot}"))["points"][0][1]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn real_pytest_coverage_and_ruff_reports_become_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    if !produce_reports(dir.path()) {
+        return;
+    }
+    let p = |f: &str| format!("{}", dir.path().join(f).display());
+    let lcov = build(&["--report", &format!("coverage={}", p("coverage.info"))]);
+    let xml = build(&["--report", &format!("coverage={}", p("coverage.xml"))]);
+    // Both coverage formats agree on the same run.
+    let line = value(&lcov, "test_coverage_percent");
+    assert!(
+        (line - value(&xml, "test_coverage_percent")).abs() < 0.01,
+        "{line}"
+    );
+    assert!((50.0..100.0).contains(&line), "{line}");
+    assert!(
+        (value(&lcov, "test_branch_coverage_percent")
+            - value(&xml, "test_branch_coverage_percent"))
+        .abs()
+            < 0.01
+    );
+    let tests = build(&["--report", &format!("tests={}", p("junit.xml"))]);
+    assert_eq!(value(&tests, "tests_total"), 5.0);
+    assert_eq!(value(&tests, "tests_failed"), 1.0);
+    assert_eq!(value(&tests, "tests_skipped"), 1.0);
+    let lint = build(&["--report", &format!("lint={}", p("ruff.sarif"))]);
+    // F401 (unused `os`) and C901 (`classify` too complex).
+    assert_eq!(value(&lint, "lint_errors"), 2.0);
+
+    // One command from the three reports to a decision.
+    let run = tollgate(
+        &[
+            "eval",
+            "--policy",
+            repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
+            "--report",
+            &format!("coverage={}", p("coverage.info")),
+            "--report",
+            &format!("tests={}", p("junit.xml")),
+            "--report",
+            &format!("lint={}", p("ruff.sarif")),
+            "--metric",
+            "performance_regression_percent=1.2",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let d = run.json();
+    assert_eq!(d["decision"], "rollback");
+    assert!(
+        d["summary"].as_str().unwrap().contains("lint-errors"),
+        "{}",
+        d["summary"]
+    );
+    let reports = d["sources"]["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[1]["kind"], "tests");
+    assert!(
+        reports[0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
+
+#[test]
+fn code_scanning_security_severity_falls_into_cvss_bands() {
+    let file = repo("tests/fixtures/reports/code-scanning.sarif");
+    let s = build(&["--report", &format!("security={}", file.display())]);
+    assert_eq!(value(&s, "vulnerabilities_critical"), 1.0);
+    assert_eq!(value(&s, "vulnerabilities_high"), 3.0);
+    assert_eq!(value(&s, "vulnerabilities_medium"), 1.0);
+    assert_eq!(value(&s, "vulnerabilities_low"), 0.0);
+}
+
+#[test]
+fn malformed_reports_are_errors_naming_the_file_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &[u8], &str)] = &[
+        ("coverage", "cut.info", b"SF:a.py\nDA:1,1\nLF:1\n", "truncated"),
+        ("tests", "cut.xml", b"<testsuites><testsuite tests=\"1\"><testcase name=\"a\">", "truncated"),
+        ("lint", "cut.sarif", b"{\"version\": \"2.1.0\", \"runs\": [", "truncated at line 1"),
+        (
+            "tests",
+            "bomb.xml",
+            b"<?xml version=\"1.0\"?><!DOCTYPE b [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><testsuite><testcase name=\"&b;\"/></testsuite>",
+            "document type declarations are not accepted",
+        ),
+    ];
+    for (kind, name, bytes, expected) in cases {
+        let file = write(dir.path(), name, bytes);
+        let run = tollgate(
+            &[
+                "snapshot",
+                "build",
+                "--report",
+                &format!("{kind}={}", file.display()),
+            ],
+            "",
+        );
+        assert_eq!(run.code, 2, "{name}: {}", run.stdout);
+        assert!(
+            run.stderr.contains(&format!("report `{}`", file.display()))
+                && run.stderr.contains(expected),
+            "{name}: {}",
+            run.stderr
+        );
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+    let run = tollgate(&["snapshot", "build", "--report", "coverage=/dev/zero"], "");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+}
