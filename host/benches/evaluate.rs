@@ -69,5 +69,43 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(evaluate, benches);
+/// What a Prometheus fetch adds to an evaluation: the canary policy's six
+/// queries (three metrics, canary and primary) against the server named by
+/// `TOLLGATE_BENCH_PROMETHEUS`, loaded with `scripts/prometheus-demo.py`.
+/// Skipped when the variable is unset.
+fn prometheus(c: &mut Criterion) {
+    let Ok(url) = std::env::var("TOLLGATE_BENCH_PROMETHEUS") else {
+        eprintln!("skipped: set TOLLGATE_BENCH_PROMETHEUS to a Prometheus with the demo data");
+        return;
+    };
+    let text = std::fs::read_to_string(repo("policies/canary.yaml")).unwrap_or_default();
+    let policy = policy::parse(&text, &repo("policies")).unwrap_or_else(|e| panic!("{e}"));
+    let prom = tollgate::sources::prometheus::Prometheus::new(
+        tollgate::sources::prometheus::PrometheusConfig::new(
+            url.parse().unwrap_or_else(|e| panic!("{e}")),
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let stage = tollgate::sources::StageWindow {
+        name: "initial-canary",
+        duration: None,
+    };
+    c.bench_function("prometheus fetch: canary policy, 6 queries", |b| {
+        b.iter(|| {
+            rt.block_on(tollgate::sources::query_policy(
+                &prom, &policy, stage, "checkout", "2.1.0", end,
+            ))
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+    });
+}
+
+criterion_group!(evaluate, benches, prometheus);
 criterion_main!(evaluate);

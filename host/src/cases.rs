@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 
 use crate::engine::Runtime;
 use crate::evaluate::{Request, evaluate_with};
-use crate::policy::yaml::{self, Node, Value};
+use crate::policy::yaml;
 use crate::policy::{self, PluginCache};
 use crate::snapshot::Snapshot;
 use crate::state::{MemoryStore, StateKey, StateStore};
@@ -79,24 +79,6 @@ pub struct CaseResult {
     pub failures: Vec<String>,
 }
 
-/// A YAML tree as JSON, for typed reading with serde.
-pub(crate) fn yaml_to_json(node: &Node) -> Json {
-    match &node.value {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Str(s) => Json::String(s.clone()),
-        Value::Seq(items) => Json::Array(items.iter().map(yaml_to_json).collect()),
-        Value::Map(entries) => Json::Object(
-            entries
-                .iter()
-                .map(|(k, v)| (k.clone(), yaml_to_json(v)))
-                .collect(),
-        ),
-    }
-}
-
 /// Runs every case in the test file at `path`.
 pub fn run_file(
     runtime: &Runtime,
@@ -109,7 +91,7 @@ pub fn run_file(
     };
     let text = crate::files::read_text(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
-    let file: CaseFile = serde_path_to_error::deserialize(yaml_to_json(&node))
+    let file: CaseFile = serde_path_to_error::deserialize(node.to_json())
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);

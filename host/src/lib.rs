@@ -16,6 +16,7 @@ pub mod memory;
 pub mod policy;
 pub mod render;
 pub mod rollout;
+mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod sources;

@@ -3,6 +3,7 @@
 
 mod load;
 mod parse;
+mod schema;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use crate::engine::{Limits, PluginConfig};
 
 pub use self::load::{LoadedPolicy, PluginCache, load, load_with};
 pub use self::parse::parse;
+pub use self::schema::policy_schema;
 
 /// The `apiVersion` this host reads.
 pub const API_VERSION: &str = "tollgate.dev/v1";

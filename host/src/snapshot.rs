@@ -83,6 +83,11 @@ impl Snapshot {
         json::parse(bytes)
     }
 
+    /// Snapshot JSON v1 as JSON Schema, generated from the reader's types.
+    pub fn schema() -> serde_json::Value {
+        json::schema()
+    }
+
     /// The snapshot in the JSON v1 wire shape that [`Snapshot::from_json`]
     /// reads: what `tollgate snapshot build` prints.
     pub fn to_json_v1(&self) -> serde_json::Value {

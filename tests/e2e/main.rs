@@ -13,6 +13,7 @@ mod plugins;
 mod prometheus;
 mod reports;
 mod rollout;
+mod schemas;
 mod server_binary;
 mod server_router;
 mod support;

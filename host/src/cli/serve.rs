@@ -156,7 +156,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         .with_context(|| format!("cannot read config `{}`", path.display()))?;
     let node = crate::policy::yaml::parse(&text)
         .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
-    let json = crate::cases::yaml_to_json(&node);
+    let json = node.to_json();
     let json = if json.is_null() {
         serde_json::Value::Object(Default::default())
     } else {

@@ -266,22 +266,7 @@ fn read_policy(
     base_dir: &Path,
     shared: &BTreeMap<String, PluginDecl>,
 ) -> Option<Policy> {
-    let top = r.map(
-        root,
-        "the policy",
-        &[
-            "apiVersion",
-            "kind",
-            "metadata",
-            "plugins",
-            "scoring",
-            "stages",
-            "triggers",
-            "actions",
-            "metrics",
-            "tracks",
-        ],
-    )?;
+    let top = r.map(root, "the policy", FIELDS.policy)?;
     match get(top, "apiVersion") {
         None => r.problem(
             root.line,
@@ -467,7 +452,7 @@ fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSource> {
             );
             continue;
         }
-        let Some(fields) = r.map(decl, &what, &["prometheus", "window", "step"]) else {
+        let Some(fields) = r.map(decl, &what, FIELDS.metric) else {
             continue;
         };
         let Some(query) = get(fields, "prometheus").and_then(|q| {
@@ -575,18 +560,7 @@ fn read_stages(
     }
     let mut stages: Vec<Stage> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let Some(fields) = r.map(
-            item,
-            &format!("stage {}", i + 1),
-            &[
-                "name",
-                "description",
-                "scoring",
-                "traffic",
-                "duration",
-                "gates",
-            ],
-        ) else {
+        let Some(fields) = r.map(item, &format!("stage {}", i + 1), FIELDS.stage) else {
             continue;
         };
         let name = match get(fields, "name") {
@@ -643,19 +617,70 @@ fn read_stages(
     stages
 }
 
-const GATE_FIELDS: &[&str] = &[
-    "name",
-    "description",
-    "plugin",
-    "with",
-    "weight",
-    "key",
-    "dry_run",
-    "on_no_data",
-    "on_error",
-    "deadline",
-    "memory",
-];
+/// The keys each part of a policy may have; the JSON Schema is checked
+/// against these.
+pub(super) struct Fields {
+    pub(super) policy: &'static [&'static str],
+    pub(super) stage: &'static [&'static str],
+    pub(super) gate: &'static [&'static str],
+    pub(super) trigger: &'static [&'static str],
+    pub(super) action: &'static [&'static str],
+    pub(super) metric: &'static [&'static str],
+}
+
+pub(super) const FIELDS: Fields = Fields {
+    policy: &[
+        "apiVersion",
+        "kind",
+        "metadata",
+        "plugins",
+        "scoring",
+        "stages",
+        "triggers",
+        "actions",
+        "metrics",
+        "tracks",
+    ],
+    stage: &[
+        "name",
+        "description",
+        "scoring",
+        "traffic",
+        "duration",
+        "gates",
+    ],
+    gate: &[
+        "name",
+        "description",
+        "plugin",
+        "with",
+        "weight",
+        "key",
+        "dry_run",
+        "on_no_data",
+        "on_error",
+        "deadline",
+        "memory",
+    ],
+    trigger: &[
+        "name",
+        "description",
+        "plugin",
+        "with",
+        "hold",
+        "deadline",
+        "memory",
+    ],
+    action: &[
+        "name",
+        "description",
+        "plugin",
+        "with",
+        "deadline",
+        "memory",
+    ],
+    metric: &["prometheus", "window", "step"],
+};
 
 fn read_gates(
     r: &mut Reader,
@@ -678,7 +703,7 @@ fn read_gates(
     }
     let mut gates: Vec<Gate> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let Some(fields) = r.map(item, &format!("gate {} of {owner}", i + 1), GATE_FIELDS) else {
+        let Some(fields) = r.map(item, &format!("gate {} of {owner}", i + 1), FIELDS.gate) else {
             continue;
         };
         let Some(name) = (match get(fields, "name") {
@@ -898,17 +923,8 @@ fn read_triggers(
     node: &Node,
     plugins: &BTreeMap<String, PluginDecl>,
 ) -> Vec<Trigger> {
-    let allowed = [
-        "name",
-        "description",
-        "plugin",
-        "with",
-        "hold",
-        "deadline",
-        "memory",
-    ];
     let mut out = Vec::new();
-    for (name, item, fields) in named_items(r, node, "triggers", &allowed) {
+    for (name, item, fields) in named_items(r, node, "triggers", FIELDS.trigger) {
         let what = format!("trigger `{name}`");
         let hold = get(fields, "hold")
             .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
@@ -939,16 +955,8 @@ fn read_actions(
     node: &Node,
     plugins: &BTreeMap<String, PluginDecl>,
 ) -> Vec<ActionStep> {
-    let allowed = [
-        "name",
-        "description",
-        "plugin",
-        "with",
-        "deadline",
-        "memory",
-    ];
     let mut out = Vec::new();
-    for (name, item, fields) in named_items(r, node, "actions", &allowed) {
+    for (name, item, fields) in named_items(r, node, "actions", FIELDS.action) {
         let what = format!("action `{name}`");
         if let Some(PluginUse {
             plugin,

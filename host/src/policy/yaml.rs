@@ -33,6 +33,28 @@ pub enum Value {
     Map(Vec<(String, Node)>),
 }
 
+impl Node {
+    /// The tree as JSON: the bridge to serde for test files and the server
+    /// config, and to JSON Schema for policies.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            Value::Str(s) => Json::String(s.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Node::to_json).collect()),
+            Value::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 impl Value {
     /// How the value is described in an error message.
     pub(crate) fn kind(&self) -> &'static str {

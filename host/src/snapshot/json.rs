@@ -20,12 +20,16 @@ pub struct SnapshotError {
     pub message: String,
 }
 
-#[derive(Deserialize)]
+/// A telemetry snapshot: the series a decision is computed over.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "tollgate snapshot v1")]
 struct RawSnapshot {
     service: String,
     version: String,
+    /// When the snapshot was taken: unix seconds or RFC 3339. Windows end here.
     #[serde(deserialize_with = "taken_at")]
+    #[schemars(with = "TakenAt")]
     taken_at: i64,
     metrics: Vec<RawSeries>,
     #[serde(default)]
@@ -36,8 +40,10 @@ struct RawSnapshot {
     commits: Vec<RawCommit>,
 }
 
-#[derive(Deserialize)]
+/// A named, labelled series: `points`, or a single `value` at `taken_at`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Series")]
 struct RawSeries {
     name: String,
     #[serde(default)]
@@ -46,8 +52,9 @@ struct RawSeries {
     value: Option<Finite>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Commit")]
 struct RawCommit {
     sha: String,
     message: String,
@@ -59,6 +66,55 @@ struct RawPoint(i64, f64);
 
 /// A number that must be finite.
 struct Finite(f64);
+
+/// Unix seconds or an RFC 3339 timestamp.
+struct TakenAt;
+
+impl schemars::JsonSchema for RawPoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Point".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "[unix_seconds, value]; the value is a finite number",
+            "type": "array",
+            "prefixItems": [{"type": "integer"}, {"type": "number"}],
+            "minItems": 2,
+            "maxItems": 2
+        })
+    }
+}
+
+impl schemars::JsonSchema for Finite {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Finite".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "number", "description": "a finite number"})
+    }
+}
+
+impl schemars::JsonSchema for TakenAt {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TakenAt".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "oneOf": [
+                {"type": "integer", "description": "unix seconds"},
+                {"type": "string", "format": "date-time", "description": "RFC 3339"}
+            ]
+        })
+    }
+}
+
+/// Snapshot JSON v1 as JSON Schema, generated from the types that read it.
+pub(super) fn schema() -> serde_json::Value {
+    crate::schema::generate::<RawSnapshot>()
+}
 
 const POINT_SHAPE: &str = "expected [unix_seconds, number]";
 
