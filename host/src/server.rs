@@ -5,8 +5,10 @@
 //! signals (SIGTERM/SIGINT drain, SIGHUP reload) and runs until shutdown.
 
 mod auth;
+mod compat;
 mod config;
 mod error;
+mod extract;
 mod handlers;
 mod idempotency;
 mod listen;
@@ -128,23 +130,32 @@ impl AppState {
 /// The router: every endpoint, auth, body limit and error shape.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.inner.config.body_limit;
-    let protected = Router::new()
+    let evaluate = Router::new()
         .route("/v1/evaluate", post(handlers::evaluate))
+        .route("/v1/compat/flagger/{policy}", post(compat::flagger_default))
+        .route(
+            "/v1/compat/flagger/{policy}/{hook}",
+            post(compat::flagger_hook),
+        )
+        .route(
+            "/v1/compat/argo/{policy}",
+            get(compat::argo_get)
+                .post(compat::argo_post)
+                .put(compat::argo_post),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_evaluate,
+        ));
+    let read = Router::new()
         .route("/v1/policies", get(handlers::list_policies))
         .route("/v1/policies/{name}", get(handlers::get_policy))
         .route("/v1/plugins", get(handlers::list_plugins))
-        .route("/v1/compat/flagger/{policy}", post(handlers::flagger))
-        .route(
-            "/v1/compat/argo/{policy}",
-            get(handlers::argo_get)
-                .post(handlers::argo_post)
-                .put(handlers::argo_post),
-        )
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
+            auth::require_read,
         ));
     let admin = Router::new()
         .route("/v1/admin/reload", post(handlers::reload))
@@ -155,7 +166,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
-        .merge(protected)
+        .merge(evaluate)
+        .merge(read)
         .merge(admin)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -166,13 +178,10 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Binds `config.addr` and serves until SIGTERM or SIGINT, then drains
-/// in-flight requests for up to `config.grace_period`. SIGHUP reloads.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
+/// Serves on `listener` until SIGTERM or SIGINT, then drains in-flight
+/// requests for up to `config.grace_period`. SIGHUP reloads.
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let config = &state.inner.config;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
     let local = listener.local_addr()?;
     let limits = listen::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,

@@ -5,12 +5,14 @@
 mod canary;
 mod ci_gates;
 mod cli_errors;
+mod flagger;
 mod hardening;
 mod hostile;
 mod layers;
 mod load;
 mod plugins;
 mod prometheus;
+mod readme;
 mod reports;
 mod rollout;
 mod schemas;

@@ -309,8 +309,8 @@ fn the_server_queries_prometheus_when_a_request_sends_no_snapshot() {
         &headers,
         flagger.to_string().as_bytes(),
     );
-    assert_ne!(r.status, 200, "a spiking canary is not advanced");
-    assert_eq!(r.json()["decision"], "rollback");
+    assert_eq!(r.status, 412, "a spiking canary fails the rollout check");
+    assert!(String::from_utf8_lossy(&r.body).contains(": rollback (canary / initial-canary)"));
 
     // Argo's web provider, with the service templated into the body.
     let argo = json!({"stage": "initial-canary", "elapsed": "20m", "service": "search-slow", "version": "2.1.0"});

@@ -13,10 +13,10 @@ use tower::ServiceExt;
 
 use crate::support::{cache_dir, repo, write};
 
-const READER: &str = "reader-token-0123456789";
+pub const READER: &str = "reader-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
-fn runtime() -> Arc<Runtime> {
+pub fn runtime() -> Arc<Runtime> {
     static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
     Arc::clone(RT.get_or_init(|| Arc::new(Runtime::new().unwrap().with_cache_dir(cache_dir()))))
 }
@@ -30,7 +30,7 @@ fn state() -> AppState {
     state_with(ServerConfig::default())
 }
 
-async fn call(
+pub async fn call(
     state: &AppState,
     method: &str,
     uri: &str,
@@ -56,7 +56,7 @@ async fn call(
     (parts.status, parts.headers, bytes)
 }
 
-fn json_of(bytes: &[u8]) -> Value {
+pub fn json_of(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
 }
@@ -93,17 +93,14 @@ async fn health_is_open_but_everything_else_needs_a_token() {
         if status == StatusCode::UNAUTHORIZED {
             assert_eq!(
                 json_of(&body),
-                json!({"error": {"code": "unauthorized", "message": "missing or invalid bearer token"}})
+                json!({"error": {"code": "unauthorized", "message": "missing or invalid bearer token", "field": null}})
             );
         }
     }
-    // A reader may not reload.
-    assert_eq!(
-        call(&s, "POST", "/v1/admin/reload", Some(READER), None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    // A reader may not reload: a valid token without the scope is a 403.
+    let (status, _, body) = call(&s, "POST", "/v1/admin/reload", Some(READER), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(json_of(&body)["error"]["message"], "not an admin token");
 }
 
 #[tokio::test]
@@ -349,6 +346,13 @@ fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, b
         !response.is_null(),
         "{method} {route} documents no {status}"
     );
+    if !response["content"]["text/plain"].is_null() {
+        assert!(
+            std::str::from_utf8(body).is_ok(),
+            "{method} {route} {status}: not text"
+        );
+        return;
+    }
     let schema = &response["content"]["application/json"]["schema"];
     let mut errors = Vec::new();
     conforms(doc, schema, &json_of(body), "$", &mut errors);
@@ -378,6 +382,12 @@ async fn responses_conform_to_the_openapi_document() {
         ("/v1/compat/argo/{policy}", "post", "/v1/compat/argo/canary", Some(json!({"stage": "initial-canary", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes()), Some(READER)),
         ("/v1/compat/flagger/{policy}", "post", "/v1/compat/flagger/canary",
             Some(json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "metadata": {"stage": "initial-canary", "snapshot": snapshot("canary-error-spike.json").to_string()}}).to_string().into_bytes()), Some(READER)),
+        ("/v1/compat/flagger/{policy}/{hook}", "post", "/v1/compat/flagger/canary/confirm-promotion",
+            Some(json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "x", "metadata": {"stage": "initial-canary", "elapsed": "20m", "snapshot": snapshot("canary-steady.json").to_string()}}).to_string().into_bytes()), Some(READER)),
+        ("/v1/compat/flagger/{policy}/{hook}", "post", "/v1/compat/flagger/canary/rollback",
+            Some(json!({"name": "podinfo", "namespace": "test", "phase": "Progressing", "checksum": "x", "metadata": {"stage": "initial-canary", "elapsed": "20m", "snapshot": snapshot("canary-steady.json").to_string()}}).to_string().into_bytes()), Some(READER)),
+        ("/v1/compat/argo/{policy}", "put", "/v1/compat/argo/canary", Some(json!({"stage": "initial-canary", "snapshot": snapshot("canary-steady.json").to_string()}).to_string().into_bytes()), Some(READER)),
+        ("/v1/admin/reload", "post", "/v1/admin/reload", None, Some(READER)),
     ];
     for (route, method, uri, body, token) in checks {
         let (status, _, resp) = call(&s, &method.to_uppercase(), uri, token, body).await;
@@ -412,13 +422,17 @@ async fn flagger_halts_with_412_and_advances_with_200() {
         Some(hook("canary-error-spike.json")),
     )
     .await;
+    // The default hook is `rollout`: a rollback is a failed check (412),
+    // and Flagger shows the one-line reason it is given.
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+    let text = String::from_utf8(body).unwrap();
     assert!(
-        json_of(&body)["reason"]
-            .as_str()
-            .unwrap()
-            .contains("error-rate-spike")
+        text.starts_with(
+            "tollgate rollout: rollback (canary / initial-canary): trigger `error-rate-spike`"
+        ),
+        "{text}"
     );
+    assert_eq!(text.lines().count(), 1);
     let (status, _, body) = call(
         &s,
         "POST",

@@ -239,15 +239,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .or(file.tokens_file)
         .or_else(|| std::env::var_os("TOLLGATE_TOKENS_FILE").map(PathBuf::from));
 
+    // Bind first, so a busy port is reported (naming the address) before
+    // anything else is printed.
+    let listener = std::net::TcpListener::bind(config.addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+    listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let _guard = telemetry::init(log_format)?;
         let tokens = if insecure {
-            tracing::warn!("authentication is OFF (--insecure-no-auth): anyone who can reach this port can evaluate and reload");
-            eprintln!("warning: authentication is off (--insecure-no-auth); use only on a trusted machine");
-            Tokens::disabled()
+            tracing::warn!("authentication is OFF for evaluate and read (--insecure-no-auth): anyone who can reach this port can evaluate");
+            eprintln!("warning: authentication is off for evaluate and read (--insecure-no-auth); use only on a trusted machine; admin endpoints still need an admin token");
+            match tokens_file {
+                Some(path) => Tokens::from_file(&path)?.opened(),
+                None => Tokens::disabled(),
+            }
         } else if let Some(path) = tokens_file {
             Tokens::from_file(&path)?
         } else {
@@ -260,7 +268,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         let state = tokio::task::spawn_blocking(move || AppState::new(config, engine, tokens))
             .await
             .context("loading policies")??;
-        crate::server::serve(state).await
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        crate::server::serve(state, listener).await
     })?;
     Ok(0)
 }

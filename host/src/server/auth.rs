@@ -1,5 +1,25 @@
-//! Bearer-token auth. Only SHA-256 hashes of the tokens are kept, and a
-//! presented token is compared with every stored hash in constant time.
+//! Bearer-token auth with scopes. Only SHA-256 hashes of the tokens are
+//! kept, and a presented token is compared with every stored hash in
+//! constant time.
+//!
+//! A token file has one token per line, then its scopes:
+//!
+//! ```text
+//! # CI may evaluate any policy and read the catalog:
+//! ci-token-0123456789abcdef
+//! # Flagger may evaluate only the canary policy:
+//! flagger-token-0123456789 evaluate:canary
+//! # dashboards may only read:
+//! grafana-token-0123456789 read
+//! ops-token-0123456789abcdef admin
+//! ```
+//!
+//! A line with no scope keeps its old meaning, `evaluate read`; `admin`
+//! alone keeps its old meaning too, everything. Scopes: `evaluate` (every
+//! policy) or `evaluate:a,b` (those policies), `read` (policies, plugins,
+//! metrics, OpenAPI), `admin` (reload; implies the others).
+
+use std::collections::BTreeSet;
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -10,22 +30,70 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
 
-/// Which tokens are accepted, and which of them may administer.
+/// Which policies a token may evaluate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyScope {
+    All,
+    Only(BTreeSet<String>),
+}
+
+/// What one token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// A short id for logs and records: never the token.
+    pub id: String,
+    pub evaluate: Option<PolicyScope>,
+    pub read: bool,
+    pub admin: bool,
+}
+
+impl Grant {
+    /// Everything, for a server without auth (its evaluate and read
+    /// endpoints; admin stays closed, see [`Tokens::admin`]).
+    fn open() -> Self {
+        Self {
+            id: "anonymous".into(),
+            evaluate: Some(PolicyScope::All),
+            read: true,
+            admin: false,
+        }
+    }
+
+    /// Whether this token may evaluate `policy`.
+    pub fn may_evaluate(&self, policy: &str) -> bool {
+        match &self.evaluate {
+            Some(PolicyScope::All) => true,
+            Some(PolicyScope::Only(names)) => names.contains(policy),
+            None => false,
+        }
+    }
+
+    /// 403 unless this token may evaluate `policy`.
+    pub fn check_evaluate(&self, policy: &str) -> Result<(), ApiError> {
+        if self.may_evaluate(policy) {
+            Ok(())
+        } else {
+            Err(
+                ApiError::forbidden(format!("this token may not evaluate policy `{policy}`"))
+                    .field("policy"),
+            )
+        }
+    }
+}
+
+/// Which tokens are accepted, and what each may do.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    /// `None` disables auth entirely (`--insecure-no-auth`).
-    hashes: Option<Vec<([u8; 32], bool)>>,
+    grants: Vec<([u8; 32], Grant)>,
+    /// `--insecure-no-auth`: evaluate and read need no token.
+    open: bool,
 }
 
 /// A token file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot read token file `{path}`")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read token file `{path}`: {cause}")]
+    Read { path: String, cause: String },
     #[error("token file `{path}` line {line}: {message}")]
     Invalid {
         path: String,
@@ -38,85 +106,174 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl Tokens {
-    /// Accepts any request. Only for local use; the server warns.
-    pub fn disabled() -> Self {
-        Self { hashes: None }
-    }
+fn token_id(h: &[u8; 32]) -> String {
+    format!("tok_{}", hex::encode(&h[..4]))
+}
 
-    /// Accepts exactly these tokens; `admin` ones may also reload.
-    pub fn from_plain(tokens: &[(String, bool)]) -> Self {
+/// Parses a line's scopes (after the token).
+fn scopes(words: &[&str]) -> Result<(Option<PolicyScope>, bool, bool), String> {
+    if words.is_empty() {
+        return Ok((Some(PolicyScope::All), true, false));
+    }
+    let (mut evaluate, mut read, mut admin) = (None, false, false);
+    for w in words {
+        match *w {
+            "admin" => admin = true,
+            "read" => read = true,
+            "evaluate" => evaluate = Some(PolicyScope::All),
+            w if w.starts_with("evaluate:") => {
+                let names: BTreeSet<String> = w["evaluate:".len()..]
+                    .split(',')
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if names.is_empty() {
+                    return Err(
+                        "`evaluate:` needs policy names, e.g. `evaluate:canary,hotfix`".into(),
+                    );
+                }
+                evaluate = match evaluate {
+                    Some(PolicyScope::All) => Some(PolicyScope::All),
+                    Some(PolicyScope::Only(mut old)) => {
+                        old.extend(names);
+                        Some(PolicyScope::Only(old))
+                    }
+                    None => Some(PolicyScope::Only(names)),
+                };
+            }
+            other => {
+                return Err(format!(
+                    "unknown scope `{other}`; expected evaluate, evaluate:POLICY,…, read or admin"
+                ));
+            }
+        }
+    }
+    if admin {
+        evaluate = Some(PolicyScope::All);
+        read = true;
+    }
+    Ok((evaluate, read, admin))
+}
+
+impl Tokens {
+    /// Evaluate and read need no token. Only for local use; the server
+    /// warns. Admin endpoints stay closed.
+    pub fn disabled() -> Self {
         Self {
-            hashes: Some(tokens.iter().map(|(t, admin)| (hash(t), *admin)).collect()),
+            grants: Vec::new(),
+            open: true,
         }
     }
 
-    /// Reads a token file: one token per line, optionally followed by
-    /// ` admin`; blank lines and `#` comments are ignored. Tokens must be at
-    /// least 16 characters.
+    /// Like [`Tokens::disabled`], but the admin tokens of `self` still open
+    /// the admin endpoints.
+    #[must_use]
+    pub fn opened(mut self) -> Self {
+        self.open = true;
+        self
+    }
+
+    /// Accepts exactly these tokens; `admin` ones may do everything, the
+    /// others evaluate and read.
+    pub fn from_plain(tokens: &[(String, bool)]) -> Self {
+        Self {
+            grants: tokens
+                .iter()
+                .map(|(t, admin)| {
+                    let h = hash(t);
+                    let grant = Grant {
+                        id: token_id(&h),
+                        evaluate: Some(PolicyScope::All),
+                        read: true,
+                        admin: *admin,
+                    };
+                    (h, grant)
+                })
+                .collect(),
+            open: false,
+        }
+    }
+
+    /// Reads a token file (format in the module doc). Blank lines and `#`
+    /// comments are ignored; tokens must be at least 16 characters.
     pub fn from_file(path: &std::path::Path) -> Result<Self, TokenError> {
         let shown = path.display().to_string();
         let text = crate::files::read_text(path).map_err(|e| TokenError::Read {
             path: shown.clone(),
-            source: std::io::Error::other(e.to_string()),
+            cause: e.to_string(),
         })?;
-        let mut tokens = Vec::new();
+        let mut grants = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut words = line.split_whitespace();
-            let token = words.next().unwrap_or_default();
-            let admin = match words.next() {
-                None => false,
-                Some("admin") => true,
-                Some(other) => {
-                    return Err(TokenError::Invalid {
-                        path: shown,
-                        line: i + 1,
-                        message: format!("unknown role `{other}`; expected `admin` or nothing"),
-                    });
-                }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let token = words.first().copied().unwrap_or_default();
+            let invalid = |message: String| TokenError::Invalid {
+                path: shown.clone(),
+                line: i + 1,
+                message,
             };
             if token.len() < 16 {
-                return Err(TokenError::Invalid {
-                    path: shown,
-                    line: i + 1,
-                    message: "tokens must be at least 16 characters".into(),
-                });
+                return Err(invalid("tokens must be at least 16 characters".into()));
             }
-            tokens.push((token.to_string(), admin));
+            let (evaluate, read, admin) = scopes(&words[1..]).map_err(invalid)?;
+            let h = hash(token);
+            grants.push((
+                h,
+                Grant {
+                    id: token_id(&h),
+                    evaluate,
+                    read,
+                    admin,
+                },
+            ));
         }
-        if tokens.is_empty() {
+        if grants.is_empty() {
             return Err(TokenError::Invalid {
                 path: shown,
                 line: 0,
                 message: "no tokens".into(),
             });
         }
-        Ok(Self::from_plain(&tokens))
+        Ok(Self {
+            grants,
+            open: false,
+        })
     }
 
-    /// `Some(is_admin)` when the `Authorization` header carries a known token.
-    fn check(&self, header: Option<&str>) -> Option<bool> {
-        let Some(hashes) = &self.hashes else {
-            return Some(true);
-        };
-        let presented = hash(header?.strip_prefix("Bearer ")?.trim());
+    /// The grant of a presented token, compared with every stored hash in
+    /// constant time so timing does not reveal which matched.
+    pub fn lookup(&self, token: &str) -> Option<Grant> {
+        let presented = hash(token.trim());
         let mut found = None;
-        // Compare against every hash so timing does not reveal which matched.
-        for (h, admin) in hashes {
+        for (h, grant) in &self.grants {
             if bool::from(h.ct_eq(&presented)) {
-                found = Some(*admin);
+                found = Some(grant);
             }
         }
-        found
+        found.cloned()
     }
 
-    /// Whether auth is switched off.
+    /// The grant for an `Authorization` header: `Bearer <token>`, the
+    /// scheme matched case-insensitively (RFC 9110 §11.1).
+    fn for_header(&self, header: Option<&str>) -> Option<Grant> {
+        let (scheme, token) = header?.trim().split_once(char::is_whitespace)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.lookup(token)
+    }
+
+    /// Whether evaluate and read need no token.
     pub fn is_disabled(&self) -> bool {
-        self.hashes.is_none()
+        self.open
+    }
+
+    /// Whether any token may administer.
+    pub fn has_admin(&self) -> bool {
+        self.grants.iter().any(|(_, g)| g.admin)
     }
 }
 
@@ -124,27 +281,75 @@ fn authorization(req: &Request) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION)?.to_str().ok()
 }
 
-/// Rejects requests without a valid token.
-pub(super) async fn require_token(
+/// Who is asking, once a route's check passed; handlers read it to check a
+/// policy scope and to name the token in logs.
+#[derive(Debug, Clone)]
+pub(super) enum Caller {
+    Token(Grant),
+    /// No `Authorization` header on a route that may carry its token in
+    /// the body (Flagger's metadata `token`).
+    Unauthenticated,
+}
+
+/// Requires a token that may evaluate (the policy is checked by the
+/// handler, which knows it).
+pub(super) async fn require_evaluate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let tokens = &state.inner.tokens;
+    let caller = match (authorization(&req), tokens.open) {
+        (None, true) => Caller::Token(Grant::open()),
+        (None, false) if req.uri().path().starts_with("/v1/compat/flagger/") => {
+            Caller::Unauthenticated
+        }
+        (header, _) => match tokens.for_header(header) {
+            Some(g) if g.evaluate.is_some() => Caller::Token(g),
+            Some(_) => {
+                return ApiError::forbidden("this token may not evaluate").into_response();
+            }
+            None if tokens.open && header.is_some() => Caller::Token(Grant::open()),
+            None => return ApiError::unauthorized().into_response(),
+        },
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Requires a token that may read the catalog.
+pub(super) async fn require_read(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    match state.inner.tokens.check(authorization(&req)) {
-        Some(_) => next.run(req).await,
+    let tokens = &state.inner.tokens;
+    if tokens.open {
+        return next.run(req).await;
+    }
+    match tokens.for_header(authorization(&req)) {
+        Some(g) if g.read => next.run(req).await,
+        Some(_) => ApiError::forbidden("this token may not read").into_response(),
         None => ApiError::unauthorized().into_response(),
     }
 }
 
-/// Rejects requests without a valid admin token.
+/// Requires an admin token; admin endpoints are off when no token may
+/// administer.
 pub(super) async fn require_admin(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    match state.inner.tokens.check(authorization(&req)) {
-        Some(true) => next.run(req).await,
-        _ => ApiError::unauthorized().into_response(),
+    let tokens = &state.inner.tokens;
+    if !tokens.has_admin() {
+        return ApiError::forbidden("admin endpoints are off: no admin token is configured")
+            .into_response();
+    }
+    match tokens.for_header(authorization(&req)) {
+        Some(g) if g.admin => next.run(req).await,
+        Some(_) => ApiError::forbidden("not an admin token").into_response(),
+        None => ApiError::unauthorized().into_response(),
     }
 }
 
@@ -158,29 +363,63 @@ mod tests {
             ("reader-token-0123456789".into(), false),
             ("admin-token-0123456789".into(), true),
         ]);
-        assert_eq!(t.check(Some("Bearer reader-token-0123456789")), Some(false));
-        assert_eq!(t.check(Some("Bearer admin-token-0123456789")), Some(true));
-        assert_eq!(t.check(Some("Bearer nope")), None);
-        assert_eq!(t.check(Some("reader-token-0123456789")), None);
-        assert_eq!(t.check(None), None);
-        assert_eq!(Tokens::disabled().check(None), Some(true));
+        let reader = t
+            .for_header(Some("Bearer reader-token-0123456789"))
+            .unwrap();
+        assert!(!reader.admin && reader.read && reader.may_evaluate("any"));
+        assert!(
+            t.for_header(Some("Bearer admin-token-0123456789"))
+                .unwrap()
+                .admin
+        );
+        assert_eq!(t.for_header(Some("Bearer nope")), None);
+        assert_eq!(t.for_header(Some("reader-token-0123456789")), None);
+        assert_eq!(t.for_header(None), None);
     }
 
     #[test]
-    fn token_files_are_checked() {
+    fn the_bearer_scheme_is_case_insensitive() {
+        let t = Tokens::from_plain(&[("reader-token-0123456789".into(), false)]);
+        for h in [
+            "bearer reader-token-0123456789",
+            "BEARER reader-token-0123456789",
+            "Bearer   reader-token-0123456789",
+        ] {
+            assert!(t.for_header(Some(h)).is_some(), "{h}");
+        }
+        assert!(
+            t.for_header(Some("Basic reader-token-0123456789"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn token_files_carry_scopes_and_stay_backward_compatible() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens");
         std::fs::write(
             &path,
-            "# ci\nci-token-0123456789abcdef\nops-token-0123456789abcdef admin\n",
+            "# ci\nci-token-0123456789abcdef\nops-token-0123456789abcdef admin\nflagger-token-0123456789 evaluate:canary,hotfix\ngrafana-token-0123456789 read\n",
         )
         .unwrap();
         let t = Tokens::from_file(&path).unwrap();
-        assert_eq!(
-            t.check(Some("Bearer ops-token-0123456789abcdef")),
-            Some(true)
-        );
+        let g = |tok: &str| t.lookup(tok).unwrap();
+        let ci = g("ci-token-0123456789abcdef");
+        assert!(ci.read && ci.may_evaluate("x") && !ci.admin);
+        let ops = g("ops-token-0123456789abcdef");
+        assert!(ops.admin && ops.read && ops.may_evaluate("x"));
+        let flagger = g("flagger-token-0123456789");
+        assert!(flagger.may_evaluate("canary") && !flagger.may_evaluate("ci-quality-gates"));
+        assert!(!flagger.read && !flagger.admin);
+        let grafana = g("grafana-token-0123456789");
+        assert!(grafana.read && !grafana.may_evaluate("canary"));
+        assert!(ci.id.starts_with("tok_") && ci.id != ops.id);
         std::fs::write(&path, "short\n").unwrap();
         assert!(Tokens::from_file(&path).is_err());
+        std::fs::write(&path, "long-enough-token-0123 evaluate:\n").unwrap();
+        assert!(Tokens::from_file(&path).is_err());
+        std::fs::write(&path, "long-enough-token-0123 write\n").unwrap();
+        let e = Tokens::from_file(&path).err().unwrap().to_string();
+        assert!(e.contains("unknown scope `write`"), "{e}");
     }
 }

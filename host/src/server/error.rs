@@ -29,7 +29,7 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always present: the JSON path or header at fault, or null.
     field: Option<&'a str>,
 }
 
@@ -70,6 +70,11 @@ impl ApiError {
             "unauthorized",
             "missing or invalid bearer token",
         )
+    }
+
+    /// 403: a valid token without the scope the request needs.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     /// 503 with `Retry-After`.

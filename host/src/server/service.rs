@@ -40,6 +40,10 @@ pub(super) struct Job {
     pub(super) stage: Option<String>,
     pub(super) elapsed: Option<Duration>,
     pub(super) input: Input,
+    /// Whether triggers' new state is kept. Hooks a controller calls on
+    /// every reconcile read state but never advance it, so repeating them
+    /// changes nothing.
+    pub(super) advance_state: bool,
 }
 
 /// Where the snapshot comes from.
@@ -191,7 +195,10 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
                 stage: job.stage.as_deref(),
                 elapsed: job.elapsed,
             };
-            let mut store = SharedStore(&worker.inner.trigger_state);
+            let mut store = SharedStore {
+                inner: &worker.inner.trigger_state,
+                write: job.advance_state,
+            };
             let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
             if let Ok(d) = &result {
                 span.record("stage", d.stage.as_str());
@@ -244,23 +251,29 @@ impl Metrics {
     }
 }
 
-/// Trigger state shared by this replica's requests.
-struct SharedStore<'a>(&'a std::sync::Mutex<BoundedStore>);
+/// Trigger state shared by this replica's requests; `write: false` reads
+/// it without advancing it.
+struct SharedStore<'a> {
+    inner: &'a std::sync::Mutex<BoundedStore>,
+    write: bool,
+}
 
 impl StateStore for SharedStore<'_> {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self
-            .0
+            .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(key))
     }
 
     fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .put(key, state);
+        if self.write {
+            self.inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(key, state);
+        }
         Ok(())
     }
 }
