@@ -52,6 +52,9 @@ struct Case {
     name: String,
     stage: Option<String>,
     elapsed: Option<String>,
+    /// `caller` when the case's caller keeps the stage clock.
+    #[serde(default)]
+    schedule: Option<String>,
     snapshot: Json,
     #[serde(default)]
     state: BTreeMap<String, String>,
@@ -151,9 +154,19 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
                 .put(&key, state.clone().into_bytes())
                 .map_err(|e| e.to_string())?;
         }
+        let schedule = match case.schedule.as_deref() {
+            None | Some("policy") => crate::evaluate::Schedule::Policy,
+            Some("caller") => crate::evaluate::Schedule::Caller,
+            Some(other) => {
+                return Err(format!(
+                    "`schedule` is `{other}`; expected policy or caller"
+                ));
+            }
+        };
         let request = Request {
             stage: case.stage.as_deref(),
             elapsed,
+            schedule,
         };
         evaluate_with(loaded, &request, Arc::new(snapshot), &mut store)
             .map_err(|e| format!("{e:#}"))

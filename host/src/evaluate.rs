@@ -57,10 +57,25 @@ pub struct Request<'a> {
     /// Time spent in the stage so far. When `None`, the snapshot attribute
     /// `stage_started_at` (unix seconds or RFC 3339) is used if present.
     pub elapsed: Option<Duration>,
+    /// Who keeps the stage's clock.
+    pub schedule: Schedule,
+}
+
+/// Who decides when a stage has run long enough.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    /// The policy's stage `duration`: a stage whose time in it is unknown
+    /// holds rather than promote early.
+    #[default]
+    Policy,
+    /// The caller (Flagger, Argo Rollouts) advances stages itself; stage
+    /// durations are not checked.
+    Caller,
 }
 
 /// Evaluates one stage (the first when `stage` is `None`) of a loaded policy,
-/// with trigger state that lives only for this call.
+/// with trigger state that lives only for this call and stage durations
+/// left to the caller.
 pub fn evaluate(
     loaded: &LoadedPolicy,
     stage: Option<&str>,
@@ -71,6 +86,7 @@ pub fn evaluate(
         &Request {
             stage,
             elapsed: None,
+            schedule: Schedule::Caller,
         },
         snapshot,
         &mut MemoryStore::default(),
@@ -116,6 +132,21 @@ pub fn evaluate_with(
             t.name,
             t.fire.as_str(),
             t.reason
+        );
+    }
+
+    // A stage the policy times must not be left early because nobody said
+    // how long it has run: hold, and say what to send.
+    if decision == Outcome::Promote
+        && request.schedule == Schedule::Policy
+        && let Some(min) = stage.duration
+        && elapsed(request, &snapshot).is_none()
+    {
+        decision = Outcome::Hold;
+        summary = format!(
+            "stage `{}` must run {} before it may be left, and the time spent in it is unknown: send `--elapsed` (`elapsed` in a request) or the snapshot attribute `stage_started_at`",
+            stage.name,
+            humantime::format_duration(min)
         );
     }
 

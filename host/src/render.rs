@@ -113,8 +113,43 @@ fn verdict_color(v: Verdict) -> &'static str {
     }
 }
 
+/// A number as people read it: at most six significant digits, no
+/// trailing zeros (`0.000266667`, `86.2069`, `120`).
 fn number(v: Option<f64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+    let Some(v) = v else {
+        return "-".into();
+    };
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if !(-4..15).contains(&magnitude) {
+        return format!("{v:.5e}");
+    }
+    let decimals = usize::try_from((5 - magnitude).max(0)).unwrap_or(0);
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// How a verdict counted, when that differs from what the plugin said.
+fn verdict_cell(g: &crate::decision::GateResult) -> String {
+    use crate::decision::Counted;
+    let counted = match g.counted_as {
+        Counted::Pass => "pass",
+        Counted::Warn => "warn",
+        Counted::Fail => "fail",
+        Counted::Inconclusive => "inconclusive",
+        Counted::Ignored => "ignored",
+    };
+    if counted == g.verdict.as_str() {
+        counted.to_string()
+    } else {
+        format!("{} → {counted}", g.verdict.as_str())
+    }
 }
 
 fn table(d: &Decision, color: bool) -> String {
@@ -134,13 +169,32 @@ fn table(d: &Decision, color: bool) -> String {
         d.stage
     );
     let _ = writeln!(out, "{}", d.summary);
-    if let Some(score) = d.score {
-        let _ = writeln!(
-            out,
-            "score {:.1}% (pass ≥ {}%, warn ≥ {}%)",
-            score, d.scoring.pass, d.scoring.warn
-        );
+    let inconclusive = d
+        .gates
+        .iter()
+        .filter(|g| g.counted_as == crate::decision::Counted::Inconclusive)
+        .count();
+    let mut scoring = match d.score {
+        // The summary already gives the score: give the bands only.
+        Some(_) if d.summary.starts_with("score ") => format!(
+            "bands over the gates that counted: pass ≥ {}%, warn ≥ {}%",
+            d.scoring.pass, d.scoring.warn
+        ),
+        Some(score) => format!(
+            "score {} over the gates that counted (pass ≥ {}%, warn ≥ {}%)",
+            format_args!("{}%", number(Some(score))),
+            d.scoring.pass,
+            d.scoring.warn
+        ),
+        None => "no score: no gate counted".to_string(),
+    };
+    if inconclusive > 0 {
+        scoring.push_str(&format!(
+            "; {inconclusive} of {} gate(s) inconclusive",
+            d.gates.len()
+        ));
     }
+    let _ = writeln!(out, "{scoring}");
     let _ = writeln!(out);
     let rows: Vec<[String; 5]> = d
         .gates
@@ -160,7 +214,7 @@ fn table(d: &Decision, color: bool) -> String {
             };
             [
                 name,
-                g.verdict.as_str().to_string(),
+                verdict_cell(g),
                 number(g.observed),
                 number(g.threshold),
                 g.reason.clone(),
@@ -199,13 +253,18 @@ fn table(d: &Decision, color: bool) -> String {
         let _ = writeln!(out, "{}", line(cells, Some(g.verdict)));
     }
     if !d.triggers.is_empty() {
-        let _ = writeln!(out, "\nTRIGGERS");
         let width = d
             .triggers
             .iter()
             .map(|t| t.name.chars().count())
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max("TRIGGER".len());
+        let _ = writeln!(
+            out,
+            "\nTRIGGER{}  FIRE                REASON",
+            " ".repeat(width - "TRIGGER".len())
+        );
         for t in &d.triggers {
             let code = match t.fire {
                 Fire::None => "32",
@@ -240,7 +299,7 @@ fn table(d: &Decision, color: bool) -> String {
         })
         .collect();
     if !planned.is_empty() {
-        let _ = writeln!(out, "\nACTIONS");
+        let _ = writeln!(out, "\nACTION: PLAN");
         for l in planned {
             let _ = writeln!(out, "{l}");
         }
@@ -272,30 +331,69 @@ fn describe(a: &Action) -> String {
     }
 }
 
+/// One JUnit test case: its element, and how it counts.
+enum Case {
+    Pass,
+    Skipped(String),
+    Failure(String, &'static str),
+    Error(String),
+    Output(String),
+}
+
 fn junit(d: &Decision) -> String {
-    let failures = d
-        .gates
-        .iter()
-        .filter(|g| g.verdict == Verdict::Fail)
-        .count();
-    let errors = d
-        .gates
-        .iter()
-        .filter(|g| g.verdict == Verdict::Error)
-        .count();
-    let skipped = d
-        .gates
-        .iter()
-        .filter(|g| g.verdict == Verdict::Inconclusive)
-        .count();
-    let total_us: u64 = d.gates.iter().map(|g| g.duration_us).sum();
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    use crate::decision::Counted;
     let suite = format!("{}/{}", d.policy, d.stage);
+    // Gates: how they counted decides the element, so an ignored error
+    // is not a failure and an inconclusive gate that holds is skipped.
+    let gates: Vec<(String, String, u64, Case)> = d
+        .gates
+        .iter()
+        .map(|g| {
+            let case = match (g.verdict, g.counted_as) {
+                (Verdict::Error, Counted::Fail) => Case::Error(g.reason.clone()),
+                (_, Counted::Fail) => Case::Failure(g.reason.clone(), "fail"),
+                (_, Counted::Inconclusive) => Case::Skipped(g.reason.clone()),
+                (_, Counted::Warn) => Case::Output(format!("warn: {}", g.reason)),
+                (_, Counted::Ignored) => {
+                    Case::Output(format!("ignored ({}): {}", g.verdict.as_str(), g.reason))
+                }
+                (_, Counted::Pass) => Case::Pass,
+            };
+            (suite.clone(), g.name.clone(), g.duration_us, case)
+        })
+        .collect();
+    // Triggers: anything that bears on the decision is a failure, so a CI
+    // job reading JUnit sees a hold or a rollback a trigger caused.
+    let triggers = d.triggers.iter().map(|t| {
+        let case = if t.error {
+            Case::Error(t.reason.clone())
+        } else {
+            match t.fire {
+                Fire::None => Case::Pass,
+                Fire::ImmediateRollback => Case::Failure(t.reason.clone(), "immediate-rollback"),
+                f if t.holds => Case::Failure(t.reason.clone(), f.as_str()),
+                f => Case::Output(format!("{}: {}", f.as_str(), t.reason)),
+            }
+        };
+        (
+            format!("{suite}/triggers"),
+            t.name.clone(),
+            t.duration_us,
+            case,
+        )
+    });
+    let cases: Vec<_> = gates.into_iter().chain(triggers).collect();
+    let count = |f: fn(&Case) -> bool| cases.iter().filter(|c| f(&c.3)).count();
+    let failures = count(|c| matches!(c, Case::Failure(..)));
+    let errors = count(|c| matches!(c, Case::Error(_)));
+    let skipped = count(|c| matches!(c, Case::Skipped(_)));
+    let total_us: u64 = cases.iter().map(|c| c.2).sum();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
         "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.6}\">",
         escape(&suite),
-        d.gates.len() + d.triggers.len(),
+        cases.len(),
         total_us as f64 / 1e6
     );
     let _ = writeln!(
@@ -304,66 +402,61 @@ fn junit(d: &Decision) -> String {
         d.decision.as_str(),
         escape(&d.summary)
     );
-    for g in &d.gates {
+    for (class, name, us, case) in &cases {
         let _ = write!(
             out,
             "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\"",
-            escape(&suite),
-            escape(&g.name),
-            g.duration_us as f64 / 1e6
+            escape(class),
+            escape(name),
+            *us as f64 / 1e6
         );
-        let reason = escape(&g.reason);
-        match g.verdict {
-            Verdict::Pass => out.push_str("/>\n"),
-            Verdict::Warn => {
+        match case {
+            Case::Pass => out.push_str("/>\n"),
+            Case::Skipped(r) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <system-out>warn: {reason}</system-out>\n  </testcase>"
+                    ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    escape(r)
                 );
             }
-            Verdict::Fail => {
+            Case::Failure(r, kind) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <failure message=\"{reason}\" type=\"fail\"/>\n  </testcase>"
+                    ">\n    <failure message=\"{}\" type=\"{kind}\"/>\n  </testcase>",
+                    escape(r)
                 );
             }
-            Verdict::Error => {
+            Case::Error(r) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <error message=\"{reason}\" type=\"error\"/>\n  </testcase>"
+                    ">\n    <error message=\"{}\" type=\"error\"/>\n  </testcase>",
+                    escape(r)
                 );
             }
-            Verdict::Inconclusive => {
-                let _ = writeln!(out, ">\n    <skipped message=\"{reason}\"/>\n  </testcase>");
-            }
-        }
-    }
-    for t in &d.triggers {
-        let _ = write!(
-            out,
-            "  <testcase classname=\"{}/triggers\" name=\"{}\" time=\"{:.6}\"",
-            escape(&suite),
-            escape(&t.name),
-            t.duration_us as f64 / 1e6
-        );
-        let reason = escape(&t.reason);
-        match t.fire {
-            Fire::None => out.push_str("/>\n"),
-            Fire::ImmediateRollback => {
+            Case::Output(text) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <failure message=\"{reason}\" type=\"immediate-rollback\"/>\n  </testcase>"
-                );
-            }
-            other => {
-                let _ = writeln!(
-                    out,
-                    ">\n    <system-out>{}: {reason}</system-out>\n  </testcase>",
-                    other.as_str()
+                    ">\n    <system-out>{}</system-out>\n  </testcase>",
+                    escape(text)
                 );
             }
         }
     }
     out.push_str("</testsuite>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn numbers_are_rounded_for_people() {
+        assert_eq!(number(Some(0.0002666666666666667)), "0.000266667");
+        assert_eq!(number(Some(86.20689655172414)), "86.2069");
+        assert_eq!(number(Some(120.0)), "120");
+        assert_eq!(number(Some(0.0)), "0");
+        assert_eq!(number(None), "-");
+        assert_eq!(number(Some(1.5e20)), "1.50000e20");
+    }
 }

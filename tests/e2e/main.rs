@@ -10,6 +10,7 @@ mod hardening;
 mod hostile;
 mod layers;
 mod load;
+mod new_user;
 mod plugins;
 mod prometheus;
 mod readme;

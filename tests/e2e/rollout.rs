@@ -58,7 +58,7 @@ fn the_same_shape_at_0_05_percent_promotes_from_the_initial_canary() {
     let run = eval_file(
         "policies/canary.yaml",
         "tests/fixtures/canary-error-005.json",
-        &["--stage", "initial-canary"],
+        &["--stage", "initial-canary", "--elapsed", "20m"],
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let d = run.json();

@@ -271,7 +271,7 @@ fn a_hostile_plugin_does_not_disturb_concurrent_requests() {
                 let mut snapshot = snapshot(snap);
                 snapshot["service"] = json!(service);
                 let body =
-                    json!({"policy": "canary", "stage": "initial-canary", "snapshot": snapshot})
+                    json!({"policy": "canary", "stage": "initial-canary", "elapsed": "20m", "snapshot": snapshot})
                         .to_string();
                 let r =
                     crate::support::http(&addr, "POST", "/v1/evaluate", &headers, body.as_bytes())

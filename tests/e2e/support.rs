@@ -62,7 +62,9 @@ pub fn tollgate(args: &[&str], stdin: &str) -> Run {
     }
 }
 
-/// `tollgate eval --format json` of `policy` over `snapshot`, given on stdin.
+/// `tollgate eval --format json` of `policy` over `snapshot`, given on
+/// stdin, with the stage clock left to the caller (`--schedule caller`):
+/// these tests are about gates and triggers, not stage durations.
 pub fn eval(policy: &Path, snapshot: &Value, stage: Option<&str>) -> Run {
     let policy = policy.to_str().unwrap();
     let mut args = vec![
@@ -73,6 +75,8 @@ pub fn eval(policy: &Path, snapshot: &Value, stage: Option<&str>) -> Run {
         "-",
         "--format",
         "json",
+        "--schedule",
+        "caller",
     ];
     if let Some(s) = stage {
         args.extend(["--stage", s]);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::sources::SourceArgs;
-use crate::evaluate::{Request, evaluate_with};
+use crate::evaluate::{Request, Schedule, evaluate_with};
 use crate::render::{self, Format};
 use crate::state::{FileStore, MemoryStore};
 
@@ -30,6 +30,10 @@ pub(crate) struct EvalArgs {
     /// `stage_started_at` attribute.
     #[arg(long, value_parser = humantime::parse_duration)]
     elapsed: Option<std::time::Duration>,
+    /// Who keeps the stage clock: `policy` (a stage with a `duration` holds
+    /// while the time in it is unknown) or `caller` (durations not checked).
+    #[arg(long, value_enum, default_value_t = Schedule::Policy)]
+    schedule: Schedule,
 }
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
@@ -52,6 +56,7 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
     let request = Request {
         stage: args.stage.as_deref(),
         elapsed: args.elapsed,
+        schedule: args.schedule,
     };
     let mut decision = match &args.state {
         Some(path) => {

@@ -26,6 +26,7 @@ use super::handlers::{decision_body, json_response};
 use super::service::{Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Outcome};
+use crate::evaluate::Schedule;
 
 /// A Flagger webhook type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +204,7 @@ async fn flagger(
                 elapsed,
                 input,
                 advance_state: !hook.read_only(),
+                schedule: Schedule::Caller,
             },
         )
         .await
@@ -260,6 +262,7 @@ pub(super) async fn argo_get(
             elapsed,
             input,
             advance_state: true,
+            schedule: Schedule::Caller,
         },
     )
     .await?;
@@ -300,6 +303,7 @@ pub(super) async fn argo_post(
             elapsed,
             input,
             advance_state: true,
+            schedule: Schedule::Caller,
         },
     )
     .await?;

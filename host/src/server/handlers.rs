@@ -102,6 +102,8 @@ struct EvaluateBody {
     stage: Option<String>,
     /// Time already spent in the stage, e.g. `20m`.
     elapsed: Option<String>,
+    /// `policy` (default) or `caller`: who keeps the stage clock.
+    schedule: Option<String>,
     snapshot: Option<Box<serde_json::value::RawValue>>,
     snapshot_file: Option<String>,
     service: Option<String>,
@@ -190,6 +192,20 @@ pub(super) async fn evaluate(
             elapsed,
             input,
             advance_state: true,
+            schedule: match body.schedule.as_deref() {
+                None | Some("policy") => crate::evaluate::Schedule::Policy,
+                Some("caller") => crate::evaluate::Schedule::Caller,
+                Some(other) => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_request",
+                        format!(
+                            "`schedule` is `{}`; expected policy or caller",
+                            crate::text::escape_control(other)
+                        ),
+                    )
+                    .field("schedule"));
+                }
+            },
         },
     )
     .await?;

@@ -44,6 +44,9 @@ pub(super) struct Job {
     /// every reconcile read state but never advance it, so repeating them
     /// changes nothing.
     pub(super) advance_state: bool,
+    /// Who keeps the stage clock: the compatibility endpoints' callers
+    /// advance stages themselves.
+    pub(super) schedule: crate::evaluate::Schedule,
 }
 
 /// Where the snapshot comes from.
@@ -194,6 +197,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
             let request = EvalRequest {
                 stage: job.stage.as_deref(),
                 elapsed: job.elapsed,
+                schedule: job.schedule,
             };
             let mut store = SharedStore {
                 inner: &worker.inner.trigger_state,

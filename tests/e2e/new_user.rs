@@ -1,0 +1,180 @@
+//! What a new user hit, one test per item of the report.
+
+use crate::support::{repo, tollgate};
+
+fn eval_canary(fixture: &str, format: &str, extra: &[&str]) -> crate::support::Run {
+    let policy = repo("policies/canary.yaml");
+    let snap = repo(&format!("tests/fixtures/{fixture}"));
+    let mut args = vec![
+        "eval",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--stage",
+        "initial-canary",
+        "--format",
+        format,
+    ];
+    args.extend_from_slice(extra);
+    tollgate(&args, "")
+}
+
+/// `failures="N"` and friends, read from the suite element.
+fn suite_count(xml: &str, attr: &str) -> usize {
+    let suite = xml.split("<testsuite ").nth(1).unwrap();
+    let value = suite.split(&format!("{attr}=\"")).nth(1).unwrap();
+    value.split('"').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn junit_counts_match_the_elements_when_triggers_fire() {
+    let run = eval_canary("canary-error-spike.json", "junit", &["--elapsed", "20m"]);
+    let xml = run.stdout;
+    assert_eq!(
+        suite_count(&xml, "failures"),
+        xml.matches("<failure ").count(),
+        "{xml}"
+    );
+    assert_eq!(suite_count(&xml, "errors"), xml.matches("<error ").count());
+    assert_eq!(
+        suite_count(&xml, "skipped"),
+        xml.matches("<skipped ").count()
+    );
+    assert_eq!(
+        suite_count(&xml, "tests"),
+        xml.matches("<testcase ").count()
+    );
+    assert!(suite_count(&xml, "failures") >= 2, "{xml}");
+}
+
+#[test]
+fn junit_shows_a_hold_caused_by_a_trigger_as_a_failure() {
+    let run = eval_canary(
+        "canary-conversion-drop.json",
+        "junit",
+        &["--elapsed", "20m"],
+    );
+    assert_eq!(run.code, 1);
+    let xml = run.stdout;
+    assert!(
+        xml.contains("<property name=\"decision\" value=\"hold\"/>"),
+        "{xml}"
+    );
+    assert!(
+        suite_count(&xml, "failures") >= 1,
+        "a CI job must not see green: {xml}"
+    );
+    assert!(xml.contains("type=\"prepare-rollback\""), "{xml}");
+}
+
+#[test]
+fn the_table_prints_the_score_once_with_rounded_numbers_and_headers() {
+    let run = eval_canary("canary-steady.json", "table", &["--elapsed", "20m"]);
+    let out = run.stdout;
+    assert_eq!(out.matches("score ").count(), 1, "the score once: {out}");
+    assert!(out.contains("bands over the gates that counted"), "{out}");
+    assert!(out.contains("\nTRIGGER "), "{out}");
+    assert!(out.contains("FIRE"), "{out}");
+    assert!(out.contains("ACTION: PLAN"), "{out}");
+    for line in out.lines().filter(|l| l.starts_with("error-rate")) {
+        let observed = line.split_whitespace().nth(3).unwrap();
+        assert!(observed.len() <= 12, "raw float in `{line}`");
+    }
+}
+
+#[test]
+fn the_table_says_how_an_ignored_error_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::write(
+        dir.path(),
+        "trap.wasm",
+        &crate::hostile::component_for("trap", &repo("wit")),
+    );
+    let policy = crate::support::write(
+        dir.path(),
+        "p.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\nplugins:\n  trap: {path: trap.wasm}\nstages:\n  - name: s\n    gates:\n      - {name: broken, plugin: trap, on_error: ignore}\n      - {name: cov, plugin: threshold, on_no_data: inconclusive, with: {metric: cov, op: '>=', threshold: 80}}\n",
+    );
+    let snap = crate::support::write(
+        dir.path(),
+        "s.json",
+        crate::support::values(&[]).to_string().as_bytes(),
+    );
+    let run = tollgate(
+        &[
+            "eval",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(run.stdout.contains("error → ignored"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("1 of 2 gate(s) inconclusive"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn unknown_stage_time_holds_when_the_policy_owns_the_schedule() {
+    let run = eval_canary("canary-steady.json", "json", &[]);
+    assert_eq!(run.code, 1);
+    let d = run.json();
+    assert_eq!(d["decision"], "hold");
+    let summary = d["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("must run 15m")
+            && summary.contains("--elapsed")
+            && summary.contains("stage_started_at"),
+        "{summary}"
+    );
+    // With the time known, the same stage promotes.
+    assert_eq!(
+        eval_canary("canary-steady.json", "json", &["--elapsed", "20m"]).code,
+        0
+    );
+    // And a caller that keeps the clock itself declares it.
+    assert_eq!(
+        eval_canary("canary-steady.json", "json", &["--schedule", "caller"]).code,
+        0
+    );
+}
+
+#[tokio::test]
+async fn unknown_stage_time_is_the_callers_for_flagger_and_argo() {
+    use crate::server_router::{READER, call, json_of, snapshot, state_with};
+    let s = state_with(tollgate::server::ServerConfig::default());
+    let body = serde_json::json!({"policy": "canary", "stage": "initial-canary", "snapshot": snapshot("canary-steady.json")});
+    let (_, _, r) = call(
+        &s,
+        "POST",
+        "/v1/evaluate",
+        Some(READER),
+        Some(body.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(
+        json_of(&r)["decision"],
+        "hold",
+        "the policy's clock, unknown"
+    );
+    let argo =
+        serde_json::json!({"stage": "initial-canary", "snapshot": snapshot("canary-steady.json")});
+    let (_, _, r) = call(
+        &s,
+        "POST",
+        "/v1/compat/argo/canary",
+        Some(READER),
+        Some(argo.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(
+        json_of(&r)["decision"],
+        "promote",
+        "Argo advances the steps itself"
+    );
+}
