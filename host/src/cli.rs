@@ -1,8 +1,10 @@
 //! The command line: argument parsing and one module per subcommand.
 
 mod audit;
+mod cases;
 mod eval;
 mod flag;
+mod render;
 mod serve;
 mod snapshot;
 mod sources;
@@ -18,8 +20,39 @@ use clap::{Parser, Subcommand};
 use crate::engine::Runtime;
 use crate::policy::{self, LoadedPolicy};
 
-/// Exit code for any error: bad input or an engine fault.
-pub const EXIT_ERROR: u8 = 2;
+/// What a command's exit status says; every command uses these three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: promote, valid, all passed.
+    Success,
+    /// 1: hold or rollback, invalid, a case failed, a plugin refused.
+    Failure,
+    /// 2: the command could not do its job (bad input, an engine fault, a
+    /// source that cannot be read).
+    Error,
+}
+
+impl Exit {
+    /// `Failure` when `failed`, else `Success`.
+    pub fn failed_if(failed: bool) -> Self {
+        if failed { Self::Failure } else { Self::Success }
+    }
+
+    /// 0 for promote, 1 for hold or rollback.
+    pub fn for_decision(d: &crate::decision::Decision) -> Self {
+        Self::failed_if(d.decision != crate::decision::Outcome::Promote)
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(match e {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Error => 2,
+        })
+    }
+}
 
 /// tollgate: evaluate release gates, written as sandboxed WebAssembly
 /// plugins, over a telemetry snapshot.
@@ -62,10 +95,10 @@ pub fn run() -> ExitCode {
         Command::Snapshot(args) => snapshot::run(args),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code.into(),
         Err(e) => {
             print_error(&e);
-            ExitCode::from(EXIT_ERROR)
+            Exit::Error.into()
         }
     }
 }

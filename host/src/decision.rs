@@ -172,13 +172,3 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<crate::sources::Evidence>,
 }
-
-impl Decision {
-    /// The process exit code for this decision: 0 promote, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self.decision {
-            Outcome::Promote => 0,
-            Outcome::Hold | Outcome::Rollback => 1,
-        }
-    }
-}

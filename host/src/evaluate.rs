@@ -21,14 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decision::{
-    Action, ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageResult,
-    TriggerResult, Verdict,
+    ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, TriggerResult, Verdict,
 };
 use crate::digest::Digest;
 use crate::engine::{self, ActionContext, Finding, StageInfo};
-use crate::policy::{Gate, LoadedPolicy, OnError, OnNoData, Scoring, Stage};
+use crate::policy::{Gate, LoadedPolicy};
 use crate::snapshot::Snapshot;
 use crate::state::{MemoryStore, StateError, StateKey, StateStore};
+
+mod scoring;
+
+use self::scoring::{StageVerdict, counted_as, decide, escalate_by_actions, escalate_by_triggers};
 
 /// The evaluation could not run at all. A failing gate is never this.
 #[derive(Debug, thiserror::Error)]
@@ -114,26 +117,15 @@ pub fn evaluate_with(
         .iter()
         .map(|gate| run_gate(loaded, gate, Arc::clone(&snapshot)))
         .collect();
-    let (mut decision, stage_result, score, mut summary) = decide(stage, &gates);
+    let StageVerdict {
+        decision,
+        result: stage_result,
+        score,
+        summary,
+    } = decide(stage, &gates);
 
     let triggers = run_triggers(loaded, &snapshot, state)?;
-    if let Some(t) = triggers.iter().find(|t| t.fire == Fire::ImmediateRollback) {
-        decision = Outcome::Rollback;
-        summary = format!(
-            "trigger `{}` fired immediate-rollback: {}",
-            t.name, t.reason
-        );
-    } else if decision == Outcome::Promote
-        && let Some(t) = triggers.iter().find(|t| t.holds && t.fire > Fire::None)
-    {
-        decision = Outcome::Hold;
-        summary = format!(
-            "trigger `{}` fired {} and holds promotion: {}",
-            t.name,
-            t.fire.as_str(),
-            t.reason
-        );
-    }
+    let (mut decision, mut summary) = escalate_by_triggers(decision, summary, &triggers);
 
     // A stage the policy times must not be left early because nobody said
     // how long it has run: hold, and say what to send.
@@ -177,31 +169,7 @@ pub fn evaluate_with(
         }),
     };
     let actions = run_actions(loaded, &snapshot, &context);
-    for plan in &actions {
-        let planned = |f: fn(&Action) -> bool| plan.actions.iter().find(|a| f(a));
-        if let Some(Action::Rollback { reason }) = planned(|a| matches!(a, Action::Rollback { .. }))
-        {
-            if decision != Outcome::Rollback {
-                decision = Outcome::Rollback;
-                summary = format!("action `{}` plans rollback: {reason}", plan.name);
-            }
-        } else if decision == Outcome::Promote {
-            if let Some(e) = &plan.error {
-                decision = Outcome::Hold;
-                summary = format!("action `{}` could not plan: {e}", plan.name);
-            } else if let Some(Action::Hold { reason }) =
-                planned(|a| matches!(a, Action::Hold { .. }))
-            {
-                decision = Outcome::Hold;
-                summary = format!("action `{}` holds: {reason}", plan.name);
-            } else if let Some(Action::Pause { seconds }) =
-                planned(|a| matches!(a, Action::Pause { .. }))
-            {
-                decision = Outcome::Hold;
-                summary = format!("action `{}` pauses the rollout for {seconds}s", plan.name);
-            }
-        }
-    }
+    let (decision, summary) = escalate_by_actions(decision, summary, &actions);
 
     let plugins = stage
         .gates
@@ -422,169 +390,12 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
     result
 }
 
-fn counted_as(gate: &Gate, verdict: Verdict) -> Counted {
-    if gate.dry_run {
-        return Counted::Ignored;
-    }
-    match verdict {
-        Verdict::Pass => Counted::Pass,
-        Verdict::Warn => Counted::Warn,
-        Verdict::Fail => Counted::Fail,
-        Verdict::Inconclusive => match gate.on_no_data {
-            OnNoData::Inconclusive => Counted::Inconclusive,
-            OnNoData::Fail => Counted::Fail,
-            OnNoData::Pass => Counted::Pass,
-        },
-        Verdict::Error => match gate.on_error {
-            OnError::Fail => Counted::Fail,
-            OnError::Warn => Counted::Warn,
-            OnError::Ignore => Counted::Ignored,
-        },
-    }
-}
-
-/// Weighted score in percent; inconclusive gates count as `if_inconclusive`.
-fn score(gates: &[GateResult], if_inconclusive: Option<f64>) -> Option<f64> {
-    let mut total = 0.0;
-    let mut earned = 0.0;
-    for g in gates {
-        let value = match g.counted_as {
-            Counted::Pass => 1.0,
-            Counted::Warn => 0.5,
-            Counted::Fail => 0.0,
-            Counted::Inconclusive => match if_inconclusive {
-                Some(v) => v,
-                None => continue,
-            },
-            Counted::Ignored => continue,
-        };
-        total += g.weight;
-        earned += g.weight * value;
-    }
-    (total > 0.0).then(|| 100.0 * earned / total)
-}
-
-fn pct(v: f64) -> String {
-    let rounded = (v * 10.0).round() / 10.0;
-    format!("{rounded}%")
-}
-
-fn decide(stage: &Stage, gates: &[GateResult]) -> (Outcome, StageResult, Option<f64>, String) {
-    let Scoring { pass, warn } = stage.scoring;
-    let counted_score = score(gates, None);
-    if let Some(g) = gates
-        .iter()
-        .find(|g| g.key && g.counted_as == Counted::Fail)
-    {
-        return (
-            Outcome::Rollback,
-            StageResult::Fail,
-            counted_score,
-            format!("key gate `{}` failed: {}", g.name, g.reason),
-        );
-    }
-    let inconclusive: Vec<&GateResult> = gates
-        .iter()
-        .filter(|g| g.counted_as == Counted::Inconclusive)
-        .collect();
-    if let Some(first) = inconclusive.first() {
-        let best_case = score(gates, Some(1.0)).unwrap_or(100.0);
-        if best_case < warn {
-            return (
-                Outcome::Rollback,
-                StageResult::Fail,
-                counted_score,
-                format!(
-                    "score cannot reach the warn band of {} even if the {} inconclusive gate(s) passed (at most {})",
-                    pct(warn),
-                    inconclusive.len(),
-                    pct(best_case)
-                ),
-            );
-        }
-        return (
-            Outcome::Hold,
-            StageResult::Inconclusive,
-            counted_score,
-            format!(
-                "{} gate(s) inconclusive, first `{}`: {}",
-                inconclusive.len(),
-                first.name,
-                first.reason
-            ),
-        );
-    }
-    let Some(s) = counted_score else {
-        return (
-            Outcome::Hold,
-            StageResult::Inconclusive,
-            None,
-            "no gate counted toward the decision (all dry-run or ignored)".into(),
-        );
-    };
-    let failing: Vec<&str> = gates
-        .iter()
-        .filter(|g| matches!(g.counted_as, Counted::Fail | Counted::Warn))
-        .map(|g| g.name.as_str())
-        .collect();
-    let names = |v: &[&str]| {
-        v.iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if s >= pass {
-        let counted = gates
-            .iter()
-            .filter(|g| g.counted_as != Counted::Ignored)
-            .count();
-        let note = if failing.is_empty() {
-            format!("all {counted} counted gate(s) passed")
-        } else {
-            format!("passed despite {}", names(&failing))
-        };
-        (
-            Outcome::Promote,
-            StageResult::Pass,
-            Some(s),
-            format!(
-                "score {} meets the pass threshold {}: {note}",
-                pct(s),
-                pct(pass)
-            ),
-        )
-    } else if s >= warn {
-        (
-            Outcome::Hold,
-            StageResult::Warning,
-            Some(s),
-            format!(
-                "score {} is in the warn band ({} to {}): {}",
-                pct(s),
-                pct(warn),
-                pct(pass),
-                names(&failing)
-            ),
-        )
-    } else {
-        (
-            Outcome::Rollback,
-            StageResult::Fail,
-            Some(s),
-            format!(
-                "score {} is below the warn threshold {}: {}",
-                pct(s),
-                pct(warn),
-                names(&failing)
-            ),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::StageResult;
     use crate::policy::Name;
+    use crate::policy::{OnError, OnNoData, Scoring, Stage};
 
     fn stage() -> Stage {
         Stage {
@@ -620,7 +431,12 @@ mod tests {
     fn weighted_score_decides_between_pass_warn_and_fail_bands() {
         let s = stage();
         // 9 of 10 weight passes: exactly 90% promotes.
-        let (o, r, score, _) = decide(
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary: _,
+        } = decide(
             &s,
             &[
                 gate("a", Counted::Pass, 9.0, false),
@@ -632,7 +448,12 @@ mod tests {
             (Outcome::Promote, StageResult::Pass, Some(90.0))
         );
         // A warn counts half: (1 + 0.5) / 2 = 75% holds with a warning.
-        let (o, r, score, summary) = decide(
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary,
+        } = decide(
             &s,
             &[
                 gate("a", Counted::Pass, 1.0, false),
@@ -645,7 +466,12 @@ mod tests {
         );
         assert!(summary.contains("`b`"), "{summary}");
         // Below 75% rolls back.
-        let (o, r, _, _) = decide(
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score: _,
+            summary: _,
+        } = decide(
             &s,
             &[
                 gate("a", Counted::Pass, 2.0, false),
@@ -657,7 +483,12 @@ mod tests {
 
     #[test]
     fn a_failing_key_gate_rolls_back_whatever_the_score() {
-        let (o, _, score, summary) = decide(
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score,
+            summary,
+        } = decide(
             &stage(),
             &[
                 gate("a", Counted::Pass, 99.0, false),
@@ -671,7 +502,12 @@ mod tests {
 
     #[test]
     fn inconclusive_holds_unless_the_best_case_still_fails() {
-        let (o, r, _, _) = decide(
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score: _,
+            summary: _,
+        } = decide(
             &stage(),
             &[
                 gate("a", Counted::Pass, 1.0, false),
@@ -680,7 +516,12 @@ mod tests {
         );
         assert_eq!((o, r), (Outcome::Hold, StageResult::Inconclusive));
         // With `n` passing the best case is 3/4 = 75%, in the warn band: hold.
-        let (o, _, _, _) = decide(
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score: _,
+            summary: _,
+        } = decide(
             &stage(),
             &[
                 gate("f", Counted::Fail, 1.0, false),
@@ -690,7 +531,12 @@ mod tests {
         );
         assert_eq!(o, Outcome::Hold);
         // 2 of 3 weight fails: even a passing `n` gives 33%: rollback.
-        let (o, _, _, summary) = decide(
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score: _,
+            summary,
+        } = decide(
             &stage(),
             &[
                 gate("f", Counted::Fail, 2.0, false),
@@ -702,7 +548,12 @@ mod tests {
 
     #[test]
     fn ignored_gates_do_not_count_and_nothing_counted_holds() {
-        let (o, _, score, _) = decide(
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score,
+            summary: _,
+        } = decide(
             &stage(),
             &[
                 gate("a", Counted::Pass, 1.0, false),
@@ -710,7 +561,12 @@ mod tests {
             ],
         );
         assert_eq!((o, score), (Outcome::Promote, Some(100.0)));
-        let (o, r, score, _) = decide(&stage(), &[gate("d", Counted::Ignored, 1.0, false)]);
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary: _,
+        } = decide(&stage(), &[gate("d", Counted::Ignored, 1.0, false)]);
         assert_eq!(
             (o, r, score),
             (Outcome::Hold, StageResult::Inconclusive, None)

@@ -4,8 +4,8 @@
 //! policy's gates over a telemetry snapshot and answers with a decision
 //! (promote, hold or rollback) and a reason for every gate.
 
+pub mod audit;
 pub mod builtin;
-pub mod cases;
 pub mod cli;
 pub mod decision;
 pub mod digest;
@@ -14,7 +14,6 @@ pub mod evaluate;
 pub mod files;
 pub mod memory;
 pub mod policy;
-pub mod render;
 pub mod rollout;
 mod schema;
 pub mod server;

@@ -3,6 +3,7 @@
 
 mod load;
 mod parse;
+mod reader;
 mod schema;
 pub mod yaml;
 
@@ -189,6 +190,20 @@ pub enum OnNoData {
     Pass,
 }
 
+impl FromStr for OnNoData {
+    type Err = String;
+
+    /// `inconclusive`, `fail` or `pass`; the error lists them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inconclusive" => Ok(Self::Inconclusive),
+            "fail" => Ok(Self::Fail),
+            "pass" => Ok(Self::Pass),
+            _ => Err("inconclusive, fail or pass".into()),
+        }
+    }
+}
+
 /// What a broken plugin (trap, timeout, limit) counts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -199,6 +214,20 @@ pub enum OnError {
     Warn,
     /// Leave the gate out of the score.
     Ignore,
+}
+
+impl FromStr for OnError {
+    type Err = String;
+
+    /// `fail`, `warn` or `ignore`; the error lists them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fail" => Ok(Self::Fail),
+            "warn" => Ok(Self::Warn),
+            "ignore" => Ok(Self::Ignore),
+            _ => Err("fail, warn or ignore".into()),
+        }
+    }
 }
 
 /// One gate: a plugin, its configuration and how its verdict counts.

@@ -5,6 +5,7 @@
 //! signals (SIGTERM/SIGINT drain, SIGHUP reload) and runs until shutdown.
 
 mod auth;
+mod catalog;
 mod compat;
 mod config;
 mod error;

@@ -51,17 +51,12 @@ fn snapshot_errors_cover_syntax_types_and_missing_files() {
 
 #[test]
 fn a_malformed_policy_names_the_field_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "bad.yaml",
-        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: bad}\nstages:\n  - name: ci\n    gates:\n      - name: cov\n        plugin: threshold\n        weight: heavy\n        with: {metric: x, op: '>=', threshold: 1}\n",
-    );
+    let policy = repo("tests/ui/invalid/weight-is-text.yaml");
     let run = eval(&policy, &values(&[("x", 1.0)]), None);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
-            .contains("bad.yaml:9: `weight` of gate `cov` must be a number, not text"),
+            .contains("weight-is-text.yaml:9: `weight` of gate `cov` must be a number, not text"),
         "{}",
         run.stderr
     );
@@ -69,17 +64,12 @@ fn a_malformed_policy_names_the_field_and_line() {
 
 #[test]
 fn an_unknown_plugin_is_named_with_its_gate() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "p.yaml",
-        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\nstages:\n  - name: s\n    gates:\n      - name: latency\n        plugin: error-rate2\n",
-    );
+    let policy = repo("tests/ui/invalid/unknown-plugin.yaml");
     let run = eval(&policy, &values(&[]), None);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
-            .contains("p.yaml:8: unknown plugin `error-rate2` in gate `latency`"),
+            .contains("unknown-plugin.yaml:8: unknown plugin `error-rate2` in gate `latency`"),
         "{}",
         run.stderr
     );
@@ -88,11 +78,8 @@ fn an_unknown_plugin_is_named_with_its_gate() {
 #[test]
 fn validate_reports_every_problem_including_plugin_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = write(
-        dir.path(),
-        "p.yaml",
-        b"apiVersion: tollgate.dev/v2\nkind: Policy\nmetadata: {name: p}\nstages:\n  - name: s\n    gates:\n      - name: a\n        plugin: threshold\n        with: {metric: x, op: '=>', threshold: 1}\n      - name: b\n        plugin: threshold\n        with: {metric: x, op: '<', treshold: 1}\n",
-    );
+    let policy = dir.path().join("p.yaml");
+    std::fs::copy(repo("tests/ui/invalid/every-problem.yaml"), &policy).unwrap();
     let run = tollgate(&["validate", policy.to_str().unwrap()], "");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(

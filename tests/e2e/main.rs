@@ -20,3 +20,4 @@ mod schemas;
 mod server_binary;
 mod server_router;
 mod support;
+mod ui;

@@ -178,3 +178,48 @@ async fn unknown_stage_time_is_the_callers_for_flagger_and_argo() {
         "Argo advances the steps itself"
     );
 }
+
+#[test]
+fn audit_reports_every_plugin_when_one_path_is_unreadable_and_suggests_names() {
+    let run = tollgate(
+        &["audit", "threshold", "/no/such/plugin.wasm", "thresold"],
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let reports = run.json();
+    let reports = reports.as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[0]["verdict"], "accepted");
+    assert_eq!(reports[0]["source"], "builtin:threshold");
+    assert_eq!(reports[1]["verdict"], "refused");
+    assert!(
+        reports[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read `/no/such/plugin.wasm`")
+    );
+    assert!(
+        reports[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean the first-party plugin `threshold`?"),
+        "{}",
+        reports[2]
+    );
+}
+
+#[tokio::test]
+async fn the_plugins_endpoint_gives_the_audit_report_for_every_plugin() {
+    use crate::server_router::{READER, call, json_of, state_with};
+    let s = state_with(tollgate::server::ServerConfig::default());
+    let (_, _, body) = call(&s, "GET", "/v1/plugins", Some(READER), None).await;
+    let listed = json_of(&body);
+    let plugins = listed["plugins"].as_array().unwrap();
+    let audit = tollgate(&["audit", "threshold"], "").json();
+    let served = plugins.iter().find(|p| p["plugin"] == "threshold").unwrap();
+    for key in audit[0].as_object().unwrap().keys() {
+        assert_eq!(served[key], audit[0][key], "field `{key}`");
+    }
+    // Every first-party plugin is listed, used or not.
+    assert!(plugins.len() >= 8, "{}", plugins.len());
+}

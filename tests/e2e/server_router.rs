@@ -228,7 +228,7 @@ async fn policies_and_plugins_are_listed_with_digests() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "circuit-breaker")
+        .find(|p| p["plugin"] == "circuit-breaker")
         .unwrap();
     assert_eq!(breaker["world"], "trigger");
     assert_eq!(breaker["wit_version"], "0.1.1");
@@ -668,6 +668,6 @@ async fn plugins_in_the_plugin_directory_serve_every_policy_by_name() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|p| p["name"] == "always-pass" && p["used_by"] == json!(["custom"]))
+            .any(|p| p["plugin"] == "always-pass" && p["used_by"] == json!(["custom"]))
     );
 }

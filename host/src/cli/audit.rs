@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
-use crate::digest::Digest;
-use crate::engine::{self, Limits};
+use super::Exit;
+use crate::audit::PluginReport;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
@@ -14,65 +12,92 @@ pub(crate) struct AuditArgs {
     plugins: Vec<String>,
 }
 
-/// Prints one JSON report per plugin; exit 1 if any plugin would be refused.
-pub(crate) fn run(args: AuditArgs) -> anyhow::Result<u8> {
-    let runtime = super::runtime()?;
-    let mut refused = 0;
-    let mut reports = Vec::new();
-    for arg in &args.plugins {
-        let (name, bytes) = match crate::builtin::plugin(arg) {
-            Some(b) if !Path::new(arg).exists() => (arg.clone(), b.to_vec()),
-            _ => {
-                let bytes =
-                    crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES)
-                        .map_err(|e| anyhow::anyhow!("cannot read plugin `{arg}`: {e}"))?;
-                let name = Path::new(arg)
-                    .file_stem()
-                    .map_or_else(|| arg.clone(), |s| s.to_string_lossy().into_owned());
-                (name, bytes)
-            }
-        };
-        let digest = Digest::of(&bytes);
-        match runtime.load(&name, &bytes) {
-            Ok(plugin) => {
-                let info = plugin.info();
-                reports.push(json!({
-                    "plugin": name,
-                    "source": arg,
-                    "digest": digest.to_string(),
-                    "size_bytes": bytes.len(),
-                    "world": info.world,
-                    "wit_version": info.wit_version,
-                    "imports": info.imports,
-                    "exports": info.exports,
-                    "capabilities": [],
-                    "wasi": false,
-                    "limits": {
-                        "default_deadline_ms": Limits::default().deadline.as_millis() as u64,
-                        "default_memory_bytes": Limits::default().memory,
-                        "max_deadline_ms": engine::MAX_DEADLINE.as_millis() as u64,
-                        "max_memory_bytes": engine::MAX_MEMORY,
-                        "wasm_stack_bytes": engine::MAX_WASM_STACK,
-                        "max_reason_bytes": engine::MAX_REASON_BYTES,
-                        "max_details": engine::MAX_DETAILS,
-                        "max_state_bytes": engine::MAX_STATE_BYTES,
-                    },
-                    "verdict": "accepted",
-                }));
-            }
-            Err(e) => {
-                refused += 1;
-                reports.push(json!({
-                    "plugin": name,
-                    "source": arg,
-                    "digest": digest.to_string(),
-                    "size_bytes": bytes.len(),
-                    "verdict": "refused",
-                    "reason": e.to_string(),
-                }));
-            }
+/// The first-party plugin a mistyped name most likely meant.
+fn suggestion(arg: &str) -> Option<&'static str> {
+    crate::builtin::names()
+        .map(|n| (strsim_distance(arg, n), n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance, for short names.
+fn strsim_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
         }
     }
+    row[b.len()]
+}
+
+/// The report for one argument; a path that cannot be read is a refused
+/// report, so one bad path does not hide the others.
+fn report(runtime: &crate::engine::Runtime, arg: &str) -> PluginReport {
+    let (name, source, bytes) = match crate::builtin::plugin(arg) {
+        Some(b) if !Path::new(arg).exists() => {
+            (arg.to_string(), format!("builtin:{arg}"), b.to_vec())
+        }
+        _ => {
+            let name = Path::new(arg)
+                .file_stem()
+                .map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned());
+            match crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES) {
+                Ok(bytes) => (name, arg.to_string(), bytes),
+                Err(e) => {
+                    let hint = if e.is_not_found() {
+                        suggestion(arg).map_or_else(String::new, |s| {
+                            format!("; did you mean the first-party plugin `{s}`?")
+                        })
+                    } else {
+                        String::new()
+                    };
+                    return PluginReport::refused(
+                        &name,
+                        arg,
+                        &[],
+                        format!("cannot read `{arg}`: {e}{hint}"),
+                    );
+                }
+            }
+        }
+    };
+    match runtime.load(&name, &bytes) {
+        Ok(plugin) => PluginReport::accepted(&name, &source, &plugin),
+        Err(e) => PluginReport::refused(&name, &source, &bytes, e.to_string()),
+    }
+}
+
+/// Prints one JSON report per plugin; exit 1 if any plugin would be refused.
+pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
+    let runtime = super::runtime()?;
+    let reports: Vec<PluginReport> = args.plugins.iter().map(|a| report(&runtime, a)).collect();
     println!("{}", serde_json::to_string_pretty(&reports)?);
-    Ok(u8::from(refused > 0))
+    Ok(Exit::failed_if(
+        reports
+            .iter()
+            .any(|r| r.verdict == crate::audit::Acceptance::Refused),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_suggests_the_first_party_name() {
+        assert_eq!(suggestion("thresold"), Some("threshold"));
+        assert_eq!(suggestion("sustaned"), Some("sustained"));
+        assert_eq!(suggestion("something-else"), None);
+    }
 }

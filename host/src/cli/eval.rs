@@ -1,12 +1,13 @@
 //! `tollgate eval`: one decision, printed, and an exit code CI can branch on.
 
+use super::Exit;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::render::{self, Format};
 use super::sources::SourceArgs;
 use crate::evaluate::{Request, Schedule, evaluate_with};
-use crate::render::{self, Format};
 use crate::state::{FileStore, MemoryStore};
 
 #[derive(Debug, clap::Args)]
@@ -36,7 +37,7 @@ pub(crate) struct EvalArgs {
     schedule: Schedule,
 }
 
-pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let loaded = super::load_policy(&runtime, &args.policy)?;
     if let Some(s) = &args.stage
@@ -69,5 +70,5 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::render(&decision, args.format, color));
-    Ok(decision.exit_code())
+    Ok(Exit::for_decision(&decision))
 }

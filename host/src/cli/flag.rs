@@ -1,5 +1,6 @@
 //! `tollgate flag`: is this user in this flag's rollout?
 
+use super::Exit;
 use crate::rollout::{Rollout, bucket};
 
 #[derive(Debug, clap::Args)]
@@ -34,7 +35,7 @@ fn percent(s: &str) -> Result<f64, String> {
 }
 
 /// Prints `in` or `out` with the user's bucket; exit 0 either way.
-pub(crate) fn run(args: FlagArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: FlagArgs) -> anyhow::Result<Exit> {
     let rollout = Rollout {
         flag: args.flag.clone(),
         percent: args.percent,
@@ -49,5 +50,5 @@ pub(crate) fn run(args: FlagArgs) -> anyhow::Result<u8> {
         bucket(&args.flag, &args.user),
         (args.percent * 100.0).round()
     );
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -1,5 +1,6 @@
 //! `tollgate serve`: the HTTP evaluate service.
 
+use super::Exit;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -187,7 +188,7 @@ fn duration(field: &str, text: Option<&str>) -> anyhow::Result<Option<Duration>>
     .transpose()
 }
 
-pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
     let file = match &args.config {
         Some(p) => read_config(p)?,
         None => FileConfig::default(),
@@ -271,5 +272,5 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         crate::server::serve(state, listener).await
     })?;
-    Ok(0)
+    Ok(Exit::Success)
 }

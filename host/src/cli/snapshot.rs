@@ -1,6 +1,7 @@
 //! `tollgate snapshot build`: the snapshot `eval` would judge, as JSON v1,
 //! for inspection or for `POST /v1/evaluate`.
 
+use super::Exit;
 use std::path::PathBuf;
 
 use super::sources::SourceArgs;
@@ -29,7 +30,7 @@ struct BuildArgs {
     sources: SourceArgs,
 }
 
-pub(crate) fn run(args: SnapshotArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: SnapshotArgs) -> anyhow::Result<Exit> {
     let SnapshotCommand::Build(args) = args.command;
     let policy = match &args.policy {
         Some(path) => {
@@ -48,5 +49,5 @@ pub(crate) fn run(args: SnapshotArgs) -> anyhow::Result<u8> {
     };
     let (snapshot, _) = args.sources.build(policy.as_ref(), args.stage.as_deref())?;
     println!("{}", serde_json::to_string_pretty(&snapshot.to_json_v1())?);
-    Ok(0)
+    Ok(Exit::Success)
 }

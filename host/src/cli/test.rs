@@ -1,8 +1,9 @@
 //! `tollgate test`: run policy test cases and report `N passed, N failed`.
 
+use super::Exit;
 use std::path::PathBuf;
 
-use crate::cases;
+use super::cases;
 use crate::policy::PluginCache;
 
 #[derive(Debug, clap::Args)]
@@ -12,7 +13,7 @@ pub(crate) struct TestArgs {
     paths: Vec<PathBuf>,
 }
 
-pub(crate) fn run(args: TestArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let mut cache = PluginCache::new();
     let files = cases::discover(&args.paths)?;
@@ -44,5 +45,5 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<u8> {
         }
     }
     println!("{passed} passed, {failed} failed");
-    Ok(u8::from(failed > 0))
+    Ok(Exit::failed_if(failed > 0))
 }

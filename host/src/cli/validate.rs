@@ -1,5 +1,6 @@
 //! `tollgate validate`: every problem in every file, nothing evaluated.
 
+use super::Exit;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -9,7 +10,7 @@ pub(crate) struct ValidateArgs {
     files: Vec<PathBuf>,
 }
 
-pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<u8> {
+pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let mut invalid = 0;
     for file in &args.files {
@@ -29,5 +30,5 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(u8::from(invalid > 0))
+    Ok(Exit::failed_if(invalid > 0))
 }

@@ -6,212 +6,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::reader::{Entries, Reader};
 use super::yaml::{self, Node, Value};
 use super::{
     API_VERSION, ActionStep, Gate, MetricSource, Name, OnError, OnNoData, PluginDecl, Policy,
     Problem, Problems, Scoring, Stage, Tracks, Trigger,
 };
-use crate::engine::{
-    ConfigValue, Limits, MAX_DEADLINE, MAX_MEMORY, PluginConfig, Scalar, human_bytes,
-};
+use crate::engine::{ConfigValue, Limits, MAX_DEADLINE, PluginConfig, Scalar};
 
 /// The largest policy file read.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
-
-struct Reader {
-    problems: Vec<Problem>,
-}
-
-type Entries = [(String, Node)];
-
-impl Reader {
-    fn problem(&mut self, line: usize, message: String) {
-        self.problems.push(Problem {
-            line: Some(line),
-            message,
-        });
-    }
-
-    /// The entries of a mapping, after reporting any key not in `allowed`.
-    fn map<'a>(&mut self, node: &'a Node, what: &str, allowed: &[&str]) -> Option<&'a Entries> {
-        let Value::Map(entries) = &node.value else {
-            self.problem(
-                node.line,
-                format!("{what} must be a mapping, not {}", node.value.kind()),
-            );
-            return None;
-        };
-        for (key, value) in entries {
-            if !allowed.contains(&key.as_str()) {
-                self.problem(
-                    value.line,
-                    format!(
-                        "unknown field `{key}` in {what}; expected one of {}",
-                        allowed.join(", ")
-                    ),
-                );
-            }
-        }
-        Some(entries)
-    }
-
-    fn text(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            other => {
-                self.problem(
-                    node.line,
-                    format!("{what} must be text, not {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn name(&mut self, node: &Node, what: &str) -> Option<Name> {
-        let text = self.text(node, what)?;
-        match text.parse() {
-            Ok(n) => Some(n),
-            Err(e) => {
-                self.problem(node.line, format!("{what}: {e}"));
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node.value {
-            Value::Bool(b) => Some(b),
-            ref other => {
-                self.problem(
-                    node.line,
-                    format!("{what} must be true or false, not {}", other.kind()),
-                );
-                None
-            }
-        }
-    }
-
-    fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
-        let v = match node.value {
-            Value::Int(i) => i as f64,
-            Value::Float(f) => f,
-            ref other => {
-                self.problem(
-                    node.line,
-                    format!("{what} must be a number, not {}", other.kind()),
-                );
-                return None;
-            }
-        };
-        if !v.is_finite() {
-            self.problem(node.line, format!("{what} must be a finite number"));
-            return None;
-        }
-        Some(v)
-    }
-
-    /// A percentage written `90` or `"90%"`, between 0 and 100.
-    fn percent(&mut self, node: &Node, what: &str) -> Option<f64> {
-        let v = match &node.value {
-            Value::Str(s) => match s.trim().strip_suffix('%').map(|n| n.trim().parse::<f64>()) {
-                Some(Ok(v)) => v,
-                _ => {
-                    self.problem(
-                        node.line,
-                        format!("{what} must be a percentage such as `90%`, not `{s}`"),
-                    );
-                    return None;
-                }
-            },
-            _ => self.number(node, what)?,
-        };
-        if !(0.0..=100.0).contains(&v) {
-            self.problem(
-                node.line,
-                format!("{what} must be between 0% and 100%, not {v}"),
-            );
-            return None;
-        }
-        Some(v)
-    }
-
-    fn duration(&mut self, node: &Node, what: &str, max: Duration) -> Option<Duration> {
-        let d = match &node.value {
-            Value::Str(s) => match humantime::parse_duration(s.trim()) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.problem(node.line, format!("{what}: invalid duration `{s}`: {e}"));
-                    return None;
-                }
-            },
-            other => {
-                self.problem(
-                    node.line,
-                    format!(
-                        "{what} must be a duration such as `100ms`, not {}",
-                        other.kind()
-                    ),
-                );
-                return None;
-            }
-        };
-        if d.is_zero() || d > max {
-            self.problem(
-                node.line,
-                format!(
-                    "{what} must be above zero and at most {}",
-                    humantime::format_duration(max)
-                ),
-            );
-            return None;
-        }
-        Some(d)
-    }
-
-    fn bytes(&mut self, node: &Node, what: &str) -> Option<usize> {
-        let n = match &node.value {
-            Value::Int(i) => usize::try_from(*i).ok(),
-            Value::Str(s) => parse_bytes(s),
-            _ => None,
-        };
-        let Some(n) = n else {
-            self.problem(node.line, format!("{what} must be a size such as `16MiB`"));
-            return None;
-        };
-        if !((64 << 10)..=MAX_MEMORY).contains(&n) {
-            self.problem(
-                node.line,
-                format!(
-                    "{what} must be between 64 KiB and {}, not {}",
-                    human_bytes(MAX_MEMORY),
-                    human_bytes(n)
-                ),
-            );
-            return None;
-        }
-        Some(n)
-    }
-}
-
-/// Parses `16MiB`, `512 KiB`, `1GiB`, `2MB` or a plain byte count.
-fn parse_bytes(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits.parse().ok()?;
-    let scale: usize = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
 
 /// Parses policy YAML into a [`Policy`], or returns every problem found.
 /// Relative plugin paths are resolved against `base_dir`.
@@ -241,9 +45,7 @@ pub fn parse_with(
             message: format!("invalid YAML: {}", e.message),
         }])
     })?;
-    let mut r = Reader {
-        problems: Vec::new(),
-    };
+    let mut r = Reader::new();
     let policy = read_policy(&mut r, &root, base_dir, shared);
     match policy {
         Some(p) if r.problems.is_empty() => Ok(p),
@@ -752,35 +554,12 @@ fn read_gates(
         };
         let key = flag(r, "key");
         let dry_run = flag(r, "dry_run");
-        let on_no_data = match get(fields, "on_no_data") {
-            None => OnNoData::default(),
-            Some(n) => match r.text(n, &format!("`on_no_data` of {what}")).as_deref() {
-                Some("inconclusive") => OnNoData::Inconclusive,
-                Some("fail") => OnNoData::Fail,
-                Some("pass") => OnNoData::Pass,
-                Some(other) => {
-                    r.problem(n.line, format!("`on_no_data` of {what} is `{other}`; expected inconclusive, fail or pass"));
-                    OnNoData::default()
-                }
-                None => OnNoData::default(),
-            },
-        };
-        let on_error = match get(fields, "on_error") {
-            None => OnError::default(),
-            Some(n) => match r.text(n, &format!("`on_error` of {what}")).as_deref() {
-                Some("fail") => OnError::Fail,
-                Some("warn") => OnError::Warn,
-                Some("ignore") => OnError::Ignore,
-                Some(other) => {
-                    r.problem(
-                        n.line,
-                        format!("`on_error` of {what} is `{other}`; expected fail, warn or ignore"),
-                    );
-                    OnError::default()
-                }
-                None => OnError::default(),
-            },
-        };
+        let on_no_data = get(fields, "on_no_data")
+            .and_then(|n| r.parsed::<OnNoData>(n, &format!("`on_no_data` of {what}")))
+            .unwrap_or_default();
+        let on_error = get(fields, "on_error")
+            .and_then(|n| r.parsed::<OnError>(n, &format!("`on_error` of {what}")))
+            .unwrap_or_default();
         gates.push(Gate {
             name,
             description,
@@ -1138,5 +917,53 @@ mod tests {
             found.iter().any(|p| p.contains("stages` is empty")),
             "{found:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// YAML-shaped text: keys, scalars, flow and block collections.
+    fn yamlish() -> impl Strategy<Value = String> {
+        "[a-z_:\\-\\[\\]{},. \n0-9%\"'&*!|>#]{0,300}"
+    }
+
+    proptest! {
+        #[test]
+        fn the_yaml_reader_never_panics(text in any::<String>()) {
+            let _ = yaml::parse(&text);
+        }
+
+        #[test]
+        fn the_policy_parser_never_panics_and_every_problem_has_a_line(text in yamlish()) {
+            if let Err(Problems(problems)) = parse(&text, Path::new(".")) {
+                prop_assert!(!problems.is_empty());
+                for p in problems {
+                    prop_assert!(p.line.is_some(), "{p:?} for {text:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn a_policy_with_mutated_fields_is_reported_with_lines(
+            stage in "[a-z]{1,8}", field in "[a-z_]{1,10}", value in "[a-z0-9%]{0,6}",
+        ) {
+            let text = format!(
+                "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: p}}\nstages:\n  - name: {stage}\n    gates:\n      - name: g\n        plugin: threshold\n        {field}: {value}\n"
+            );
+            if let Err(Problems(problems)) = parse(&text, Path::new(".")) {
+                for p in problems {
+                    prop_assert!(p.line.is_some(), "{p:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn the_snapshot_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = crate::snapshot::Snapshot::from_json(&bytes);
+        }
     }
 }

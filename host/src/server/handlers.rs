@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::catalog::PolicyView;
 use super::extract::{BodyReadTimeout, RawBody, parse_elapsed, parse_json, source_fields};
 use super::idempotency::{Lookup, Stored};
 use super::metrics::RequestLabels;
@@ -20,7 +21,6 @@ use super::service::{Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::Decision;
 use crate::digest::Digest;
-use crate::policy::LoadedPolicy;
 
 /// The OpenAPI 3 document describing every endpoint.
 pub(super) const OPENAPI: &str = include_str!("openapi.json");
@@ -226,41 +226,14 @@ pub(super) async fn evaluate(
     })
 }
 
-fn policy_json(name: &str, loaded: &LoadedPolicy, source: &str) -> Value {
-    let p = &loaded.policy;
-    json!({
-        "name": name,
-        "description": p.description,
-        "digest": loaded.digest.to_string(),
-        "source": source,
-        "stages": p.stages.iter().map(|s| json!({
-            "name": s.name.as_str(),
-            "description": s.description,
-            "traffic_percent": s.traffic,
-            "duration_seconds": s.duration.map(|d| d.as_secs()),
-            "scoring": s.scoring,
-            "gates": s.gates.iter().map(|g| json!({
-                "name": g.name.as_str(),
-                "plugin": g.plugin,
-                "weight": g.weight,
-                "key": g.key,
-                "dry_run": g.dry_run,
-                "on_no_data": g.on_no_data,
-                "on_error": g.on_error,
-                "deadline_ms": g.limits.deadline.as_millis() as u64,
-                "memory_bytes": g.limits.memory,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "triggers": p.triggers.iter().map(|t| json!({"name": t.name.as_str(), "plugin": t.plugin, "hold": t.hold})).collect::<Vec<_>>(),
-        "actions": p.actions.iter().map(|a| json!({"name": a.name.as_str(), "plugin": a.plugin})).collect::<Vec<_>>(),
-        "plugins": loaded.plugins.iter().map(|(n, pl)| (n.clone(), Value::String(pl.digest().to_string()))).collect::<serde_json::Map<_, _>>(),
-    })
-}
-
 /// `GET /v1/policies`.
 pub(super) async fn list_policies(State(state): State<AppState>) -> Json<Value> {
     let set = state.policies();
-    Json(json!({"policies": set.iter().map(|(n, p, s)| policy_json(n, p, s)).collect::<Vec<_>>()}))
+    let views: Vec<PolicyView<'_>> = set
+        .iter()
+        .map(|(n, p, s)| PolicyView::new(n, p, s))
+        .collect();
+    Json(json!({ "policies": views }))
 }
 
 /// `GET /v1/policies/{name}`.
@@ -271,42 +244,43 @@ pub(super) async fn get_policy(
     let set = state.policies();
     set.iter()
         .find(|(n, _, _)| **n == name)
-        .map(|(n, p, s)| Json(policy_json(n, p, s)))
+        .map(|(n, p, s)| Json(json!(PolicyView::new(n, p, s))))
         .ok_or_else(|| ApiError::not_found("unknown_policy", format!("unknown policy `{name}`")))
 }
 
-/// `GET /v1/plugins`: what each plugin is and may do.
+/// `GET /v1/plugins`: the same report as `tollgate audit`, for every
+/// plugin the policies use and every first-party one, with the policies
+/// that use each.
 pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
+    use crate::audit::PluginReport;
     let set = state.policies();
-    let mut plugins: BTreeMap<String, Value> = BTreeMap::new();
+    let mut plugins: BTreeMap<String, PluginReport> = BTreeMap::new();
     for (policy, loaded, _) in set.iter() {
         for (name, p) in &loaded.plugins {
-            let entry = plugins.entry(p.digest().to_string()).or_insert_with(|| {
-                let info = p.info();
-                json!({
-                    "name": name,
-                    "digest": p.digest().to_string(),
-                    "size_bytes": p.size(),
-                    "world": info.world,
-                    "wit_version": info.wit_version,
-                    "imports": info.imports,
-                    "exports": info.exports,
-                    "capabilities": [],
-                    "limits": {
-                        "default_deadline_ms": crate::engine::Limits::default().deadline.as_millis() as u64,
-                        "default_memory_bytes": crate::engine::Limits::default().memory,
-                        "max_deadline_ms": crate::engine::MAX_DEADLINE.as_millis() as u64,
-                        "max_memory_bytes": crate::engine::MAX_MEMORY,
-                        "wasm_stack_bytes": crate::engine::MAX_WASM_STACK,
-                        "max_reason_bytes": crate::engine::MAX_REASON_BYTES,
-                    },
-                    "used_by": [],
-                })
-            });
-            if let Some(used) = entry["used_by"].as_array_mut() {
-                used.push(Value::String(policy.clone()));
-            }
+            let source = if crate::builtin::plugin(name).is_some() {
+                format!("builtin:{name}")
+            } else {
+                loaded
+                    .policy
+                    .plugins
+                    .get(name)
+                    .map_or_else(|| name.clone(), |d| d.path.display().to_string())
+            };
+            let entry = plugins
+                .entry(p.digest().to_string())
+                .or_insert_with(|| PluginReport::accepted(name, &source, p));
+            entry
+                .used_by
+                .get_or_insert_with(Vec::new)
+                .push(policy.clone());
         }
+    }
+    for (name, p) in set.builtins() {
+        plugins.entry(p.digest().to_string()).or_insert_with(|| {
+            let mut report = PluginReport::accepted(name, &format!("builtin:{name}"), p);
+            report.used_by = Some(Vec::new());
+            report
+        });
     }
     Json(json!({"plugins": plugins.into_values().collect::<Vec<_>>()}))
 }

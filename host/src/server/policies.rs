@@ -38,6 +38,9 @@ pub enum ReloadError {
 pub struct PolicySet {
     policies: BTreeMap<String, (Arc<LoadedPolicy>, String)>,
     budgets: BTreeMap<String, Arc<tokio::sync::Semaphore>>,
+    /// Every first-party plugin, compiled (most already are for the
+    /// policies), for the catalog.
+    builtins: Vec<(&'static str, Arc<crate::engine::Plugin>)>,
 }
 
 impl PolicySet {
@@ -120,7 +123,32 @@ impl PolicySet {
                 )
             })
             .collect();
-        Ok(Self { policies, budgets })
+        let mut builtins = Vec::new();
+        for name in crate::builtin::names() {
+            let bytes = crate::builtin::plugin(name).unwrap_or_default();
+            let digest = crate::digest::Digest::of(bytes);
+            let plugin = match cache.get(&digest) {
+                Some(p) => Arc::clone(p),
+                None => {
+                    let p = Arc::new(runtime.load(name, bytes).map_err(|e| {
+                        ReloadError::Internal(format!("first-party plugin `{name}`: {e}"))
+                    })?);
+                    cache.insert(digest, Arc::clone(&p));
+                    p
+                }
+            };
+            builtins.push((name, plugin));
+        }
+        Ok(Self {
+            policies,
+            budgets,
+            builtins,
+        })
+    }
+
+    /// Every first-party plugin, compiled.
+    pub(super) fn builtins(&self) -> &[(&'static str, Arc<crate::engine::Plugin>)] {
+        &self.builtins
     }
 
     /// The policy called `name` with the semaphore that bounds how many

@@ -1,0 +1,106 @@
+//! What a plugin is and exactly what it may do: one report, the same from
+//! `tollgate audit` and from `GET /v1/plugins`.
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::engine::{self, Limits, Plugin, PluginInfo};
+
+/// The limits every call of a plugin runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitsReport {
+    pub default_deadline_ms: u64,
+    pub default_memory_bytes: usize,
+    pub max_deadline_ms: u64,
+    pub max_memory_bytes: usize,
+    pub wasm_stack_bytes: usize,
+    pub max_reason_bytes: usize,
+    pub max_details: usize,
+    pub max_state_bytes: usize,
+}
+
+impl LimitsReport {
+    /// The host's limits.
+    pub fn host() -> Self {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            default_deadline_ms: ms(Limits::default().deadline),
+            default_memory_bytes: Limits::default().memory,
+            max_deadline_ms: ms(engine::MAX_DEADLINE),
+            max_memory_bytes: engine::MAX_MEMORY,
+            wasm_stack_bytes: engine::MAX_WASM_STACK,
+            max_reason_bytes: engine::MAX_REASON_BYTES,
+            max_details: engine::MAX_DETAILS,
+            max_state_bytes: engine::MAX_STATE_BYTES,
+        }
+    }
+}
+
+/// Whether a plugin would be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Acceptance {
+    Accepted,
+    Refused,
+}
+
+/// One plugin's audit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginReport {
+    /// The name policies use.
+    pub plugin: String,
+    /// Where it came from: a path, or `builtin:<name>`.
+    pub source: String,
+    pub digest: Digest,
+    pub size_bytes: usize,
+    pub verdict: Acceptance,
+    /// Why it is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub info: Option<PluginInfo>,
+    /// Capabilities granted beyond the snapshot: none exist yet.
+    pub capabilities: Vec<String>,
+    /// Whether the plugin imports WASI (it cannot: WASI is not linked).
+    pub wasi: bool,
+    pub limits: LimitsReport,
+    /// The policies that use it (server only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<Vec<String>>,
+}
+
+impl PluginReport {
+    /// The report of a plugin that loaded.
+    pub fn accepted(name: &str, source: &str, plugin: &Plugin) -> Self {
+        Self {
+            plugin: name.to_string(),
+            source: source.to_string(),
+            digest: plugin.digest(),
+            size_bytes: plugin.size(),
+            verdict: Acceptance::Accepted,
+            reason: None,
+            info: Some(plugin.info().clone()),
+            capabilities: Vec::new(),
+            wasi: false,
+            limits: LimitsReport::host(),
+            used_by: None,
+        }
+    }
+
+    /// The report of bytes that would not load, and why.
+    pub fn refused(name: &str, source: &str, bytes: &[u8], reason: String) -> Self {
+        Self {
+            plugin: name.to_string(),
+            source: source.to_string(),
+            digest: Digest::of(bytes),
+            size_bytes: bytes.len(),
+            verdict: Acceptance::Refused,
+            reason: Some(reason),
+            info: None,
+            capabilities: Vec::new(),
+            wasi: false,
+            limits: LimitsReport::host(),
+            used_by: None,
+        }
+    }
+}

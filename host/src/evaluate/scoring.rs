@@ -1,0 +1,415 @@
+//! The pure part of a decision: how each verdict counts, the weighted
+//! score, the stage's own verdict, and how triggers and actions escalate it.
+//! No plugin runs here, so every rule is a function of its inputs and is
+//! checked with properties.
+
+use crate::decision::{
+    Action, ActionPlan, Counted, Fire, GateResult, Outcome, StageResult, TriggerResult, Verdict,
+};
+use crate::policy::{Gate, OnError, OnNoData, Scoring, Stage};
+
+/// A stage's verdict from its gates alone.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct StageVerdict {
+    pub(super) decision: Outcome,
+    pub(super) result: StageResult,
+    /// Weighted score in percent over the gates that counted.
+    pub(super) score: Option<f64>,
+    /// One sentence saying why.
+    pub(super) summary: String,
+}
+
+/// How cautious an outcome is: promote < hold < rollback.
+#[cfg(test)]
+fn caution(o: Outcome) -> u8 {
+    match o {
+        Outcome::Promote => 0,
+        Outcome::Hold => 1,
+        Outcome::Rollback => 2,
+    }
+}
+
+/// A trigger that fired `immediate-rollback` forces rollback; one that
+/// fired anything with `hold: true` turns promote into hold. Never makes
+/// a decision less cautious.
+pub(super) fn escalate_by_triggers(
+    decision: Outcome,
+    summary: String,
+    triggers: &[TriggerResult],
+) -> (Outcome, String) {
+    if let Some(t) = triggers.iter().find(|t| t.fire == Fire::ImmediateRollback) {
+        return (
+            Outcome::Rollback,
+            format!(
+                "trigger `{}` fired immediate-rollback: {}",
+                t.name, t.reason
+            ),
+        );
+    }
+    if decision == Outcome::Promote
+        && let Some(t) = triggers.iter().find(|t| t.holds && t.fire > Fire::None)
+    {
+        return (
+            Outcome::Hold,
+            format!(
+                "trigger `{}` fired {} and holds promotion: {}",
+                t.name,
+                t.fire.as_str(),
+                t.reason
+            ),
+        );
+    }
+    (decision, summary)
+}
+
+/// A planned `rollback` forces rollback; a plan that failed, a planned
+/// `hold` or `pause` turns promote into hold. Never makes a decision less
+/// cautious.
+pub(super) fn escalate_by_actions(
+    mut decision: Outcome,
+    mut summary: String,
+    plans: &[ActionPlan],
+) -> (Outcome, String) {
+    for plan in plans {
+        let planned = |f: fn(&Action) -> bool| plan.actions.iter().find(|a| f(a));
+        if let Some(Action::Rollback { reason }) = planned(|a| matches!(a, Action::Rollback { .. }))
+        {
+            if decision != Outcome::Rollback {
+                decision = Outcome::Rollback;
+                summary = format!("action `{}` plans rollback: {reason}", plan.name);
+            }
+        } else if decision == Outcome::Promote {
+            if let Some(e) = &plan.error {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` could not plan: {e}", plan.name);
+            } else if let Some(Action::Hold { reason }) =
+                planned(|a| matches!(a, Action::Hold { .. }))
+            {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` holds: {reason}", plan.name);
+            } else if let Some(Action::Pause { seconds }) =
+                planned(|a| matches!(a, Action::Pause { .. }))
+            {
+                decision = Outcome::Hold;
+                summary = format!("action `{}` pauses the rollout for {seconds}s", plan.name);
+            }
+        }
+    }
+    (decision, summary)
+}
+
+pub(super) fn counted_as(gate: &Gate, verdict: Verdict) -> Counted {
+    if gate.dry_run {
+        return Counted::Ignored;
+    }
+    match verdict {
+        Verdict::Pass => Counted::Pass,
+        Verdict::Warn => Counted::Warn,
+        Verdict::Fail => Counted::Fail,
+        Verdict::Inconclusive => match gate.on_no_data {
+            OnNoData::Inconclusive => Counted::Inconclusive,
+            OnNoData::Fail => Counted::Fail,
+            OnNoData::Pass => Counted::Pass,
+        },
+        Verdict::Error => match gate.on_error {
+            OnError::Fail => Counted::Fail,
+            OnError::Warn => Counted::Warn,
+            OnError::Ignore => Counted::Ignored,
+        },
+    }
+}
+
+/// Weighted score in percent; inconclusive gates count as `if_inconclusive`.
+pub(super) fn score(gates: &[GateResult], if_inconclusive: Option<f64>) -> Option<f64> {
+    let mut total = 0.0;
+    let mut earned = 0.0;
+    for g in gates {
+        let value = match g.counted_as {
+            Counted::Pass => 1.0,
+            Counted::Warn => 0.5,
+            Counted::Fail => 0.0,
+            Counted::Inconclusive => match if_inconclusive {
+                Some(v) => v,
+                None => continue,
+            },
+            Counted::Ignored => continue,
+        };
+        total += g.weight;
+        earned += g.weight * value;
+    }
+    // Rounding in the two sums could otherwise give 100.00000000000001.
+    (total > 0.0).then(|| (100.0 * earned / total).clamp(0.0, 100.0))
+}
+
+fn pct(v: f64) -> String {
+    let rounded = (v * 10.0).round() / 10.0;
+    format!("{rounded}%")
+}
+
+/// How a stage's gates decide it, before triggers and actions.
+pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
+    let Scoring { pass, warn } = stage.scoring;
+    let counted_score = score(gates, None);
+    if let Some(g) = gates
+        .iter()
+        .find(|g| g.key && g.counted_as == Counted::Fail)
+    {
+        return StageVerdict {
+            decision: Outcome::Rollback,
+            result: StageResult::Fail,
+            score: counted_score,
+            summary: format!("key gate `{}` failed: {}", g.name, g.reason),
+        };
+    }
+    let inconclusive: Vec<&GateResult> = gates
+        .iter()
+        .filter(|g| g.counted_as == Counted::Inconclusive)
+        .collect();
+    if let Some(first) = inconclusive.first() {
+        let best_case = score(gates, Some(1.0)).unwrap_or(100.0);
+        if best_case < warn {
+            return StageVerdict {
+                decision: Outcome::Rollback,
+                result: StageResult::Fail,
+                score: counted_score,
+                summary: format!(
+                    "score cannot reach the warn band of {} even if the {} inconclusive gate(s) passed (at most {})",
+                    pct(warn),
+                    inconclusive.len(),
+                    pct(best_case)
+                ),
+            };
+        }
+        return StageVerdict {
+            decision: Outcome::Hold,
+            result: StageResult::Inconclusive,
+            score: counted_score,
+            summary: format!(
+                "{} gate(s) inconclusive, first `{}`: {}",
+                inconclusive.len(),
+                first.name,
+                first.reason
+            ),
+        };
+    }
+    let Some(s) = counted_score else {
+        return StageVerdict {
+            decision: Outcome::Hold,
+            result: StageResult::Inconclusive,
+            score: None,
+            summary: "no gate counted toward the decision (all dry-run or ignored)".into(),
+        };
+    };
+    let failing: Vec<&str> = gates
+        .iter()
+        .filter(|g| matches!(g.counted_as, Counted::Fail | Counted::Warn))
+        .map(|g| g.name.as_str())
+        .collect();
+    let names = |v: &[&str]| {
+        v.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if s >= pass {
+        let counted = gates
+            .iter()
+            .filter(|g| g.counted_as != Counted::Ignored)
+            .count();
+        let note = if failing.is_empty() {
+            format!("all {counted} counted gate(s) passed")
+        } else {
+            format!("passed despite {}", names(&failing))
+        };
+        StageVerdict {
+            decision: Outcome::Promote,
+            result: StageResult::Pass,
+            score: Some(s),
+            summary: format!(
+                "score {} meets the pass threshold {}: {note}",
+                pct(s),
+                pct(pass)
+            ),
+        }
+    } else if s >= warn {
+        StageVerdict {
+            decision: Outcome::Hold,
+            result: StageResult::Warning,
+            score: Some(s),
+            summary: format!(
+                "score {} is in the warn band ({} to {}): {}",
+                pct(s),
+                pct(warn),
+                pct(pass),
+                names(&failing)
+            ),
+        }
+    } else {
+        StageVerdict {
+            decision: Outcome::Rollback,
+            result: StageResult::Fail,
+            score: Some(s),
+            summary: format!(
+                "score {} is below the warn threshold {}: {}",
+                pct(s),
+                pct(warn),
+                names(&failing)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn counted() -> impl Strategy<Value = Counted> {
+        prop_oneof![
+            Just(Counted::Pass),
+            Just(Counted::Warn),
+            Just(Counted::Fail),
+            Just(Counted::Inconclusive),
+            Just(Counted::Ignored),
+        ]
+    }
+
+    fn gate(c: Counted, weight: f64, key: bool) -> GateResult {
+        GateResult {
+            name: "g".into(),
+            plugin: "threshold".into(),
+            verdict: Verdict::Pass,
+            counted_as: c,
+            reason: String::new(),
+            observed: None,
+            threshold: None,
+            weight,
+            key,
+            dry_run: false,
+            details: BTreeMap::new(),
+            logs: Vec::new(),
+            cause: None,
+            duration_us: 0,
+        }
+    }
+
+    fn gates() -> impl Strategy<Value = Vec<GateResult>> {
+        prop::collection::vec(
+            (counted(), 0.0f64..1_000_000.0, any::<bool>()).prop_map(|(c, w, k)| gate(c, w, k)),
+            0..12,
+        )
+    }
+
+    fn fire() -> impl Strategy<Value = Fire> {
+        prop_oneof![
+            Just(Fire::None),
+            Just(Fire::Alert),
+            Just(Fire::PrepareRollback),
+            Just(Fire::ImmediateRollback),
+        ]
+    }
+
+    fn trigger(fire: Fire, holds: bool) -> TriggerResult {
+        TriggerResult {
+            name: "t".into(),
+            plugin: "sustained".into(),
+            fire,
+            error: false,
+            reason: String::new(),
+            observed: None,
+            threshold: None,
+            holds,
+            details: BTreeMap::new(),
+            logs: Vec::new(),
+            cause: None,
+            duration_us: 0,
+        }
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            (0u8..=100).prop_map(|percent| Action::SetWeight { percent }),
+            Just(Action::Promote),
+            (0u64..1000).prop_map(|seconds| Action::Pause { seconds }),
+            Just(Action::Hold { reason: "h".into() }),
+            Just(Action::Rollback { reason: "r".into() }),
+        ]
+    }
+
+    fn outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            Just(Outcome::Promote),
+            Just(Outcome::Hold),
+            Just(Outcome::Rollback)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_score_is_always_within_0_and_100(gs in gates(), fill in prop::option::of(0.0f64..=1.0)) {
+            if let Some(s) = score(&gs, fill) {
+                prop_assert!((0.0..=100.0).contains(&s), "{s}");
+            }
+        }
+
+        #[test]
+        fn a_stage_verdict_is_consistent(gs in gates(), pass in 50.0f64..=100.0, gap in 0.0f64..50.0) {
+            let mut stage = Stage {
+                name: "s".parse().unwrap(),
+                description: None,
+                traffic: None,
+                duration: None,
+                scoring: Scoring { pass, warn: pass - gap },
+                gates: Vec::new(),
+            };
+            stage.scoring.warn = stage.scoring.warn.max(0.0);
+            let v = decide(&stage, &gs);
+            if let Some(s) = v.score {
+                prop_assert!((0.0..=100.0).contains(&s));
+            }
+            if gs.iter().any(|g| g.key && g.counted_as == Counted::Fail) {
+                prop_assert_eq!(v.decision, Outcome::Rollback);
+            }
+            if v.decision == Outcome::Promote {
+                prop_assert!(v.score.is_some_and(|s| s >= pass));
+            }
+        }
+
+        #[test]
+        fn triggers_never_make_a_decision_less_cautious(
+            d in outcome(),
+            fired in prop::collection::vec((fire(), any::<bool>()), 0..6),
+        ) {
+            let ts: Vec<TriggerResult> = fired.into_iter().map(|(f, h)| trigger(f, h)).collect();
+            let (after, _) = escalate_by_triggers(d, String::new(), &ts);
+            prop_assert!(caution(after) >= caution(d));
+            if ts.iter().any(|t| t.fire == Fire::ImmediateRollback) {
+                prop_assert_eq!(after, Outcome::Rollback);
+            }
+        }
+
+        #[test]
+        fn actions_never_make_a_decision_less_cautious(
+            d in outcome(),
+            plans in prop::collection::vec((prop::collection::vec(action(), 0..4), any::<bool>()), 0..4),
+        ) {
+            let plans: Vec<ActionPlan> = plans
+                .into_iter()
+                .map(|(actions, failed)| ActionPlan {
+                    name: "a".into(),
+                    plugin: "canary-schedule".into(),
+                    actions,
+                    error: failed.then(|| "broke".to_string()),
+                    logs: Vec::new(),
+                    cause: None,
+                    duration_us: 0,
+                })
+                .collect();
+            let (after, _) = escalate_by_actions(d, String::new(), &plans);
+            prop_assert!(caution(after) >= caution(d));
+        }
+    }
+}
