@@ -150,6 +150,10 @@ pub struct Digests {
 /// A decision with a reason for every gate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// A UUIDv7 the server gives each decision it answers (absent from
+    /// one-shot CLI decisions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
     pub decision: Outcome,
     /// One sentence saying why.
     pub summary: String,

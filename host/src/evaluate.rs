@@ -180,6 +180,7 @@ pub fn evaluate_with(
         .filter_map(|name| loaded.plugins.get(name).map(|p| (name.clone(), p.digest())))
         .collect();
     Ok(Decision {
+        decision_id: None,
         decision,
         summary,
         policy: policy.name.to_string(),

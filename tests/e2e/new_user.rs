@@ -223,3 +223,45 @@ async fn the_plugins_endpoint_gives_the_audit_report_for_every_plugin() {
     // Every first-party plugin is listed, used or not.
     assert!(plugins.len() >= 8, "{}", plugins.len());
 }
+
+#[test]
+fn validate_exits_2_for_a_missing_file() {
+    let run = tollgate(&["validate", "/no/such/policy.yaml"], "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot read policy `/no/such/policy.yaml`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn validate_resolves_every_declared_plugin_even_unused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = crate::support::write(
+        dir.path(),
+        "p.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\nplugins:\n  ghost: {path: ghost.wasm, digest: 'sha256:0000000000000000000000000000000000000000000000000000000000000000'}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: threshold, with: {metric: x, op: '<', threshold: 1}}\n",
+    );
+    let run = tollgate(&["validate", policy.to_str().unwrap()], "");
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("p.yaml:5: cannot read plugin `ghost`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn validate_accepts_a_directory_and_skips_test_files() {
+    let run = tollgate(&["validate", repo("policies").to_str().unwrap()], "");
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains(".test.yaml"), "{}", run.stdout);
+    assert!(run.stdout.matches("ok: ").count() >= 4, "{}", run.stdout);
+    // Named explicitly (as a shell glob would), test files are skipped.
+    let test_file = repo("policies/canary.test.yaml");
+    let run = tollgate(&["validate", test_file.to_str().unwrap()], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("skipped:"), "{}", run.stdout);
+}

@@ -365,3 +365,62 @@ fn json_logs_are_one_json_object_per_line() {
         "{log}"
     );
 }
+
+#[test]
+fn every_request_gets_an_access_log_line_and_every_decision_an_info_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        "--tokens-file",
+        &tokens_file(dir.path()),
+        "--log-format",
+        "json",
+    ]);
+    let token = auth(TOKEN);
+    let r = server.request(
+        "POST",
+        "/v1/evaluate",
+        &[
+            ("authorization", token.as_str()),
+            ("content-type", "application/json"),
+        ],
+        &evaluate_body("canary", "initial-canary", "canary-error-spike.json"),
+    );
+    assert_eq!(r.status, 200);
+    let id = r.json()["decision_id"].as_str().unwrap().to_string();
+    // The lines are written after the response; give the logger a moment.
+    let mut found = (false, false);
+    for _ in 0..50 {
+        let log = server.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        found.0 = lines.iter().any(|l| {
+            let f = &l["fields"];
+            f["message"] == "request"
+                && f["route"] == "/v1/evaluate"
+                && f["status"] == 200
+                && f["decision_id"] == id.as_str()
+                && f["token"].as_str().is_some_and(|t| t.starts_with("tok_"))
+                && f["duration_ms"].is_number()
+        });
+        found.1 = lines.iter().any(|l| {
+            let f = &l["fields"];
+            f["message"] == "decision"
+                && f["decision_id"] == id.as_str()
+                && f["decision"] == "rollback"
+                && f["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("error-rate-spike"))
+        });
+        if found == (true, true) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(found, (true, true), "{}", server.log());
+    assert!(
+        !server.log().contains(TOKEN),
+        "the token itself is never logged"
+    );
+}

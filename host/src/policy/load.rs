@@ -52,12 +52,23 @@ pub fn load_with(
         .chain(policy.triggers.iter().map(|t| t.plugin.as_str()))
         .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
         .collect();
-    for name in used {
+    for name in &used {
         match resolve(runtime, cache, &policy, name) {
             Ok(p) => {
-                plugins.insert(name.to_string(), p);
+                plugins.insert((*name).to_string(), p);
             }
             Err(problem) => problems.push(problem),
+        }
+    }
+    // A plugin the policy declares must resolve even when no gate uses it
+    // yet: a missing file or a wrong digest is a problem now, not the day a
+    // gate starts using it. (Shared plugin-directory entries have no line.)
+    for (name, decl) in &policy.plugins {
+        if decl.line > 0
+            && !used.contains(name.as_str())
+            && let Err(problem) = resolve(runtime, cache, &policy, name)
+        {
+            problems.push(problem);
         }
     }
     // Every gate, trigger and action: its plugin's world, then its settings.

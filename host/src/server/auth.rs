@@ -313,8 +313,14 @@ pub(super) async fn require_evaluate(
             None => return ApiError::unauthorized().into_response(),
         },
     };
+    let token = match &caller {
+        Caller::Token(g) => Some(g.id.clone()),
+        Caller::Unauthenticated => None,
+    };
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    let mut response = next.run(req).await;
+    super::service::AccessFacts::note(&mut response, |f| f.token = token);
+    response
 }
 
 /// Requires a token that may read the catalog.
@@ -328,7 +334,11 @@ pub(super) async fn require_read(
         return next.run(req).await;
     }
     match tokens.for_header(authorization(&req)) {
-        Some(g) if g.read => next.run(req).await,
+        Some(g) if g.read => {
+            let mut response = next.run(req).await;
+            super::service::AccessFacts::note(&mut response, |f| f.token = Some(g.id));
+            response
+        }
         Some(_) => ApiError::forbidden("this token may not read").into_response(),
         None => ApiError::unauthorized().into_response(),
     }
@@ -347,7 +357,11 @@ pub(super) async fn require_admin(
             .into_response();
     }
     match tokens.for_header(authorization(&req)) {
-        Some(g) if g.admin => next.run(req).await,
+        Some(g) if g.admin => {
+            let mut response = next.run(req).await;
+            super::service::AccessFacts::note(&mut response, |f| f.token = Some(g.id));
+            response
+        }
         Some(_) => ApiError::forbidden("not an admin token").into_response(),
         None => ApiError::unauthorized().into_response(),
     }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::extract::{RawBody, compat_input, parse_elapsed, parse_json, source_fields};
 use super::handlers::{decision_body, json_response};
-use super::service::{Job, run_evaluation};
+use super::service::{AccessFacts, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Outcome};
 use crate::evaluate::Schedule;
@@ -229,7 +229,7 @@ async fn flagger(
         decision = d.decision.as_str(),
         "flagger webhook"
     );
-    if hook.yes(d.decision) {
+    let mut response = if hook.yes(d.decision) {
         let answer = serde_json::json!({
             "decision": d.decision,
             "reason": d.summary,
@@ -238,10 +238,12 @@ async fn flagger(
             "score": d.score,
             "hook": hook_name,
         });
-        Ok((StatusCode::OK, axum::Json(answer)).into_response())
+        (StatusCode::OK, axum::Json(answer)).into_response()
     } else {
-        Ok(refusal(hook_name, &d))
-    }
+        refusal(hook_name, &d)
+    };
+    AccessFacts::note(&mut response, |f| f.decision_id = d.decision_id.clone());
+    Ok(response)
 }
 
 /// `GET /v1/compat/argo/{policy}?stage=…&snapshot_file=…` (or `service=…`).
@@ -266,7 +268,9 @@ pub(super) async fn argo_get(
         },
     )
     .await?;
-    Ok(json_response(200, decision_body(&d).into(), false))
+    let mut response = json_response(200, decision_body(&d).into(), false);
+    AccessFacts::note(&mut response, |f| f.decision_id = d.decision_id.clone());
+    Ok(response)
 }
 
 /// The body of `POST`/`PUT /v1/compat/argo/{policy}`.
@@ -307,7 +311,9 @@ pub(super) async fn argo_post(
         },
     )
     .await?;
-    Ok(json_response(200, decision_body(&d).into(), false))
+    let mut response = json_response(200, decision_body(&d).into(), false);
+    AccessFacts::note(&mut response, |f| f.decision_id = d.decision_id.clone());
+    Ok(response)
 }
 
 /// 401/403 unless the caller's token may evaluate `policy`.

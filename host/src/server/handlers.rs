@@ -17,7 +17,7 @@ use super::catalog::PolicyView;
 use super::extract::{BodyReadTimeout, RawBody, parse_elapsed, parse_json, source_fields};
 use super::idempotency::{Lookup, Stored};
 use super::metrics::RequestLabels;
-use super::service::{Job, run_evaluation};
+use super::service::{AccessFacts, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::Decision;
 use crate::digest::Digest;
@@ -37,12 +37,29 @@ pub(super) async fn track_request(
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let span = tracing::info_span!("request", method = %req.method(), route = %route, status = tracing::field::Empty);
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", method = %method, route = %route, status = tracing::field::Empty);
     let metrics = &state.inner.metrics;
     metrics.in_flight.inc();
+    let started = std::time::Instant::now();
     let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     metrics.in_flight.dec();
     span.record("status", response.status().as_u16());
+    let facts = response
+        .extensions()
+        .get::<AccessFacts>()
+        .cloned()
+        .unwrap_or_default();
+    // One access-log line per request, as a web server writes.
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        token = facts.token.as_deref().unwrap_or("-"),
+        decision_id = facts.decision_id.as_deref().unwrap_or("-"),
+        "request"
+    );
     metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -113,17 +130,7 @@ struct EvaluateBody {
 
 /// The decision with its id, as JSON bytes.
 pub(super) fn decision_body(decision: &Decision) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct WithId<'a> {
-        decision_id: String,
-        #[serde(flatten)]
-        decision: &'a Decision,
-    }
-    serde_json::to_vec(&WithId {
-        decision_id: uuid::Uuid::now_v7().to_string(),
-        decision,
-    })
-    .unwrap_or_default()
+    serde_json::to_vec(decision).unwrap_or_default()
 }
 
 pub(super) fn json_response(status: u16, body: Arc<[u8]>, replayed: bool) -> Response {
@@ -210,7 +217,8 @@ pub(super) async fn evaluate(
     )
     .await?;
     let response: Arc<[u8]> = decision_body(&decision).into();
-    Ok(match key {
+    let id = decision.decision_id.clone();
+    let mut answer = match key {
         None => json_response(200, response, false),
         Some(k) => {
             let stored = state.inner.idempotency.remember(
@@ -223,7 +231,9 @@ pub(super) async fn evaluate(
             );
             json_response(stored.status, stored.response, false)
         }
-    })
+    };
+    AccessFacts::note(&mut answer, |f| f.decision_id = id);
+    Ok(answer)
 }
 
 /// `GET /v1/policies`.

@@ -34,6 +34,27 @@ impl From<EvalError> for ApiError {
     }
 }
 
+/// What an access log line says beyond the request itself; layers and
+/// handlers add to it on the way out.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AccessFacts {
+    pub(super) token: Option<String>,
+    pub(super) decision_id: Option<String>,
+}
+
+impl AccessFacts {
+    /// Records `f` on `response`'s facts.
+    pub(super) fn note(response: &mut axum::response::Response, f: impl FnOnce(&mut AccessFacts)) {
+        let ext = response.extensions_mut();
+        if ext.get::<AccessFacts>().is_none() {
+            ext.insert(AccessFacts::default());
+        }
+        if let Some(facts) = ext.get_mut::<AccessFacts>() {
+            f(facts);
+        }
+    }
+}
+
 /// What a request asks to evaluate.
 pub(super) struct Job {
     pub(super) policy: String,
@@ -215,7 +236,18 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
     .map_err(ApiError::internal)?;
     let mut decision = decision?;
     decision.sources = evidence;
+    decision.decision_id = Some(uuid::Uuid::now_v7().to_string());
     state.inner.metrics.record(&decision, started.elapsed());
+    tracing::info!(
+        decision_id = decision.decision_id.as_deref().unwrap_or_default(),
+        policy = %decision.policy,
+        stage = %decision.stage,
+        service = %crate::text::escape_control(&decision.service),
+        version = %crate::text::escape_control(&decision.version),
+        decision = decision.decision.as_str(),
+        reason = %crate::text::escape_control(&decision.summary),
+        "decision"
+    );
     Ok(decision)
 }
 

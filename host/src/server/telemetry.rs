@@ -58,6 +58,10 @@ pub fn init(format: LogFormat) -> anyhow::Result<Guard> {
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
+                    .with_resource(resource(
+                        std::env::var("OTEL_SERVICE_NAME").ok().as_deref(),
+                        std::env::var("OTEL_RESOURCE_ATTRIBUTES").ok().as_deref(),
+                    ))
                     .build(),
             )
         }
@@ -70,4 +74,64 @@ pub fn init(format: LogFormat) -> anyhow::Result<Guard> {
         .with(otel)
         .try_init()?;
     Ok(Guard(provider))
+}
+
+/// The resource spans are exported with: `service.name` is `tollgate`
+/// (not the SDK's `unknown_service:tollgate`) unless `OTEL_SERVICE_NAME` or
+/// a `service.name` in `OTEL_RESOURCE_ATTRIBUTES` says otherwise, and
+/// `service.version` is this build's version.
+fn resource(
+    service_env: Option<&str>,
+    attributes_env: Option<&str>,
+) -> opentelemetry_sdk::Resource {
+    let named = service_env.is_some_and(|s| !s.is_empty())
+        || attributes_env.is_some_and(|a| {
+            a.split(',')
+                .any(|kv| kv.trim_start().starts_with("service.name="))
+        });
+    let mut builder = opentelemetry_sdk::Resource::builder();
+    if !named {
+        builder = builder.with_service_name("tollgate");
+    }
+    builder
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::Key;
+
+    use super::resource;
+
+    #[test]
+    fn spans_carry_service_name_tollgate_and_the_version_by_default() {
+        let r = resource(None, None);
+        assert_eq!(
+            r.get(&Key::from_static_str("service.name"))
+                .map(|v| v.to_string()),
+            Some("tollgate".into())
+        );
+        assert_eq!(
+            r.get(&Key::from_static_str("service.version"))
+                .map(|v| v.to_string()),
+            Some(env!("CARGO_PKG_VERSION").into())
+        );
+    }
+
+    #[test]
+    fn an_explicit_service_name_is_left_alone() {
+        let r = resource(
+            None,
+            Some("deployment.environment=prod,service.name=gatekeeper"),
+        );
+        assert_ne!(
+            r.get(&Key::from_static_str("service.name"))
+                .map(|v| v.to_string()),
+            Some("tollgate".into())
+        );
+    }
 }
