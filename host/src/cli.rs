@@ -79,6 +79,13 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Build snapshots from Prometheus, CI reports and values.
     Snapshot(snapshot::SnapshotArgs),
+    /// Print shell completions: `tollgate completions bash > /etc/bash_completion.d/tollgate`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `tollgate man | man -l -`.
+    Man,
 }
 
 /// Parses the arguments, runs the subcommand and maps the outcome to an exit
@@ -93,6 +100,15 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "tollgate", &mut std::io::stdout());
+            Ok(Exit::Success)
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map(|()| Exit::Success)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code.into(),

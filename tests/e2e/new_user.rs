@@ -265,3 +265,52 @@ fn validate_accepts_a_directory_and_skips_test_files() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("skipped:"), "{}", run.stdout);
 }
+
+#[test]
+fn shell_completions_and_a_man_page_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let run = tollgate(&["completions", shell], "");
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        for sub in ["eval", "validate", "serve", "snapshot"] {
+            assert!(run.stdout.contains(sub), "{shell} completions lack `{sub}`");
+        }
+    }
+    let man = tollgate(&["man"], "");
+    assert_eq!(man.code, 0);
+    assert!(man.stdout.contains(".TH tollgate 1"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(man.stdout.contains("eval"));
+}
+
+#[test]
+fn release_hygiene_license_and_a_changelog_from_the_history() {
+    let license = std::fs::read_to_string(repo("LICENSE")).unwrap();
+    assert!(license.contains("Apache License") && license.contains("Version 2.0"));
+    let manifest = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
+    assert!(manifest.contains("license = \"Apache-2.0\""));
+    let changelog = std::fs::read_to_string(repo("CHANGELOG.md")).unwrap();
+    // Every feature and fix up to the commit that last wrote the changelog
+    // is in it.
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo("."))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Some(last) = git(&["log", "-1", "--format=%H", "--", "CHANGELOG.md"]) else {
+        eprintln!("skipped the history check: not a git checkout");
+        return;
+    };
+    let subjects = git(&["log", "--format=%s", last.trim()]).unwrap_or_default();
+    let mut checked = 0;
+    for subject in subjects.lines() {
+        let Some((kind, text)) = subject.split_once(": ") else { continue };
+        if kind.starts_with("feat") || kind.starts_with("fix") {
+            assert!(changelog.contains(text), "CHANGELOG.md lacks `{subject}`");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
