@@ -303,12 +303,12 @@ fn release_hygiene_license_and_a_changelog_from_the_history() {
         eprintln!("skipped the history check: not a git checkout");
         return;
     };
-    let subjects = git(&["log", "--format=%s", last.trim()]).unwrap_or_default();
+    let commits = git(&["log", "--format=%h %s", last.trim()]).unwrap_or_default();
     let mut checked = 0;
-    for subject in subjects.lines() {
-        let Some((kind, text)) = subject.split_once(": ") else { continue };
-        if kind.starts_with("feat") || kind.starts_with("fix") {
-            assert!(changelog.contains(text), "CHANGELOG.md lacks `{subject}`");
+    for line in commits.lines() {
+        let Some((hash, subject)) = line.split_once(' ') else { continue };
+        if subject.starts_with("feat") || subject.starts_with("fix") {
+            assert!(changelog.contains(&format!("[{hash}]")), "CHANGELOG.md lacks {hash} `{subject}`");
             checked += 1;
         }
     }
