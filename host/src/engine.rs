@@ -121,6 +121,9 @@ pub enum CallError {
     StackOverflow,
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// A Rust plugin built with the SDK panicked; its message, from the log.
+    #[error("plugin panicked: {0}")]
+    Panic(String),
     #[error("{0}")]
     Output(String),
     #[error("plugin pool exhausted: too many calls in flight")]
@@ -136,7 +139,7 @@ impl CallError {
             Self::Deadline(_) | Self::WallCeiling(_) => "deadline",
             Self::Memory(_) => "memory",
             Self::StackOverflow => "stack",
-            Self::Trap(_) => "trap",
+            Self::Trap(_) | Self::Panic(_) => "trap",
             Self::Output(_) => "output",
             Self::PoolExhausted => "pool",
             Self::Instantiate(_) => "instantiate",
@@ -624,7 +627,8 @@ impl Plugin {
         let outcome = f(&mut store, &self.kind);
         let elapsed = started.elapsed();
         let state = store.data();
-        let result = outcome.map_err(|e| classify(e, state, limits));
+        let result =
+            outcome.map_err(|e| with_panic_message(classify(e, state, limits), &state.logs));
         let mut logs = state.logs.clone();
         if state.logs_dropped > 0 {
             logs.push(LogLine {
@@ -730,6 +734,26 @@ fn wrong_world(expected: World) -> wasmtime::Error {
     ))
 }
 
+/// The SDK's panic hook logs `panicked: <message>` just before the plugin
+/// aborts with `unreachable`: report the message as the cause.
+fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
+    match e {
+        CallError::Trap(t) if t.contains("unreachable") => {
+            match logs
+                .iter()
+                .rev()
+                .find_map(|l| l.message.strip_prefix("panicked: "))
+            {
+                Some(message) => {
+                    CallError::Panic(crate::text::escape_control(message).into_owned())
+                }
+                None => CallError::Trap(t),
+            }
+        }
+        other => other,
+    }
+}
+
 /// Marks an instantiation failure so that it is not reported as a trap.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -780,4 +804,34 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> CallError 
         "plugin call failed in a host call"
     );
     CallError::Trap(crate::text::first_line(&e.root_cause().to_string()).into_owned())
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_panic_is_reported_with_its_message() {
+        let logs = vec![LogLine {
+            level: "error",
+            message: "panicked: threshold must be finite at src/lib.rs:42".into(),
+        }];
+        let e = with_panic_message(
+            CallError::Trap("wasm `unreachable` instruction executed".into()),
+            &logs,
+        );
+        assert_eq!(
+            e.to_string(),
+            "plugin panicked: threshold must be finite at src/lib.rs:42"
+        );
+        // Without the SDK's line the trap stays as it was.
+        let e = with_panic_message(
+            CallError::Trap("wasm `unreachable` instruction executed".into()),
+            &[],
+        );
+        assert_eq!(
+            e.to_string(),
+            "plugin trapped: wasm `unreachable` instruction executed"
+        );
+    }
 }

@@ -277,7 +277,11 @@ fn shell_completions_and_a_man_page_come_from_the_cli_definition() {
     }
     let man = tollgate(&["man"], "");
     assert_eq!(man.code, 0);
-    assert!(man.stdout.contains(".TH tollgate 1"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(
+        man.stdout.contains(".TH tollgate 1"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
     assert!(man.stdout.contains("eval"));
 }
 
@@ -306,9 +310,14 @@ fn release_hygiene_license_and_a_changelog_from_the_history() {
     let commits = git(&["log", "--format=%h %s", last.trim()]).unwrap_or_default();
     let mut checked = 0;
     for line in commits.lines() {
-        let Some((hash, subject)) = line.split_once(' ') else { continue };
+        let Some((hash, subject)) = line.split_once(' ') else {
+            continue;
+        };
         if subject.starts_with("feat") || subject.starts_with("fix") {
-            assert!(changelog.contains(&format!("[{hash}]")), "CHANGELOG.md lacks {hash} `{subject}`");
+            assert!(
+                changelog.contains(&format!("[{hash}]")),
+                "CHANGELOG.md lacks {hash} `{subject}`"
+            );
             checked += 1;
         }
     }

@@ -19,6 +19,7 @@ pub struct Settings<'a> {
 impl<'a> Settings<'a> {
     /// Wraps the configuration the host passed in.
     pub fn new(entries: &'a [(String, ConfigValue)]) -> Self {
+        crate::install_panic_hook();
         Self {
             entries,
             read: RefCell::new(BTreeSet::new()),

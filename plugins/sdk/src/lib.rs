@@ -28,6 +28,36 @@ pub mod stats;
 
 use std::time::Duration;
 
+/// The prefix the host looks for in a plugin's error log to report a panic
+/// with its message instead of a bare `unreachable` trap.
+pub const PANIC_PREFIX: &str = "panicked: ";
+
+/// Sends a panic's message to the host log before the plugin aborts, so
+/// the host reports "plugin panicked: …" rather than "wasm `unreachable`
+/// instruction executed". Installed by [`config::Settings::new`], which
+/// every plugin calls first; call it yourself if yours does not.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            let place = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            gate::log(
+                gate::Level::Error,
+                &format!("{PANIC_PREFIX}{message}{place}"),
+            );
+        }));
+    });
+}
+
 /// The `(timestamp, value)` pairs of `metric` matching `selector` within
 /// `window` (all points when `None`), oldest first: what every aggregation
 /// and comparison in the SDK takes.
