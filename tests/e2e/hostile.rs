@@ -277,3 +277,34 @@ fn a_plugin_built_against_an_incompatible_wit_is_refused_clearly() {
         run.stderr
     );
 }
+
+/// The SDK's bump allocator grows a guest `Vec` (the threshold gate
+/// collects every point it reads) in 1 MiB steps, and the memory cap stops
+/// it cleanly: under a tight cap the gate is `memory`, under a wider one it
+/// passes, and the host is unaffected either way.
+#[test]
+fn a_guest_vec_grows_under_the_memory_cap_with_the_bump_allocator() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000i64;
+    let points: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!([crate::support::TAKEN_AT - i, 1.0]))
+        .collect();
+    let snapshot = serde_json::json!({
+        "service": "s", "version": "1", "taken_at": crate::support::TAKEN_AT,
+        "metrics": [{"name": "m", "points": points}],
+    });
+    let policy = |memory: &str| {
+        let text = format!(
+            "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: vec}}\nstages:\n  - name: s\n    gates:\n      - name: all\n        plugin: threshold\n        memory: {memory}\n        deadline: 10s\n        with: {{metric: m, aggregate: count, op: '>=', threshold: 1}}\n"
+        );
+        write(dir.path(), &format!("vec-{memory}.yaml"), text.as_bytes())
+    };
+    // 200,000 points are 3.2 MB lifted into the guest and 3.2 MB again in
+    // the gate's Vec: more than 4 MiB, less than 32 MiB.
+    let tight = crate::support::eval(&policy("4MiB"), &snapshot, None);
+    assert_eq!(tight.gate("all")["verdict"], "error", "{}", tight.stdout);
+    assert_eq!(tight.gate("all")["cause"], "memory");
+    let wide = crate::support::eval(&policy("32MiB"), &snapshot, None);
+    assert_eq!(wide.code, 0, "{}{}", wide.stdout, wide.stderr);
+    assert_eq!(wide.gate("all")["observed"], 200_000.0);
+}
