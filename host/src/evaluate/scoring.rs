@@ -260,6 +260,215 @@ pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
 }
 
 #[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine;
+    use crate::policy::Name;
+
+    fn stage() -> Stage {
+        Stage {
+            name: "s".parse::<Name>().unwrap(),
+            description: None,
+            traffic: None,
+            duration: None,
+            scoring: Scoring::default(),
+            gates: Vec::new(),
+        }
+    }
+
+    pub(super) fn gate(name: &str, counted_as: Counted, weight: f64, key: bool) -> GateResult {
+        GateResult {
+            name: name.into(),
+            plugin: "threshold".into(),
+            verdict: Verdict::Pass,
+            counted_as,
+            reason: format!("{name} reason"),
+            observed: None,
+            threshold: None,
+            weight,
+            key,
+            dry_run: false,
+            details: BTreeMap::new(),
+            logs: Vec::new(),
+            cause: None,
+            duration_us: 0,
+        }
+    }
+
+    #[test]
+    fn weighted_score_decides_between_pass_warn_and_fail_bands() {
+        let s = stage();
+        // 9 of 10 weight passes: exactly 90% promotes.
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary: _,
+        } = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 9.0, false),
+                gate("b", Counted::Fail, 1.0, false),
+            ],
+        );
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Promote, StageResult::Pass, Some(90.0))
+        );
+        // A warn counts half: (1 + 0.5) / 2 = 75% holds with a warning.
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary,
+        } = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("b", Counted::Warn, 1.0, false),
+            ],
+        );
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Hold, StageResult::Warning, Some(75.0))
+        );
+        assert!(summary.contains("`b`"), "{summary}");
+        // Below 75% rolls back.
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score: _,
+            summary: _,
+        } = decide(
+            &s,
+            &[
+                gate("a", Counted::Pass, 2.0, false),
+                gate("b", Counted::Fail, 1.0, false),
+            ],
+        );
+        assert_eq!((o, r), (Outcome::Rollback, StageResult::Fail));
+    }
+
+    #[test]
+    fn a_failing_key_gate_rolls_back_whatever_the_score() {
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score,
+            summary,
+        } = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 99.0, false),
+                gate("k", Counted::Fail, 1.0, true),
+            ],
+        );
+        assert_eq!(o, Outcome::Rollback);
+        assert_eq!(score, Some(99.0));
+        assert_eq!(summary, "key gate `k` failed: k reason");
+    }
+
+    #[test]
+    fn inconclusive_holds_unless_the_best_case_still_fails() {
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score: _,
+            summary: _,
+        } = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!((o, r), (Outcome::Hold, StageResult::Inconclusive));
+        // With `n` passing the best case is 3/4 = 75%, in the warn band: hold.
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score: _,
+            summary: _,
+        } = decide(
+            &stage(),
+            &[
+                gate("f", Counted::Fail, 1.0, false),
+                gate("a", Counted::Pass, 2.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!(o, Outcome::Hold);
+        // 2 of 3 weight fails: even a passing `n` gives 33%: rollback.
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score: _,
+            summary,
+        } = decide(
+            &stage(),
+            &[
+                gate("f", Counted::Fail, 2.0, false),
+                gate("n", Counted::Inconclusive, 1.0, false),
+            ],
+        );
+        assert_eq!(o, Outcome::Rollback, "{summary}");
+    }
+
+    #[test]
+    fn ignored_gates_do_not_count_and_nothing_counted_holds() {
+        let StageVerdict {
+            decision: o,
+            result: _,
+            score,
+            summary: _,
+        } = decide(
+            &stage(),
+            &[
+                gate("a", Counted::Pass, 1.0, false),
+                gate("d", Counted::Ignored, 5.0, false),
+            ],
+        );
+        assert_eq!((o, score), (Outcome::Promote, Some(100.0)));
+        let StageVerdict {
+            decision: o,
+            result: r,
+            score,
+            summary: _,
+        } = decide(&stage(), &[gate("d", Counted::Ignored, 1.0, false)]);
+        assert_eq!(
+            (o, r, score),
+            (Outcome::Hold, StageResult::Inconclusive, None)
+        );
+    }
+
+    #[test]
+    fn dry_run_and_policies_map_verdicts() {
+        let base = crate::policy::Gate {
+            name: "g".parse().unwrap(),
+            description: None,
+            plugin: "threshold".into(),
+            config: Vec::new(),
+            weight: 1.0,
+            key: false,
+            dry_run: false,
+            on_no_data: OnNoData::Fail,
+            on_error: OnError::Warn,
+            limits: engine::Limits::default(),
+            line: 1,
+        };
+        assert_eq!(counted_as(&base, Verdict::Inconclusive), Counted::Fail);
+        assert_eq!(counted_as(&base, Verdict::Error), Counted::Warn);
+        let dry = crate::policy::Gate {
+            dry_run: true,
+            ..base
+        };
+        assert_eq!(counted_as(&dry, Verdict::Fail), Counted::Ignored);
+    }
+}
+
+#[cfg(test)]
 mod properties {
     use std::collections::BTreeMap;
 
@@ -277,28 +486,10 @@ mod properties {
         ]
     }
 
-    fn gate(c: Counted, weight: f64, key: bool) -> GateResult {
-        GateResult {
-            name: "g".into(),
-            plugin: "threshold".into(),
-            verdict: Verdict::Pass,
-            counted_as: c,
-            reason: String::new(),
-            observed: None,
-            threshold: None,
-            weight,
-            key,
-            dry_run: false,
-            details: BTreeMap::new(),
-            logs: Vec::new(),
-            cause: None,
-            duration_us: 0,
-        }
-    }
-
     fn gates() -> impl Strategy<Value = Vec<GateResult>> {
         prop::collection::vec(
-            (counted(), 0.0f64..1_000_000.0, any::<bool>()).prop_map(|(c, w, k)| gate(c, w, k)),
+            (counted(), 0.0f64..1_000_000.0, any::<bool>())
+                .prop_map(|(c, w, k)| super::tests::gate("g", c, w, k)),
             0..12,
         )
     }

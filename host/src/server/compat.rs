@@ -256,11 +256,23 @@ pub(super) async fn argo_get(
     evaluate_caller(caller, &policy)?;
     let input = compat_input(&state, &query, "query", None)?;
     let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
+    argo_answer(&state, policy, query.get("stage").cloned(), elapsed, input).await
+}
+
+/// Evaluates for Argo, which keeps the clock itself, and answers the
+/// decision JSON.
+async fn argo_answer(
+    state: &AppState,
+    policy: String,
+    stage: Option<String>,
+    elapsed: Option<std::time::Duration>,
+    input: super::service::Input,
+) -> Result<Response, ApiError> {
     let d = run_evaluation(
-        &state,
+        state,
         Job {
             policy,
-            stage: query.get("stage").cloned(),
+            stage,
             elapsed,
             input,
             advance_state: true,
@@ -299,21 +311,7 @@ pub(super) async fn argo_post(
     let body: ArgoBody = parse_json(&bytes)?;
     let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    let d = run_evaluation(
-        &state,
-        Job {
-            policy,
-            stage: body.stage,
-            elapsed,
-            input,
-            advance_state: true,
-            schedule: Schedule::Caller,
-        },
-    )
-    .await?;
-    let mut response = json_response(200, decision_body(&d).into(), false);
-    AccessFacts::note(&mut response, |f| f.decision_id = d.decision_id.clone());
-    Ok(response)
+    argo_answer(&state, policy, body.stage, elapsed, input).await
 }
 
 /// 401/403 unless the caller's token may evaluate `policy`.
