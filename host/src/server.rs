@@ -17,6 +17,7 @@ mod metrics;
 mod policies;
 mod service;
 pub mod telemetry;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub use self::config::ServerConfig;
 pub use self::error::ApiError;
 pub use self::listen::ConnectionLimits;
 pub use self::policies::{PolicySet, ReloadError};
+pub use self::tls::{TlsError, TlsFiles};
 
 use self::idempotency::Idempotency;
 use self::metrics::Metrics;
@@ -184,6 +186,12 @@ pub fn app(state: AppState) -> Router {
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let config = &state.inner.config;
     let local = listener.local_addr()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|files| tls::acceptor(files).map(|a| Arc::new(arc_swap::ArcSwap::from_pointee(a))))
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let limits = listen::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections.min(listen::fd_room()),
@@ -194,9 +202,10 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         max_connections = limits.max_connections,
         "listening"
     );
-    eprintln!("tollgate listening on http://{local}");
+    eprintln!("tollgate listening on {scheme}://{local}");
 
     let reload_state = state.clone();
+    let reload_tls = tls.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -205,6 +214,17 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         while hup.recv().await.is_some() {
             if let Err(e) = reload_state.reload().await {
                 tracing::error!(error = %e, "reload failed; the previous policies keep serving");
+            }
+            if let (Some(swap), Some(files)) = (&reload_tls, &reload_state.inner.config.tls) {
+                match tls::acceptor(files) {
+                    Ok(a) => {
+                        swap.store(Arc::new(a));
+                        tracing::info!("TLS certificates reloaded");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; the previous certificates keep serving")
+                    }
+                }
             }
         }
     });
@@ -225,6 +245,7 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         listener,
         app(state.clone()),
         limits,
+        tls,
         shutdown_signal(),
         config.grace_period,
         move || {

@@ -20,4 +20,5 @@ mod schemas;
 mod server_binary;
 mod server_router;
 mod support;
+mod tls;
 mod ui;

@@ -244,7 +244,10 @@ impl Server {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line.strip_prefix("tollgate listening on http://") {
+                if let Some(addr) = line
+                    .strip_prefix("tollgate listening on http://")
+                    .or_else(|| line.strip_prefix("tollgate listening on https://"))
+                {
                     let _ = tx.send(addr.to_string());
                 }
                 sink.lock().unwrap().push_str(&format!("{line}\n"));

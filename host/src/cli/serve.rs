@@ -56,6 +56,16 @@ pub(crate) struct ServeArgs {
     /// `telemetry.prometheus.url`).
     #[arg(long)]
     prometheus: Option<reqwest::Url>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); SIGHUP
+    /// reloads it.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these PEM CAs (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -77,6 +87,9 @@ struct FileConfig {
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
     telemetry: Option<TelemetryFile>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// `telemetry:` in the config file.
@@ -231,6 +244,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .unwrap_or(defaults.max_connections)
             .max(1),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+        tls: match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(crate::server::TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca.or(file.tls_client_ca),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("TLS needs both a certificate and a key (`tls_cert`, `tls_key`)"),
+        },
         prometheus: prometheus_config(args.prometheus, file.telemetry.and_then(|t| t.prometheus))?,
         ..defaults
     };

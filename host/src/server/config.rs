@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub idempotency_bytes: usize,
     /// The Prometheus that requests without a snapshot are answered from.
     pub prometheus: Option<crate::sources::prometheus::PrometheusConfig>,
+    /// Serve HTTPS with these files (reloaded on SIGHUP).
+    pub tls: Option<super::TlsFiles>,
     /// How long shutdown waits for in-flight requests (10 s).
     pub grace_period: Duration,
     /// Idempotency keys remembered (10,000, least recently used evicted).
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             trigger_state_bytes: 64 << 20,
             idempotency_bytes: 64 << 20,
             prometheus: None,
+            tls: None,
             grace_period: super::DEFAULT_GRACE,
             idempotency_entries: 10_000,
             snapshot_dir: None,

@@ -47,6 +47,7 @@ pub(super) async fn run(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<arc_swap::ArcSwap<tokio_rustls::TlsAcceptor>>>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
     on_refused: impl Fn() + Send + 'static,
@@ -82,14 +83,43 @@ pub(super) async fn run(
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.header_read_timeout)
                     .keep_alive(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake gets the header timeout too: a client
+                        // that opens TLS and stalls is cut off like one that
+                        // sends half a request line.
+                        let acceptor = acceptor.load_full();
+                        let watcher = graceful.watcher();
+                        let timeout = limits.header_read_timeout;
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
