@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::repo;
+use crate::support::{repo, schema_errors};
 
 fn check_committed(file: &str, generated: &Value) {
     let path = repo(&format!("schemas/{file}"));
@@ -18,113 +18,6 @@ fn check_committed(file: &str, generated: &Value) {
         committed == text,
         "`schemas/{file}` differs from the types; run `BLESS=1 cargo test --test e2e schemas` and commit it"
     );
-}
-
-/// A validator for the subset of JSON Schema the generated schemas use.
-fn errors(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-    if schema == &Value::Bool(true) {
-        return;
-    }
-    if let Some(r) = schema["$ref"].as_str() {
-        let name = r.trim_start_matches("#/$defs/");
-        return errors(root, &root["$defs"][name], value, path, out);
-    }
-    for key in ["oneOf", "anyOf"] {
-        if let Some(options) = schema[key].as_array() {
-            let passing = options
-                .iter()
-                .filter(|o| {
-                    let mut e = Vec::new();
-                    errors(root, o, value, path, &mut e);
-                    e.is_empty()
-                })
-                .count();
-            let ok = if key == "oneOf" {
-                passing == 1
-            } else {
-                passing >= 1
-            };
-            if !ok {
-                out.push(format!("{path}: {passing} of {key} match {value}"));
-            }
-        }
-    }
-    let type_ok = |t: &str| match t {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "null" => value.is_null(),
-        _ => false,
-    };
-    match &schema["type"] {
-        Value::String(t) if !type_ok(t) => out.push(format!("{path}: expected {t}, got {value}")),
-        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
-            out.push(format!("{path}: expected {ts:?}, got {value}"));
-        }
-        _ => {}
-    }
-    if let Some(options) = schema["enum"].as_array()
-        && !options.contains(value)
-    {
-        out.push(format!("{path}: {value} not in {options:?}"));
-    }
-    if let (Some(min), Some(v)) = (schema["minimum"].as_f64(), value.as_f64())
-        && v < min
-    {
-        out.push(format!("{path}: {v} < {min}"));
-    }
-    if let (Some(max), Some(v)) = (schema["maximum"].as_f64(), value.as_f64())
-        && v > max
-    {
-        out.push(format!("{path}: {v} > {max}"));
-    }
-    if let Some(obj) = value.as_object() {
-        for r in schema["required"].as_array().into_iter().flatten() {
-            if !obj.contains_key(r.as_str().unwrap_or("")) {
-                out.push(format!("{path}: missing `{r}`"));
-            }
-        }
-        for (k, v) in obj {
-            match schema["properties"].get(k) {
-                Some(s) => errors(root, s, v, &format!("{path}.{k}"), out),
-                None => match &schema["additionalProperties"] {
-                    Value::Bool(false) => out.push(format!("{path}: unexpected `{k}`")),
-                    s @ Value::Object(_) => errors(root, s, v, &format!("{path}.{k}"), out),
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let Some(items) = value.as_array() {
-        if let Some(n) = schema["minItems"].as_u64()
-            && (items.len() as u64) < n
-        {
-            out.push(format!("{path}: fewer than {n} items"));
-        }
-        if let Some(n) = schema["maxItems"].as_u64()
-            && (items.len() as u64) > n
-        {
-            out.push(format!("{path}: more than {n} items"));
-        }
-        let prefix = schema["prefixItems"].as_array();
-        for (i, v) in items.iter().enumerate() {
-            let item_schema = prefix
-                .and_then(|p| p.get(i))
-                .or_else(|| schema.get("items"));
-            if let Some(s) = item_schema {
-                errors(root, s, v, &format!("{path}[{i}]"), out);
-            }
-        }
-    }
-}
-
-fn valid(schema: &Value, value: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    errors(schema, schema, value, "$", &mut out);
-    out
 }
 
 #[test]
@@ -148,7 +41,7 @@ fn every_bundled_policy_validates_against_the_policy_schema() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let json = tollgate::policy::yaml::parse(&text).unwrap().to_json();
-        let problems = valid(&schema, &json);
+        let problems = schema_errors(&schema, &schema, &json);
         assert!(problems.is_empty(), "{name}: {problems:#?}");
         checked += 1;
     }
@@ -157,7 +50,7 @@ fn every_bundled_policy_validates_against_the_policy_schema() {
     let bad = serde_json::json!({"apiVersion": "tollgate.dev/v1", "kind": "Policy",
         "metadata": {"name": "x"}, "stages": [{"name": "s", "gates": [
             {"name": "g", "plugin": "threshold", "on_eror": "warn", "on_no_data": "maybe"}]}]});
-    let problems = valid(&schema, &bad);
+    let problems = schema_errors(&schema, &schema, &bad);
     assert_eq!(problems.len(), 2, "{problems:#?}");
 }
 
@@ -179,12 +72,12 @@ fn every_example_and_fixture_snapshot_validates_against_the_snapshot_schema() {
     assert!(files.len() >= 9, "{files:?}");
     for path in &files {
         let json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let problems = valid(&schema, &json);
+        let problems = schema_errors(&schema, &schema, &json);
         assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
     }
     let bad = serde_json::json!({"service": "s", "version": "1", "taken_at": 1,
         "metrics": [{"name": "m", "points": [[1, 2, 3]]}], "baselin": []});
-    assert_eq!(valid(&schema, &bad).len(), 2);
+    assert_eq!(schema_errors(&schema, &schema, &bad).len(), 2);
 }
 
 /// Found by the `snapshot` fuzz target: `2.41e82` was read one unit in the

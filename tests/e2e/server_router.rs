@@ -278,68 +278,6 @@ async fn metrics_count_evaluations_verdicts_and_latency() {
 
 /// Checks `value` against an OpenAPI 3.1 schema: `$ref`, `type`, `enum`,
 /// `const`, `required`, `properties`, `additionalProperties` and `items`.
-fn conforms(doc: &Value, schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-    if let Some(r) = schema["$ref"].as_str() {
-        let name = r.trim_start_matches("#/components/schemas/");
-        return conforms(
-            doc,
-            &doc["components"]["schemas"][name],
-            value,
-            path,
-            errors,
-        );
-    }
-    let type_ok = |t: &str| match t {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "string" => value.is_string(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "boolean" => value.is_boolean(),
-        "null" => value.is_null(),
-        _ => false,
-    };
-    match &schema["type"] {
-        Value::String(t) if !type_ok(t) => {
-            errors.push(format!("{path}: expected {t}, got {value}"))
-        }
-        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
-            errors.push(format!("{path}: expected {ts:?}, got {value}"))
-        }
-        _ => {}
-    }
-    if let Some(options) = schema["enum"].as_array()
-        && !options.contains(value)
-    {
-        errors.push(format!("{path}: {value} not in {options:?}"));
-    }
-    if !schema["const"].is_null() && &schema["const"] != value {
-        errors.push(format!("{path}: expected {}", schema["const"]));
-    }
-    if let Some(obj) = value.as_object() {
-        for r in schema["required"].as_array().into_iter().flatten() {
-            if !obj.contains_key(r.as_str().unwrap_or("")) {
-                errors.push(format!("{path}: missing `{r}`"));
-            }
-        }
-        for (k, v) in obj {
-            match schema["properties"].get(k) {
-                Some(s) => conforms(doc, s, v, &format!("{path}.{k}"), errors),
-                None => match &schema["additionalProperties"] {
-                    Value::Bool(false) => errors.push(format!("{path}: unexpected `{k}`")),
-                    s @ Value::Object(_) => conforms(doc, s, v, &format!("{path}.{k}"), errors),
-                    _ => {}
-                },
-            }
-        }
-    }
-    if let (Some(items), Some(schema)) = (value.as_array(), schema.get("items")) {
-        for (i, v) in items.iter().enumerate() {
-            conforms(doc, schema, v, &format!("{path}[{i}]"), errors);
-        }
-    }
-}
-
 fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, body: &[u8]) {
     let response = &doc["paths"][route][method]["responses"][status.as_str()];
     assert!(
@@ -354,8 +292,7 @@ fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, b
         return;
     }
     let schema = &response["content"]["application/json"]["schema"];
-    let mut errors = Vec::new();
-    conforms(doc, schema, &json_of(body), "$", &mut errors);
+    let errors = crate::support::schema_errors(doc, schema, &json_of(body));
     assert!(errors.is_empty(), "{method} {route} {status}: {errors:#?}");
 }
 

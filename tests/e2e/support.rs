@@ -292,3 +292,115 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The problems of `value` against `schema`, for the subset of JSON Schema
+/// this project's schemas and OpenAPI document use; `root` resolves
+/// `#/$defs/…` and `#/components/schemas/…` references.
+pub fn schema_errors(root: &Value, schema: &Value, value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    errors(root, schema, value, "$", &mut out);
+    out
+}
+
+fn errors(root: &Value, schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    if schema == &Value::Bool(true) {
+        return;
+    }
+    if let Some(r) = schema["$ref"].as_str() {
+        let target = match r.strip_prefix("#/$defs/") {
+            Some(name) => &root["$defs"][name],
+            None => &root["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+        };
+        return errors(root, target, value, path, out);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            let passing = options
+                .iter()
+                .filter(|o| {
+                    let mut e = Vec::new();
+                    errors(root, o, value, path, &mut e);
+                    e.is_empty()
+                })
+                .count();
+            let ok = if key == "oneOf" {
+                passing == 1
+            } else {
+                passing >= 1
+            };
+            if !ok {
+                out.push(format!("{path}: {passing} of {key} match {value}"));
+            }
+        }
+    }
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => out.push(format!("{path}: expected {t}, got {value}")),
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
+            out.push(format!("{path}: expected {ts:?}, got {value}"));
+        }
+        _ => {}
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !options.contains(value)
+    {
+        out.push(format!("{path}: {value} not in {options:?}"));
+    }
+    if let (Some(min), Some(v)) = (schema["minimum"].as_f64(), value.as_f64())
+        && v < min
+    {
+        out.push(format!("{path}: {v} < {min}"));
+    }
+    if let (Some(max), Some(v)) = (schema["maximum"].as_f64(), value.as_f64())
+        && v > max
+    {
+        out.push(format!("{path}: {v} > {max}"));
+    }
+    if let Some(obj) = value.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(r.as_str().unwrap_or("")) {
+                out.push(format!("{path}: missing `{r}`"));
+            }
+        }
+        for (k, v) in obj {
+            match schema["properties"].get(k) {
+                Some(s) => errors(root, s, v, &format!("{path}.{k}"), out),
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => out.push(format!("{path}: unexpected `{k}`")),
+                    s @ Value::Object(_) => errors(root, s, v, &format!("{path}.{k}"), out),
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(n) = schema["minItems"].as_u64()
+            && (items.len() as u64) < n
+        {
+            out.push(format!("{path}: fewer than {n} items"));
+        }
+        if let Some(n) = schema["maxItems"].as_u64()
+            && (items.len() as u64) > n
+        {
+            out.push(format!("{path}: more than {n} items"));
+        }
+        let prefix = schema["prefixItems"].as_array();
+        for (i, v) in items.iter().enumerate() {
+            let item_schema = prefix
+                .and_then(|p| p.get(i))
+                .or_else(|| schema.get("items"));
+            if let Some(s) = item_schema {
+                errors(root, s, v, &format!("{path}[{i}]"), out);
+            }
+        }
+    }
+}
