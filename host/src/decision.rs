@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 pub use crate::engine::LogLine;
@@ -12,7 +12,7 @@ pub use crate::engine::LogLine;
 pub use crate::engine::answer::{Action, Fire, FlagRollout, StageResult};
 
 /// What the release should do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The stage passed: move on.
@@ -35,7 +35,7 @@ impl Outcome {
 }
 
 /// A gate's verdict as the plugin gave it, or `error` when the plugin broke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -62,7 +62,7 @@ impl Verdict {
 
 /// How a verdict counted toward the stage, after `on_no_data`, `on_error`
 /// and `dry_run`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Counted {
     Pass,
@@ -74,7 +74,7 @@ pub enum Counted {
 }
 
 /// One gate's finding, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     pub name: String,
     pub plugin: String,
@@ -86,20 +86,20 @@ pub struct GateResult {
     pub weight: f64,
     pub key: bool,
     pub dry_run: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
     /// Why the plugin broke, when the verdict is `error`: `deadline`,
     /// `memory`, `stack`, `trap`, `output`, `pool` or `instantiate`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// Wall time of the plugin call, instantiation included.
     pub duration_us: u64,
 }
 
 /// One trigger's check, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriggerResult {
     pub name: String,
     pub plugin: String,
@@ -111,36 +111,36 @@ pub struct TriggerResult {
     pub threshold: Option<f64>,
     /// Whether a `prepare-rollback` or `alert` from this trigger holds promotion.
     pub holds: bool,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
     /// Why the plugin broke, when `error` is true.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     pub duration_us: u64,
 }
 
 /// One action plugin's plan, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionPlan {
     pub name: String,
     pub plugin: String,
     pub actions: Vec<Action>,
     /// Why no plan was made, when the plugin refused or broke.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
     /// Why the plugin broke, when it did (not when it refused to plan).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<&'static str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     pub duration_us: u64,
 }
 
 /// What identifies the evaluation exactly: replaying the same policy,
 /// plugins and input reproduces the decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Digests {
     pub policy: Digest,
     pub input: Digest,
@@ -148,11 +148,11 @@ pub struct Digests {
 }
 
 /// A decision with a reason for every gate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// A UUIDv7 the server gives each decision it answers (absent from
     /// one-shot CLI decisions).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_id: Option<String>,
     pub decision: Outcome,
     /// One sentence saying why.
@@ -173,6 +173,6 @@ pub struct Decision {
     pub digests: Digests,
     /// What the snapshot was built from, when the host built it (queries,
     /// reports, values); absent for a snapshot sent whole.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<crate::sources::Evidence>,
 }

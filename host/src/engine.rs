@@ -632,7 +632,7 @@ impl Plugin {
         let mut logs = state.logs.clone();
         if state.logs_dropped > 0 {
             logs.push(LogLine {
-                level: "warn",
+                level: "warn".into(),
                 message: format!("{} more log lines dropped", state.logs_dropped),
             });
         }
@@ -813,7 +813,7 @@ mod panic_tests {
     #[test]
     fn a_plugin_panic_is_reported_with_its_message() {
         let logs = vec![LogLine {
-            level: "error",
+            level: "error".into(),
             message: "panicked: threshold must be finite at src/lib.rs:42".into(),
         }];
         let e = with_panic_message(

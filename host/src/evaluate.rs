@@ -279,7 +279,7 @@ fn run_triggers(
             Err(e) => {
                 // A broken trigger cannot say all is well: it holds promotion.
                 result.reason = format!("trigger broke, holding promotion: {e}");
-                result.cause = Some(e.cause());
+                result.cause = Some(e.cause().to_string());
             }
         }
         span.record("fire", result.fire.as_str());
@@ -318,7 +318,7 @@ fn run_actions(
                 Ok(Ok(actions)) => plan.actions = actions,
                 Ok(Err(e)) => plan.error = Some(e),
                 Err(e) => {
-                    plan.cause = Some(e.cause());
+                    plan.cause = Some(e.cause().to_string());
                     plan.error = Some(e.to_string());
                 }
             }
@@ -383,7 +383,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         Err(e) => {
             result.verdict = Verdict::Error;
             result.reason = e.to_string();
-            result.cause = Some(e.cause());
+            result.cause = Some(e.cause().to_string());
         }
     }
     result.counted_as = counted_as(gate, result.verdict);

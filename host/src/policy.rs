@@ -164,7 +164,7 @@ pub struct Stage {
 }
 
 /// Score bands, in percent: at or above `pass` passes, at or above `warn` warns.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scoring {
     pub pass: f64,
     pub warn: f64,

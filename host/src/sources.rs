@@ -58,11 +58,11 @@ impl SourceError {
 }
 
 /// One query as it was sent, and what came back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct QueryEvidence {
     pub metric: String,
     /// `current` (the snapshot's `metrics`) or `baseline`.
-    pub track: &'static str,
+    pub track: String,
     /// The PromQL after templating.
     pub query: String,
     pub start: i64,
@@ -73,7 +73,7 @@ pub struct QueryEvidence {
 }
 
 /// One report file as it was read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ReportEvidence {
     pub kind: ReportKind,
     pub file: String,
@@ -82,20 +82,20 @@ pub struct ReportEvidence {
 }
 
 /// What the snapshot was built from, for the decision record.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Evidence {
     /// The Prometheus base URL, without credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
     /// The end of every query window, unix seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queried_at: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queries: Vec<QueryEvidence>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reports: Vec<ReportEvidence>,
     /// Values given on the command line or in the request.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, f64>,
 }
 
@@ -256,7 +256,7 @@ async fn query_one(
         .collect();
     let evidence = QueryEvidence {
         metric: source.name.clone(),
-        track,
+        track: track.to_string(),
         query,
         start,
         end,

@@ -254,3 +254,41 @@ async fn an_unknown_hook_type_is_a_404_naming_the_known_ones() {
             .contains("confirm-rollout")
     );
 }
+
+#[tokio::test]
+async fn argo_accepts_put_json_text_snapshots_and_snapshot_files_in_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        crate::support::repo("tests/fixtures/canary-error-spike.json"),
+        dir.path().join("spike.json"),
+    )
+    .unwrap();
+    let s = state_with(ServerConfig {
+        snapshot_dir: Some(dir.path().to_path_buf()),
+        ..ServerConfig::default()
+    });
+    // An Argo argument templated into `jsonBody` arrives as a JSON string.
+    let text =
+        json!({"stage": "initial-canary", "snapshot": snapshot("canary-steady.json").to_string()});
+    let (status, _, body) = call(
+        &s,
+        "PUT",
+        "/v1/compat/argo/canary",
+        Some(READER),
+        Some(text.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["decision"], "promote");
+    let file = json!({"stage": "initial-canary", "snapshot_file": "spike.json"});
+    let (status, _, body) = call(
+        &s,
+        "POST",
+        "/v1/compat/argo/canary",
+        Some(READER),
+        Some(file.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["decision"], "rollback");
+}

@@ -79,7 +79,7 @@ fn a_host_call_on_a_dropped_handle_reports_its_cause_on_one_line() {
     let d = evaluate_once(&path);
     let gate = &d.gates[0];
     assert_eq!(gate.verdict, Verdict::Error);
-    assert_eq!(gate.cause, Some("trap"));
+    assert_eq!(gate.cause.as_deref(), Some("trap"));
     assert!(!gate.reason.contains('\n'), "{:?}", gate.reason);
     assert!(!gate.reason.contains("backtrace"), "{:?}", gate.reason);
     assert!(
@@ -95,7 +95,7 @@ fn a_deadline_is_never_cut_short_and_ends_near_its_time() {
     let path = one_gate(dir.path(), "infinite-loop", "        deadline: 300ms\n");
     let d = evaluate_once(&path);
     let gate = &d.gates[0];
-    assert_eq!(gate.cause, Some("deadline"), "{}", gate.reason);
+    assert_eq!(gate.cause.as_deref(), Some("deadline"), "{}", gate.reason);
     let took = Duration::from_micros(gate.duration_us);
     assert!(
         took >= Duration::from_millis(300),

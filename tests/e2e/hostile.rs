@@ -85,7 +85,7 @@ fn assert_contained(hostile: &str, limits: &str, cause: &str, message: &str, dea
         let d = tollgate::evaluate::evaluate(&loaded, None, Arc::clone(&snapshot)).unwrap();
         let gate = &d.gates[0];
         assert_eq!(gate.verdict, Verdict::Error, "{hostile}: {gate:?}");
-        assert_eq!(gate.cause, Some(cause), "{hostile}: {gate:?}");
+        assert_eq!(gate.cause.as_deref(), Some(cause), "{hostile}: {gate:?}");
         assert!(gate.reason.contains(message), "{hostile}: {}", gate.reason);
         assert!(
             Duration::from_micros(gate.duration_us) < deadline + SLACK,

@@ -35,9 +35,112 @@ pub(crate) struct EvalArgs {
     /// while the time in it is unknown) or `caller` (durations not checked).
     #[arg(long, value_enum, default_value_t = Schedule::Policy)]
     schedule: Schedule,
+    /// Evaluate on a running `tollgate serve` instead of here: `--policy` is
+    /// then the server's policy name (or a file, whose `metadata.name` is
+    /// used); the snapshot is built here from the same flags and sent. The
+    /// token comes from `TOLLGATE_TOKEN`.
+    #[arg(long)]
+    server: Option<reqwest::Url>,
+}
+
+/// The policy name to ask a server for: a file's `metadata.name`, or the
+/// argument itself.
+fn policy_name(arg: &std::path::Path) -> anyhow::Result<String> {
+    if !arg.exists() {
+        return Ok(arg.display().to_string());
+    }
+    let text = crate::files::read_text(arg)
+        .map_err(|e| anyhow::anyhow!("cannot read policy `{}`: {e}", arg.display()))?;
+    let base = arg.parent().unwrap_or(std::path::Path::new("."));
+    let policy = crate::policy::parse(&text, base).map_err(|p| {
+        anyhow::anyhow!(
+            "policy `{}` is invalid:\n{}",
+            arg.display(),
+            p.render(Some(&arg.display().to_string()))
+        )
+    })?;
+    Ok(policy.name.to_string())
+}
+
+/// Sends the evaluation to `server` and returns its decision.
+fn remote(args: &EvalArgs, server: &reqwest::Url) -> anyhow::Result<crate::decision::Decision> {
+    let name = policy_name(&args.policy)?;
+    let mut body = serde_json::json!({
+        "policy": name,
+        "schedule": match args.schedule { Schedule::Policy => "policy", Schedule::Caller => "caller" },
+    });
+    match args.sources.identity_only() {
+        // Only a service and version: the server queries its Prometheus.
+        Some((service, version)) => {
+            body["service"] = serde_json::Value::from(service);
+            body["version"] = serde_json::Value::from(version);
+        }
+        None => {
+            let (snapshot, _) = args.sources.build(None, args.stage.as_deref())?;
+            body["snapshot"] = snapshot.to_json_v1();
+        }
+    }
+    if let Some(stage) = &args.stage {
+        body["stage"] = serde_json::Value::from(stage.clone());
+    }
+    if let Some(e) = args.elapsed {
+        body["elapsed"] = serde_json::Value::from(format!("{}s", e.as_secs()));
+    }
+    let url = server
+        .join("v1/evaluate")
+        .map_err(|e| anyhow::anyhow!("`{server}`: {e}"))?;
+    let shown = url.as_str().to_string();
+    let token = std::env::var("TOLLGATE_TOKEN").ok();
+    crate::sources::prometheus::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let mut request = client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            request = request.bearer_auth(t.trim());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach tollgate at {shown}: {}", root_cause(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer of {shown}: {}", root_cause(&e)))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+            anyhow::bail!("{shown} answered {status}: {message}");
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("{shown} answered something that is not a decision: {e}"))
+    })
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
+    if let Some(server) = &args.server {
+        let decision = remote(&args, server)?;
+        return Ok(print(&decision, args.format));
+    }
     let runtime = super::runtime()?;
     let loaded = super::load_policy(&runtime, &args.policy)?;
     if let Some(s) = &args.stage
@@ -67,8 +170,13 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         None => evaluate_with(&loaded, &request, snapshot, &mut MemoryStore::default())?,
     };
     decision.sources = evidence;
+    Ok(print(&decision, args.format))
+}
+
+/// Prints a decision, local or remote, the same way.
+fn print(decision: &crate::decision::Decision, format: Format) -> Exit {
     let stdout = std::io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    print!("{}", render::render(&decision, args.format, color));
-    Ok(Exit::for_decision(&decision))
+    print!("{}", render::render(decision, format, color));
+    Exit::for_decision(decision)
 }

@@ -81,6 +81,17 @@ fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
 }
 
 impl SourceArgs {
+    /// `(service, version)` when they are all these flags give: a server
+    /// can then query its own Prometheus for them.
+    pub(crate) fn identity_only(&self) -> Option<(String, String)> {
+        let nothing_else = self.snapshot.is_none()
+            && self.prometheus.is_none()
+            && self.reports.is_empty()
+            && self.metrics.is_empty();
+        let service = self.service.clone()?;
+        nothing_else.then(|| (service, self.release_version.clone().unwrap_or_default()))
+    }
+
     fn prometheus(&self) -> anyhow::Result<Option<Prometheus>> {
         let Some(url) = &self.prometheus else {
             return Ok(None);

@@ -3,10 +3,10 @@
 //! These types belong to the sandbox, the bottom layer; the decision record
 //! re-exports them rather than the engine importing the decision's.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The stage's own result, before triggers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StageResult {
     Pass,
@@ -16,7 +16,7 @@ pub enum StageResult {
 }
 
 /// How loudly a rollback trigger fired, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fire {
     None,
@@ -38,7 +38,7 @@ impl Fire {
 }
 
 /// A feature flag's planned exposure.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlagRollout {
     pub flag: String,
     pub percent: u8,
@@ -46,7 +46,7 @@ pub struct FlagRollout {
 }
 
 /// One planned deployment step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Action {
     SetWeight { percent: u8 },

@@ -18,9 +18,9 @@ const MAX_LOG_LINE: usize = 512;
 pub struct SnapshotHandle(Arc<Snapshot>);
 
 /// A plugin log line, kept in the evaluation's bounded buffer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {
-    pub level: &'static str,
+    pub level: String,
     pub message: String,
 }
 
@@ -209,7 +209,10 @@ impl host::Host for HostState {
             host::Level::Warn => "warn",
             host::Level::Error => "error",
         };
-        self.logs.push(LogLine { level, message });
+        self.logs.push(LogLine {
+            level: level.to_string(),
+            message,
+        });
         Ok(())
     }
 

@@ -274,9 +274,9 @@ impl Metrics {
             .gates
             .iter()
             .filter(|g| g.verdict == Verdict::Error)
-            .filter_map(|g| g.cause)
-            .chain(decision.triggers.iter().filter_map(|t| t.cause))
-            .chain(decision.actions.iter().filter_map(|a| a.cause));
+            .filter_map(|g| g.cause.as_deref())
+            .chain(decision.triggers.iter().filter_map(|t| t.cause.as_deref()))
+            .chain(decision.actions.iter().filter_map(|a| a.cause.as_deref()));
         for cause in causes {
             self.traps
                 .get_or_create(&TrapLabels {

@@ -91,8 +91,9 @@ pub struct Prometheus {
     config: PrometheusConfig,
 }
 
-/// rustls needs one process-wide crypto provider; ring is the one built in.
-fn install_crypto() {
+/// Installs ring as rustls's process-wide crypto provider (once), which
+/// every HTTP client the process builds needs.
+pub fn install_crypto() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -23,7 +23,7 @@ use crate::digest::Digest;
 pub const MAX_REPORT_BYTES: u64 = 64 << 20;
 
 /// What a report file is read as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportKind {
     /// Line (and branch) coverage from lcov or Cobertura XML.
