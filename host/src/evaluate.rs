@@ -64,6 +64,19 @@ pub struct Request<'a> {
     pub schedule: Schedule,
 }
 
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    /// `policy` or `caller`; the error names both.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "policy" => Ok(Self::Policy),
+            "caller" => Ok(Self::Caller),
+            _ => Err("policy or caller".into()),
+        }
+    }
+}
+
 /// Who decides when a stage has run long enough.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Schedule {

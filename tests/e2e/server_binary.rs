@@ -424,3 +424,28 @@ fn every_request_gets_an_access_log_line_and_every_decision_an_info_line() {
         "the token itself is never logged"
     );
 }
+
+#[test]
+fn request_text_in_text_logs_has_its_control_characters_escaped() {
+    let server = Server::start(&["--insecure-no-auth"]);
+    let hook = json!({"name": "evil\u{1b}[2J\u{1b}[32mPROMOTE\r", "namespace": "ns\u{7}", "phase": "Progressing",
+        "checksum": "x", "metadata": {"stage": "initial-canary", "elapsed": "20m",
+        "snapshot": snapshot("canary-steady.json").to_string()}});
+    let r = server.request(
+        "POST",
+        "/v1/compat/flagger/canary/rollout",
+        &[("content-type", "application/json")],
+        hook.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = server.log();
+        if log.contains("flagger webhook") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(log.contains("evil\\x1b[2J"), "{log}");
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
+}

@@ -154,15 +154,15 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
                 .put(&key, state.clone().into_bytes())
                 .map_err(|e| e.to_string())?;
         }
-        let schedule = match case.schedule.as_deref() {
-            None | Some("policy") => crate::evaluate::Schedule::Policy,
-            Some("caller") => crate::evaluate::Schedule::Caller,
-            Some(other) => {
-                return Err(format!(
-                    "`schedule` is `{other}`; expected policy or caller"
-                ));
-            }
-        };
+        let schedule = case
+            .schedule
+            .as_deref()
+            .map(|s| {
+                s.parse::<crate::evaluate::Schedule>()
+                    .map_err(|expected| format!("`schedule` is `{s}`; expected {expected}"))
+            })
+            .transpose()?
+            .unwrap_or_default();
         let request = Request {
             stage: case.stage.as_deref(),
             elapsed,

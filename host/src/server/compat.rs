@@ -110,6 +110,11 @@ struct FlaggerBody {
     metadata: BTreeMap<String, String>,
 }
 
+/// Request text as a text log may show it: control characters escaped.
+fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::escape_control(s)
+}
+
 /// The one-line answer Flagger shows (in its events and logs) for a
 /// status above 202.
 fn refusal(hook: &str, d: &Decision) -> Response {
@@ -213,19 +218,19 @@ async fn flagger(
     let d = match outcome {
         Ok(d) => d,
         Err(e) if hook.informational() => {
-            tracing::warn!(canary = %body.name, namespace = %body.namespace, hook = hook_name, error = %e.message, "flagger hook not evaluated; answered 200 as Flagger only logs it");
+            tracing::warn!(canary = %esc(&body.name), namespace = %esc(&body.namespace), hook = hook_name, error = %esc(&e.message), "flagger hook not evaluated; answered 200 as Flagger only logs it");
             let msg = serde_json::json!({"evaluated": false, "reason": e.message});
             return Ok((StatusCode::OK, axum::Json(msg)).into_response());
         }
         Err(e) => return Err(e),
     };
     tracing::info!(
-        canary = %body.name,
-        namespace = %body.namespace,
-        phase = %body.phase,
-        checksum = %body.checksum,
+        canary = %esc(&body.name),
+        namespace = %esc(&body.namespace),
+        phase = %esc(&body.phase),
+        checksum = %esc(&body.checksum),
         hook = hook_name,
-        event = body.metadata.get("eventType").map_or("", String::as_str),
+        event = %esc(body.metadata.get("eventType").map_or("", String::as_str)),
         decision = d.decision.as_str(),
         "flagger webhook"
     );

@@ -191,6 +191,23 @@ pub(super) async fn evaluate(
     super::compat::evaluate_caller(caller, &body.policy)?;
     let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
+    let schedule = body
+        .schedule
+        .as_deref()
+        .map(|s| {
+            s.parse::<crate::evaluate::Schedule>().map_err(|expected| {
+                ApiError::unprocessable(
+                    "invalid_request",
+                    format!(
+                        "`schedule` is `{}`; expected {expected}",
+                        crate::text::escape_control(s)
+                    ),
+                )
+                .field("schedule")
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
     let decision = run_evaluation(
         &state,
         Job {
@@ -199,20 +216,7 @@ pub(super) async fn evaluate(
             elapsed,
             input,
             advance_state: true,
-            schedule: match body.schedule.as_deref() {
-                None | Some("policy") => crate::evaluate::Schedule::Policy,
-                Some("caller") => crate::evaluate::Schedule::Caller,
-                Some(other) => {
-                    return Err(ApiError::unprocessable(
-                        "invalid_request",
-                        format!(
-                            "`schedule` is `{}`; expected policy or caller",
-                            crate::text::escape_control(other)
-                        ),
-                    )
-                    .field("schedule"));
-                }
-            },
+            schedule,
         },
     )
     .await?;
