@@ -4,6 +4,7 @@ mod audit;
 mod cases;
 mod eval;
 mod flag;
+mod plugin;
 mod render;
 mod serve;
 mod snapshot;
@@ -79,6 +80,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Build snapshots from Prometheus, CI reports and values.
     Snapshot(snapshot::SnapshotArgs),
+    /// Create and build plugin projects.
+    Plugin(plugin::PluginArgs),
     /// Print shell completions: `tollgate completions bash > /etc/bash_completion.d/tollgate`.
     Completions {
         /// The shell.
@@ -100,6 +103,7 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Snapshot(args) => snapshot::run(args),
+        Command::Plugin(args) => plugin::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "tollgate", &mut std::io::stdout());

@@ -12,6 +12,7 @@ mod hostile;
 mod layers;
 mod load;
 mod new_user;
+mod plugin_kit;
 mod plugins;
 mod prometheus;
 mod readme;

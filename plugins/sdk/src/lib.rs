@@ -84,7 +84,7 @@ pub fn window_pairs(
 pub mod gate {
     wit_bindgen::generate!({
         world: "gate",
-        path: "../../wit",
+        path: "wit",
         pub_export_macro: true,
         additional_derives: [PartialEq],
         export_macro_name: "export_gate",
@@ -115,7 +115,7 @@ pub mod gate {
 pub mod trigger {
     wit_bindgen::generate!({
         world: "trigger",
-        path: "../../wit",
+        path: "wit",
         with: {
             "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
             "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,
@@ -163,7 +163,7 @@ pub mod trigger {
 pub mod action {
     wit_bindgen::generate!({
         world: "action",
-        path: "../../wit",
+        path: "wit",
         with: {
             "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
             "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,

@@ -1,0 +1,280 @@
+//! `tollgate plugin new|build`: a plugin project from a template, and the
+//! component built from it with the language's own tools.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use super::Exit;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PluginArgs {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PluginCommand {
+    /// Create a plugin project: the rule, its build file, a policy and policy tests.
+    New(NewArgs),
+    /// Build the component of a plugin project; print its digest and audit summary.
+    Build(BuildArgs),
+}
+
+/// What a plugin exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Gate,
+    Trigger,
+    Action,
+}
+
+/// The language a project is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    Rust,
+}
+
+#[derive(Debug, clap::Args)]
+struct NewArgs {
+    /// The plugin's name: lowercase letters, digits and `-`.
+    name: String,
+    #[arg(long, value_enum, default_value_t = Kind::Gate)]
+    kind: Kind,
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+    /// Where to create it (default: ./NAME). It must not exist or be empty.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The `tollgate-sdk` crate to depend on: a path to its directory, or a
+    /// git URL (`https://…`, with `#TAG` to pin a tag). Default: the SDK of
+    /// the tollgate source tree this binary was built from.
+    #[arg(long)]
+    sdk: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct BuildArgs {
+    /// The project directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+}
+
+pub(crate) fn run(args: PluginArgs) -> anyhow::Result<Exit> {
+    match args.command {
+        PluginCommand::New(args) => new(args),
+        PluginCommand::Build(args) => build(&args.dir),
+    }
+}
+
+/// The Rust templates, one source, policy and test file per kind.
+mod rust {
+    pub const CARGO: &str = include_str!("../../../plugins/templates/rust/Cargo.toml.tmpl");
+    pub const GATE: [&str; 3] = [
+        include_str!("../../../plugins/templates/rust/gate.rs"),
+        include_str!("../../../plugins/templates/rust/gate.policy.yaml"),
+        include_str!("../../../plugins/templates/rust/gate.test.yaml"),
+    ];
+    pub const TRIGGER: [&str; 3] = [
+        include_str!("../../../plugins/templates/rust/trigger.rs"),
+        include_str!("../../../plugins/templates/rust/trigger.policy.yaml"),
+        include_str!("../../../plugins/templates/rust/trigger.test.yaml"),
+    ];
+    pub const ACTION: [&str; 3] = [
+        include_str!("../../../plugins/templates/rust/action.rs"),
+        include_str!("../../../plugins/templates/rust/action.policy.yaml"),
+        include_str!("../../../plugins/templates/rust/action.test.yaml"),
+    ];
+}
+
+/// A plugin name must be a policy key, a crate name and a file name at once.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+        && name.len() <= 64;
+    if !ok {
+        bail!(
+            "plugin name `{}` must start with a lowercase letter and use only lowercase letters, digits and `-` (at most 64)",
+            crate::text::escape_control(name)
+        );
+    }
+    Ok(())
+}
+
+/// The `[dependencies]` line for the SDK.
+fn sdk_dependency(sdk: Option<&str>) -> anyhow::Result<String> {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    match sdk {
+        Some(url) if url.starts_with("https://") || url.starts_with("git@") => {
+            Ok(match url.split_once('#') {
+                Some((repo, tag)) => format!(
+                    "tollgate-sdk = {{ git = {}, tag = {} }}",
+                    quote(repo),
+                    quote(tag)
+                ),
+                None => format!("tollgate-sdk = {{ git = {} }}", quote(url)),
+            })
+        }
+        Some(path) => {
+            let path = std::fs::canonicalize(path)
+                .with_context(|| format!("the SDK directory `{path}`"))?;
+            Ok(format!(
+                "tollgate-sdk = {{ path = {} }}",
+                quote(&path.to_string_lossy())
+            ))
+        }
+        None => {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+            match std::fs::canonicalize(&source) {
+                Ok(path) if path.join("Cargo.toml").is_file() => Ok(format!(
+                    "tollgate-sdk = {{ path = {} }}",
+                    quote(&path.to_string_lossy())
+                )),
+                _ => bail!(
+                    "this tollgate was built without its source tree beside it; say where the SDK is with --sdk PATH or --sdk https://…/tollgate#vX.Y.Z"
+                ),
+            }
+        }
+    }
+}
+
+fn new(args: NewArgs) -> anyhow::Result<Exit> {
+    check_name(&args.name)?;
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .with_context(|| format!("reading `{}`", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!("`{}` exists and is not empty", dir.display());
+    }
+    let Lang::Rust = args.lang;
+    let [source, policy, test] = match args.kind {
+        Kind::Gate => rust::GATE,
+        Kind::Trigger => rust::TRIGGER,
+        Kind::Action => rust::ACTION,
+    };
+    let sdk = sdk_dependency(args.sdk.as_deref())?;
+    let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
+    let files = [
+        ("Cargo.toml", fill(rust::CARGO)),
+        ("src/lib.rs", fill(source)),
+        ("policy.yaml", fill(policy)),
+        ("policy.test.yaml", fill(test)),
+    ];
+    for (path, text) in &files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating `{}`", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
+    }
+    let kind = match args.kind {
+        Kind::Gate => "gate",
+        Kind::Trigger => "trigger",
+        Kind::Action => "action",
+    };
+    println!(
+        "created {kind} plugin `{name}` in {dir}\nnext: tollgate plugin build {dir} && tollgate test {dir}",
+        name = args.name,
+        dir = dir.display()
+    );
+    Ok(Exit::Success)
+}
+
+/// Builds a Rust project's `cdylib` for `wasm32-unknown-unknown`, wraps the
+/// module into a component next to `Cargo.toml`, and reports it.
+fn build(dir: &Path) -> anyhow::Result<Exit> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "`{}` has no Cargo.toml: not a plugin project (create one with `tollgate plugin new`)",
+            dir.display()
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--message-format=json-render-diagnostics",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo (is Rust installed? https://rustup.rs)")?;
+    if !output.status.success() {
+        bail!("cargo build failed (missing target? `rustup target add wasm32-unknown-unknown`)");
+    }
+    let module = cdylib_artifact(&output.stdout)?;
+    let bytes =
+        std::fs::read(&module).with_context(|| format!("reading `{}`", module.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .context(
+            "reading the module's component metadata (does it use tollgate-sdk's export macro?)",
+        )?
+        .validate(true)
+        .encode()
+        .context("wrapping the module into a component")?;
+    let name = module.file_stem().map_or_else(
+        || "plugin".into(),
+        |s| s.to_string_lossy().replace('_', "-"),
+    );
+    let out = dir.join(format!("{name}.wasm"));
+    std::fs::write(&out, &component).with_context(|| format!("writing `{}`", out.display()))?;
+    let runtime = super::runtime()?;
+    let report = match runtime.load(&name, &component) {
+        Ok(plugin) => crate::audit::PluginReport::accepted(&name, &out.to_string_lossy(), &plugin),
+        Err(e) => crate::audit::PluginReport::refused(
+            &name,
+            &out.to_string_lossy(),
+            &component,
+            e.to_string(),
+        ),
+    };
+    println!("built {} ({} bytes)", out.display(), component.len());
+    println!("digest: {}", report.digest);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(Exit::failed_if(
+        report.verdict == crate::audit::Acceptance::Refused,
+    ))
+}
+
+/// The `.wasm` file of the build's `cdylib`, from cargo's JSON messages.
+fn cdylib_artifact(messages: &[u8]) -> anyhow::Result<PathBuf> {
+    let mut found = None;
+    for line in messages.split(|b| *b == b'\n') {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_cdylib = message["target"]["crate_types"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if !is_cdylib {
+            continue;
+        }
+        found = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+            .map(PathBuf::from);
+    }
+    found.context(
+        "the build produced no `cdylib` .wasm: add `[lib] crate-type = [\"cdylib\"]` to Cargo.toml",
+    )
+}

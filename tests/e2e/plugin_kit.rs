@@ -1,0 +1,130 @@
+//! Writing a plugin outside this repository: the SDK as a self-contained
+//! crate, `tollgate plugin new` and `tollgate plugin build`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Run, repo};
+
+/// `tollgate` in `dir`, with one cargo target directory shared by every
+/// project these tests build, so the SDK compiles once.
+fn tollgate_in(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("TOLLGATE_CACHE_DIR", crate::support::cache_dir())
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
+        )
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_sdk_is_self_contained_with_its_own_version_and_the_wit_inside() {
+    let manifest = std::fs::read_to_string(repo("plugins/sdk/Cargo.toml")).unwrap();
+    // Lints may come from the workspace (`cargo package` writes them out);
+    // the version and the dependencies may not.
+    let package = manifest.split("[lints]").next().unwrap();
+    assert!(!package.contains(".workspace"), "{package}");
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "package",
+            "-p",
+            "tollgate-sdk",
+            "--list",
+            "--allow-dirty",
+            "--offline",
+        ])
+        .current_dir(repo("."))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = String::from_utf8_lossy(&out.stdout);
+    assert!(files.lines().any(|f| f == "wit/tollgate.wit"), "{files}");
+    assert_eq!(
+        std::fs::read(repo("plugins/sdk/wit/tollgate.wit")).unwrap(),
+        std::fs::read(repo("wit/tollgate.wit")).unwrap(),
+        "the SDK's WIT is the contract's"
+    );
+}
+
+#[test]
+fn plugin_new_build_and_test_outside_the_repository_for_each_kind() {
+    let home = tempfile::tempdir().unwrap();
+    for kind in ["gate", "trigger", "action"] {
+        let name = format!("my-{kind}");
+        let run = tollgate_in(home.path(), &["plugin", "new", &name, "--kind", kind]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let project = home.path().join(&name);
+        let run = tollgate_in(home.path(), &["plugin", "build", &name]);
+        assert_eq!(run.code, 0, "{kind}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("digest: sha256:"), "{}", run.stdout);
+        assert!(
+            run.stdout.contains("\"verdict\": \"accepted\""),
+            "{}",
+            run.stdout
+        );
+        assert!(project.join(format!("{name}.wasm")).is_file());
+        let run = tollgate_in(home.path(), &["test", &name]);
+        assert_eq!(run.code, 0, "{kind}: {}{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains(" 0 failed"), "{}", run.stdout);
+    }
+    // Edit one threshold: the bundled test case at the old minimum now fails.
+    let policy = home.path().join("my-gate/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("min: 80", "min: 85")).unwrap();
+    let run = tollgate_in(home.path(), &["test", "my-gate"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
+}
+
+#[test]
+fn plugin_new_refuses_a_bad_name_and_a_non_empty_directory() {
+    let home = tempfile::tempdir().unwrap();
+    let run = tollgate_in(home.path(), &["plugin", "new", "My_Gate"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("plugin name `My_Gate` must start"),
+        "{}",
+        run.stderr
+    );
+    std::fs::create_dir(home.path().join("taken")).unwrap();
+    std::fs::write(home.path().join("taken/file"), "x").unwrap();
+    let run = tollgate_in(home.path(), &["plugin", "new", "taken"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("`taken` exists and is not empty"),
+        "{}",
+        run.stderr
+    );
+    let run = tollgate_in(home.path(), &["plugin", "build", "nowhere"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("has no Cargo.toml"), "{}", run.stderr);
+}
+
+#[test]
+fn the_readme_plugin_example_is_the_template_plugin_new_writes() {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let block = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split_once("\n```"))
+        .map(|(block, _)| format!("{block}\n"))
+        .unwrap();
+    let template = std::fs::read_to_string(repo("plugins/templates/rust/gate.rs"))
+        .unwrap()
+        .replace("{{name}}", "my-gate");
+    assert_eq!(block, template);
+}
