@@ -16,6 +16,7 @@ mod plugin_kit;
 mod plugins;
 mod prometheus;
 mod readme;
+mod readme_examples;
 mod reports;
 mod rollout;
 mod schemas;

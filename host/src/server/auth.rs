@@ -11,8 +11,10 @@
 //! flagger-token-0123456789 evaluate:canary
 //! # dashboards may only read:
 //! grafana-token-0123456789 read
-//! ops-token-0123456789abcdef admin
+//! ops-token-0123456789abcdef admin   # reload, and everything else
 //! ```
+//!
+//! `#` starts a comment, on a line of its own or after the scopes.
 //!
 //! A line with no scope keeps its old meaning, `evaluate read`; `admin`
 //! alone keeps its old meaning too, everything. Scopes: `evaluate` (every
@@ -208,7 +210,11 @@ impl Tokens {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let words: Vec<&str> = line.split_whitespace().collect();
+            // A word starting with `#` after the token starts a comment.
+            let mut words: Vec<&str> = line.split_whitespace().collect();
+            if let Some(at) = words.iter().skip(1).position(|w| w.starts_with('#')) {
+                words.truncate(at + 1);
+            }
             let token = words.first().copied().unwrap_or_default();
             let invalid = |message: String| TokenError::Invalid {
                 path: shown.clone(),
@@ -435,5 +441,21 @@ mod tests {
         std::fs::write(&path, "long-enough-token-0123 write\n").unwrap();
         let e = Tokens::from_file(&path).err().unwrap().to_string();
         assert!(e.contains("unknown scope `write`"), "{e}");
+    }
+
+    #[test]
+    fn a_trailing_comment_is_not_a_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(
+            &path,
+            "ci-token-0123456789abcdef   # no scope\ngrafana-token-0123456789 read #admin\n",
+        )
+        .unwrap();
+        let t = Tokens::from_file(&path).unwrap();
+        let ci = t.lookup("ci-token-0123456789abcdef").unwrap();
+        assert!(ci.read && ci.may_evaluate("x") && !ci.admin);
+        let grafana = t.lookup("grafana-token-0123456789").unwrap();
+        assert!(grafana.read && !grafana.admin && !grafana.may_evaluate("x"));
     }
 }
