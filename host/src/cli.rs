@@ -2,6 +2,7 @@
 
 mod audit;
 mod cases;
+mod decisions;
 mod eval;
 mod flag;
 mod plugin;
@@ -80,6 +81,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Build snapshots from Prometheus, CI reports and values.
     Snapshot(snapshot::SnapshotArgs),
+    /// Look up logged decisions: list, show, prune.
+    Decisions(decisions::DecisionsArgs),
+    /// Re-run logged decisions over their logged inputs and compare: exit 0 when identical.
+    Replay(decisions::ReplayArgs),
+    /// Reports from the decision log (DORA).
+    Report(decisions::ReportArgs),
     /// Create and build plugin projects.
     Plugin(plugin::PluginArgs),
     /// Print shell completions: `tollgate completions bash > /etc/bash_completion.d/tollgate`.
@@ -104,6 +111,9 @@ pub fn run() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Plugin(args) => plugin::run(args),
+        Command::Decisions(args) => decisions::decisions(args),
+        Command::Replay(args) => decisions::replay(args),
+        Command::Report(args) => decisions::report(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "tollgate", &mut std::io::stdout());

@@ -360,6 +360,7 @@ impl Runtime {
         Ok(Plugin {
             name: name.to_string(),
             digest,
+            bytes: bytes.into(),
             size: bytes.len(),
             info,
             kind,
@@ -403,6 +404,9 @@ pub struct PluginInfo {
 pub struct Plugin {
     name: String,
     digest: Digest,
+    /// The component's bytes, kept so a decision log can store exactly
+    /// what ran.
+    bytes: std::sync::Arc<[u8]>,
     size: usize,
     info: PluginInfo,
     kind: PluginKind,
@@ -476,6 +480,11 @@ impl Plugin {
     /// The SHA-256 of the component bytes.
     pub fn digest(&self) -> Digest {
         self.digest
+    }
+
+    /// The component's bytes.
+    pub fn bytes(&self) -> &std::sync::Arc<[u8]> {
+        &self.bytes
     }
 
     /// The size of the component in bytes.

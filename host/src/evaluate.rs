@@ -64,6 +64,16 @@ pub struct Request<'a> {
     pub schedule: Schedule,
 }
 
+impl Schedule {
+    /// `policy` or `caller`, as requests and records write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Policy => "policy",
+            Self::Caller => "caller",
+        }
+    }
+}
+
 impl std::str::FromStr for Schedule {
     type Err = String;
 

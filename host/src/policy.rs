@@ -15,7 +15,7 @@ use std::str::FromStr;
 use crate::digest::Digest;
 use crate::engine::{Limits, PluginConfig};
 
-pub use self::load::{LoadedPolicy, PluginCache, load, load_with};
+pub use self::load::{LoadedPolicy, PluginCache, load, load_recorded, load_with};
 pub use self::parse::parse;
 pub use self::schema::policy_schema;
 

@@ -8,10 +8,10 @@ mod auth;
 mod catalog;
 mod compat;
 mod config;
+mod decisions;
 mod error;
 mod extract;
 mod handlers;
-mod idempotency;
 mod listen;
 mod metrics;
 mod policies;
@@ -34,7 +34,6 @@ pub use self::listen::ConnectionLimits;
 pub use self::policies::{PolicySet, ReloadError};
 pub use self::tls::{TlsError, TlsFiles};
 
-use self::idempotency::Idempotency;
 use self::metrics::Metrics;
 use crate::engine::Runtime;
 
@@ -50,13 +49,12 @@ struct Shared {
     policies: arc_swap::ArcSwap<PolicySet>,
     tokens: Tokens,
     metrics: Metrics,
-    idempotency: Idempotency,
+    /// Decisions, trigger state and idempotency keys.
+    store: Arc<dyn crate::store::Store>,
     /// Evaluations allowed in flight; beyond it requests get 503, not a queue.
     slots: Arc<tokio::sync::Semaphore>,
     /// Evaluations running plugin code at once: one per core.
     workers: Arc<tokio::sync::Semaphore>,
-    /// Trigger state shared by every request of this replica.
-    trigger_state: std::sync::Mutex<service::BoundedStore>,
     /// Serialises reloads so two never compile side by side.
     reloading: tokio::sync::Mutex<()>,
     /// Where requests without a snapshot are answered from.
@@ -64,13 +62,14 @@ struct Shared {
 }
 
 impl AppState {
-    /// Loads the policies named by `config` and builds the shared state.
-    /// Fails when the initial policy set is invalid: a server never starts
-    /// half-configured.
+    /// Loads the policies named by `config` and builds the shared state
+    /// over `store`. Fails when the initial policy set is invalid: a server
+    /// never starts half-configured.
     pub fn new(
         config: ServerConfig,
         runtime: Arc<Runtime>,
         tokens: Tokens,
+        store: Arc<dyn crate::store::Store>,
     ) -> Result<Self, ReloadError> {
         let set = PolicySet::load(
             &runtime,
@@ -89,10 +88,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
                 workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
-                idempotency: Idempotency::new(config.idempotency_entries, config.idempotency_bytes),
-                trigger_state: std::sync::Mutex::new(service::BoundedStore::new(
-                    config.trigger_state_bytes,
-                )),
+                store,
                 config,
                 runtime,
                 policies: arc_swap::ArcSwap::from_pointee(set),
@@ -156,6 +152,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/plugins", get(handlers::list_plugins))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
+        .route("/v1/decisions", get(decisions::list))
+        .route("/v1/decisions/{id}", get(decisions::get))
+        .route("/v1/decisions/{id}/replay", post(decisions::replay))
+        .route("/v1/reports/dora", get(decisions::dora))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,
@@ -181,6 +181,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Prunes decisions older than `retain`, at start and every hour.
+async fn prune_every_hour(store: Arc<dyn crate::store::Store>, retain: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::store::now_ms()
+            .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
+        match store.prune(cutoff).await {
+            Ok(p) => tracing::info!(
+                decisions = p.decisions,
+                blobs = p.blobs,
+                idempotency_keys = p.idempotency_keys,
+                retain = %humantime::format_duration(retain),
+                "decision log pruned"
+            ),
+            Err(e) => tracing::error!(error = %e, "decision log prune failed; retrying in an hour"),
+        }
+    }
+}
+
 /// Serves on `listener` until SIGTERM or SIGINT, then drains in-flight
 /// requests for up to `config.grace_period`. SIGHUP reloads.
 pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
@@ -192,6 +212,9 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         .map(|files| tls::acceptor(files).map(|a| Arc::new(arc_swap::ArcSwap::from_pointee(a))))
         .transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(retain) = config.retain {
+        tokio::spawn(prune_every_hour(Arc::clone(&state.inner.store), retain));
+    }
     let limits = listen::ConnectionLimits {
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections.min(listen::fd_room()),

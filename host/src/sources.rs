@@ -151,6 +151,15 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Unix seconds or RFC 3339, as every time flag and parameter takes it.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    s.parse::<i64>().or_else(|_| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|e| format!("`{s}` is neither unix seconds nor RFC 3339: {e}"))
+    })
+}
+
 /// The time the snapshot describes: `at`, else the explicit snapshot's
 /// `taken_at`, else now.
 pub fn evaluation_time(inputs: &Inputs) -> i64 {

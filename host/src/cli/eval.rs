@@ -41,6 +41,11 @@ pub(crate) struct EvalArgs {
     /// token comes from `TOLLGATE_TOKEN`.
     #[arg(long)]
     server: Option<reqwest::Url>,
+    /// Commit the decision to a decision log before printing it: a SQLite
+    /// file or `postgres://…` [default with no value: .tollgate/tollgate.db].
+    /// Without `--state`, trigger state is kept in the log too.
+    #[arg(long, num_args = 0..=1, default_missing_value = crate::store::DEFAULT_PATH, conflicts_with = "server")]
+    log: Option<String>,
 }
 
 /// The policy name to ask a server for: a file's `metadata.name`, or the
@@ -162,6 +167,10 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         elapsed: args.elapsed,
         schedule: args.schedule,
     };
+    if let Some(spec) = &args.log {
+        let decision = logged(spec, &args, &loaded, &request, &snapshot, evidence)?;
+        return Ok(print(&decision, args.format));
+    }
     let mut decision = match &args.state {
         Some(path) => {
             let mut store = FileStore::open(path)?;
@@ -171,6 +180,75 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     };
     decision.sources = evidence;
     Ok(print(&decision, args.format))
+}
+
+/// Evaluates and commits the decision to the log `spec` before it is
+/// printed. Trigger state comes from `--state` when given, else from the
+/// log, advanced with the version read (retried if another writer won).
+fn logged(
+    spec: &str,
+    args: &EvalArgs,
+    loaded: &crate::policy::LoadedPolicy,
+    request: &Request<'_>,
+    snapshot: &Arc<crate::snapshot::Snapshot>,
+    evidence: Option<crate::sources::Evidence>,
+) -> anyhow::Result<crate::decision::Decision> {
+    use crate::journal::{self, Asker, Prefetched};
+    use crate::state::StateStore as _;
+    use crate::store::{Asked, StoreError, Versioned};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let store = crate::store::open(spec).await?;
+        let keys = journal::state_keys(loaded, snapshot);
+        let asked = Asked {
+            stage: args.stage.clone(),
+            elapsed_ms: args
+                .elapsed
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            schedule: args.schedule.as_str().to_string(),
+            advance_state: true,
+        };
+        for _ in 0..journal::MAX_ATTEMPTS {
+            let (mut decision, state) = match &args.state {
+                Some(path) => {
+                    let mut file = FileStore::open(path)?;
+                    let read = keys
+                        .iter()
+                        .map(|k| Ok(file.get(k)?.map(|state| Versioned { state, version: 0 })))
+                        .collect::<Result<Vec<_>, crate::state::StateError>>()?;
+                    let decision = evaluate_with(loaded, request, Arc::clone(snapshot), &mut file)?;
+                    (decision, Prefetched::new(&keys, read, false))
+                }
+                None => {
+                    let mut state = Prefetched::load(store.as_ref(), &keys, true).await?;
+                    let decision =
+                        evaluate_with(loaded, request, Arc::clone(snapshot), &mut state)?;
+                    (decision, state)
+                }
+            };
+            decision.sources.clone_from(&evidence);
+            let commit = journal::commit_for(
+                &mut decision,
+                loaded,
+                snapshot,
+                asked.clone(),
+                state,
+                Asker::default(),
+                None,
+            );
+            match store.commit(commit).await {
+                Ok(()) => return Ok(decision),
+                Err(StoreError::Conflict { .. }) if args.state.is_none() => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context("the decision was not logged, so it is not reported"));
+                }
+            }
+        }
+        anyhow::bail!("trigger state kept changing under this evaluation; try again")
+    })
 }
 
 /// Prints a decision, local or remote, the same way.

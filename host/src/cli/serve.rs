@@ -66,6 +66,14 @@ pub(crate) struct ServeArgs {
     /// Require client certificates signed by these PEM CAs (mTLS).
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Where decisions, trigger state and idempotency keys are kept: a
+    /// SQLite file, `postgres://…` (shared by replicas), or `memory` (no
+    /// decision log) [default: .tollgate/tollgate.db].
+    #[arg(long)]
+    store: Option<String>,
+    /// Prune decisions older than this, e.g. `90d` (hourly, and at start).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retain: Option<Duration>,
 }
 
 /// The config file: the same settings as the flags.
@@ -90,6 +98,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    store: Option<String>,
+    retain: Option<String>,
 }
 
 /// `telemetry:` in the config file.
@@ -257,8 +267,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             _ => anyhow::bail!("TLS needs both a certificate and a key (`tls_cert`, `tls_key`)"),
         },
         prometheus: prometheus_config(args.prometheus, file.telemetry.and_then(|t| t.prometheus))?,
+        retain: args.retain.or(duration("retain", file.retain.as_deref())?),
         ..defaults
     };
+    let store_spec = args
+        .store
+        .or(file.store)
+        .or_else(|| std::env::var("TOLLGATE_STORE").ok())
+        .unwrap_or_else(|| crate::store::DEFAULT_PATH.to_string());
     let insecure = args.insecure_no_auth || file.insecure_no_auth.unwrap_or(false);
     let tokens_file = args
         .tokens_file
@@ -291,7 +307,13 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         };
         let slots = u32::try_from(config.workers + 4).unwrap_or(crate::engine::POOL_SIZE);
         let engine = Arc::new(super::runtime_with(slots, |n| tracing::warn!("{n}"))?);
-        let state = tokio::task::spawn_blocking(move || AppState::new(config, engine, tokens))
+        let store = crate::store::open(&store_spec).await?;
+        if store.logs_decisions() {
+            tracing::info!(store = %store.describe(), "decision log");
+        } else {
+            tracing::warn!("--store memory: decisions are not logged, and trigger state and idempotency keys are lost on restart");
+        }
+        let state = tokio::task::spawn_blocking(move || AppState::new(config, engine, tokens, store))
             .await
             .context("loading policies")??;
         let listener = tokio::net::TcpListener::from_std(listener)?;

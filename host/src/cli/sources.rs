@@ -50,14 +50,7 @@ pub(crate) struct SourceArgs {
     metrics: Vec<(String, f64)>,
 }
 
-/// Unix seconds or RFC 3339.
-fn parse_time(s: &str) -> Result<i64, String> {
-    s.parse::<i64>().or_else(|_| {
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|e| format!("`{s}` is neither unix seconds nor RFC 3339: {e}"))
-    })
-}
+use crate::sources::parse_time;
 
 fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
     let bytes = if source == "-" {

@@ -19,6 +19,8 @@ pub struct LoadedPolicy {
     pub policy: Policy,
     /// The SHA-256 of the policy file.
     pub digest: Digest,
+    /// The policy file's text, as logged with each decision for replay.
+    pub text: Arc<str>,
     /// Every plugin the policy uses, by the name its gates use.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
 }
@@ -42,6 +44,48 @@ pub fn load_with(
     base_dir: &Path,
     shared: &BTreeMap<String, super::PluginDecl>,
 ) -> Result<LoadedPolicy, Problems> {
+    load_inner(runtime, cache, text, base_dir, shared, None)
+}
+
+/// Loads a logged policy for replay: its text as logged, and each plugin
+/// from the logged bytes (`plugins`, by name) instead of any file or the
+/// first-party set, so exactly what ran runs again.
+pub fn load_recorded(
+    runtime: &Runtime,
+    text: &str,
+    plugins: &BTreeMap<String, Arc<[u8]>>,
+) -> Result<LoadedPolicy, Problems> {
+    let shared = plugins
+        .keys()
+        .map(|name| {
+            (
+                name.clone(),
+                super::PluginDecl {
+                    path: std::path::PathBuf::from(format!("<logged plugin {name}>")),
+                    digest: None,
+                    line: 0,
+                },
+            )
+        })
+        .collect();
+    load_inner(
+        runtime,
+        &mut PluginCache::new(),
+        text,
+        Path::new("."),
+        &shared,
+        Some(plugins),
+    )
+}
+
+fn load_inner(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    text: &str,
+    base_dir: &Path,
+    shared: &BTreeMap<String, super::PluginDecl>,
+    logged: Option<&BTreeMap<String, Arc<[u8]>>>,
+) -> Result<LoadedPolicy, Problems> {
     let policy = super::parse::parse_with(text, base_dir, shared)?;
     let mut problems = Vec::new();
     let mut plugins = BTreeMap::new();
@@ -53,7 +97,11 @@ pub fn load_with(
         .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
         .collect();
     for name in &used {
-        match resolve(runtime, cache, &policy, name) {
+        let resolved = match logged {
+            Some(logged) => resolve_logged(runtime, logged, name),
+            None => resolve(runtime, cache, &policy, name),
+        };
+        match resolved {
             Ok(p) => {
                 plugins.insert((*name).to_string(), p);
             }
@@ -65,6 +113,7 @@ pub fn load_with(
     // gate starts using it. (Shared plugin-directory entries have no line.)
     for (name, decl) in &policy.plugins {
         if decl.line > 0
+            && logged.is_none()
             && !used.contains(name.as_str())
             && let Err(problem) = resolve(runtime, cache, &policy, name)
         {
@@ -146,8 +195,28 @@ pub fn load_with(
     Ok(LoadedPolicy {
         policy,
         digest: Digest::of(text.as_bytes()),
+        text: text.into(),
         plugins,
     })
+}
+
+/// A plugin from a decision record's bytes.
+fn resolve_logged(
+    runtime: &Runtime,
+    logged: &BTreeMap<String, Arc<[u8]>>,
+    name: &str,
+) -> Result<Arc<Plugin>, Problem> {
+    let bytes = logged.get(name).ok_or_else(|| Problem {
+        line: None,
+        message: format!("the record holds no bytes for plugin `{name}`"),
+    })?;
+    runtime
+        .load(name, bytes)
+        .map(Arc::new)
+        .map_err(|e| Problem {
+            line: None,
+            message: e.to_string(),
+        })
 }
 
 fn resolve(

@@ -145,7 +145,7 @@ fn flagger_caller(
     caller: Caller,
     metadata: &BTreeMap<String, String>,
     policy: &str,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     let grant = match caller {
         Caller::Token(g) => g,
         Caller::Unauthenticated => metadata
@@ -153,7 +153,8 @@ fn flagger_caller(
             .and_then(|t| state.inner.tokens.lookup(t))
             .ok_or_else(|| ApiError::unauthorized().field("metadata.token"))?,
     };
-    grant.check_evaluate(policy)
+    grant.check_evaluate(policy)?;
+    Ok(grant.id)
 }
 
 /// `POST /v1/compat/flagger/{policy}/{hook}`: one Flagger webhook type.
@@ -196,7 +197,7 @@ async fn flagger(
     bytes: &[u8],
 ) -> Result<Response, ApiError> {
     let body: FlaggerBody = parse_json(bytes)?;
-    flagger_caller(&state, caller, &body.metadata, &policy)?;
+    let token_id = flagger_caller(&state, caller, &body.metadata, &policy)?;
     let outcome = async {
         let input = compat_input(&state, &body.metadata, "metadata", Some(&body.name))?;
         let elapsed = parse_elapsed(body.metadata.get("elapsed").map(String::as_str))?;
@@ -210,9 +211,12 @@ async fn flagger(
                 input,
                 advance_state: !hook.read_only(),
                 schedule: Schedule::Caller,
+                token_id: Some(token_id),
+                idempotency: None,
             },
         )
-        .await
+        .await?
+        .fresh()
     }
     .await;
     let d = match outcome {
@@ -258,10 +262,18 @@ pub(super) async fn argo_get(
     Path(policy): Path<String>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    evaluate_caller(caller, &policy)?;
+    let token_id = evaluate_caller(caller, &policy)?;
     let input = compat_input(&state, &query, "query", None)?;
     let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
-    argo_answer(&state, policy, query.get("stage").cloned(), elapsed, input).await
+    argo_answer(
+        &state,
+        policy,
+        query.get("stage").cloned(),
+        elapsed,
+        input,
+        token_id,
+    )
+    .await
 }
 
 /// Evaluates for Argo, which keeps the clock itself, and answers the
@@ -272,6 +284,7 @@ async fn argo_answer(
     stage: Option<String>,
     elapsed: Option<std::time::Duration>,
     input: super::service::Input,
+    token_id: String,
 ) -> Result<Response, ApiError> {
     let d = run_evaluation(
         state,
@@ -282,9 +295,12 @@ async fn argo_answer(
             input,
             advance_state: true,
             schedule: Schedule::Caller,
+            token_id: Some(token_id),
+            idempotency: None,
         },
     )
-    .await?;
+    .await?
+    .fresh()?;
     let mut response = json_response(200, decision_body(&d).into(), false);
     AccessFacts::note(&mut response, |f| f.decision_id = d.decision_id.clone());
     Ok(response)
@@ -312,17 +328,21 @@ pub(super) async fn argo_post(
     Path(policy): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
-    evaluate_caller(caller, &policy)?;
+    let token_id = evaluate_caller(caller, &policy)?;
     let body: ArgoBody = parse_json(&bytes)?;
     let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    argo_answer(&state, policy, body.stage, elapsed, input).await
+    argo_answer(&state, policy, body.stage, elapsed, input, token_id).await
 }
 
 /// 401/403 unless the caller's token may evaluate `policy`.
-pub(super) fn evaluate_caller(caller: Caller, policy: &str) -> Result<(), ApiError> {
+/// Checks that the caller may evaluate `policy`; returns its token id.
+pub(super) fn evaluate_caller(caller: Caller, policy: &str) -> Result<String, ApiError> {
     match caller {
-        Caller::Token(g) => g.check_evaluate(policy),
+        Caller::Token(g) => {
+            g.check_evaluate(policy)?;
+            Ok(g.id)
+        }
         Caller::Unauthenticated => Err(ApiError::unauthorized()),
     }
 }

@@ -40,19 +40,15 @@ pub struct ServerConfig {
     /// Connections open at once; more are closed on accept (4,096, and never
     /// more than the file-descriptor limit leaves room for).
     pub max_connections: usize,
-    /// Bytes of trigger state kept in memory (64 MiB, least recently used
-    /// evicted with a warning).
-    pub trigger_state_bytes: usize,
-    /// Bytes of stored idempotent responses (64 MiB).
-    pub idempotency_bytes: usize,
+    /// How long decisions are kept; older ones are pruned hourly (and at
+    /// start). `None` keeps them forever.
+    pub retain: Option<Duration>,
     /// The Prometheus that requests without a snapshot are answered from.
     pub prometheus: Option<crate::sources::prometheus::PrometheusConfig>,
     /// Serve HTTPS with these files (reloaded on SIGHUP).
     pub tls: Option<super::TlsFiles>,
     /// How long shutdown waits for in-flight requests (10 s).
     pub grace_period: Duration,
-    /// Idempotency keys remembered (10,000, least recently used evicted).
-    pub idempotency_entries: usize,
     /// Directory the compatibility endpoints may read snapshot files from.
     pub snapshot_dir: Option<PathBuf>,
 }
@@ -71,12 +67,10 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
-            trigger_state_bytes: 64 << 20,
-            idempotency_bytes: 64 << 20,
+            retain: None,
             prometheus: None,
             tls: None,
             grace_period: super::DEFAULT_GRACE,
-            idempotency_entries: 10_000,
             snapshot_dir: None,
         }
     }

@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::catalog::PolicyView;
 use super::extract::{BodyReadTimeout, RawBody, parse_elapsed, parse_json, source_fields};
-use super::idempotency::{Lookup, Stored};
 use super::metrics::RequestLabels;
-use super::service::{AccessFacts, Job, run_evaluation};
+use super::service::{AccessFacts, Answer, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::Decision;
 use crate::digest::Digest;
+use crate::store::StoredAnswer;
 
 /// The OpenAPI 3 document describing every endpoint.
 pub(super) const OPENAPI: &str = include_str!("openapi.json");
@@ -172,23 +172,13 @@ pub(super) async fn evaluate(
         }
     };
     let body_digest = Digest::of(&bytes);
-    if let Some(k) = &key {
-        match state.inner.idempotency.lookup(k, body_digest) {
-            Lookup::Replay(stored) => {
-                return Ok(json_response(stored.status, stored.response, true));
-            }
-            Lookup::Conflict => {
-                return Err(ApiError::unprocessable(
-                    "idempotency_conflict",
-                    "this `Idempotency-Key` was used with a different body",
-                )
-                .field("Idempotency-Key"));
-            }
-            Lookup::New => {}
-        }
+    if let Some(k) = &key
+        && let Some(stored) = state.inner.store.answer(k).await?
+    {
+        return replay_or_conflict(stored, body_digest);
     }
     let body: EvaluateBody = parse_json(&bytes)?;
-    super::compat::evaluate_caller(caller, &body.policy)?;
+    let token_id = super::compat::evaluate_caller(caller, &body.policy)?;
     let input = source_fields!(body).input(&state, "")?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
     let schedule = body
@@ -208,7 +198,7 @@ pub(super) async fn evaluate(
         })
         .transpose()?
         .unwrap_or_default();
-    let decision = run_evaluation(
+    let answer = run_evaluation(
         &state,
         Job {
             policy: body.policy,
@@ -217,26 +207,33 @@ pub(super) async fn evaluate(
             input,
             advance_state: true,
             schedule,
+            token_id: Some(token_id),
+            idempotency: key.map(|k| (k, body_digest)),
         },
     )
     .await?;
-    let response: Arc<[u8]> = decision_body(&decision).into();
-    let id = decision.decision_id.clone();
-    let mut answer = match key {
-        None => json_response(200, response, false),
-        Some(k) => {
-            let stored = state.inner.idempotency.remember(
-                k,
-                Stored {
-                    body: body_digest,
-                    status: 200,
-                    response,
-                },
-            );
-            json_response(stored.status, stored.response, false)
-        }
+    let decision = match answer {
+        Answer::Fresh(d) => d,
+        Answer::Replayed(stored) => return replay_or_conflict(stored, body_digest),
     };
+    let id = decision.decision_id.clone();
+    let mut answer = json_response(200, decision_body(&decision).into(), false);
     AccessFacts::note(&mut answer, |f| f.decision_id = id);
+    Ok(answer)
+}
+
+/// The stored answer for a key used again: the same answer for the same
+/// body, a 422 for another body.
+fn replay_or_conflict(stored: StoredAnswer, body: Digest) -> Result<Response, ApiError> {
+    if stored.body != body {
+        return Err(ApiError::unprocessable(
+            "idempotency_conflict",
+            "this `Idempotency-Key` was used with a different body",
+        )
+        .field("Idempotency-Key"));
+    }
+    let mut answer = json_response(stored.status, stored.response, true);
+    AccessFacts::note(&mut answer, |f| f.decision_id = Some(stored.decision_id));
     Ok(answer)
 }
 

@@ -1,5 +1,5 @@
 //! Running one evaluation for a request: admission, scheduling on a worker,
-//! shared trigger state, and the metrics it leaves.
+//! trigger state and the commit to the store, and the metrics it leaves.
 //!
 //! Admission is layered so that one slow or hostile policy slows only
 //! itself: `slots` caps evaluations in flight (503 past it); each policy may
@@ -19,9 +19,10 @@ use super::metrics::{EvalLabels, Metrics, TrapLabels, VerdictLabels};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Verdict};
 use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
+use crate::journal::{self, Asker, Prefetched};
 use crate::snapshot::Snapshot;
 use crate::sources::{self, Evidence, Inputs, SourceError, StageWindow};
-use crate::state::{StateError, StateKey, StateStore};
+use crate::store::{Asked, StoreError, StoredAnswer};
 
 impl From<EvalError> for ApiError {
     fn from(e: EvalError) -> Self {
@@ -68,6 +69,10 @@ pub(super) struct Job {
     /// Who keeps the stage clock: the compatibility endpoints' callers
     /// advance stages themselves.
     pub(super) schedule: crate::evaluate::Schedule,
+    /// The id of the token that asked, for the record.
+    pub(super) token_id: Option<String>,
+    /// The `Idempotency-Key` and the digest of the body it came with.
+    pub(super) idempotency: Option<(String, crate::digest::Digest)>,
 }
 
 /// Where the snapshot comes from.
@@ -167,8 +172,48 @@ async fn snapshot_for(
     ))
 }
 
-/// Evaluates a job off the async threads and records its metrics.
-pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decision, ApiError> {
+/// What an evaluation request is answered with.
+pub(super) enum Answer {
+    /// A new decision, committed to the store.
+    Fresh(Decision),
+    /// The answer another request with the same idempotency key got first
+    /// (on this replica or another).
+    Replayed(StoredAnswer),
+}
+
+impl Answer {
+    /// The decision, for endpoints that take no idempotency key.
+    pub(super) fn fresh(self) -> Result<Decision, ApiError> {
+        match self {
+            Self::Fresh(d) => Ok(d),
+            Self::Replayed(a) => Err(ApiError::internal(format!(
+                "an evaluation without an idempotency key was answered from key `{}`",
+                a.key
+            ))),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => ApiError::busy(format!(
+                "{e}; the evaluation was retried {} times; retry shortly",
+                journal::MAX_ATTEMPTS
+            )),
+            StoreError::KeyTaken(_) => ApiError::internal(e.to_string()),
+            other => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("no decision was made: {other}"),
+            ),
+        }
+    }
+}
+
+/// Evaluates a job off the async threads, commits the decision to the
+/// store, and records its metrics. Nothing is answered before the commit.
+pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer, ApiError> {
     let Ok(slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
         return Err(ApiError::busy(
             "too many evaluations in flight; retry shortly",
@@ -191,64 +236,116 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Decisio
     }
     let (snapshot, evidence) =
         snapshot_for(state, &loaded, job.stage.as_deref(), job.input).await?;
-    let waited = async {
-        let own = budget.acquire_owned().await.ok()?;
-        let core = Arc::clone(&state.inner.workers)
-            .acquire_owned()
-            .await
-            .ok()?;
-        Some((own, core))
+    let snapshot = Arc::new(snapshot);
+    let store = Arc::clone(&state.inner.store);
+    let keys = journal::state_keys(&loaded, &snapshot);
+    let asked = Asked {
+        stage: job.stage.clone(),
+        elapsed_ms: job
+            .elapsed
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        schedule: job.schedule.as_str().to_string(),
+        advance_state: job.advance_state,
     };
-    let Ok(Some(permits)) = tokio::time::timeout(state.inner.config.request_timeout, waited).await
-    else {
-        return Err(ApiError::busy(format!(
-            "no worker free for policy `{}` within the request timeout; retry shortly",
-            job.policy
-        )));
+    let asker = Asker {
+        token_id: job.token_id.clone(),
+        trace_id: super::telemetry::trace_id(),
     };
-    let worker = state.clone();
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    let parent = tracing::Span::current();
     let started = Instant::now();
-    let decision = tokio::task::spawn_blocking(move || {
-        let _held = (slot, permits);
-        tracing::dispatcher::with_default(&dispatch, || {
-            let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
-            let _entered = span.enter();
-            let request = EvalRequest {
-                stage: job.stage.as_deref(),
-                elapsed: job.elapsed,
-                schedule: job.schedule,
-            };
-            let mut store = SharedStore {
-                inner: &worker.inner.trigger_state,
-                write: job.advance_state,
-            };
-            let result = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut store);
-            if let Ok(d) = &result {
-                span.record("stage", d.stage.as_str());
-                span.record("decision", d.decision.as_str());
-            }
-            result
+    let mut slot = Some(slot);
+    for _ in 0..journal::MAX_ATTEMPTS {
+        let prefetched = Prefetched::load(store.as_ref(), &keys, job.advance_state).await?;
+        let waited = async {
+            let own = Arc::clone(&budget).acquire_owned().await.ok()?;
+            let core = Arc::clone(&state.inner.workers)
+                .acquire_owned()
+                .await
+                .ok()?;
+            Some((own, core))
+        };
+        let Ok(Some(permits)) =
+            tokio::time::timeout(state.inner.config.request_timeout, waited).await
+        else {
+            return Err(ApiError::busy(format!(
+                "no worker free for policy `{}` within the request timeout; retry shortly",
+                job.policy
+            )));
+        };
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let parent = tracing::Span::current();
+        let loaded_for_worker = Arc::clone(&loaded);
+        let snapshot_for_worker = Arc::clone(&snapshot);
+        let stage = job.stage.clone();
+        let elapsed = job.elapsed;
+        let schedule = job.schedule;
+        let (result, prefetched) = tokio::task::spawn_blocking(move || {
+            let _held = permits;
+            let mut prefetched = prefetched;
+            let result = tracing::dispatcher::with_default(&dispatch, || {
+                let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded_for_worker.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
+                let _entered = span.enter();
+                let request = EvalRequest {
+                    stage: stage.as_deref(),
+                    elapsed,
+                    schedule,
+                };
+                let result = evaluate_with(
+                    &loaded_for_worker,
+                    &request,
+                    snapshot_for_worker,
+                    &mut prefetched,
+                );
+                if let Ok(d) = &result {
+                    span.record("stage", d.stage.as_str());
+                    span.record("decision", d.decision.as_str());
+                }
+                result
+            });
+            (result, prefetched)
         })
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let mut decision = decision?;
-    decision.sources = evidence;
-    decision.decision_id = Some(uuid::Uuid::now_v7().to_string());
-    state.inner.metrics.record(&decision, started.elapsed());
-    tracing::info!(
-        decision_id = decision.decision_id.as_deref().unwrap_or_default(),
-        policy = %decision.policy,
-        stage = %decision.stage,
-        service = %crate::text::escape_control(&decision.service),
-        version = %crate::text::escape_control(&decision.version),
-        decision = decision.decision.as_str(),
-        reason = %crate::text::escape_control(&decision.summary),
-        "decision"
-    );
-    Ok(decision)
+        .await
+        .map_err(ApiError::internal)?;
+        let mut decision = result?;
+        decision.sources.clone_from(&evidence);
+        let commit = journal::commit_for(
+            &mut decision,
+            &loaded,
+            &snapshot,
+            asked.clone(),
+            prefetched,
+            asker.clone(),
+            job.idempotency.clone(),
+        );
+        match store.commit(commit).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { key }) => {
+                tracing::debug!(key = %crate::text::escape_control(&key), "trigger state advanced concurrently; evaluating again");
+                continue;
+            }
+            Err(StoreError::KeyTaken(answer)) => return Ok(Answer::Replayed(*answer)),
+            Err(e) => {
+                tracing::error!(error = %e, policy = %job.policy, "decision not committed; answering 503");
+                return Err(e.into());
+            }
+        }
+        drop(slot.take());
+        state.inner.metrics.record(&decision, started.elapsed());
+        tracing::info!(
+            decision_id = decision.decision_id.as_deref().unwrap_or_default(),
+            policy = %decision.policy,
+            stage = %decision.stage,
+            service = %crate::text::escape_control(&decision.service),
+            version = %crate::text::escape_control(&decision.version),
+            decision = decision.decision.as_str(),
+            reason = %crate::text::escape_control(&decision.summary),
+            "decision"
+        );
+        return Ok(Answer::Fresh(decision));
+    }
+    Err(StoreError::Conflict {
+        key: keys.first().map(ToString::to_string).unwrap_or_default(),
+    }
+    .into())
 }
 
 impl Metrics {
@@ -284,115 +381,5 @@ impl Metrics {
                 })
                 .inc();
         }
-    }
-}
-
-/// Trigger state shared by this replica's requests; `write: false` reads
-/// it without advancing it.
-struct SharedStore<'a> {
-    inner: &'a std::sync::Mutex<BoundedStore>,
-    write: bool,
-}
-
-impl StateStore for SharedStore<'_> {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
-            .inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key))
-    }
-
-    fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
-        if self.write {
-            self.inner
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .put(key, state);
-        }
-        Ok(())
-    }
-}
-
-/// Trigger state in memory under a byte bound, least recently used evicted
-/// first (with a warning: an evicted circuit breaker starts closed again).
-pub(super) struct BoundedStore {
-    entries: lru::LruCache<String, Vec<u8>>,
-    bytes: usize,
-    max_bytes: usize,
-}
-
-impl BoundedStore {
-    pub(super) fn new(max_bytes: usize) -> Self {
-        Self {
-            entries: lru::LruCache::unbounded(),
-            bytes: 0,
-            max_bytes,
-        }
-    }
-
-    fn cost(key: &str, state: &[u8]) -> usize {
-        key.len() + state.len() + 64
-    }
-
-    fn get(&mut self, key: &StateKey) -> Option<Vec<u8>> {
-        self.entries.get(&key.to_string()).cloned()
-    }
-
-    fn put(&mut self, key: &StateKey, state: Vec<u8>) {
-        let key = key.to_string();
-        self.bytes += Self::cost(&key, &state);
-        if let Some(old) = self.entries.put(key.clone(), state) {
-            self.bytes -= Self::cost(&key, &old);
-        }
-        while self.bytes > self.max_bytes {
-            let Some((k, v)) = self.entries.pop_lru() else {
-                break;
-            };
-            self.bytes -= Self::cost(&k, &v);
-            tracing::warn!(key = %crate::text::escape_control(&k), "trigger state evicted: the in-memory bound is reached");
-        }
-    }
-
-    /// Bytes held, for tests.
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(service: usize) -> StateKey {
-        StateKey {
-            policy: "canary".into(),
-            service: format!("svc-{service}"),
-            trigger: "breaker".into(),
-        }
-    }
-
-    #[test]
-    fn trigger_state_stays_under_its_byte_bound() {
-        let mut store = BoundedStore::new(1 << 20);
-        for i in 0..2000 {
-            store.put(&key(i), vec![0u8; 64 << 10]);
-        }
-        assert!(store.bytes() <= 1 << 20, "{} bytes", store.bytes());
-        assert!(store.get(&key(1999)).is_some(), "the newest state is kept");
-        assert!(store.get(&key(0)).is_none(), "the oldest state is evicted");
-    }
-
-    #[test]
-    fn replacing_state_does_not_leak_its_size() {
-        let mut store = BoundedStore::new(1 << 20);
-        for _ in 0..100 {
-            store.put(&key(1), vec![1u8; 1000]);
-        }
-        assert_eq!(
-            store.bytes(),
-            BoundedStore::cost("canary/svc-1/breaker", &[0; 1000])
-        );
     }
 }

@@ -27,6 +27,17 @@ impl Drop for Guard {
     }
 }
 
+/// The OpenTelemetry trace id of the current span, when spans are
+/// exported; decision records carry it so a log entry leads to its trace.
+pub(super) fn trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let id = span.span_context();
+    id.is_valid().then(|| id.trace_id().to_string())
+}
+
 /// The OpenTelemetry layer for `provider`, named `tollgate`.
 pub fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where

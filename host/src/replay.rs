@@ -1,0 +1,286 @@
+//! Exact replay of a logged decision: the logged plugin bytes, policy text,
+//! snapshot, request and trigger state, evaluated again and compared
+//! finding by finding.
+//!
+//! Plugins see nothing but the snapshot (its `taken_at` is their clock), so
+//! a replay reproduces the decision. What may differ is only what depends
+//! on the machine: call durations (never compared), and a plugin that ran
+//! out of its CPU deadline on a busier machine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decision::Decision;
+use crate::engine::Runtime;
+use crate::evaluate::{Request, Schedule, evaluate_with, input_digest};
+use crate::journal::Prefetched;
+use crate::snapshot::Snapshot;
+use crate::state::StateKey;
+use crate::store::{Record, Store, StoreError, Versioned};
+
+/// Why a decision could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no decision `{0}` in the log")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("decision `{id}`: the log holds no {what} `{digest}`")]
+    Missing {
+        id: String,
+        what: String,
+        digest: crate::digest::Digest,
+    },
+    #[error("decision `{id}`: {message}")]
+    Invalid { id: String, message: String },
+}
+
+/// One finding compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingMatch {
+    /// `gate`, `trigger`, `action` or `decision`.
+    pub kind: &'static str,
+    pub name: String,
+    pub identical: bool,
+    /// What differs, `field: logged → replayed`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+}
+
+/// The outcome of a replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub decision_id: String,
+    pub identical: bool,
+    pub logged: String,
+    pub replayed: String,
+    /// Each plugin run, by name, with the digest its logged bytes matched.
+    pub plugins: BTreeMap<String, crate::digest::Digest>,
+    pub findings: Vec<FindingMatch>,
+}
+
+/// Fetches and verifies what `record` references: policy text, snapshot,
+/// and each plugin's bytes.
+async fn inputs(
+    store: &dyn Store,
+    record: &Record,
+) -> Result<(String, Snapshot, BTreeMap<String, Arc<[u8]>>), ReplayError> {
+    let id = &record.decision_id;
+    let blob = |what: &'static str, digest| async move {
+        store
+            .blob(&digest)
+            .await?
+            .ok_or_else(|| ReplayError::Missing {
+                id: id.clone(),
+                what: what.into(),
+                digest,
+            })
+    };
+    let text = String::from_utf8(blob("policy text", record.policy_text).await?).map_err(|_| {
+        ReplayError::Invalid {
+            id: id.clone(),
+            message: "the logged policy is not UTF-8".into(),
+        }
+    })?;
+    let body = blob("snapshot", record.snapshot_body).await?;
+    let snapshot = Snapshot::from_json(&body).map_err(|e| ReplayError::Invalid {
+        id: id.clone(),
+        message: format!("the logged snapshot cannot be read: {e}"),
+    })?;
+    let input = input_digest(&snapshot);
+    if input != record.decision.digests.input {
+        return Err(ReplayError::Invalid {
+            id: id.clone(),
+            message: format!(
+                "the logged snapshot's digest is `{input}`, the decision's input was `{}`",
+                record.decision.digests.input
+            ),
+        });
+    }
+    let mut plugins = BTreeMap::new();
+    for (name, digest) in &record.decision.digests.plugins {
+        let bytes = blob("plugin", *digest).await.map_err(|e| match e {
+            ReplayError::Store(StoreError::Corrupt { digest, actual, .. }) => ReplayError::Invalid {
+                id: id.clone(),
+                message: format!(
+                    "refusing to run plugin `{name}`: its logged bytes hash to `{actual}`, not to the digest `{digest}` the decision recorded"
+                ),
+            },
+            other => other,
+        })?;
+        plugins.insert(name.clone(), Arc::from(bytes));
+    }
+    Ok((text, snapshot, plugins))
+}
+
+/// Re-evaluates the logged decision `id` and compares it with the log.
+/// The evaluation runs on a blocking thread.
+pub async fn replay(
+    store: &dyn Store,
+    runtime: Arc<Runtime>,
+    id: &str,
+) -> Result<ReplayReport, ReplayError> {
+    let record = store
+        .decision(id)
+        .await?
+        .ok_or_else(|| ReplayError::NotFound(id.to_string()))?;
+    let (text, snapshot, plugins) = inputs(store, &record).await?;
+    tokio::task::spawn_blocking(move || rerun(&runtime, &record, &text, snapshot, &plugins))
+        .await
+        .map_err(|e| ReplayError::Invalid {
+            id: id.to_string(),
+            message: e.to_string(),
+        })?
+}
+
+fn rerun(
+    runtime: &Runtime,
+    record: &Record,
+    text: &str,
+    snapshot: Snapshot,
+    plugins: &BTreeMap<String, Arc<[u8]>>,
+) -> Result<ReplayReport, ReplayError> {
+    let id = &record.decision_id;
+    let invalid = |message: String| ReplayError::Invalid {
+        id: id.clone(),
+        message,
+    };
+    let loaded = crate::policy::load_recorded(runtime, text, plugins).map_err(|p| {
+        invalid(format!(
+            "the logged policy does not load: {}",
+            p.render(None)
+        ))
+    })?;
+    let keys: Vec<StateKey> = crate::journal::state_keys(&loaded, &snapshot);
+    let state: Vec<Option<Versioned>> = keys
+        .iter()
+        .map(|k| {
+            record
+                .state_in
+                .get(&k.trigger)
+                .map(|h| {
+                    hex::decode(h)
+                        .map(|state| Versioned { state, version: 0 })
+                        .map_err(|e| invalid(format!("logged state of `{}`: {e}", k.trigger)))
+                })
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut prefetched = Prefetched::new(&keys, state, false);
+    let schedule: Schedule = record.asked.schedule.parse().map_err(|e| {
+        invalid(format!(
+            "logged schedule `{}`: expected {e}",
+            record.asked.schedule
+        ))
+    })?;
+    let request = Request {
+        stage: record.asked.stage.as_deref(),
+        elapsed: record.asked.elapsed_ms.map(Duration::from_millis),
+        schedule,
+    };
+    let replayed = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut prefetched)
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    Ok(compare(record, &replayed))
+}
+
+/// The comparable form of a finding: everything but timings.
+fn comparable(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("duration_us");
+    }
+    v
+}
+
+fn differences(logged: &Value, replayed: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let a = logged.as_object().unwrap_or(&empty);
+    let b = replayed.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show =
+                |v: Option<&Value>| v.map_or_else(|| "(absent)".to_string(), ToString::to_string);
+            format!("{k}: {} → {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+fn compare(record: &Record, replayed: &Decision) -> ReplayReport {
+    let logged = &record.decision;
+    let mut findings = Vec::new();
+    let mut pair = |kind: &'static str, name: String, a: Option<Value>, b: Option<Value>| {
+        let (a, b) = (a.map(comparable), b.map(comparable));
+        let differences = match (&a, &b) {
+            (Some(a), Some(b)) => differences(a, b),
+            (Some(_), None) => vec!["missing from the replay".into()],
+            (None, Some(_)) => vec!["not in the logged decision".into()],
+            (None, None) => Vec::new(),
+        };
+        findings.push(FindingMatch {
+            kind,
+            name,
+            identical: differences.is_empty(),
+            differences,
+        });
+    };
+    let by_name = |items: Vec<Value>| -> Vec<(String, Value)> {
+        items
+            .into_iter()
+            .map(|v| (v["name"].as_str().unwrap_or_default().to_string(), v))
+            .collect()
+    };
+    let to_values = |d: &Decision| {
+        let v = serde_json::to_value(d).unwrap_or_default();
+        let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+        (list("gates"), list("triggers"), list("actions"), v)
+    };
+    let (lg, lt, la, lv) = to_values(logged);
+    let (rg, rt, ra, rv) = to_values(replayed);
+    for (kind, l, r) in [("gate", lg, rg), ("trigger", lt, rt), ("action", la, ra)] {
+        let l = by_name(l);
+        let mut r = by_name(r);
+        for (name, lv) in l {
+            let at = r.iter().position(|(n, _)| *n == name);
+            let rv = at.map(|i| r.remove(i).1);
+            pair(kind, name, Some(lv), rv);
+        }
+        for (name, rv) in r {
+            pair(kind, name, None, Some(rv));
+        }
+    }
+    let top = |v: &Value| {
+        let mut o = serde_json::Map::new();
+        for k in [
+            "decision",
+            "summary",
+            "stage",
+            "stage_result",
+            "score",
+            "digests",
+        ] {
+            o.insert(k.into(), v[k].clone());
+        }
+        Value::Object(o)
+    };
+    pair(
+        "decision",
+        logged.stage.clone(),
+        Some(top(&lv)),
+        Some(top(&rv)),
+    );
+    ReplayReport {
+        decision_id: record.decision_id.clone(),
+        identical: findings.iter().all(|f| f.identical),
+        logged: logged.decision.as_str().into(),
+        replayed: replayed.decision.as_str().into(),
+        plugins: logged.digests.plugins.clone(),
+        findings,
+    }
+}

@@ -1,0 +1,189 @@
+//! The decision log over HTTP: listing, one record, replay, and the DORA
+//! report.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::replay::ReplayError;
+use crate::store::{Cursor, Filter, StoreError};
+
+/// Decisions a page holds at most.
+pub(super) const MAX_LIMIT: usize = 1000;
+
+fn logging(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
+    let store = &state.inner.store;
+    if store.logs_decisions() {
+        Ok(store)
+    } else {
+        Err(ApiError::not_found(
+            "no_decision_log",
+            "this server keeps no decision log (it runs with `--store memory`)",
+        ))
+    }
+}
+
+fn time_param(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    query
+        .get(name)
+        .map(|t| {
+            crate::sources::parse_time(t)
+                .map_err(|e| ApiError::unprocessable("invalid_request", e).field(name.to_string()))
+        })
+        .transpose()
+}
+
+/// The listing filter from query parameters; unknown parameters are refused.
+fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
+    const KNOWN: &[&str] = &[
+        "service", "policy", "decision", "since", "until", "limit", "cursor",
+    ];
+    if let Some(k) = query.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "unknown parameter `{}`; expected one of {}",
+                crate::text::escape_control(k),
+                KNOWN.join(", ")
+            ),
+        )
+        .field(k.clone()));
+    }
+    if let Some(d) = query.get("decision")
+        && !["promote", "hold", "rollback"].contains(&d.as_str())
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "`decision` is promote, hold or rollback",
+        )
+        .field("decision"));
+    }
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_request",
+                    format!("`limit` is a number from 1 to {MAX_LIMIT}"),
+                )
+                .field("limit")
+            })?,
+    };
+    let cursor = query
+        .get("cursor")
+        .map(|c| {
+            c.parse::<Cursor>()
+                .map_err(|e| ApiError::unprocessable("invalid_request", e).field("cursor"))
+        })
+        .transpose()?;
+    Ok(Filter {
+        service: query.get("service").cloned(),
+        policy: query.get("policy").cloned(),
+        decision: query.get("decision").cloned(),
+        since: time_param(query, "since")?,
+        until: time_param(query, "until")?,
+        final_stage: None,
+        limit,
+        cursor,
+    })
+}
+
+/// `GET /v1/decisions`: newest first, a page at a time.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let store = logging(&state)?;
+    let mut filter = filter(&query)?;
+    let limit = filter.limit;
+    filter.limit = limit + 1;
+    let mut page = store.list(&filter).await?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|s| {
+            Cursor {
+                taken_at: s.taken_at,
+                decision_id: s.decision_id.clone(),
+            }
+            .to_string()
+        })
+    });
+    Ok(Json(
+        json!({ "decisions": page, "next_cursor": next.flatten() }),
+    ))
+}
+
+/// `GET /v1/decisions/{id}`: the whole record.
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::store::Record>, ApiError> {
+    let store = logging(&state)?;
+    store.decision(&id).await?.map(Json).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_decision",
+            format!(
+                "no decision `{}` in the log",
+                crate::text::escape_control(&id)
+            ),
+        )
+    })
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound(_) => ApiError::not_found("unknown_decision", e.to_string()),
+            ReplayError::Store(StoreError::Corrupt { .. })
+            | ReplayError::Missing { .. }
+            | ReplayError::Invalid { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "replay_refused",
+                e.to_string(),
+            ),
+            ReplayError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// `POST /v1/decisions/{id}/replay`: the logged decision evaluated again,
+/// compared finding by finding.
+pub(super) async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::replay::ReplayReport>, ApiError> {
+    let store = logging(&state)?;
+    let report =
+        crate::replay::replay(store.as_ref(), Arc::clone(&state.inner.runtime), &id).await?;
+    Ok(Json(report))
+}
+
+/// `GET /v1/reports/dora?service=S&window=30d[&until=T]`.
+pub(super) async fn dora(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Json<crate::dora::DoraReport>, ApiError> {
+    let store = logging(&state)?;
+    let service = query.get("service").ok_or_else(|| {
+        ApiError::unprocessable("invalid_request", "give `service`").field("service")
+    })?;
+    let window = match query.get("window") {
+        None => std::time::Duration::from_secs(30 * 86_400),
+        Some(w) => humantime::parse_duration(w).map_err(|e| {
+            ApiError::unprocessable("invalid_request", format!("`window` `{w}`: {e}"))
+                .field("window")
+        })?,
+    };
+    let until = time_param(&query, "until")?.unwrap_or_else(|| crate::store::now_ms() / 1000);
+    let since = until.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
+    let report = crate::dora::from_store(store.as_ref(), service, since, until).await?;
+    Ok(Json(report))
+}

@@ -1,0 +1,323 @@
+//! The store: the decision log, trigger state and idempotency keys, behind
+//! one trait with three backends.
+//!
+//! - [`sqlite::SqliteStore`], the embedded default: one file, WAL,
+//!   `synchronous=FULL`, and a single writer thread that commits the
+//!   requests waiting at once in one transaction (group commit), so
+//!   durability costs one fsync per batch, not per decision.
+//! - [`postgres::PgStore`], for several replicas behind a load balancer.
+//! - [`memory::MemoryStore`], which logs nothing: trigger state and keys
+//!   live in this process only (`--store memory`).
+//!
+//! A decision is reported only after [`Store::commit`] returned: its record,
+//! the blobs it references (plugin bytes, policy text, snapshot body, each
+//! stored once by digest), the trigger state it advanced and its
+//! idempotency key go in one transaction, or none of them do. Trigger state
+//! is versioned: a commit names the version it read, and fails with
+//! [`StoreError::Conflict`] when another evaluation (on any replica)
+//! advanced it first, so no two evaluations both advance one breaker.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::digest::Digest;
+
+pub mod memory;
+pub mod postgres;
+pub mod sqlite;
+
+/// What a store call returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a store call failed. Callers branch: a conflict is retried, a key
+/// already answered is replayed, anything else is a 503 (or exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be read or written: a full disk, a read-only file,
+    /// a locked database, an unreachable server.
+    #[error("decision store `{store}` unavailable: {message}")]
+    Unavailable { store: String, message: String },
+    /// Trigger state changed since it was read: evaluate again.
+    #[error("trigger state `{key}` was advanced concurrently")]
+    Conflict { key: String },
+    /// The idempotency key was answered by another request first.
+    #[error("idempotency key already answered")]
+    KeyTaken(Box<StoredAnswer>),
+    /// A stored blob's bytes do not hash to the digest it is stored under.
+    #[error("stored {kind} `{digest}` is corrupt: its bytes hash to `{actual}`")]
+    Corrupt {
+        kind: String,
+        digest: Digest,
+        actual: Digest,
+    },
+    /// The store holds data this version cannot read.
+    #[error("decision store `{store}`: {message}")]
+    Invalid { store: String, message: String },
+}
+
+/// Trigger state as stored, with the version a commit must name to replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub state: Vec<u8>,
+    pub version: i64,
+}
+
+/// New trigger state, replacing the version read (`None`: there was none).
+#[derive(Debug, Clone)]
+pub struct StateWrite {
+    pub key: String,
+    pub read: Option<i64>,
+    pub state: Vec<u8>,
+}
+
+/// The answer given for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub key: String,
+    /// The digest of the request body it answered.
+    pub body: Digest,
+    pub status: u16,
+    pub response: Arc<[u8]>,
+    pub decision_id: String,
+}
+
+/// What an evaluation is asked, beside the snapshot: enough to replay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    pub stage: Option<String>,
+    pub elapsed_ms: Option<u64>,
+    /// `policy` or `caller`.
+    pub schedule: String,
+    /// Whether the triggers' new state was kept.
+    pub advance_state: bool,
+}
+
+/// One logged decision: the decision as answered, and what is needed to
+/// look it up and replay it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub decision_id: String,
+    /// When the decision was committed, unix milliseconds.
+    pub recorded_at_ms: i64,
+    pub asked: Asked,
+    /// The digest of the policy file's text, stored as a blob.
+    pub policy_text: Digest,
+    /// The digest of the snapshot body (JSON v1), stored as a blob; the
+    /// decision's `digests.input` is the digest of its canonical form.
+    pub snapshot_body: Digest,
+    /// Each trigger's state before the evaluation, hex, by trigger name.
+    pub state_in: BTreeMap<String, String>,
+    /// Whether the stage is the policy's last (a promotion of it is a deployment).
+    pub final_stage: bool,
+    /// The oldest commit timestamp in the snapshot (lead time).
+    pub oldest_commit: Option<i64>,
+    /// The OpenTelemetry trace id of the request, when traced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The id of the token that asked (never the token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    pub decision: Decision,
+}
+
+/// The kinds of stored blob, by what they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    Plugin,
+    Policy,
+    Snapshot,
+}
+
+impl BlobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plugin => "plugin",
+            Self::Policy => "policy",
+            Self::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// Content-addressed bytes a record references.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub digest: Digest,
+    pub kind: BlobKind,
+    pub bytes: Arc<[u8]>,
+}
+
+/// Everything one decision writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub record: Record,
+    pub blobs: Vec<Blob>,
+    pub state: Vec<StateWrite>,
+    pub idempotency: Option<StoredAnswer>,
+}
+
+/// Filters of a decision listing; times are the decision's `taken_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub service: Option<String>,
+    pub policy: Option<String>,
+    pub decision: Option<String>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, exclusive.
+    pub until: Option<i64>,
+    /// Only decisions of a policy's last stage.
+    pub final_stage: Option<bool>,
+    pub limit: usize,
+    /// Continue after this position (from a previous page).
+    pub cursor: Option<Cursor>,
+}
+
+/// A position in the newest-first order: `(taken_at, decision_id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub taken_at: i64,
+    pub decision_id: String,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.taken_at, self.decision_id)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (t, id) = s.split_once('_').ok_or_else(|| {
+            "a cursor is `<taken_at>_<decision id>`, as `next_cursor` gives it".to_string()
+        })?;
+        Ok(Self {
+            taken_at: t
+                .parse()
+                .map_err(|_| format!("cursor time `{t}` is not a number"))?,
+            decision_id: id.to_string(),
+        })
+    }
+}
+
+/// One line of a decision listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub decision_id: String,
+    pub recorded_at_ms: i64,
+    pub taken_at: i64,
+    pub service: String,
+    pub version: String,
+    pub policy: String,
+    pub stage: String,
+    pub final_stage: bool,
+    pub decision: String,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_commit: Option<i64>,
+}
+
+impl Summary {
+    pub fn of(record: &Record) -> Self {
+        let d = &record.decision;
+        Self {
+            decision_id: record.decision_id.clone(),
+            recorded_at_ms: record.recorded_at_ms,
+            taken_at: d.taken_at,
+            service: d.service.clone(),
+            version: d.version.clone(),
+            policy: d.policy.clone(),
+            stage: d.stage.clone(),
+            final_stage: record.final_stage,
+            decision: d.decision.as_str().to_string(),
+            summary: d.summary.clone(),
+            oldest_commit: record.oldest_commit,
+        }
+    }
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub decisions: u64,
+    pub blobs: u64,
+    pub idempotency_keys: u64,
+}
+
+/// Where decisions, trigger state and idempotency keys live.
+pub trait Store: Send + Sync {
+    /// The store as logs and errors name it (no password).
+    fn describe(&self) -> String;
+    /// Whether decisions are logged (not by `--store memory`).
+    fn logs_decisions(&self) -> bool;
+    /// The current state of each key, in order.
+    fn read_state<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Versioned>>>;
+    /// The answer stored for an idempotency key.
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>>;
+    /// Writes one decision durably: all of it, or nothing.
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, ()>;
+    /// One record.
+    fn decision<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Record>>;
+    /// Records newest first, at most `filter.limit`.
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<Summary>>;
+    /// A blob's bytes, checked against its digest.
+    fn blob<'a>(&'a self, digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>>;
+    /// Removes records committed before `before_ms` (unix ms), their
+    /// idempotency keys, and blobs no remaining record references.
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
+}
+
+/// Opens the store `spec` names: `memory`, `postgres://…` (or
+/// `postgresql://…`), `sqlite:PATH` or a plain file path.
+pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if spec == "memory" {
+        return Ok(Arc::new(memory::MemoryStore::new(
+            memory::DEFAULT_STATE_BYTES,
+            memory::DEFAULT_KEYS,
+            memory::DEFAULT_KEY_BYTES,
+        )));
+    }
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::PgStore::connect(spec).await?));
+    }
+    let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
+    let path = std::path::PathBuf::from(path);
+    let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            store: spec.to_string(),
+            message: e.to_string(),
+        })??;
+    Ok(Arc::new(store))
+}
+
+/// The default store of `serve` and of `--log` without a value:
+/// `.tollgate/tollgate.db` in the working directory.
+pub const DEFAULT_PATH: &str = ".tollgate/tollgate.db";
+
+/// Checks that `bytes` hash to `digest`.
+pub fn verify(kind: &str, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+    let actual = Digest::of(bytes);
+    if actual == *digest {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt {
+            kind: kind.to_string(),
+            digest: *digest,
+            actual,
+        })
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

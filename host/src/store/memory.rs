@@ -1,0 +1,227 @@
+//! `--store memory`: trigger state and idempotency keys in this process,
+//! under byte bounds, and no decision log. For one replica that can lose
+//! its state on restart, and as the baseline the durable stores are
+//! measured against.
+
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+
+use super::{
+    Commit, Filter, Pruned, Record, StateWrite, Store, StoreError, StoreFuture, StoredAnswer,
+    Summary, Versioned,
+};
+use crate::digest::Digest;
+
+/// Trigger state bytes kept (64 MiB).
+pub const DEFAULT_STATE_BYTES: usize = 64 << 20;
+/// Idempotency keys remembered.
+pub const DEFAULT_KEYS: usize = 10_000;
+/// Bytes of stored idempotent responses (64 MiB).
+pub const DEFAULT_KEY_BYTES: usize = 64 << 20;
+
+/// State and keys in memory, least recently used evicted past the bounds
+/// (with a warning for state: an evicted circuit breaker starts closed).
+pub struct MemoryStore {
+    state: Mutex<Bounded<Versioned>>,
+    keys: Mutex<Bounded<StoredAnswer>>,
+}
+
+/// An LRU map bounded by a count and by bytes, whichever comes first.
+struct Bounded<V> {
+    lru: lru::LruCache<String, V>,
+    bytes: usize,
+    max_bytes: usize,
+    cost: fn(&str, &V) -> usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(count: usize, max_bytes: usize, cost: fn(&str, &V) -> usize) -> Self {
+        Self {
+            lru: lru::LruCache::new(NonZeroUsize::new(count.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            bytes: 0,
+            max_bytes,
+            cost,
+        }
+    }
+
+    /// Inserts, then evicts down to the bounds; returns the evicted keys.
+    fn put(&mut self, key: String, value: V) -> Vec<String> {
+        let mut evicted = Vec::new();
+        if (self.cost)(&key, &value) > self.max_bytes {
+            return vec![key];
+        }
+        self.bytes += (self.cost)(&key, &value);
+        if let Some((old_key, old)) = self.lru.push(key.clone(), value) {
+            self.bytes -= (self.cost)(&old_key, &old);
+            if old_key != key {
+                evicted.push(old_key);
+            }
+        }
+        while self.bytes > self.max_bytes {
+            let Some((k, v)) = self.lru.pop_lru() else {
+                break;
+            };
+            self.bytes -= (self.cost)(&k, &v);
+            evicted.push(k);
+        }
+        evicted
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl MemoryStore {
+    pub fn new(state_bytes: usize, keys: usize, key_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(Bounded::new(
+                usize::MAX >> 1,
+                state_bytes,
+                |k, v: &Versioned| k.len() + v.state.len() + 64,
+            )),
+            keys: Mutex::new(Bounded::new(keys, key_bytes, |k, v: &StoredAnswer| {
+                k.len() + v.response.len() + 96
+            })),
+        }
+    }
+
+    fn check(&self, writes: &[StateWrite]) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        for w in writes {
+            let current = state.lru.get(&w.key).map(|v| v.version);
+            if current != w.read {
+                return Err(StoreError::Conflict { key: w.key.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of trigger state held, for tests.
+    #[cfg(test)]
+    fn state_bytes(&self) -> usize {
+        lock(&self.state).bytes
+    }
+}
+
+impl Store for MemoryStore {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    fn logs_decisions(&self) -> bool {
+        false
+    }
+
+    fn read_state<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Versioned>>> {
+        let mut state = lock(&self.state);
+        let found = keys.iter().map(|k| state.lru.get(k).cloned()).collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>> {
+        let found = lock(&self.keys).lru.get(key).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
+        let result = (|| {
+            if let Some(answer) = &commit.idempotency
+                && let Some(existing) = lock(&self.keys).lru.get(&answer.key)
+            {
+                return Err(StoreError::KeyTaken(Box::new(existing.clone())));
+            }
+            self.check(&commit.state)?;
+            let mut state = lock(&self.state);
+            for w in commit.state {
+                let version = w.read.unwrap_or(0) + 1;
+                for k in state.put(
+                    w.key,
+                    Versioned {
+                        state: w.state,
+                        version,
+                    },
+                ) {
+                    tracing::warn!(key = %crate::text::escape_control(&k), "trigger state evicted: the in-memory bound is reached");
+                }
+            }
+            drop(state);
+            if let Some(answer) = commit.idempotency {
+                lock(&self.keys).put(answer.key.clone(), answer);
+            }
+            Ok(())
+        })();
+        Box::pin(std::future::ready(result))
+    }
+
+    fn decision<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn list<'a>(&'a self, _filter: &'a Filter) -> StoreFuture<'a, Vec<Summary>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    fn blob<'a>(&'a self, _digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn prune(&self, _before_ms: i64) -> StoreFuture<'_, Pruned> {
+        Box::pin(std::future::ready(Ok(Pruned::default())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(key: &str, read: Option<i64>, bytes: usize) -> StateWrite {
+        StateWrite {
+            key: key.into(),
+            read,
+            state: vec![0u8; bytes],
+        }
+    }
+
+    fn commit_state(writes: Vec<StateWrite>) -> Commit {
+        Commit {
+            record: crate::store::sqlite::tests::record("x"),
+            blobs: Vec::new(),
+            state: writes,
+            idempotency: None,
+        }
+    }
+
+    fn block_on<T>(f: StoreFuture<'_, T>) -> Result<T, StoreError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| StoreError::Invalid {
+                store: "test".into(),
+                message: e.to_string(),
+            })?
+            .block_on(f)
+    }
+
+    #[test]
+    fn trigger_state_stays_under_its_byte_bound() {
+        let store = MemoryStore::new(1 << 20, 10, 1 << 20);
+        for i in 0..2000 {
+            block_on(store.commit(commit_state(vec![write(&format!("k{i}"), None, 64 << 10)])))
+                .unwrap();
+        }
+        assert!(store.state_bytes() <= 1 << 20, "{}", store.state_bytes());
+        let keys = vec!["k1999".to_string(), "k0".to_string()];
+        let found = block_on(store.read_state(&keys)).unwrap();
+        assert!(found[0].is_some(), "the newest state is kept");
+        assert!(found[1].is_none(), "the oldest state is evicted");
+    }
+
+    #[test]
+    fn a_stale_version_is_a_conflict() {
+        let store = MemoryStore::new(1 << 20, 10, 1 << 20);
+        block_on(store.commit(commit_state(vec![write("k", None, 1)]))).unwrap();
+        let e = block_on(store.commit(commit_state(vec![write("k", None, 1)]))).unwrap_err();
+        assert!(matches!(e, StoreError::Conflict { .. }), "{e}");
+        block_on(store.commit(commit_state(vec![write("k", Some(1), 1)]))).unwrap();
+    }
+}

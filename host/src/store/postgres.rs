@@ -1,0 +1,447 @@
+//! The shared store for several replicas: PostgreSQL through a connection
+//! pool. Each decision is one transaction; PostgreSQL groups the WAL
+//! flushes of concurrent commits itself. Trigger state is replaced only at
+//! the version read (`UPDATE … WHERE version = $n`), so two replicas cannot
+//! both advance one breaker; idempotency keys are a primary key, so a retry
+//! landing on another replica finds the stored answer.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use super::{
+    Commit, Filter, Pruned, Record, Store, StoreError, StoreFuture, StoredAnswer, Summary,
+    Versioned,
+};
+use crate::digest::Digest;
+
+/// Versioned schema, applied under an advisory lock so replicas starting
+/// together migrate once.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE decisions (
+    decision_id   TEXT PRIMARY KEY,
+    recorded_at   BIGINT NOT NULL,
+    taken_at      BIGINT NOT NULL,
+    service       TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    policy        TEXT NOT NULL,
+    stage         TEXT NOT NULL,
+    final_stage   BOOLEAN NOT NULL,
+    decision      TEXT NOT NULL,
+    summary       TEXT NOT NULL,
+    oldest_commit BIGINT,
+    record        TEXT NOT NULL
+);
+CREATE INDEX decisions_order ON decisions (taken_at DESC, decision_id DESC);
+CREATE INDEX decisions_service ON decisions (service, taken_at DESC);
+CREATE INDEX decisions_recorded ON decisions (recorded_at);
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    kind   TEXT NOT NULL,
+    bytes  BYTEA NOT NULL
+);
+CREATE TABLE decision_blobs (
+    decision_id TEXT NOT NULL REFERENCES decisions (decision_id) ON DELETE CASCADE,
+    digest      TEXT NOT NULL,
+    PRIMARY KEY (decision_id, digest)
+);
+CREATE INDEX decision_blobs_digest ON decision_blobs (digest);
+CREATE TABLE trigger_state (
+    key     TEXT PRIMARY KEY,
+    state   BYTEA NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE TABLE idempotency (
+    key         TEXT PRIMARY KEY,
+    body        TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    response    BYTEA NOT NULL,
+    decision_id TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL
+);
+"];
+
+/// An arbitrary key for `pg_advisory_xact_lock` around migrations.
+const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: Pool,
+    shown: String,
+    /// Blobs known to be stored, so their bytes are not sent again.
+    known: std::sync::Mutex<std::collections::HashSet<Digest>>,
+}
+
+/// The URL with its password hidden, for logs and errors.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl PgStore {
+    /// Connects a pool to `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let shown = shown(url);
+        let unavailable = |message: String| StoreError::Unavailable {
+            store: shown.clone(),
+            message,
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| unavailable(format!("invalid URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(5));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .wait_timeout(Some(std::time::Duration::from_secs(5)))
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let store = Self {
+            pool,
+            shown,
+            known: std::sync::Mutex::default(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            store: self.shown.clone(),
+            message: crate::text::first_line(&e.to_string()).into_owned(),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| self.fail(e))
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| self.fail(e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tollgate_schema (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        let version: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM tollgate_schema", &[])
+            .await
+            .map_err(|e| self.fail(e))?
+            .get(0);
+        let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
+        if version > known {
+            return Err(StoreError::Invalid {
+                store: self.shown.clone(),
+                message: format!(
+                    "schema version {version} is newer than this tollgate knows ({known}); upgrade tollgate"
+                ),
+            });
+        }
+        for (i, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            tx.batch_execute(sql).await.map_err(|e| self.fail(e))?;
+            let next = i32::try_from(i + 1).unwrap_or(i32::MAX);
+            tx.execute(
+                "INSERT INTO tollgate_schema (version, applied_at) VALUES ($1, $2)",
+                &[&next, &super::now_ms()],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(e))
+    }
+
+    async fn apply(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+        if let Some(a) = &commit.idempotency {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO idempotency (key, body, status, response, decision_id, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
+                    &[&a.key, &a.body.to_string(), &i32::from(a.status), &&a.response[..], &a.decision_id, &commit.record.recorded_at_ms],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            if inserted == 0 {
+                drop(tx);
+                let existing = self.answer_of(&a.key).await?;
+                return Err(match existing {
+                    Some(e) => StoreError::KeyTaken(Box::new(e)),
+                    None => StoreError::Conflict { key: a.key.clone() },
+                });
+            }
+        }
+        for w in &commit.state {
+            let changed = match w.read {
+                None => tx
+                    .execute(
+                        "INSERT INTO trigger_state (key, state, version) VALUES ($1, $2, 1) ON CONFLICT (key) DO NOTHING",
+                        &[&w.key, &w.state],
+                    )
+                    .await,
+                Some(v) => tx
+                    .execute(
+                        "UPDATE trigger_state SET state = $2, version = version + 1 WHERE key = $1 AND version = $3",
+                        &[&w.key, &w.state, &v],
+                    )
+                    .await,
+            }
+            .map_err(|e| self.fail(e))?;
+            if changed == 0 {
+                return Err(StoreError::Conflict { key: w.key.clone() });
+            }
+        }
+        let r = &commit.record;
+        let d = &r.decision;
+        let json = serde_json::to_string(r).map_err(|e| self.fail(e))?;
+        tx.execute(
+            "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[&r.decision_id, &r.recorded_at_ms, &d.taken_at, &d.service, &d.version, &d.policy, &d.stage, &r.final_stage, &d.decision.as_str(), &d.summary, &r.oldest_commit, &json],
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for blob in &commit.blobs {
+            let digest = blob.digest.to_string();
+            if !known.contains(&blob.digest) {
+                tx.execute(
+                "INSERT INTO blobs (digest, kind, bytes) SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) ON CONFLICT (digest) DO NOTHING",
+                &[&digest, &blob.kind.as_str(), &&blob.bytes[..]],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+            }
+            tx.execute(
+                "INSERT INTO decision_blobs (decision_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&r.decision_id, &digest],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(commit.blobs.iter().map(|b| b.digest));
+        Ok(())
+    }
+
+    async fn answer_of(&self, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT key, body, status, response, decision_id FROM idempotency WHERE key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+        row.map(|r| {
+            let body: String = r.get(1);
+            let status: i32 = r.get(2);
+            let response: Vec<u8> = r.get(3);
+            Ok(StoredAnswer {
+                key: r.get(0),
+                body: body.parse().map_err(|e| self.fail(e))?,
+                status: u16::try_from(status).unwrap_or(500),
+                response: response.into(),
+                decision_id: r.get(4),
+            })
+        })
+        .transpose()
+    }
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn logs_decisions(&self) -> bool {
+        true
+    }
+
+    fn read_state<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Versioned>>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT key, state, version FROM trigger_state WHERE key = ANY($1)",
+                    &[&keys],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let mut found: std::collections::HashMap<String, Versioned> = rows
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        Versioned {
+                            state: r.get(1),
+                            version: r.get(2),
+                        },
+                    )
+                })
+                .collect();
+            Ok(keys.iter().map(|k| found.remove(k)).collect())
+        })
+    }
+
+    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>> {
+        Box::pin(self.answer_of(key))
+    }
+
+    fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
+        Box::pin(self.apply(commit))
+    }
+
+    fn decision<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT record FROM decisions WHERE decision_id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            row.map(|r| {
+                let json: String = r.get(0);
+                serde_json::from_str(&json).map_err(|e| StoreError::Invalid {
+                    store: self.shown.clone(),
+                    message: format!("record `{id}` cannot be read: {e}"),
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<Summary>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+            let (cursor_t, cursor_id) = filter
+                .cursor
+                .as_ref()
+                .map(|c| (Some(c.taken_at), Some(c.decision_id.clone())))
+                .unwrap_or_default();
+            let rows = client
+                .query(
+                    "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit
+                     FROM decisions
+                     WHERE ($1::TEXT IS NULL OR service = $1)
+                       AND ($2::TEXT IS NULL OR policy = $2)
+                       AND ($3::TEXT IS NULL OR decision = $3)
+                       AND ($4::BIGINT IS NULL OR taken_at >= $4)
+                       AND ($5::BIGINT IS NULL OR taken_at < $5)
+                       AND ($6::BOOLEAN IS NULL OR final_stage = $6)
+                       AND ($7::BIGINT IS NULL OR taken_at < $7 OR (taken_at = $7 AND decision_id < $8))
+                     ORDER BY taken_at DESC, decision_id DESC
+                     LIMIT $9",
+                    &[&filter.service, &filter.policy, &filter.decision, &filter.since, &filter.until, &filter.final_stage, &cursor_t, &cursor_id, &limit],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(rows
+                .into_iter()
+                .map(|r| Summary {
+                    decision_id: r.get(0),
+                    recorded_at_ms: r.get(1),
+                    taken_at: r.get(2),
+                    service: r.get(3),
+                    version: r.get(4),
+                    policy: r.get(5),
+                    stage: r.get(6),
+                    final_stage: r.get(7),
+                    decision: r.get(8),
+                    summary: r.get(9),
+                    oldest_commit: r.get(10),
+                })
+                .collect())
+        })
+    }
+
+    fn blob<'a>(&'a self, digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT kind, bytes FROM blobs WHERE digest = $1",
+                    &[&digest.to_string()],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            row.map(|r| {
+                let kind: String = r.get(0);
+                let bytes: Vec<u8> = r.get(1);
+                super::verify(&kind, digest, &bytes).map(|()| bytes)
+            })
+            .transpose()
+        })
+    }
+
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+            let decisions = tx
+                .execute(
+                    "DELETE FROM decisions WHERE recorded_at < $1",
+                    &[&before_ms],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let keys = tx
+                .execute(
+                    "DELETE FROM idempotency WHERE recorded_at < $1",
+                    &[&before_ms],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            let blobs = tx
+                .execute(
+                    "DELETE FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM decision_blobs d WHERE d.digest = b.digest)",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            tx.commit().await.map_err(|e| self.fail(e))?;
+            Ok(Pruned {
+                decisions,
+                blobs,
+                idempotency_keys: keys,
+            })
+        })
+    }
+}
