@@ -20,7 +20,15 @@ use crate::store::{
 
 /// How many times an evaluation is retried when its trigger state was
 /// advanced concurrently, before the caller is told to retry later.
-pub const MAX_ATTEMPTS: usize = 8;
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// A short random pause before evaluating again after a conflict, growing
+/// with the attempt, so evaluations racing for one breaker spread out.
+pub fn backoff(attempt: usize) -> std::time::Duration {
+    let jitter = u64::try_from(uuid::Uuid::new_v4().as_u128() % 1000).unwrap_or(0);
+    let attempt = u64::try_from(attempt.min(10)).unwrap_or(10);
+    std::time::Duration::from_micros(500 * attempt + jitter * attempt.max(1))
+}
 
 /// The keys of the policy's triggers for the snapshot's service.
 pub fn state_keys(loaded: &LoadedPolicy, snapshot: &Snapshot) -> Vec<StateKey> {
@@ -69,6 +77,14 @@ impl Prefetched {
         let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
         let current = store.read_state(&names).await?;
         Ok(Self::new(keys, current, advance))
+    }
+
+    /// The version of each trigger's state read, by trigger name.
+    pub fn versions(&self) -> BTreeMap<String, i64> {
+        self.read
+            .values()
+            .filter_map(|(trigger, v)| v.as_ref().map(|v| (trigger.clone(), v.version)))
+            .collect()
     }
 
     /// Each trigger's state before the evaluation, hex, by trigger name.
@@ -163,6 +179,7 @@ pub fn commit_for(
         policy_text: Digest::of(loaded.text.as_bytes()),
         snapshot_body: Digest::of(&body),
         state_in: state.state_in(),
+        state_versions: state.versions(),
         final_stage,
         oldest_commit: snapshot.commits.iter().map(|c| c.timestamp).min(),
         trace_id: asker.trace_id,

@@ -112,6 +112,10 @@ pub struct Record {
     pub snapshot_body: Digest,
     /// Each trigger's state before the evaluation, hex, by trigger name.
     pub state_in: BTreeMap<String, String>,
+    /// The version of each trigger's state read, by trigger name: each
+    /// version is advanced by exactly one committed decision.
+    #[serde(default)]
+    pub state_versions: BTreeMap<String, i64>,
     /// Whether the stage is the policy's last (a promotion of it is a deployment).
     pub final_stage: bool,
     /// The oldest commit timestamp in the snapshot (lead time).
@@ -276,12 +280,14 @@ pub trait Store: Send + Sync {
 /// Opens the store `spec` names: `memory`, `postgres://…` (or
 /// `postgresql://…`), `sqlite:PATH` or a plain file path.
 pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if spec.trim().is_empty() {
+        return Err(StoreError::Invalid {
+            store: String::new(),
+            message: "no store given: a SQLite file, `postgres://…` or `memory`".into(),
+        });
+    }
     if spec == "memory" {
-        return Ok(Arc::new(memory::MemoryStore::new(
-            memory::DEFAULT_STATE_BYTES,
-            memory::DEFAULT_KEYS,
-            memory::DEFAULT_KEY_BYTES,
-        )));
+        return Ok(Arc::new(memory::MemoryStore::default()));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         return Ok(Arc::new(postgres::PgStore::connect(spec).await?));

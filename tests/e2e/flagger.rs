@@ -170,6 +170,7 @@ async fn flagger_authenticates_with_a_token_in_its_metadata() {
         ServerConfig::default(),
         crate::server_router::runtime(),
         Tokens::from_file(&file).unwrap(),
+        crate::server_router::memory_store(),
     )
     .unwrap();
     let (snapshot, elapsed) = hook_metadata("canary-steady.json");
@@ -229,6 +230,7 @@ async fn insecure_mode_opens_evaluate_and_read_but_not_admin() {
         ServerConfig::default(),
         crate::server_router::runtime(),
         Tokens::disabled(),
+        crate::server_router::memory_store(),
     )
     .unwrap();
     assert_eq!(

@@ -6,6 +6,7 @@ mod canary;
 mod ci_client;
 mod ci_gates;
 mod cli_errors;
+mod decision_log;
 mod flagger;
 mod hardening;
 mod hostile;

@@ -21,9 +21,15 @@ pub fn runtime() -> Arc<Runtime> {
     Arc::clone(RT.get_or_init(|| Arc::new(Runtime::new().unwrap().with_cache_dir(cache_dir()))))
 }
 
+/// Trigger state and idempotency keys in memory: these tests are about the
+/// router, not the log (`decision_log.rs` tests the stores).
+pub fn memory_store() -> Arc<dyn tollgate::store::Store> {
+    Arc::new(tollgate::store::memory::MemoryStore::default())
+}
+
 pub fn state_with(config: ServerConfig) -> AppState {
     let tokens = Tokens::from_plain(&[(READER.into(), false), (ADMIN.into(), true)]);
-    AppState::new(config, runtime(), tokens).unwrap()
+    AppState::new(config, runtime(), tokens, memory_store()).unwrap()
 }
 
 fn state() -> AppState {

@@ -137,6 +137,10 @@ impl HttpResponse {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -218,15 +222,28 @@ pub struct Server {
     pub child: std::process::Child,
     pub addr: String,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// The decision log's directory, unless the test chose `--store`.
+    pub _store_dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// Starts the binary on a free loopback port and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
         use std::io::BufRead;
+        let store_dir = (!args.contains(&"--store")).then(|| tempfile::tempdir().unwrap());
+        let store: Vec<String> = store_dir
+            .iter()
+            .flat_map(|d| {
+                [
+                    "--store".to_string(),
+                    d.path().join("log.db").display().to_string(),
+                ]
+            })
+            .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("serve")
             .args(["--addr", "127.0.0.1:0"])
+            .args(&store)
             .args(args)
             .env("TOLLGATE_CACHE_DIR", cache_dir())
             .env("NO_COLOR", "1")
@@ -260,6 +277,7 @@ impl Server {
             child,
             addr,
             stderr: log,
+            _store_dir: store_dir,
         }
     }
 

@@ -42,10 +42,14 @@ fn spans_cover_the_request_evaluation_and_each_gate() {
     let runtime = Runtime::new()
         .unwrap()
         .with_cache_dir(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache"));
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn tollgate::store::Store> =
+        Arc::new(tollgate::store::sqlite::SqliteStore::open(&dir.path().join("log.db")).unwrap());
     let s = AppState::new(
         ServerConfig::default(),
         Arc::new(runtime),
         Tokens::from_plain(&[(READER.into(), false)]),
+        Arc::clone(&store),
     )
     .unwrap();
     let snapshot: serde_json::Value = serde_json::from_str(
@@ -55,11 +59,11 @@ fn spans_cover_the_request_evaluation_and_each_gate() {
     let body = json!({"policy": "canary", "stage": "initial-canary", "snapshot": snapshot})
         .to_string()
         .into_bytes();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         rt.block_on(async {
             let status = call(&s, body).await;
             assert_eq!(status, StatusCode::OK);
@@ -96,4 +100,24 @@ fn spans_cover_the_request_evaluation_and_each_gate() {
             .all(|g| g.parent_span_id == eval.span_context.span_id())
     );
     assert_eq!(spans.iter().filter(|s| s.name == "trigger").count(), 5);
+    // The logged decision leads to its trace.
+    let record = rt.block_on(async {
+        let page = store
+            .list(&tollgate::store::Filter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        store.decision(&page[0].decision_id).await.unwrap().unwrap()
+    });
+    assert_eq!(
+        record.trace_id.as_deref(),
+        Some(eval.span_context.trace_id().to_string().as_str())
+    );
+    assert_eq!(
+        record.token_id.as_deref().map(|t| t.starts_with("tok_")),
+        Some(true)
+    );
 }

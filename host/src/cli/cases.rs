@@ -82,11 +82,53 @@ pub struct CaseResult {
     pub failures: Vec<String>,
 }
 
-/// Runs every case in the test file at `path`.
+/// A decision log the cases' decisions are committed to (`test --log`),
+/// so they can be replayed.
+pub struct CaseLog {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<dyn crate::store::Store>,
+}
+
+impl CaseLog {
+    /// Opens the log `spec` names.
+    pub fn open(spec: &str) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let store = runtime.block_on(crate::store::open(spec))?;
+        Ok(Self { runtime, store })
+    }
+
+    fn commit(
+        &self,
+        loaded: &policy::LoadedPolicy,
+        snapshot: &Snapshot,
+        asked: crate::store::Asked,
+        state: crate::journal::Prefetched,
+        decision: &mut crate::decision::Decision,
+    ) -> Result<(), String> {
+        let commit = crate::journal::commit_for(
+            decision,
+            loaded,
+            snapshot,
+            asked,
+            state,
+            crate::journal::Asker::default(),
+            None,
+        );
+        self.runtime
+            .block_on(self.store.commit(commit))
+            .map_err(|e| format!("the decision was not logged: {e}"))
+    }
+}
+
+/// Runs every case in the test file at `path`, committing each decision to
+/// `log` when given.
 pub fn run_file(
     runtime: &Runtime,
     cache: &mut PluginCache,
     path: &Path,
+    log: Option<&CaseLog>,
 ) -> Result<Vec<CaseResult>, CaseFileError> {
     let fail = |message: String| CaseFileError {
         file: path.display().to_string(),
@@ -120,11 +162,16 @@ pub fn run_file(
     Ok(file
         .cases
         .iter()
-        .map(|case| run_case(&loaded, dir, case))
+        .map(|case| run_case(&loaded, dir, case, log))
         .collect())
 }
 
-fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResult {
+fn run_case(
+    loaded: &policy::LoadedPolicy,
+    dir: &Path,
+    case: &Case,
+    log: Option<&CaseLog>,
+) -> CaseResult {
     let mut failures = Vec::new();
     let result = (|| -> Result<crate::decision::Decision, String> {
         let bytes = match &case.snapshot {
@@ -168,8 +215,30 @@ fn run_case(loaded: &policy::LoadedPolicy, dir: &Path, case: &Case) -> CaseResul
             elapsed,
             schedule,
         };
-        evaluate_with(loaded, &request, Arc::new(snapshot), &mut store)
-            .map_err(|e| format!("{e:#}"))
+        let keys = crate::journal::state_keys(loaded, &snapshot);
+        let preset = keys
+            .iter()
+            .map(|k| {
+                store
+                    .get(k)
+                    .map(|s| s.map(|state| crate::store::Versioned { state, version: 0 }))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let snapshot = Arc::new(snapshot);
+        let mut decision = evaluate_with(loaded, &request, Arc::clone(&snapshot), &mut store)
+            .map_err(|e| format!("{e:#}"))?;
+        if let Some(log) = log {
+            let asked = crate::store::Asked {
+                stage: case.stage.clone(),
+                elapsed_ms: elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                schedule: schedule.as_str().to_string(),
+                advance_state: false,
+            };
+            let state = crate::journal::Prefetched::new(&keys, preset, false);
+            log.commit(loaded, &snapshot, asked, state, &mut decision)?;
+        }
+        Ok(decision)
     })();
     let d = match result {
         Ok(d) => d,

@@ -210,7 +210,10 @@ fn logged(
             schedule: args.schedule.as_str().to_string(),
             advance_state: true,
         };
-        for _ in 0..journal::MAX_ATTEMPTS {
+        for attempt in 0..journal::MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(journal::backoff(attempt)).await;
+            }
             let (mut decision, state) = match &args.state {
                 Some(path) => {
                     let mut file = FileStore::open(path)?;

@@ -11,10 +11,15 @@ pub(crate) struct TestArgs {
     /// Test files, or directories searched for `*.test.yaml`.
     #[arg(default_value = "policies")]
     paths: Vec<PathBuf>,
+    /// Commit each case's decision to this decision log (a SQLite file or
+    /// `postgres://…`), so `tollgate replay` can check them.
+    #[arg(long)]
+    log: Option<String>,
 }
 
 pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
+    let log = args.log.as_deref().map(cases::CaseLog::open).transpose()?;
     let mut cache = PluginCache::new();
     let files = cases::discover(&args.paths)?;
     if files.is_empty() {
@@ -23,7 +28,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
         let shown = file.display();
-        match cases::run_file(&runtime, &mut cache, file) {
+        match cases::run_file(&runtime, &mut cache, file, log.as_ref()) {
             Err(e) => {
                 failed += 1;
                 println!("FAIL {e}");

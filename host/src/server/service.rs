@@ -253,7 +253,10 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     };
     let started = Instant::now();
     let mut slot = Some(slot);
-    for _ in 0..journal::MAX_ATTEMPTS {
+    for attempt in 0..journal::MAX_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(journal::backoff(attempt)).await;
+        }
         let prefetched = Prefetched::load(store.as_ref(), &keys, job.advance_state).await?;
         let waited = async {
             let own = Arc::clone(&budget).acquire_owned().await.ok()?;

@@ -72,6 +72,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_STATE_BYTES, DEFAULT_KEYS, DEFAULT_KEY_BYTES)
+    }
+}
+
 impl MemoryStore {
     pub fn new(state_bytes: usize, keys: usize, key_bytes: usize) -> Self {
         Self {

@@ -632,6 +632,7 @@ pub(crate) mod tests {
             policy_text: Digest::of(b"p"),
             snapshot_body: Digest::of(b"s"),
             state_in: std::collections::BTreeMap::new(),
+            state_versions: std::collections::BTreeMap::new(),
             final_stage: true,
             oldest_commit: None,
             trace_id: None,
