@@ -63,6 +63,9 @@ pub struct PluginReport {
     pub capabilities: Vec<String>,
     /// Whether the plugin imports WASI (it cannot: WASI is not linked).
     pub wasi: bool,
+    /// Who signed it (`FILE.sig`, an SSH signature), when it is signed;
+    /// `trusted` when the key is in the allowed signers consulted.
+    pub signature: Option<crate::signature::Signed>,
     pub limits: LimitsReport,
     /// The policies that use it (server only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -82,6 +85,7 @@ impl PluginReport {
             info: Some(plugin.info().clone()),
             capabilities: Vec::new(),
             wasi: false,
+            signature: None,
             limits: LimitsReport::host(),
             used_by: None,
         }
@@ -99,6 +103,7 @@ impl PluginReport {
             info: None,
             capabilities: Vec::new(),
             wasi: false,
+            signature: None,
             limits: LimitsReport::host(),
             used_by: None,
         }

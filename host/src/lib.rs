@@ -20,6 +20,7 @@ pub mod replay;
 pub mod rollout;
 mod schema;
 pub mod server;
+pub mod signature;
 pub mod snapshot;
 pub mod sources;
 pub mod state;

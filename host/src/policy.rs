@@ -15,7 +15,7 @@ use std::str::FromStr;
 use crate::digest::Digest;
 use crate::engine::{Limits, PluginConfig};
 
-pub use self::load::{LoadedPolicy, PluginCache, load, load_recorded, load_with};
+pub use self::load::{LoadedPolicy, PluginCache, Trust, load, load_recorded, load_with};
 pub use self::parse::parse;
 pub use self::schema::policy_schema;
 
@@ -77,6 +77,12 @@ pub struct Policy {
     pub metrics: Vec<MetricSource>,
     /// The `${track}` values for the current and the baseline series.
     pub tracks: Tracks,
+    /// Whether every plugin loaded from a file must carry an SSH signature
+    /// by a key in `allowed_signers`.
+    pub require_signature: bool,
+    /// The `allowed_signers` file (ssh-keygen format), resolved against the
+    /// policy's directory.
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// A metric the host queries itself: PromQL with `${…}` variables.

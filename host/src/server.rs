@@ -76,6 +76,7 @@ impl AppState {
             config.policies.as_deref(),
             config.plugins.as_deref(),
             config.policy_workers,
+            &config.trust()?,
         )?;
         let metrics = Metrics::new();
         let prometheus = config
@@ -108,8 +109,9 @@ impl AppState {
         let dir = self.inner.config.policies.clone();
         let plugins = self.inner.config.plugins.clone();
         let budget = self.inner.config.policy_workers;
+        let trust = self.inner.config.trust()?;
         let set = tokio::task::spawn_blocking(move || {
-            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref(), budget)
+            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref(), budget, &trust)
         })
         .await
         .map_err(|e| ReloadError::Internal(e.to_string()))??;

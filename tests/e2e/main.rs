@@ -23,6 +23,7 @@ mod rollout;
 mod schemas;
 mod server_binary;
 mod server_router;
+mod signatures;
 mod support;
 mod tls;
 mod ui;

@@ -304,7 +304,11 @@ fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, b
 
 #[tokio::test]
 async fn responses_conform_to_the_openapi_document() {
-    let s = state();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn tollgate::store::Store> =
+        Arc::new(tollgate::store::sqlite::SqliteStore::open(&dir.path().join("log.db")).unwrap());
+    let tokens = Tokens::from_plain(&[(READER.into(), false), (ADMIN.into(), true)]);
+    let s = AppState::new(ServerConfig::default(), runtime(), tokens, store).unwrap();
     let (status, _, body) = call(&s, "GET", "/openapi.json", Some(READER), None).await;
     assert_eq!(status, StatusCode::OK);
     let doc = json_of(&body);
@@ -334,6 +338,33 @@ async fn responses_conform_to_the_openapi_document() {
     ];
     for (route, method, uri, body, token) in checks {
         let (status, _, resp) = call(&s, &method.to_uppercase(), uri, token, body).await;
+        assert_conforms(&doc, route, method, status, &resp);
+    }
+    // The decision log's endpoints, over the decisions just made.
+    let (_, _, resp) = call(&s, "GET", "/v1/decisions?limit=1", Some(READER), None).await;
+    let id = json_of(&resp)["decisions"][0]["decision_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log_checks: Vec<(&str, &str, String)> = vec![
+        ("/v1/decisions", "get", "/v1/decisions?limit=2".into()),
+        ("/v1/decisions", "get", "/v1/decisions?limit=0".into()),
+        ("/v1/decisions/{id}", "get", format!("/v1/decisions/{id}")),
+        ("/v1/decisions/{id}", "get", "/v1/decisions/nope".into()),
+        (
+            "/v1/decisions/{id}/replay",
+            "post",
+            format!("/v1/decisions/{id}/replay"),
+        ),
+        (
+            "/v1/reports/dora",
+            "get",
+            "/v1/reports/dora?service=checkout&window=3650d".into(),
+        ),
+        ("/v1/reports/dora", "get", "/v1/reports/dora".into()),
+    ];
+    for (route, method, uri) in log_checks {
+        let (status, _, resp) = call(&s, &method.to_uppercase(), &uri, Some(READER), None).await;
         assert_conforms(&doc, route, method, status, &resp);
     }
 }

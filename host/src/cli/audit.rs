@@ -10,6 +10,10 @@ pub(crate) struct AuditArgs {
     /// Component files, or names of first-party plugins.
     #[arg(required = true)]
     plugins: Vec<String>,
+    /// Check each file's SSH signature (`FILE.sig`) against this
+    /// `allowed_signers` file; without it the signing key is shown, untrusted.
+    #[arg(long)]
+    allowed_signers: Option<std::path::PathBuf>,
 }
 
 /// The first-party plugin a mistyped name most likely meant.
@@ -42,8 +46,13 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 }
 
 /// The report for one argument; a path that cannot be read is a refused
-/// report, so one bad path does not hide the others.
-fn report(runtime: &crate::engine::Runtime, arg: &str) -> PluginReport {
+/// report, so one bad path does not hide the others. A signature that does
+/// not verify, or whose key `allowed` does not list, refuses the plugin.
+fn report(
+    runtime: &crate::engine::Runtime,
+    arg: &str,
+    allowed: Option<&crate::signature::AllowedSigners>,
+) -> PluginReport {
     let (name, source, bytes) = match crate::builtin::plugin(arg) {
         Some(b) if !Path::new(arg).exists() => {
             (arg.to_string(), format!("builtin:{arg}"), b.to_vec())
@@ -72,16 +81,36 @@ fn report(runtime: &crate::engine::Runtime, arg: &str) -> PluginReport {
             }
         }
     };
-    match runtime.load(&name, &bytes) {
+    let signature = if source.starts_with("builtin:") {
+        Ok(None)
+    } else {
+        crate::signature::check(&name, Path::new(arg), &bytes, allowed, allowed.is_some())
+    };
+    let signature = match signature {
+        Ok(s) => s,
+        Err(e) => return PluginReport::refused(&name, &source, &bytes, e.to_string()),
+    };
+    let mut report = match runtime.load(&name, &bytes) {
         Ok(plugin) => PluginReport::accepted(&name, &source, &plugin),
         Err(e) => PluginReport::refused(&name, &source, &bytes, e.to_string()),
-    }
+    };
+    report.signature = signature;
+    report
 }
 
 /// Prints one JSON report per plugin; exit 1 if any plugin would be refused.
 pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
-    let reports: Vec<PluginReport> = args.plugins.iter().map(|a| report(&runtime, a)).collect();
+    let allowed = args
+        .allowed_signers
+        .as_deref()
+        .map(crate::signature::AllowedSigners::read)
+        .transpose()?;
+    let reports: Vec<PluginReport> = args
+        .plugins
+        .iter()
+        .map(|a| report(&runtime, a, allowed.as_ref()))
+        .collect();
     println!("{}", serde_json::to_string_pretty(&reports)?);
     Ok(Exit::failed_if(
         reports

@@ -74,6 +74,14 @@ pub(crate) struct ServeArgs {
     /// Prune decisions older than this, e.g. `90d` (hourly, and at start).
     #[arg(long, value_parser = humantime::parse_duration)]
     retain: Option<Duration>,
+    /// Refuse plugin files without an SSH signature (`FILE.sig`) by a key
+    /// in --allowed-signers.
+    #[arg(long, requires = "allowed_signers")]
+    require_signature: bool,
+    /// The `allowed_signers` file (ssh-keygen format) of keys that may sign
+    /// plugins, for policies that name none.
+    #[arg(long)]
+    allowed_signers: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -100,6 +108,8 @@ struct FileConfig {
     tls_client_ca: Option<PathBuf>,
     store: Option<String>,
     retain: Option<String>,
+    require_signature: Option<bool>,
+    allowed_signers: Option<PathBuf>,
 }
 
 /// `telemetry:` in the config file.
@@ -195,6 +205,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         &mut config.plugins,
         &mut config.tokens_file,
         &mut config.snapshot_dir,
+        &mut config.allowed_signers,
     ]
     .into_iter()
     .flatten()
@@ -268,6 +279,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         },
         prometheus: prometheus_config(args.prometheus, file.telemetry.and_then(|t| t.prometheus))?,
         retain: args.retain.or(duration("retain", file.retain.as_deref())?),
+        require_signature: args.require_signature || file.require_signature.unwrap_or(false),
+        allowed_signers: args.allowed_signers.or(file.allowed_signers),
         ..defaults
     };
     let store_spec = args

@@ -23,6 +23,16 @@ pub struct LoadedPolicy {
     pub text: Arc<str>,
     /// Every plugin the policy uses, by the name its gates use.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
+    /// Who signed each plugin loaded from a file that carries a signature.
+    pub signers: BTreeMap<String, crate::signature::Signed>,
+}
+
+/// Which plugin signatures a host demands of every policy, beside what a
+/// policy demands itself (`require_signature`, `allowed_signers`).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    pub require_signature: bool,
+    pub allowed_signers: Option<Arc<crate::signature::AllowedSigners>>,
 }
 
 /// Reads, validates and compiles the policy in `text`; `base_dir` anchors
@@ -33,7 +43,14 @@ pub fn load(
     text: &str,
     base_dir: &Path,
 ) -> Result<LoadedPolicy, Problems> {
-    load_with(runtime, cache, text, base_dir, &BTreeMap::new())
+    load_with(
+        runtime,
+        cache,
+        text,
+        base_dir,
+        &BTreeMap::new(),
+        &Trust::default(),
+    )
 }
 
 /// Like [`load`], with `shared` user plugins available besides the policy's own.
@@ -43,8 +60,9 @@ pub fn load_with(
     text: &str,
     base_dir: &Path,
     shared: &BTreeMap<String, super::PluginDecl>,
+    trust: &Trust,
 ) -> Result<LoadedPolicy, Problems> {
-    load_inner(runtime, cache, text, base_dir, shared, None)
+    load_inner(runtime, cache, text, base_dir, shared, None, trust)
 }
 
 /// Loads a logged policy for replay: its text as logged, and each plugin
@@ -75,6 +93,7 @@ pub fn load_recorded(
         Path::new("."),
         &shared,
         Some(plugins),
+        &Trust::default(),
     )
 }
 
@@ -85,10 +104,36 @@ fn load_inner(
     base_dir: &Path,
     shared: &BTreeMap<String, super::PluginDecl>,
     logged: Option<&BTreeMap<String, Arc<[u8]>>>,
+    trust: &Trust,
 ) -> Result<LoadedPolicy, Problems> {
     let policy = super::parse::parse_with(text, base_dir, shared)?;
     let mut problems = Vec::new();
     let mut plugins = BTreeMap::new();
+    let mut signers = BTreeMap::new();
+    // The policy's own allowed signers win over the host's.
+    let trust = match &policy.allowed_signers {
+        Some(path) => match crate::signature::AllowedSigners::read(path) {
+            Ok(a) => Trust {
+                require_signature: trust.require_signature || policy.require_signature,
+                allowed_signers: Some(Arc::new(a)),
+            },
+            Err(e) => {
+                return Err(Problems(vec![Problem {
+                    line: None,
+                    message: e.to_string(),
+                }]));
+            }
+        },
+        None => Trust {
+            require_signature: trust.require_signature || policy.require_signature,
+            allowed_signers: trust.allowed_signers.clone(),
+        },
+    };
+    let trust = if logged.is_some() {
+        Trust::default()
+    } else {
+        trust
+    };
     let used: std::collections::BTreeSet<&str> = policy
         .stages
         .iter()
@@ -99,7 +144,7 @@ fn load_inner(
     for name in &used {
         let resolved = match logged {
             Some(logged) => resolve_logged(runtime, logged, name),
-            None => resolve(runtime, cache, &policy, name),
+            None => resolve(runtime, cache, &policy, name, &trust, &mut signers),
         };
         match resolved {
             Ok(p) => {
@@ -115,7 +160,7 @@ fn load_inner(
         if decl.line > 0
             && logged.is_none()
             && !used.contains(name.as_str())
-            && let Err(problem) = resolve(runtime, cache, &policy, name)
+            && let Err(problem) = resolve(runtime, cache, &policy, name, &trust, &mut signers)
         {
             problems.push(problem);
         }
@@ -197,6 +242,7 @@ fn load_inner(
         digest: Digest::of(text.as_bytes()),
         text: text.into(),
         plugins,
+        signers,
     })
 }
 
@@ -224,6 +270,8 @@ fn resolve(
     cache: &mut PluginCache,
     policy: &Policy,
     name: &str,
+    trust: &Trust,
+    signers: &mut BTreeMap<String, crate::signature::Signed>,
 ) -> Result<Arc<Plugin>, Problem> {
     let (bytes, line): (std::borrow::Cow<'static, [u8]>, Option<usize>) =
         match crate::builtin::plugin(name) {
@@ -254,6 +302,20 @@ fn resolve(
                             decl.path.display()
                         ),
                     });
+                }
+                let signed = crate::signature::check(
+                    name,
+                    &decl.path,
+                    &bytes,
+                    trust.allowed_signers.as_deref(),
+                    trust.require_signature,
+                )
+                .map_err(|e| Problem {
+                    line: Some(decl.line).filter(|l| *l > 0),
+                    message: e.to_string(),
+                })?;
+                if let Some(s) = signed {
+                    signers.insert(name.to_string(), s);
                 }
                 (bytes.into(), Some(decl.line))
             }

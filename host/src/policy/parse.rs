@@ -158,6 +158,18 @@ fn read_policy(
         None => Tracks::default(),
         Some(n) => read_tracks(r, n),
     };
+    let require_signature = get(top, "require_signature")
+        .and_then(|n| r.boolean(n, "`require_signature`"))
+        .unwrap_or(false);
+    let allowed_signers = get(top, "allowed_signers")
+        .and_then(|n| r.text(n, "`allowed_signers`"))
+        .map(|p| base_dir.join(p));
+    if require_signature && allowed_signers.is_none() {
+        r.problem(
+            get(top, "require_signature").map_or(root.line, |n| n.line),
+            "`require_signature: true` needs `allowed_signers`: the file of keys allowed to sign plugins".into(),
+        );
+    }
     Some(Policy {
         name: name?,
         description,
@@ -167,6 +179,8 @@ fn read_policy(
         actions,
         metrics,
         tracks,
+        require_signature,
+        allowed_signers,
     })
 }
 
@@ -442,6 +456,8 @@ pub(super) const FIELDS: Fields = Fields {
         "actions",
         "metrics",
         "tracks",
+        "require_signature",
+        "allowed_signers",
     ],
     stage: &[
         "name",

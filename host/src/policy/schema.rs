@@ -33,6 +33,11 @@ pub(super) struct PolicyDoc {
     /// Where metrics come from when the caller sends no snapshot.
     metrics: Option<BTreeMap<String, MetricDoc>>,
     tracks: Option<TracksDoc>,
+    /// Refuse any plugin file without an SSH signature (`FILE.sig`, from
+    /// `ssh-keygen -Y sign -n tollgate-plugin`) by a key in `allowed_signers`.
+    require_signature: Option<bool>,
+    /// An `allowed_signers` file (ssh-keygen format), relative to the policy.
+    allowed_signers: Option<String>,
 }
 
 #[derive(JsonSchema)]

@@ -40,6 +40,12 @@ pub struct ServerConfig {
     /// Connections open at once; more are closed on accept (4,096, and never
     /// more than the file-descriptor limit leaves room for).
     pub max_connections: usize,
+    /// Refuse any plugin file without an SSH signature by a key in
+    /// `allowed_signers`, in every policy and in the plugin directory.
+    pub require_signature: bool,
+    /// The `allowed_signers` file (ssh-keygen format) for every policy that
+    /// names none itself.
+    pub allowed_signers: Option<PathBuf>,
     /// How long decisions are kept; older ones are pruned hourly (and at
     /// start). `None` keeps them forever.
     pub retain: Option<Duration>,
@@ -68,6 +74,8 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
             retain: None,
+            require_signature: false,
+            allowed_signers: None,
             prometheus: None,
             tls: None,
             grace_period: super::DEFAULT_GRACE,
@@ -78,4 +86,27 @@ impl Default for ServerConfig {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+impl ServerConfig {
+    /// The signatures every policy's plugins must carry, with the allowed
+    /// signers read (again on every reload, so key changes take effect).
+    pub fn trust(&self) -> Result<crate::policy::Trust, super::ReloadError> {
+        let allowed_signers = self
+            .allowed_signers
+            .as_deref()
+            .map(crate::signature::AllowedSigners::read)
+            .transpose()
+            .map_err(|e| super::ReloadError::Invalid(e.to_string()))?
+            .map(std::sync::Arc::new);
+        if self.require_signature && allowed_signers.is_none() {
+            return Err(super::ReloadError::Invalid(
+                "`require_signature` needs `allowed_signers`: the file of keys allowed to sign plugins".into(),
+            ));
+        }
+        Ok(crate::policy::Trust {
+            require_signature: self.require_signature,
+            allowed_signers,
+        })
+    }
 }

@@ -280,6 +280,9 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
             let entry = plugins
                 .entry(p.digest().to_string())
                 .or_insert_with(|| PluginReport::accepted(name, &source, p));
+            if entry.signature.is_none() {
+                entry.signature = loaded.signers.get(name).cloned();
+            }
             entry
                 .used_by
                 .get_or_insert_with(Vec::new)

@@ -52,6 +52,7 @@ impl PolicySet {
         dir: Option<&Path>,
         plugins: Option<&Path>,
         workers_per_policy: usize,
+        trust: &policy::Trust,
     ) -> Result<Self, ReloadError> {
         let shared = match plugins {
             None => BTreeMap::new(),
@@ -94,7 +95,7 @@ impl PolicySet {
         let mut policies = BTreeMap::new();
         let mut problems = Vec::new();
         for (source, text, base) in sources {
-            match policy::load_with(runtime, &mut cache, &text, &base, &shared) {
+            match policy::load_with(runtime, &mut cache, &text, &base, &shared, trust) {
                 Ok(loaded) => {
                     let name = loaded.policy.name.to_string();
                     if let Some((_, other)) = policies.get(&name) {

@@ -35,9 +35,15 @@ struct Bounded<V> {
 }
 
 impl<V> Bounded<V> {
-    fn new(count: usize, max_bytes: usize, cost: fn(&str, &V) -> usize) -> Self {
+    /// At most `count` entries (`None`: only the byte bound) and `max_bytes`.
+    fn new(count: Option<usize>, max_bytes: usize, cost: fn(&str, &V) -> usize) -> Self {
         Self {
-            lru: lru::LruCache::new(NonZeroUsize::new(count.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            lru: match count {
+                Some(n) => {
+                    lru::LruCache::new(NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN))
+                }
+                None => lru::LruCache::unbounded(),
+            },
             bytes: 0,
             max_bytes,
             cost,
@@ -81,14 +87,14 @@ impl Default for MemoryStore {
 impl MemoryStore {
     pub fn new(state_bytes: usize, keys: usize, key_bytes: usize) -> Self {
         Self {
-            state: Mutex::new(Bounded::new(
-                usize::MAX >> 1,
-                state_bytes,
-                |k, v: &Versioned| k.len() + v.state.len() + 64,
-            )),
-            keys: Mutex::new(Bounded::new(keys, key_bytes, |k, v: &StoredAnswer| {
-                k.len() + v.response.len() + 96
+            state: Mutex::new(Bounded::new(None, state_bytes, |k, v: &Versioned| {
+                k.len() + v.state.len() + 64
             })),
+            keys: Mutex::new(Bounded::new(
+                Some(keys),
+                key_bytes,
+                |k, v: &StoredAnswer| k.len() + v.response.len() + 96,
+            )),
         }
     }
 
