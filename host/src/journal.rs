@@ -142,20 +142,19 @@ pub fn commit_for(
 ) -> Commit {
     let id = uuid::Uuid::now_v7().to_string();
     decision.decision_id = Some(id.clone());
-    let body: Arc<[u8]> = serde_json::to_vec(&snapshot.to_json_v1())
-        .unwrap_or_default()
-        .into();
-    let text: Arc<[u8]> = Arc::from(loaded.text.as_bytes());
+    // The snapshot's canonical JSON: its digest is the decision's input
+    // digest, so it needs no hashing here and replay can check it.
+    let body: Arc<[u8]> = serde_json::to_vec(snapshot).unwrap_or_default().into();
     let mut blobs = vec![
         Blob {
-            digest: Digest::of(&text),
+            digest: loaded.digest,
             kind: BlobKind::Policy,
-            bytes: text,
+            bytes: Arc::<[u8]>::from(Arc::clone(&loaded.text)),
         },
         Blob {
-            digest: Digest::of(&body),
+            digest: decision.digests.input,
             kind: BlobKind::Snapshot,
-            bytes: Arc::clone(&body),
+            bytes: body,
         },
     ];
     for plugin in loaded.plugins.values() {
@@ -176,8 +175,8 @@ pub fn commit_for(
         decision_id: id.clone(),
         recorded_at_ms: crate::store::now_ms(),
         asked,
-        policy_text: Digest::of(loaded.text.as_bytes()),
-        snapshot_body: Digest::of(&body),
+        policy_text: loaded.digest,
+        snapshot_body: decision.digests.input,
         state_in: state.state_in(),
         state_versions: state.versions(),
         final_stage,

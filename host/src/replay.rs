@@ -86,8 +86,9 @@ async fn inputs(
             message: "the logged policy is not UTF-8".into(),
         }
     })?;
+    // The blob's digest was checked against its bytes when it was read.
     let body = blob("snapshot", record.snapshot_body).await?;
-    let snapshot = Snapshot::from_json(&body).map_err(|e| ReplayError::Invalid {
+    let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| ReplayError::Invalid {
         id: id.clone(),
         message: format!("the logged snapshot cannot be read: {e}"),
     })?;

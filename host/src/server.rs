@@ -51,6 +51,8 @@ struct Shared {
     metrics: Metrics,
     /// Decisions, trigger state and idempotency keys.
     store: Arc<dyn crate::store::Store>,
+    /// Turns for evaluations that advance one service's trigger state.
+    state_locks: service::StateLocks,
     /// Evaluations allowed in flight; beyond it requests get 503, not a queue.
     slots: Arc<tokio::sync::Semaphore>,
     /// Evaluations running plugin code at once: one per core.
@@ -90,6 +92,7 @@ impl AppState {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
                 workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
                 store,
+                state_locks: service::StateLocks::default(),
                 config,
                 runtime,
                 policies: arc_swap::ArcSwap::from_pointee(set),

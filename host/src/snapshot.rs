@@ -10,14 +10,14 @@ use serde::Serialize;
 pub use self::json::SnapshotError;
 
 /// One measurement: unix seconds and a finite value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Point {
     pub timestamp: i64,
     pub value: f64,
 }
 
 /// A named, labelled time series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Series {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -25,7 +25,7 @@ pub struct Series {
 }
 
 /// A commit that is part of the release.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Commit {
     pub sha: String,
     pub message: String,
@@ -33,7 +33,12 @@ pub struct Commit {
 }
 
 /// A validated telemetry snapshot. Every number in it is finite.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Its serde form is the canonical JSON whose digest identifies an input
+/// (`digests.input`); the decision log stores it, and reads it back only
+/// after checking that digest. Untrusted input goes through
+/// [`Snapshot::from_json`], which validates.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub service: String,
     pub version: String,

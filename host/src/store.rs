@@ -107,8 +107,8 @@ pub struct Record {
     pub asked: Asked,
     /// The digest of the policy file's text, stored as a blob.
     pub policy_text: Digest,
-    /// The digest of the snapshot body (JSON v1), stored as a blob; the
-    /// decision's `digests.input` is the digest of its canonical form.
+    /// The digest of the snapshot's canonical JSON, stored as a blob: the
+    /// decision's `digests.input`.
     pub snapshot_body: Digest,
     /// Each trigger's state before the evaluation, hex, by trigger name.
     pub state_in: BTreeMap<String, String>,

@@ -139,7 +139,12 @@ fn hostile_plugins_under_load_leave_every_other_answer_correct_and_memory_flat()
         .unwrap_or(5_000);
     let dir = tempfile::tempdir().unwrap();
     policies(dir.path());
+    // Trigger state in memory: this test is about hostile plugins, and every
+    // request advances one service's breaker, which a durable store
+    // serialises at one commit each (`decision_log.rs` loads the log).
     let server = Server::start(&[
+        "--store",
+        "memory",
         "--insecure-no-auth",
         "--policies",
         dir.path().to_str().unwrap(),

@@ -253,6 +253,23 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     };
     let started = Instant::now();
     let mut slot = Some(slot);
+    // Evaluations that advance one service's trigger state on this replica
+    // take turns; other replicas are kept out by the store's versions.
+    let _turn = if job.advance_state && !keys.is_empty() {
+        let key = format!("{}/{}", loaded.policy.name, snapshot.service);
+        let turn = state.inner.state_locks.turn(key);
+        match tokio::time::timeout(state.inner.config.request_timeout, turn).await {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                return Err(ApiError::busy(format!(
+                    "evaluations of `{}` for this service are queued past the request timeout; retry shortly",
+                    job.policy
+                )));
+            }
+        }
+    } else {
+        None
+    };
     for attempt in 0..journal::MAX_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(journal::backoff(attempt)).await;
@@ -349,6 +366,32 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         key: keys.first().map(ToString::to_string).unwrap_or_default(),
     }
     .into())
+}
+
+/// One async lock per `policy/service` whose trigger state is advanced.
+#[derive(Default)]
+pub(super) struct StateLocks(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+/// Locks kept before idle ones are dropped.
+const MAX_IDLE_LOCKS: usize = 10_000;
+
+impl StateLocks {
+    /// Waits for this replica's turn to advance `key`'s state.
+    async fn turn(&self, key: String) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if locks.len() > MAX_IDLE_LOCKS {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            Arc::clone(locks.entry(key).or_default())
+        };
+        lock.lock_owned().await
+    }
 }
 
 impl Metrics {

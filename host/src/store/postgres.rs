@@ -29,6 +29,8 @@ CREATE TABLE decisions (
     decision      TEXT NOT NULL,
     summary       TEXT NOT NULL,
     oldest_commit BIGINT,
+    -- The digests of the blobs the record references.
+    blobs         TEXT[] NOT NULL,
     record        TEXT NOT NULL
 );
 CREATE INDEX decisions_order ON decisions (taken_at DESC, decision_id DESC);
@@ -39,12 +41,6 @@ CREATE TABLE blobs (
     kind   TEXT NOT NULL,
     bytes  BYTEA NOT NULL
 );
-CREATE TABLE decision_blobs (
-    decision_id TEXT NOT NULL REFERENCES decisions (decision_id) ON DELETE CASCADE,
-    digest      TEXT NOT NULL,
-    PRIMARY KEY (decision_id, digest)
-);
-CREATE INDEX decision_blobs_digest ON decision_blobs (digest);
 CREATE TABLE trigger_state (
     key     TEXT PRIMARY KEY,
     state   BYTEA NOT NULL,
@@ -218,10 +214,11 @@ impl PgStore {
         let r = &commit.record;
         let d = &r.decision;
         let json = serde_json::to_string(r).map_err(|e| self.fail(e))?;
+        let refs: Vec<String> = commit.blobs.iter().map(|b| b.digest.to_string()).collect();
         tx.execute(
-            "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            &[&r.decision_id, &r.recorded_at_ms, &d.taken_at, &d.service, &d.version, &d.policy, &d.stage, &r.final_stage, &d.decision.as_str(), &d.summary, &r.oldest_commit, &json],
+            "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, blobs, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &[&r.decision_id, &r.recorded_at_ms, &d.taken_at, &d.service, &d.version, &d.policy, &d.stage, &r.final_stage, &d.decision.as_str(), &d.summary, &r.oldest_commit, &refs, &json],
         )
         .await
         .map_err(|e| self.fail(e))?;
@@ -240,12 +237,6 @@ impl PgStore {
             .await
             .map_err(|e| self.fail(e))?;
             }
-            tx.execute(
-                "INSERT INTO decision_blobs (decision_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&r.decision_id, &digest],
-            )
-            .await
-            .map_err(|e| self.fail(e))?;
         }
         tx.commit().await.map_err(|e| self.fail(e))?;
         self.known
@@ -431,7 +422,7 @@ impl Store for PgStore {
                 .map_err(|e| self.fail(e))?;
             let blobs = tx
                 .execute(
-                    "DELETE FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM decision_blobs d WHERE d.digest = b.digest)",
+                    "DELETE FROM blobs WHERE digest NOT IN (SELECT DISTINCT unnest(blobs) FROM decisions)",
                     &[],
                 )
                 .await

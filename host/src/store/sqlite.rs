@@ -35,22 +35,17 @@ CREATE TABLE decisions (
     decision      TEXT NOT NULL,
     summary       TEXT NOT NULL,
     oldest_commit INTEGER,
+    -- The digests of the blobs the record references, a JSON array.
+    blobs         TEXT NOT NULL,
     record        TEXT NOT NULL
 ) STRICT;
 CREATE INDEX decisions_order ON decisions (taken_at DESC, decision_id DESC);
 CREATE INDEX decisions_service ON decisions (service, taken_at DESC);
-CREATE INDEX decisions_recorded ON decisions (recorded_at);
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY,
     kind   TEXT NOT NULL,
     bytes  BLOB NOT NULL
 ) STRICT;
-CREATE TABLE decision_blobs (
-    decision_id TEXT NOT NULL REFERENCES decisions (decision_id) ON DELETE CASCADE,
-    digest      TEXT NOT NULL,
-    PRIMARY KEY (decision_id, digest)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX decision_blobs_digest ON decision_blobs (digest);
 CREATE TABLE trigger_state (
     key     TEXT PRIMARY KEY,
     state   BLOB NOT NULL,
@@ -74,7 +69,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 type Reply = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 enum Job {
-    Commit(Box<Commit>, Reply),
+    /// A commit with its record already serialised, so the one writer
+    /// thread spends its time on SQLite only.
+    Commit(Box<Commit>, String, Reply),
     Prune(
         i64,
         tokio::sync::oneshot::Sender<Result<Pruned, StoreError>>,
@@ -233,7 +230,7 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
         let mut commits = Vec::new();
         for job in batch {
             match job {
-                Job::Commit(c, reply) => commits.push((c, reply)),
+                Job::Commit(c, json, reply) => commits.push((c, json, reply)),
                 Job::Prune(before, reply) => {
                     let _ =
                         reply.send(
@@ -252,13 +249,13 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
         match results {
             Ok(results) => {
                 known_blobs.extend(written);
-                for ((_, reply), result) in commits.into_iter().zip(results) {
+                for ((_, _, reply), result) in commits.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
                 let message = e.to_string();
-                for (_, reply) in commits {
+                for (_, _, reply) in commits {
                     let _ = reply.send(Err(StoreError::Unavailable {
                         store: shown.to_string(),
                         message: message.clone(),
@@ -277,16 +274,16 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
 )]
 fn apply_batch(
     conn: &mut Connection,
-    commits: &[(Box<Commit>, Reply)],
+    commits: &[(Box<Commit>, String, Reply)],
     known: &HashSet<Digest>,
 ) -> (rusqlite::Result<Vec<Result<(), StoreError>>>, Vec<Digest>) {
     let mut written = Vec::new();
     let mut run = || -> rusqlite::Result<Vec<Result<(), StoreError>>> {
         let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut results = Vec::with_capacity(commits.len());
-        for (commit, _) in commits {
+        for (commit, json, _) in commits {
             let mut sp = tx.savepoint()?;
-            match apply(&sp, commit, known, &mut written)? {
+            match apply(&sp, commit, json, known, &mut written)? {
                 Ok(()) => {
                     sp.commit()?;
                     results.push(Ok(()));
@@ -311,16 +308,16 @@ fn apply_batch(
 fn apply(
     conn: &Connection,
     commit: &Commit,
+    json: &str,
     known: &HashSet<Digest>,
     written: &mut Vec<Digest>,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     if let Some(answer) = &commit.idempotency {
         let existing = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT key, body, status, response, decision_id FROM idempotency WHERE key = ?1",
-                [&answer.key],
-                answer_row,
-            )
+            )?
+            .query_row([&answer.key], answer_row)
             .optional()?;
         if let Some(existing) = existing {
             return Ok(Err(StoreError::KeyTaken(Box::new(existing))));
@@ -328,14 +325,16 @@ fn apply(
     }
     for w in &commit.state {
         let changed = match w.read {
-            None => conn.execute(
-                "INSERT INTO trigger_state (key, state, version) VALUES (?1, ?2, 1) ON CONFLICT (key) DO NOTHING",
-                params![w.key, w.state],
-            )?,
-            Some(v) => conn.execute(
-                "UPDATE trigger_state SET state = ?2, version = version + 1 WHERE key = ?1 AND version = ?3",
-                params![w.key, w.state, v],
-            )?,
+            None => conn
+                .prepare_cached(
+                    "INSERT INTO trigger_state (key, state, version) VALUES (?1, ?2, 1) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![w.key, w.state])?,
+            Some(v) => conn
+                .prepare_cached(
+                    "UPDATE trigger_state SET state = ?2, version = version + 1 WHERE key = ?1 AND version = ?3",
+                )?
+                .execute(params![w.key, w.state, v])?,
         };
         if changed == 0 {
             return Ok(Err(StoreError::Conflict { key: w.key.clone() }));
@@ -343,11 +342,19 @@ fn apply(
     }
     let r = &commit.record;
     let d = &r.decision;
-    let json = serde_json::to_string(r)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.execute(
-        "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    let refs = serde_json::to_string(
+        &commit
+            .blobs
+            .iter()
+            .map(|b| b.digest.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    conn.prepare_cached(
+        "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, blobs, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(
         params![
             r.decision_id,
             r.recorded_at_ms,
@@ -360,28 +367,22 @@ fn apply(
             d.decision.as_str(),
             d.summary,
             r.oldest_commit,
+            refs,
             json
         ],
     )?;
-    for blob in &commit.blobs {
-        let digest = blob.digest.to_string();
-        if !known.contains(&blob.digest) {
-            conn.execute(
-                "INSERT INTO blobs (digest, kind, bytes) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
-                params![digest, blob.kind.as_str(), &blob.bytes[..]],
-            )?;
-            written.push(blob.digest);
-        }
-        conn.execute(
-            "INSERT INTO decision_blobs (decision_id, digest) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-            params![r.decision_id, digest],
-        )?;
+    for blob in commit.blobs.iter().filter(|b| !known.contains(&b.digest)) {
+        conn.prepare_cached(
+            "INSERT INTO blobs (digest, kind, bytes) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
+        )?
+        .execute(params![blob.digest.to_string(), blob.kind.as_str(), &blob.bytes[..]])?;
+        written.push(blob.digest);
     }
     if let Some(a) = &commit.idempotency {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO idempotency (key, body, status, response, decision_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![a.key, a.body.to_string(), a.status, &a.response[..], a.decision_id, r.recorded_at_ms],
-        )?;
+        )?
+        .execute(params![a.key, a.body.to_string(), a.status, &a.response[..], a.decision_id, r.recorded_at_ms])?;
     }
     Ok(Ok(()))
 }
@@ -408,7 +409,7 @@ fn prune(conn: &mut Connection, before_ms: i64) -> rusqlite::Result<Pruned> {
         [before_ms],
     )?;
     let blobs = tx.execute(
-        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM decision_blobs WHERE decision_blobs.digest = blobs.digest)",
+        "DELETE FROM blobs WHERE digest NOT IN (SELECT DISTINCT r.value FROM decisions, json_each(decisions.blobs) AS r)",
         [],
     )?;
     tx.commit()?;
@@ -486,7 +487,9 @@ impl Store for SqliteStore {
 
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let sent = self.send(Job::Commit(Box::new(commit), tx));
+        let sent = serde_json::to_string(&commit.record)
+            .map_err(|e| self.unavailable(format!("cannot encode the record: {e}")))
+            .and_then(|json| self.send(Job::Commit(Box::new(commit), json, tx)));
         Box::pin(async move {
             sent?;
             rx.await
