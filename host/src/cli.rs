@@ -102,6 +102,9 @@ enum Command {
 /// code. Errors are printed with their cause chain.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
         Command::Validate(args) => validate::run(args),
@@ -130,6 +133,23 @@ pub fn run() -> ExitCode {
             print_error(&e);
             Exit::Error.into()
         }
+    }
+}
+
+/// A closed pipe (`tollgate audit … | head`) ends a one-shot command
+/// quietly, as it ends `cat`, instead of panicking in `println!`. The
+/// server keeps Rust's default (ignored), so a client hanging up is an
+/// error on that connection only.
+fn restore_sigpipe() {
+    // SAFETY: `signal` only sets this process's disposition for SIGPIPE to
+    // the default; it runs before any other thread exists and installs no
+    // handler, so no Rust code runs in signal context.
+    #[expect(
+        unsafe_code,
+        reason = "restoring SIGPIPE's default disposition has no safe API"
+    )]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

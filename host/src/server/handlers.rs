@@ -213,7 +213,7 @@ pub(super) async fn evaluate(
     )
     .await?;
     let decision = match answer {
-        Answer::Fresh(d) => d,
+        Answer::Fresh(d) => *d,
         Answer::Replayed(stored) => return replay_or_conflict(stored, body_digest),
     };
     let id = decision.decision_id.clone();

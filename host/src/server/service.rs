@@ -175,7 +175,7 @@ async fn snapshot_for(
 /// What an evaluation request is answered with.
 pub(super) enum Answer {
     /// A new decision, committed to the store.
-    Fresh(Decision),
+    Fresh(Box<Decision>),
     /// The answer another request with the same idempotency key got first
     /// (on this replica or another).
     Replayed(StoredAnswer),
@@ -185,7 +185,7 @@ impl Answer {
     /// The decision, for endpoints that take no idempotency key.
     pub(super) fn fresh(self) -> Result<Decision, ApiError> {
         match self {
-            Self::Fresh(d) => Ok(d),
+            Self::Fresh(d) => Ok(*d),
             Self::Replayed(a) => Err(ApiError::internal(format!(
                 "an evaluation without an idempotency key was answered from key `{}`",
                 a.key
@@ -360,7 +360,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             reason = %crate::text::escape_control(&decision.summary),
             "decision"
         );
-        return Ok(Answer::Fresh(decision));
+        return Ok(Answer::Fresh(Box::new(decision)));
     }
     Err(StoreError::Conflict {
         key: keys.first().map(ToString::to_string).unwrap_or_default(),

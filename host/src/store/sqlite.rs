@@ -268,10 +268,6 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
 
 /// One transaction for the batch, a savepoint per commit. The outer error
 /// fails the whole batch (nothing of it was committed).
-#[expect(
-    clippy::type_complexity,
-    reason = "a batch result and the blobs it wrote"
-)]
 fn apply_batch(
     conn: &mut Connection,
     commits: &[(Box<Commit>, String, Reply)],
