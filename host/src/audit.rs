@@ -61,7 +61,8 @@ pub struct PluginReport {
     pub info: Option<PluginInfo>,
     /// Capabilities granted beyond the snapshot: none exist yet.
     pub capabilities: Vec<String>,
-    /// Whether the plugin imports WASI (it cannot: WASI is not linked).
+    /// Whether the plugin imports WASI; `wasi_imports` lists each
+    /// interface and what the host gives it.
     pub wasi: bool,
     /// Who signed it (`FILE.sig`, an SSH signature), when it is signed;
     /// `trusted` when the key is in the allowed signers consulted.
@@ -84,7 +85,7 @@ impl PluginReport {
             reason: None,
             info: Some(plugin.info().clone()),
             capabilities: Vec::new(),
-            wasi: false,
+            wasi: !plugin.info().wasi.is_empty(),
             signature: None,
             limits: LimitsReport::host(),
             used_by: None,

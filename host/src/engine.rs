@@ -8,6 +8,7 @@ mod host;
 mod inspect;
 mod output;
 mod ticker;
+pub mod wasi;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,8 +65,8 @@ pub const MAX_PAUSE_SECONDS: u64 = 365 * 24 * 3600;
 /// is stopped anyway: a plugin blocked or starved of CPU still ends.
 pub const WALL_CEILING_FACTOR: u32 = 4;
 
-/// Per-call resource limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Per-call resource limits, and what the call may read beyond its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// CPU time a call may spend before it is interrupted, counted on the
     /// thread that runs it, so load on the machine cannot spend it. Wall
@@ -73,6 +74,8 @@ pub struct Limits {
     pub deadline: Duration,
     /// Linear memory a call may grow to, in bytes.
     pub memory: usize,
+    /// Directories the call may read through WASI; none by default.
+    pub files: Arc<[wasi::FileGrant]>,
 }
 
 impl Default for Limits {
@@ -81,6 +84,7 @@ impl Default for Limits {
         Self {
             deadline: Duration::from_millis(100),
             memory: 16 << 20,
+            files: Arc::from(Vec::new()),
         }
     }
 }
@@ -262,6 +266,7 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| EngineError(format!("{e:#}")))?;
+        wasi::link(&mut linker).map_err(|e| EngineError(format!("linking WASI: {e:#}")))?;
         let ticker = Ticker::start(engine.clone()).map_err(|e| EngineError(e.to_string()))?;
         Ok(Self {
             engine,
@@ -398,6 +403,17 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Every interface or function the component exports.
     pub exports: Vec<String>,
+    /// The WASI interfaces among the imports, with what each gives the
+    /// plugin (all inert, or a read-only directory where a gate is granted one).
+    #[serde(rename = "wasi_imports")]
+    pub wasi: Vec<WasiImport>,
+}
+
+/// One WASI interface a plugin imports, and what the host gives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WasiImport {
+    pub interface: String,
+    pub access: String,
 }
 
 /// A compiled, linked plugin, ready to be instantiated per call.
@@ -622,7 +638,10 @@ impl Plugin {
         f: impl FnOnce(&mut Store<HostState>, &PluginKind) -> wasmtime::Result<T>,
     ) -> Call<T> {
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, HostState::new(snapshot, limits.memory));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(snapshot, limits.memory, Arc::clone(&limits.files)),
+        );
         store.limiter(|s| &mut s.limiter);
         let budget = Budget::start(limits.deadline);
         store.set_epoch_deadline(budget.first_ticks());
@@ -635,6 +654,7 @@ impl Plugin {
         });
         let outcome = f(&mut store, &self.kind);
         let elapsed = started.elapsed();
+        store.data_mut().drain_stdio();
         let state = store.data();
         let result =
             outcome.map_err(|e| with_panic_message(classify(e, state, limits), &state.logs));

@@ -284,7 +284,7 @@ fn run_triggers(
             &trigger.config,
             Arc::clone(snapshot),
             &previous,
-            trigger.limits,
+            trigger.limits.clone(),
         );
         result.duration_us = micros(call.elapsed);
         result.logs = call.logs;
@@ -334,7 +334,12 @@ fn run_actions(
                 plan.error = Some(format!("plugin `{}` is not loaded", step.plugin));
                 return plan;
             };
-            let call = plugin.plan(&step.config, Arc::clone(snapshot), context, step.limits);
+            let call = plugin.plan(
+                &step.config,
+                Arc::clone(snapshot),
+                context,
+                step.limits.clone(),
+            );
             plan.duration_us = micros(call.elapsed);
             plan.logs = call.logs;
             match call.result {
@@ -380,7 +385,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         duration_us = tracing::field::Empty
     );
     let _entered = span.enter();
-    let call = plugin.evaluate(&gate.config, snapshot, gate.limits);
+    let call = plugin.evaluate(&gate.config, snapshot, gate.limits.clone());
     result.duration_us = micros(call.elapsed);
     span.record("duration_us", result.duration_us);
     result.logs = call.logs;

@@ -34,12 +34,22 @@ pub(crate) struct HostState {
     pub(crate) logs_dropped: usize,
     /// Set by the epoch callback when the call's time ran out.
     pub(crate) out_of_time: Option<super::OutOfTime>,
+    /// The inert WASI context, built on the plugin's first WASI call.
+    pub(crate) wasi: Option<super::wasi::WasiState>,
+    /// Directories this call may read through WASI.
+    pub(crate) grants: Arc<[super::wasi::FileGrant]>,
 }
 
 impl HostState {
-    pub(crate) fn new(snapshot: Arc<Snapshot>, memory_limit: usize) -> Self {
+    pub(crate) fn new(
+        snapshot: Arc<Snapshot>,
+        memory_limit: usize,
+        grants: Arc<[super::wasi::FileGrant]>,
+    ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(super::wasi::MAX_RESOURCES);
         Self {
-            table: ResourceTable::new(),
+            table,
             snapshot,
             limiter: Limiter {
                 memory_limit,
@@ -48,12 +58,57 @@ impl HostState {
             logs: Vec::new(),
             logs_dropped: 0,
             out_of_time: None,
+            wasi: None,
+            grants,
         }
     }
 
     pub(crate) fn snapshot_handle(&mut self) -> Result<Resource<SnapshotHandle>> {
         let handle = SnapshotHandle(Arc::clone(&self.snapshot));
         Ok(self.table.push(handle)?)
+    }
+
+    /// Appends a log line within the bounds: at most [`MAX_LOG_LINES`]
+    /// lines (the rest are counted), each cut at [`MAX_LOG_LINE`] bytes.
+    pub(crate) fn push_log(&mut self, level: &str, message: String) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.logs_dropped += 1;
+            return;
+        }
+        // Copy the kept prefix and drop the rest: truncating in place would
+        // keep the plugin's whole buffer (up to its memory cap) per line.
+        let message = if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut kept = String::with_capacity(cut + '…'.len_utf8());
+            kept.push_str(&message[..cut]);
+            kept.push('…');
+            kept
+        } else {
+            message
+        };
+        self.logs.push(LogLine {
+            level: level.into(),
+            message,
+        });
+    }
+
+    /// Moves what the plugin wrote to WASI stdout and stderr into its log,
+    /// a line each.
+    pub(crate) fn drain_stdio(&mut self) {
+        let Some(wasi) = self.wasi.take() else {
+            return;
+        };
+        for (level, pipe) in [("stdout", &wasi.stdout), ("stderr", &wasi.stderr)] {
+            let bytes = pipe.contents();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                if !line.trim().is_empty() {
+                    self.push_log(level, line.to_string());
+                }
+            }
+        }
     }
 
     fn snapshot_of(&self, handle: &Resource<SnapshotHandle>) -> Result<Arc<Snapshot>> {
@@ -185,34 +240,13 @@ impl wit::HostSnapshot for HostState {
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) -> Result<()> {
-        if self.logs.len() >= MAX_LOG_LINES {
-            self.logs_dropped += 1;
-            return Ok(());
-        }
-        // Copy the kept prefix and drop the rest: truncating in place would
-        // keep the plugin's whole buffer (up to its memory cap) per line.
-        let message = if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let mut kept = String::with_capacity(cut + '…'.len_utf8());
-            kept.push_str(&message[..cut]);
-            kept.push('…');
-            kept
-        } else {
-            message
-        };
         let level = match level {
             host::Level::Debug => "debug",
             host::Level::Info => "info",
             host::Level::Warn => "warn",
             host::Level::Error => "error",
         };
-        self.logs.push(LogLine {
-            level: level.to_string(),
-            message,
-        });
+        self.push_log(level, message);
         Ok(())
     }
 

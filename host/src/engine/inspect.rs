@@ -35,7 +35,7 @@ impl World {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportCheckError {
     #[error(
-        "imports `{0}`, which is not granted: plugins may import only the `{PACKAGE}` interfaces"
+        "imports `{0}`, which this host does not provide: plugins may import the `{PACKAGE}` interfaces and WASI 0.2 (cli, clocks, filesystem, io, random, sockets)"
     )]
     NotGranted(String),
     #[error(
@@ -90,7 +90,18 @@ pub(super) fn inspect(
     let ty = component.component_type();
     let mut imports = Vec::new();
     let mut wit_version: Option<String> = None;
+    let mut wasi = Vec::new();
     for (name, _) in ty.imports(engine) {
+        if name.starts_with("wasi:") {
+            let access = super::wasi::access(name)
+                .ok_or_else(|| ImportCheckError::NotGranted(name.to_string()))?;
+            wasi.push(super::WasiImport {
+                interface: name.to_string(),
+                access: access.to_string(),
+            });
+            imports.push(name.to_string());
+            continue;
+        }
         let Some((_, version)) = parse_name(name) else {
             return Err(ImportCheckError::NotGranted(name.to_string()));
         };
@@ -131,6 +142,7 @@ pub(super) fn inspect(
         wit_version: wit_version.unwrap_or_default(),
         imports,
         exports,
+        wasi,
     })
 }
 

@@ -106,8 +106,11 @@ fn load_inner(
     logged: Option<&BTreeMap<String, Arc<[u8]>>>,
     trust: &Trust,
 ) -> Result<LoadedPolicy, Problems> {
-    let policy = super::parse::parse_with(text, base_dir, shared)?;
+    let mut policy = super::parse::parse_with(text, base_dir, shared)?;
     let mut problems = Vec::new();
+    if logged.is_none() {
+        resolve_grants(&mut policy, base_dir, &mut problems);
+    }
     let mut plugins = BTreeMap::new();
     let mut signers = BTreeMap::new();
     // The policy's own allowed signers win over the host's.
@@ -177,7 +180,7 @@ fn load_inner(
                     &g.name,
                     &g.plugin,
                     &g.config,
-                    g.limits,
+                    g.limits.clone(),
                     g.line,
                 )
             })
@@ -189,7 +192,7 @@ fn load_inner(
                 &t.name,
                 &t.plugin,
                 &t.config,
-                t.limits,
+                t.limits.clone(),
                 t.line,
             )
         }))
@@ -200,7 +203,7 @@ fn load_inner(
                 &a.name,
                 &a.plugin,
                 &a.config,
-                a.limits,
+                a.limits.clone(),
                 a.line,
             )
         }));
@@ -244,6 +247,56 @@ fn load_inner(
         plugins,
         signers,
     })
+}
+
+/// Anchors each granted directory at the policy's directory, and checks
+/// that it is one.
+fn resolve_grants(policy: &mut Policy, base_dir: &Path, problems: &mut Vec<Problem>) {
+    let limits = policy
+        .stages
+        .iter_mut()
+        .flat_map(|s| {
+            s.gates
+                .iter_mut()
+                .map(|g| (format!("gate `{}`", g.name), &mut g.limits))
+        })
+        .chain(
+            policy
+                .triggers
+                .iter_mut()
+                .map(|t| (format!("trigger `{}`", t.name), &mut t.limits)),
+        )
+        .chain(
+            policy
+                .actions
+                .iter_mut()
+                .map(|a| (format!("action `{}`", a.name), &mut a.limits)),
+        );
+    for (what, limits) in limits {
+        if limits.files.is_empty() {
+            continue;
+        }
+        let files: Vec<crate::engine::wasi::FileGrant> = limits
+            .files
+            .iter()
+            .map(|g| crate::engine::wasi::FileGrant {
+                host: base_dir.join(&g.host),
+                guest: g.guest.clone(),
+            })
+            .collect();
+        for g in &files {
+            if !g.host.is_dir() {
+                problems.push(Problem {
+                    line: None,
+                    message: format!(
+                        "the directory `{}` granted to {what} does not exist or is not a directory",
+                        g.host.display()
+                    ),
+                });
+            }
+        }
+        limits.files = files.into();
+    }
 }
 
 /// A plugin from a decision record's bytes.

@@ -479,6 +479,7 @@ pub(super) const FIELDS: Fields = Fields {
         "on_error",
         "deadline",
         "memory",
+        "grants",
     ],
     trigger: &[
         "name",
@@ -488,6 +489,7 @@ pub(super) const FIELDS: Fields = Fields {
         "hold",
         "deadline",
         "memory",
+        "grants",
     ],
     action: &[
         "name",
@@ -496,6 +498,7 @@ pub(super) const FIELDS: Fields = Fields {
         "with",
         "deadline",
         "memory",
+        "grants",
     ],
     metric: &["prometheus", "window", "step"],
 };
@@ -661,10 +664,63 @@ fn read_plugin_name(
     plugin
 }
 
-/// `deadline` and `memory`, defaulting to [`Limits::default`].
+/// `grants: { files: [ { host: DIR, guest: /PATH } ] }`: directories the
+/// plugin may read through WASI. `host` is resolved against the policy's
+/// directory when the policy loads.
+fn read_grants(r: &mut Reader, node: &Node, what: &str) -> Vec<crate::engine::wasi::FileGrant> {
+    let mut out = Vec::new();
+    let Some(g) = r.map(node, &format!("`grants` of {what}"), &["files"]) else {
+        return out;
+    };
+    let Some(files) = get(g, "files") else {
+        return out;
+    };
+    let Value::Seq(items) = &files.value else {
+        r.problem(
+            files.line,
+            format!("`grants.files` of {what} must be a list of {{host, guest}}"),
+        );
+        return out;
+    };
+    for item in items {
+        let Some(f) = r.map(item, &format!("a file grant of {what}"), &["host", "guest"]) else {
+            continue;
+        };
+        let host =
+            get(f, "host").and_then(|n| r.text(n, &format!("`host` of a file grant of {what}")));
+        let guest =
+            get(f, "guest").and_then(|n| r.text(n, &format!("`guest` of a file grant of {what}")));
+        match (host, guest) {
+            (Some(host), Some(guest)) => {
+                if !guest.starts_with('/') || guest.split('/').any(|c| c == "..") {
+                    r.problem(
+                        item.line,
+                        format!("`guest` of a file grant of {what} must be an absolute path without `..`, e.g. `/reports`"),
+                    );
+                    continue;
+                }
+                out.push(crate::engine::wasi::FileGrant {
+                    host: std::path::PathBuf::from(host),
+                    guest,
+                });
+            }
+            _ => r.problem(
+                item.line,
+                format!("a file grant of {what} needs `host` (a directory) and `guest` (where the plugin sees it)"),
+            ),
+        }
+    }
+    out
+}
+
+/// `deadline`, `memory` and `grants`, defaulting to [`Limits::default`].
 fn read_limits(r: &mut Reader, fields: &Entries, what: &str) -> Limits {
     let defaults = Limits::default();
     Limits {
+        files: get(fields, "grants")
+            .map(|n| read_grants(r, n, what))
+            .unwrap_or_default()
+            .into(),
         deadline: get(fields, "deadline")
             .and_then(|n| r.duration(n, &format!("`deadline` of {what}"), MAX_DEADLINE))
             .unwrap_or(defaults.deadline),

@@ -49,6 +49,28 @@ struct MetadataDoc {
     description: Option<String>,
 }
 
+/// What a plugin may read beyond its snapshot, through WASI.
+#[derive(JsonSchema)]
+#[schemars(rename = "Grants")]
+#[schemars(deny_unknown_fields)]
+#[expect(dead_code, reason = "a schema-only type")]
+struct GrantsDoc {
+    /// Directories the plugin may read (never write), each seen at `guest`.
+    files: Option<Vec<FileGrantDoc>>,
+}
+
+/// A directory the plugin may read.
+#[derive(JsonSchema)]
+#[schemars(rename = "FileGrant")]
+#[schemars(deny_unknown_fields)]
+#[expect(dead_code, reason = "a schema-only type")]
+struct FileGrantDoc {
+    /// A directory on the host, relative to the policy.
+    host: String,
+    /// An absolute path where the plugin sees it, e.g. `/reports`.
+    guest: String,
+}
+
 /// Lowercase letters, digits, `-`, `_` and `.`; 1 to 64 characters.
 #[derive(JsonSchema)]
 #[schemars(rename = "Name")]
@@ -170,6 +192,7 @@ struct GateDoc {
     deadline: Option<DurationDoc>,
     /// Linear memory per call (16MiB by default, 256MiB at most).
     memory: Option<BytesDoc>,
+    grants: Option<GrantsDoc>,
 }
 
 #[derive(JsonSchema)]
@@ -185,6 +208,7 @@ struct TriggerDoc {
     hold: Option<bool>,
     deadline: Option<DurationDoc>,
     memory: Option<BytesDoc>,
+    grants: Option<GrantsDoc>,
 }
 
 #[derive(JsonSchema)]
@@ -198,6 +222,7 @@ struct ActionDoc {
     with: Option<WithDoc>,
     deadline: Option<DurationDoc>,
     memory: Option<BytesDoc>,
+    grants: Option<GrantsDoc>,
 }
 
 /// A metric queried from Prometheus: PromQL with `${service}`,
