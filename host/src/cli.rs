@@ -141,16 +141,14 @@ pub fn run() -> ExitCode {
 /// server keeps Rust's default (ignored), so a client hanging up is an
 /// error on that connection only.
 fn restore_sigpipe() {
-    // SAFETY: `signal` only sets this process's disposition for SIGPIPE to
-    // the default; it runs before any other thread exists and installs no
-    // handler, so no Rust code runs in signal context.
     #[expect(
         unsafe_code,
         reason = "restoring SIGPIPE's default disposition has no safe API"
     )]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SAFETY: `signal` only sets this process's disposition for SIGPIPE to
+    // the default; it runs before any other thread exists and installs no
+    // handler, so no Rust code runs in signal context.
+    let _previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// Prints an error chain on stderr, each line with its control characters

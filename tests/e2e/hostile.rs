@@ -226,14 +226,14 @@ fn on_error_warn_and_ignore_change_how_the_error_counts() {
 }
 
 #[test]
-fn a_wasi_filesystem_import_is_refused_at_load_naming_the_import() {
+fn a_wasi_import_the_host_does_not_link_is_refused_at_load_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = policy(dir.path(), "wasi-filesystem", "");
     let run = crate::support::tollgate(&["validate", path.to_str().unwrap()], "");
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.contains(
-            "plugin `hostile`: imports `wasi:filesystem/types@0.2.0`, which is not granted"
+            "plugin `hostile`: imports `wasi:filesystem/types@0.3.0`, which this host does not provide"
         ),
         "{}",
         run.stderr

@@ -27,3 +27,4 @@ mod signatures;
 mod support;
 mod tls;
 mod ui;
+mod wasi;

@@ -262,7 +262,8 @@ mod tests {
 
     #[test]
     fn a_long_log_line_keeps_only_its_prefix() {
-        let mut state = HostState::new(Arc::new(Snapshot::empty()), 16 << 20);
+        let mut state =
+            HostState::new(Arc::new(Snapshot::empty()), 16 << 20, Arc::from(Vec::new()));
         state.log(host::Level::Info, "x".repeat(15 << 20)).unwrap();
         let line = &state.logs[0].message;
         assert_eq!(line.chars().count(), MAX_LOG_LINE + 1);
@@ -275,7 +276,8 @@ mod tests {
 
     #[test]
     fn log_lines_beyond_the_cap_are_counted_not_kept() {
-        let mut state = HostState::new(Arc::new(Snapshot::empty()), 16 << 20);
+        let mut state =
+            HostState::new(Arc::new(Snapshot::empty()), 16 << 20, Arc::from(Vec::new()));
         for _ in 0..MAX_LOG_LINES + 5 {
             state.log(host::Level::Info, "line".into()).unwrap();
         }
