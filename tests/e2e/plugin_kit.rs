@@ -128,3 +128,70 @@ fn the_readme_plugin_example_is_the_template_plugin_new_writes() {
         .replace("{{name}}", "my-gate");
     assert_eq!(block, template);
 }
+
+#[test]
+fn plugin_new_build_and_test_a_python_gate() {
+    let available = Command::new("componentize-py").arg("--version").output();
+    if !available.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "skipped: componentize-py is not installed (pip install componentize-py; .ci/run installs it)"
+        );
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let run = tollgate_in(
+        home.path(),
+        &["plugin", "new", "py-cov", "--lang", "python"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for file in [
+        "app.py",
+        "tollgate_sdk.py",
+        "wit/tollgate.wit",
+        "pyproject.toml",
+        "policy.yaml",
+        "policy.test.yaml",
+    ] {
+        assert!(home.path().join("py-cov").join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        std::fs::read(home.path().join("py-cov/wit/tollgate.wit")).unwrap(),
+        std::fs::read(repo("wit/tollgate.wit")).unwrap(),
+        "the project's WIT is the host's"
+    );
+    let run = tollgate_in(home.path(), &["plugin", "build", "py-cov"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("\"verdict\": \"accepted\""),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\"wasi\": true"), "{}", run.stdout);
+    let run = tollgate_in(home.path(), &["test", "py-cov"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("3 passed, 0 failed"), "{}", run.stdout);
+    // The SDK's settings refuse a mistyped key, naming it, at load.
+    let policy = home.path().join("py-cov/policy.yaml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, text.replace("{ min: 80 }", "{ min: 80, mni: 3 }")).unwrap();
+    let run = tollgate_in(home.path(), &["validate", policy.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("unknown setting(s): `mni`"),
+        "{}",
+        run.stderr
+    );
+    // Other kinds say how to start.
+    let run = tollgate_in(
+        home.path(),
+        &[
+            "plugin", "new", "py-trig", "--lang", "python", "--kind", "trigger",
+        ],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("the Python template is a gate"),
+        "{}",
+        run.stderr
+    );
+}

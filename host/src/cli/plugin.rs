@@ -34,6 +34,8 @@ enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Lang {
     Rust,
+    /// Built with componentize-py.
+    Python,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +89,19 @@ mod rust {
         include_str!("../../../plugins/templates/rust/action.test.yaml"),
     ];
 }
+
+/// The Python template: a gate over the SDK module and the WIT.
+mod python {
+    pub const GATE: &str = include_str!("../../../plugins/templates/python/gate.py");
+    pub const POLICY: &str = include_str!("../../../plugins/templates/python/gate.policy.yaml");
+    pub const TEST: &str = include_str!("../../../plugins/templates/rust/gate.test.yaml");
+    pub const SDK: &str = include_str!("../../../plugins/sdk-python/tollgate_sdk.py");
+    pub const PYPROJECT: &str = "# A tollgate plugin; `tollgate plugin build` reads `name` and\n# `world` and runs componentize-py over app.py.\n[project]\nname = \"{{name}}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n\n[tool.tollgate]\nworld = \"{{world}}\"\n";
+}
+
+/// The WIT contract this host serves, written into non-Rust projects so
+/// their bindings match it.
+const WIT: &str = include_str!("../../../wit/tollgate.wit");
 
 /// A plugin name must be a policy key, a crate name and a file name at once.
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -153,20 +168,52 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
     {
         bail!("`{}` exists and is not empty", dir.display());
     }
-    let Lang::Rust = args.lang;
-    let [source, policy, test] = match args.kind {
-        Kind::Gate => rust::GATE,
-        Kind::Trigger => rust::TRIGGER,
-        Kind::Action => rust::ACTION,
+    let world = match args.kind {
+        Kind::Gate => "gate",
+        Kind::Trigger => "trigger",
+        Kind::Action => "action",
     };
-    let sdk = sdk_dependency(args.sdk.as_deref())?;
-    let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
-    let files = [
-        ("Cargo.toml", fill(rust::CARGO)),
-        ("src/lib.rs", fill(source)),
-        ("policy.yaml", fill(policy)),
-        ("policy.test.yaml", fill(test)),
-    ];
+    let files: Vec<(&str, String)> = match args.lang {
+        Lang::Rust => {
+            let [source, policy, test] = match args.kind {
+                Kind::Gate => rust::GATE,
+                Kind::Trigger => rust::TRIGGER,
+                Kind::Action => rust::ACTION,
+            };
+            let sdk = sdk_dependency(args.sdk.as_deref())?;
+            let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
+            vec![
+                ("Cargo.toml", fill(rust::CARGO)),
+                ("src/lib.rs", fill(source)),
+                ("policy.yaml", fill(policy)),
+                ("policy.test.yaml", fill(test)),
+            ]
+        }
+        Lang::Python => {
+            if args.kind != Kind::Gate {
+                bail!(
+                    "the Python template is a gate; for a {world}, start from it and implement `exports.{}` from the generated bindings (`componentize-py -d wit -w {world} bindings .`)",
+                    if world == "trigger" {
+                        "TriggerApi"
+                    } else {
+                        "ActionApi"
+                    }
+                );
+            }
+            let fill = |t: &str| {
+                t.replace("{{name}}", &args.name)
+                    .replace("{{world}}", world)
+            };
+            vec![
+                ("pyproject.toml", fill(python::PYPROJECT)),
+                ("app.py", fill(python::GATE)),
+                ("tollgate_sdk.py", python::SDK.to_string()),
+                ("wit/tollgate.wit", WIT.to_string()),
+                ("policy.yaml", fill(python::POLICY)),
+                ("policy.test.yaml", fill(python::TEST)),
+            ]
+        }
+    };
     for (path, text) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -175,13 +222,8 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
     }
-    let kind = match args.kind {
-        Kind::Gate => "gate",
-        Kind::Trigger => "trigger",
-        Kind::Action => "action",
-    };
     println!(
-        "created {kind} plugin `{name}` in {dir}\nnext: tollgate plugin build {dir} && tollgate test {dir}",
+        "created {world} plugin `{name}` in {dir}\nnext: tollgate plugin build {dir} && tollgate test {dir}",
         name = args.name,
         dir = dir.display()
     );
@@ -192,9 +234,12 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
 /// module into a component next to `Cargo.toml`, and reports it.
 fn build(dir: &Path) -> anyhow::Result<Exit> {
     let manifest = dir.join("Cargo.toml");
+    if dir.join("pyproject.toml").is_file() && dir.join("app.py").is_file() {
+        return build_python(dir);
+    }
     if !manifest.is_file() {
         bail!(
-            "`{}` has no Cargo.toml: not a plugin project (create one with `tollgate plugin new`)",
+            "`{}` has no Cargo.toml (Rust) or pyproject.toml and app.py (Python): not a plugin project (create one with `tollgate plugin new`)",
             dir.display()
         );
     }
@@ -232,15 +277,47 @@ fn build(dir: &Path) -> anyhow::Result<Exit> {
     );
     let out = dir.join(format!("{name}.wasm"));
     std::fs::write(&out, &component).with_context(|| format!("writing `{}`", out.display()))?;
+    report_built(&name, &out, &component)
+}
+
+/// A `key = "value"` of the project's `pyproject.toml`.
+fn pyproject(dir: &Path, key: &str) -> anyhow::Result<String> {
+    let path = dir.join("pyproject.toml");
+    let text =
+        crate::files::read_text(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .with_context(|| format!("`{}` has no `{key} = \"…\"`", path.display()))
+}
+
+/// Runs componentize-py over the project's `app.py` for its world.
+fn build_python(dir: &Path) -> anyhow::Result<Exit> {
+    let name = pyproject(dir, "name")?;
+    check_name(&name)?;
+    let world = pyproject(dir, "world").unwrap_or_else(|_| "gate".into());
+    let status = Command::new("componentize-py")
+        .args(["-d", "wit", "-w", &world, "componentize", "app", "-o"])
+        .arg(format!("{name}.wasm"))
+        .current_dir(dir)
+        .status()
+        .context("running componentize-py (pip install componentize-py)")?;
+    if !status.success() {
+        bail!("componentize-py failed ({status})");
+    }
+    let out = dir.join(format!("{name}.wasm"));
+    let component = std::fs::read(&out).with_context(|| format!("reading `{}`", out.display()))?;
+    report_built(&name, &out, &component)
+}
+
+/// Prints where the component is, its digest and its audit report.
+fn report_built(name: &str, out: &Path, component: &[u8]) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
-    let report = match runtime.load(&name, &component) {
-        Ok(plugin) => crate::audit::PluginReport::accepted(&name, &out.to_string_lossy(), &plugin),
-        Err(e) => crate::audit::PluginReport::refused(
-            &name,
-            &out.to_string_lossy(),
-            &component,
-            e.to_string(),
-        ),
+    let shown = out.to_string_lossy();
+    let report = match runtime.load(name, component) {
+        Ok(plugin) => crate::audit::PluginReport::accepted(name, &shown, &plugin),
+        Err(e) => crate::audit::PluginReport::refused(name, &shown, component, e.to_string()),
     };
     println!("built {} ({} bytes)", out.display(), component.len());
     println!("digest: {}", report.digest);

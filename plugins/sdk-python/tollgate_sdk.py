@@ -1,0 +1,121 @@
+"""Helpers for tollgate plugins written in Python, over componentize-py's
+bindings of the `tollgate:plugin` WIT package.
+
+Copied next to a project's `app.py` by `tollgate plugin new --lang python`;
+it needs nothing but the generated `wit_world` bindings. The same helpers as
+the Rust SDK: typed settings whose errors name the key, windowed points,
+aggregates, and findings.
+"""
+
+import math
+
+from componentize_py_types import Err
+
+
+class Settings:
+    """A plugin's `with:` settings. Every read records the key, and
+    `finish()` refuses keys nothing read, so a typo in a policy is an error
+    at load, not a silent default."""
+
+    def __init__(self, config):
+        self._values = {key: value.value for key, value in config}
+        self._read = set()
+
+    def _get(self, key):
+        self._read.add(key)
+        return self._values.get(key)
+
+    def number(self, key, default=None):
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise Err(f"`{key}` is required")
+            return float(default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Err(f"`{key}` must be a number, not {type(value).__name__}")
+        if not math.isfinite(value):
+            raise Err(f"`{key}` must be a finite number")
+        return float(value)
+
+    def text(self, key, default=None):
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise Err(f"`{key}` is required")
+            return default
+        if not isinstance(value, str):
+            raise Err(f"`{key}` must be text, not {type(value).__name__}")
+        return value
+
+    def flag(self, key, default=False):
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise Err(f"`{key}` must be true or false")
+        return value
+
+    def finish(self):
+        unknown = sorted(set(self._values) - self._read)
+        if unknown:
+            raise Err("unknown setting(s): " + ", ".join(f"`{k}`" for k in unknown))
+
+
+def points(snapshot, metric, window_seconds=None, selector=(), baseline=False):
+    """The (timestamp, value) points of `metric` in the window ending at the
+    snapshot's `taken_at`, oldest first; the host applies the window."""
+    from wit_world.imports import snapshot as snap
+
+    query = snap.Query(
+        metric=metric,
+        selector=list(selector),
+        window_seconds=window_seconds,
+        track=snap.Track.BASELINE if baseline else snap.Track.CURRENT,
+    )
+    return [(p.timestamp, p.value) for p in snapshot.points(query)]
+
+
+def aggregate(values, how="last"):
+    """avg, min, max, last, sum, count or pNN (linear interpolation, as
+    numpy's default); None for no values."""
+    values = list(values)
+    if not values:
+        return None
+    if how == "last":
+        return values[-1]
+    if how == "avg":
+        return sum(values) / len(values)
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    if how == "sum":
+        return sum(values)
+    if how == "count":
+        return float(len(values))
+    if how.startswith("p") and how[1:].replace(".", "", 1).isdigit():
+        ordered = sorted(values)
+        rank = float(how[1:]) / 100 * (len(ordered) - 1)
+        low = math.floor(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    raise Err(f"unknown aggregate `{how}`")
+
+
+def finding(verdict, reason, observed=None, threshold=None, **details):
+    """A finding: verdict is "pass", "warn", "fail" or "inconclusive"."""
+    from wit_world.imports import types
+
+    verdicts = {
+        "pass": types.Verdict.PASS,
+        "warn": types.Verdict.WARN,
+        "fail": types.Verdict.FAIL,
+        "inconclusive": types.Verdict.INCONCLUSIVE,
+    }
+    return types.Finding(
+        verdict=verdicts[verdict],
+        reason=reason,
+        observed=None if observed is None else float(observed),
+        threshold=None if threshold is None else float(threshold),
+        details=[types.Detail(key=str(k), value=str(v)) for k, v in details.items()],
+    )
