@@ -768,11 +768,21 @@ fn wrong_world(expected: World) -> wasmtime::Error {
 fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
     match e {
         CallError::Trap(t) if t.contains("unreachable") => {
-            match logs
+            // A Rust SDK panic hook's line; else what the plugin wrote to
+            // stderr before it trapped: an uncaught exception's last line
+            // (`ValueError: …`, after a Python traceback), or the last line.
+            let panic = logs
                 .iter()
                 .rev()
-                .find_map(|l| l.message.strip_prefix("panicked: "))
-            {
+                .find_map(|l| l.message.strip_prefix("panicked: "));
+            let stderr = || {
+                let lines = || logs.iter().rev().filter(|l| l.level == "stderr");
+                lines()
+                    .find(|l| is_exception_line(&l.message))
+                    .or_else(|| lines().next())
+                    .map(|l| l.message.as_str())
+            };
+            match panic.or_else(stderr) {
                 Some(message) => {
                     CallError::Panic(crate::text::escape_control(message).into_owned())
                 }
@@ -781,6 +791,19 @@ fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
         }
         other => other,
     }
+}
+
+/// `ValueError: …`, `json.decoder.JSONDecodeError: …`: an exception
+/// class (dotted, starting with a capital in its last part) then `: `.
+fn is_exception_line(line: &str) -> bool {
+    let Some((name, _)) = line.split_once(": ") else {
+        return false;
+    };
+    let last = name.rsplit('.').next().unwrap_or_default();
+    last.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 /// Marks an instantiation failure so that it is not reported as a trap.

@@ -81,6 +81,26 @@ fn plugin_new_build_and_test_outside_the_repository_for_each_kind() {
         assert_eq!(run.code, 0, "{kind}: {}{}", run.stdout, run.stderr);
         assert!(run.stdout.contains(" 0 failed"), "{}", run.stdout);
     }
+    // The rule's own unit test runs natively, without Wasm.
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(home.path().join("my-gate/Cargo.toml"))
+        .env(
+            "CARGO_TARGET_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Edit one threshold: the bundled test case at the old minimum now fails.
     let policy = home.path().join("my-gate/policy.yaml");
     let text = std::fs::read_to_string(&policy).unwrap();

@@ -75,7 +75,7 @@ fn a_file_that_is_not_a_component_is_refused() {
 }
 
 #[test]
-fn audit_reports_what_a_plugin_imports_and_refuses_wasi() {
+fn audit_reports_what_a_plugin_imports_and_refuses_what_the_host_does_not_link() {
     let run = crate::support::tollgate(&["audit", "circuit-breaker"], "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -114,7 +114,7 @@ fn audit_reports_what_a_plugin_imports_and_refuses_wasi() {
         report[0]["reason"]
             .as_str()
             .unwrap()
-            .contains("imports `wasi:filesystem/types@0.2.0`"),
+            .contains("imports `wasi:filesystem/types@0.3.0`, which this host does not provide"),
         "{report}"
     );
 }

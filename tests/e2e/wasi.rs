@@ -69,10 +69,12 @@ fn run_probes(dir: &Path, probes: &[&str], taken_at: i64) -> Value {
 
 fn gate(d: &Value, i: usize) -> (String, String) {
     let g = &d["gates"][i];
-    (
-        g["verdict"].as_str().unwrap().to_string(),
-        g["reason"].as_str().unwrap().to_string(),
-    )
+    let text = |k: &str| {
+        g[k].as_str()
+            .unwrap_or_else(|| panic!("gate {i} has no `{k}`: {d}"))
+            .to_string()
+    };
+    (text("verdict"), text("reason"))
 }
 
 /// A directory to grant: a report, and a symlink pointing outside it.
@@ -121,7 +123,7 @@ fn wasi_is_inert_clocks_are_pinned_and_random_is_replayable() {
     let dir = tempfile::tempdir().unwrap();
     reports(dir.path());
     let probes = [
-        "time", "random", "sleep", "env", "stdin", "print", "net", "dns",
+        "time", "random", "sleep", "env", "stdin", "print", "net", "dns", "uncaught",
     ];
     let d = run_probes(dir.path(), &probes, TAKEN_AT);
     assert_eq!(
@@ -166,6 +168,13 @@ fn wasi_is_inert_clocks_are_pinned_and_random_is_replayable() {
         gate(&d, 6)
     );
     assert_eq!(gate(&d, 7).0, "fail", "a name resolves: {:?}", gate(&d, 7));
+    // An uncaught exception is an error whose cause is the exception.
+    let (verdict, reason) = gate(&d, 8);
+    assert_eq!(verdict, "error");
+    assert!(
+        reason.contains("ValueError: no coverage data in this format"),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@
 #[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
 pub mod alloc;
 pub mod config;
+pub mod rule;
 pub mod stats;
 
 use std::time::Duration;

@@ -1,38 +1,47 @@
 //! `{{name}}`: a tollgate gate. Its settings come from the policy's `with:`.
 
 use tollgate_sdk::config::Settings;
-use tollgate_sdk::gate::{Config, Finding, Guest, Query, Snapshot, Track, Verdict, invalid_config};
+use tollgate_sdk::gate::{Finding, Verdict};
+use tollgate_sdk::rule::{GateRule, View, finding};
 
-struct Gate;
+pub struct Gate;
 
-/// Reads the settings one way for validation and for evaluation.
-fn settings(config: &Config) -> Result<(String, f64), String> {
-    let s = Settings::new(config);
-    let metric = s.opt_text("metric")?.unwrap_or("test_coverage_percent").to_string();
-    let min = s.number("min")?;
-    s.finish()?; // refuses unknown keys
-    Ok((metric, min))
+/// What the policy sets: the metric and its minimum.
+pub struct Minimum {
+    metric: String,
+    min: f64,
 }
 
-impl Guest for Gate {
-    fn validate_config(config: Config) -> Result<(), String> {
-        settings(&config).map(drop)
+impl GateRule for Gate {
+    type Settings = Minimum;
+
+    fn settings(s: &Settings) -> Result<Minimum, String> {
+        let metric = s.opt_text("metric")?.unwrap_or("test_coverage_percent").to_string();
+        Ok(Minimum { metric, min: s.number("min")? }) // unknown keys are refused
     }
 
-    fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
-        let (metric, min) = match settings(&config) {
-            Ok(s) => s,
-            Err(e) => return invalid_config(e),
-        };
-        let query = Query { metric: metric.clone(), selector: vec![], window_seconds: None, track: Track::Current };
-        let Some(last) = snapshot.points(&query).last().map(|p| p.value) else {
-            let reason = format!("no `{metric}` in the snapshot");
-            return Finding { verdict: Verdict::Inconclusive, reason, observed: None, threshold: Some(min), details: vec![] };
+    fn judge(m: &Minimum, snapshot: &dyn View) -> Finding {
+        let (metric, min) = (&m.metric, m.min);
+        let Some(last) = snapshot.last(metric) else {
+            return finding(Verdict::Inconclusive, format!("no `{metric}` in the snapshot"), None, Some(min));
         };
         let (verdict, word) = if last >= min { (Verdict::Pass, "pass") } else { (Verdict::Fail, "fail") };
-        let reason = format!("`{metric}` = {last}, required >= {min}: {word}");
-        Finding { verdict, reason, observed: Some(last), threshold: Some(min), details: vec![] }
+        finding(verdict, format!("`{metric}` = {last}, required >= {min}: {word}"), Some(last), Some(min))
     }
 }
 
-tollgate_sdk::gate::export_gate!(Gate);
+tollgate_sdk::export_gate_rule!(Gate);
+
+// `cargo test` runs the rule natively, over a snapshot in memory.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_sdk::rule::{MemorySnapshot, judge};
+
+    #[test]
+    fn coverage_below_the_minimum_fails() {
+        let snapshot = MemorySnapshot::new(1_764_237_600).with_value("test_coverage_percent", 79.9);
+        let found = judge::<Gate>(&[("min", 80.0.into())], &snapshot).unwrap();
+        assert_eq!(found.verdict, Verdict::Fail);
+    }
+}
