@@ -59,7 +59,8 @@ pub struct PluginReport {
     pub reason: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub info: Option<PluginInfo>,
-    /// Capabilities granted beyond the snapshot: none exist yet.
+    /// Capabilities granted beyond the snapshot, by the policies that use
+    /// the plugin (server only): `files:<policy>/<gate>: <host dir> -> <guest path> (read-only)`.
     pub capabilities: Vec<String>,
     /// Whether the plugin imports WASI; `wasi_imports` lists each
     /// interface and what the host gives it.

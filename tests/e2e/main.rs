@@ -25,6 +25,7 @@ mod server_binary;
 mod server_router;
 mod signatures;
 mod support;
+mod three_languages;
 mod tls;
 mod ui;
 mod wasi;

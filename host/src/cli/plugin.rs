@@ -237,9 +237,12 @@ fn build(dir: &Path) -> anyhow::Result<Exit> {
     if dir.join("pyproject.toml").is_file() && dir.join("app.py").is_file() {
         return build_python(dir);
     }
+    if dir.join("package.json").is_file() {
+        return build_js(dir);
+    }
     if !manifest.is_file() {
         bail!(
-            "`{}` has no Cargo.toml (Rust) or pyproject.toml and app.py (Python): not a plugin project (create one with `tollgate plugin new`)",
+            "`{}` has no Cargo.toml (Rust), pyproject.toml and app.py (Python) or package.json (JavaScript): not a plugin project (create one with `tollgate plugin new`)",
             dir.display()
         );
     }
@@ -297,14 +300,68 @@ fn build_python(dir: &Path) -> anyhow::Result<Exit> {
     let name = pyproject(dir, "name")?;
     check_name(&name)?;
     let world = pyproject(dir, "world").unwrap_or_else(|_| "gate".into());
+    // The SDK module this host ships is on the path after the project, so
+    // a project's own copy (as `plugin new` writes it) wins.
+    let sdk = tempfile::tempdir().context("creating a directory for the SDK module")?;
+    std::fs::write(sdk.path().join("tollgate_sdk.py"), python::SDK)
+        .context("writing the SDK module")?;
     let status = Command::new("componentize-py")
-        .args(["-d", "wit", "-w", &world, "componentize", "app", "-o"])
+        .args(["-d", "wit", "-w", &world, "componentize", "app", "-p", "."])
+        .arg("-p")
+        .arg(sdk.path())
+        .arg("-o")
         .arg(format!("{name}.wasm"))
         .current_dir(dir)
         .status()
         .context("running componentize-py (pip install componentize-py)")?;
     if !status.success() {
         bail!("componentize-py failed ({status})");
+    }
+    let out = dir.join(format!("{name}.wasm"));
+    let component = std::fs::read(&out).with_context(|| format!("reading `{}`", out.display()))?;
+    report_built(&name, &out, &component)
+}
+
+/// Runs componentize-js over the source `package.json` names
+/// (`"tollgate": {"world": "gate", "source": "index.js"}`), with the
+/// HTTP features StarlingMonkey would otherwise import left out.
+fn build_js(dir: &Path) -> anyhow::Result<Exit> {
+    let path = dir.join("package.json");
+    let text =
+        crate::files::read_text(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    let package: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
+    let name = package["name"]
+        .as_str()
+        .with_context(|| format!("`{}` has no `name`", path.display()))?
+        .to_string();
+    check_name(&name)?;
+    let world = package["tollgate"]["world"].as_str().unwrap_or("gate");
+    let source = package["tollgate"]["source"].as_str().unwrap_or("index.js");
+    let local = dir.join("node_modules/.bin/componentize-js");
+    let tool = if local.is_file() {
+        local.canonicalize()?
+    } else {
+        PathBuf::from("componentize-js")
+    };
+    let status = Command::new(&tool)
+        .arg(source)
+        .args([
+            "--wit",
+            "wit",
+            "-n",
+            world,
+            "-d",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(format!("{name}.wasm"))
+        .current_dir(dir)
+        .status()
+        .context("running componentize-js (npm install -g @bytecodealliance/componentize-js)")?;
+    if !status.success() {
+        bail!("componentize-js failed ({status})");
     }
     let out = dir.join(format!("{name}.wasm"));
     let component = std::fs::read(&out).with_context(|| format!("reading `{}`", out.display()))?;

@@ -284,6 +284,9 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
                 entry.signature = loaded.signers.get(name).cloned();
             }
             entry
+                .capabilities
+                .extend(grants_of(policy, &loaded.policy, name));
+            entry
                 .used_by
                 .get_or_insert_with(Vec::new)
                 .push(policy.clone());
@@ -297,6 +300,39 @@ pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
         });
     }
     Json(json!({"plugins": plugins.into_values().collect::<Vec<_>>()}))
+}
+
+/// The directories `policy` grants to the uses of plugin `name`.
+fn grants_of(policy: &str, p: &crate::policy::Policy, name: &str) -> Vec<String> {
+    let uses = p
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.gates
+                .iter()
+                .map(|g| (g.name.as_str(), g.plugin.as_str(), &g.limits))
+        })
+        .chain(
+            p.triggers
+                .iter()
+                .map(|t| (t.name.as_str(), t.plugin.as_str(), &t.limits)),
+        )
+        .chain(
+            p.actions
+                .iter()
+                .map(|a| (a.name.as_str(), a.plugin.as_str(), &a.limits)),
+        );
+    uses.filter(|(_, plugin, _)| *plugin == name)
+        .flat_map(|(what, _, limits)| {
+            limits.files.iter().map(move |f| {
+                format!(
+                    "files:{policy}/{what}: {} -> {} (read-only)",
+                    f.host.display(),
+                    f.guest
+                )
+            })
+        })
+        .collect()
 }
 
 /// `POST /v1/admin/reload`.
