@@ -193,7 +193,7 @@ const EQUIVALENTS: &[(&str, &str)] = &[(
 
 /// Runs one console block's steps as one bash script, so `$?` and
 /// background jobs carry from step to step.
-fn run_block(scratch: &Scratch, line: usize, steps: &[Step]) -> Vec<String> {
+fn run_block(scratch: &Scratch, file: &str, line: usize, steps: &[Step]) -> Vec<String> {
     let prom_port = free_port();
     let mut script = String::from("trap 'kill $(jobs -p) 2>/dev/null' EXIT\n");
     for (i, step) in steps.iter().enumerate() {
@@ -201,8 +201,9 @@ fn run_block(scratch: &Scratch, line: usize, steps: &[Step]) -> Vec<String> {
             .command
             .replace("./target/release/tollgate", "tollgate")
             .replace("127.0.0.1:9090", &format!("127.0.0.1:{prom_port}"));
-        if matches!(program(&command), "cargo" | "rustup") {
-            // This build is the release build; its toolchain is installed.
+        if command.starts_with("cargo build") || command.starts_with("rustup ") {
+            // This build stands for the release build; its toolchain and
+            // targets are installed.
             command = "true".into();
         }
         if command.trim_end().ends_with('&') {
@@ -222,20 +223,20 @@ fn run_block(scratch: &Scratch, line: usize, steps: &[Step]) -> Vec<String> {
             .split_once(&begin)
             .and_then(|(_, rest)| rest.split_once(&format!("@@@END {i} ")));
         let Some((output, rest)) = section else {
-            problems.push(format!("README.md:{line}: `{}` did not run", step.command));
+            problems.push(format!("{file}:{line}: `{}` did not run", step.command));
             continue;
         };
         let code: i32 = rest.lines().next().unwrap_or("").parse().unwrap_or(-1);
         if !expected_codes(step).contains(&code) {
             problems.push(format!(
-                "README.md:{line}: `{}` exited {code}, expected {:?}:\n{output}",
+                "{file}:{line}: `{}` exited {code}, expected {:?}:\n{output}",
                 step.command,
                 expected_codes(step)
             ));
         }
         if let Err(e) = output_matches(&step.expected, output) {
             problems.push(format!(
-                "README.md:{line}: `{}`: {e}; it printed:\n{output}",
+                "{file}:{line}: `{}`: {e}; it printed:\n{output}",
                 step.command
             ));
         }
@@ -243,19 +244,21 @@ fn run_block(scratch: &Scratch, line: usize, steps: &[Step]) -> Vec<String> {
     problems
 }
 
-#[test]
-fn every_readme_console_example_runs_as_written() {
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+/// Runs every console block of the markdown file `file` (relative to the
+/// repository) in one scratch directory; returns how many ran and the
+/// problems found.
+fn run_console_blocks(file: &str) -> (usize, Vec<String>) {
+    let text = std::fs::read_to_string(repo(file)).unwrap();
     let scratch = Scratch::new();
     let mut problems = Vec::new();
     let mut ran = 0;
-    for (line, block) in blocks(&readme, "console") {
+    for (line, block) in blocks(&text, "console") {
         let steps = steps(&block);
         if let Some((_, why)) = EQUIVALENTS
             .iter()
             .find(|(first, _)| steps.first().is_some_and(|s| s.command.starts_with(first)))
         {
-            eprintln!("README.md:{line}: run in equivalent form: {why}");
+            eprintln!("{file}:{line}: run in equivalent form: {why}");
             continue;
         }
         if let Some(missing) = steps
@@ -263,15 +266,27 @@ fn every_readme_console_example_runs_as_written() {
             .map(|s| program(&s.command))
             .find(|p| !p.starts_with("./") && !p.contains('=') && !on_path(p, &scratch.path))
         {
-            eprintln!(
-                "skipped README.md:{line}: `{missing}` is not installed (.ci/run installs it)"
-            );
+            eprintln!("skipped {file}:{line}: `{missing}` is not installed (.ci/run installs it)");
             continue;
         }
-        problems.extend(run_block(&scratch, line, &steps));
+        problems.extend(run_block(&scratch, file, line, &steps));
         ran += 1;
     }
+    (ran, problems)
+}
+
+#[test]
+fn every_readme_console_example_runs_as_written() {
+    let (ran, problems) = run_console_blocks("README.md");
     assert!(ran >= 4, "only {ran} console blocks ran");
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+/// The plugin tutorial, in Rust, Python and JavaScript, as written.
+#[test]
+fn the_plugin_tutorial_runs_as_written() {
+    let (ran, problems) = run_console_blocks("docs/writing-plugins.md");
+    assert!(ran >= 3, "only {ran} console blocks ran");
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 

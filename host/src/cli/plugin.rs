@@ -36,6 +36,8 @@ enum Lang {
     Rust,
     /// Built with componentize-py.
     Python,
+    /// Built with componentize-js.
+    Js,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +99,12 @@ mod python {
     pub const TEST: &str = include_str!("../../../plugins/templates/rust/gate.test.yaml");
     pub const SDK: &str = include_str!("../../../plugins/sdk-python/tollgate_sdk.py");
     pub const PYPROJECT: &str = "# A tollgate plugin; `tollgate plugin build` reads `name` and\n# `world` and runs componentize-py over app.py.\n[project]\nname = \"{{name}}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n\n[tool.tollgate]\nworld = \"{{world}}\"\n";
+}
+
+/// The JavaScript template: a gate and its package file.
+mod js {
+    pub const GATE: &str = include_str!("../../../plugins/templates/js/gate.js");
+    pub const PACKAGE: &str = "{\n  \"name\": \"{{name}}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"tollgate\": { \"world\": \"{{world}}\", \"source\": \"index.js\" }\n}\n";
 }
 
 /// The WIT contract this host serves, written into non-Rust projects so
@@ -187,6 +195,29 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
                 ("src/lib.rs", fill(source)),
                 ("policy.yaml", fill(policy)),
                 ("policy.test.yaml", fill(test)),
+            ]
+        }
+        Lang::Js => {
+            if args.kind != Kind::Gate {
+                bail!(
+                    "the JavaScript template is a gate; for a {world}, start from it and export `{}` as wit/tollgate.wit declares",
+                    if world == "trigger" {
+                        "triggerApi"
+                    } else {
+                        "actionApi"
+                    }
+                );
+            }
+            let fill = |t: &str| {
+                t.replace("{{name}}", &args.name)
+                    .replace("{{world}}", world)
+            };
+            vec![
+                ("package.json", fill(js::PACKAGE)),
+                ("index.js", fill(js::GATE)),
+                ("wit/tollgate.wit", WIT.to_string()),
+                ("policy.yaml", fill(python::POLICY)),
+                ("policy.test.yaml", fill(python::TEST)),
             ]
         }
         Lang::Python => {
