@@ -147,26 +147,13 @@ pub async fn from_store(
     since: i64,
     until: i64,
 ) -> Result<DoraReport, crate::store::StoreError> {
-    let mut filter = crate::store::Filter {
+    let filter = crate::store::Filter {
         service: Some(service.to_string()),
         since: Some(since),
         until: Some(until),
-        limit: 1000,
         ..crate::store::Filter::default()
     };
-    let mut events = Vec::new();
-    loop {
-        let page = store.list(&filter).await?;
-        let full = page.len() == filter.limit;
-        filter.cursor = page.last().map(|s| crate::store::Cursor {
-            taken_at: s.taken_at,
-            decision_id: s.decision_id.clone(),
-        });
-        events.extend(page);
-        if !full {
-            break;
-        }
-    }
+    let events = crate::store::all(store, &filter).await?;
     Ok(compute(service, since, until, &events))
 }
 

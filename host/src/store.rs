@@ -303,6 +303,47 @@ pub async fn open(spec: &str) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(store))
 }
 
+/// One page of a listing: at most `filter.limit` decisions, and the
+/// cursor of the next page when there is one.
+pub async fn page(
+    store: &dyn Store,
+    filter: &Filter,
+) -> Result<(Vec<Summary>, Option<Cursor>), StoreError> {
+    let limit = filter.limit;
+    let more = Filter {
+        limit: limit.saturating_add(1),
+        ..filter.clone()
+    };
+    let mut page = store.list(&more).await?;
+    let next = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|s| Cursor {
+            taken_at: s.taken_at,
+            decision_id: s.decision_id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+/// Every decision `filter` selects, page by page.
+pub async fn all(store: &dyn Store, filter: &Filter) -> Result<Vec<Summary>, StoreError> {
+    let mut filter = Filter {
+        limit: 1000,
+        ..filter.clone()
+    };
+    let mut out = Vec::new();
+    loop {
+        let (page, next) = page(store, &filter).await?;
+        out.extend(page);
+        match next {
+            Some(c) => filter.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// The default store of `serve` and of `--log` without a value:
 /// `.tollgate/tollgate.db` in the working directory.
 pub const DEFAULT_PATH: &str = ".tollgate/tollgate.db";

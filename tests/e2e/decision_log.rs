@@ -539,9 +539,10 @@ fn errors(at: i64, values: &[f64]) -> Value {
     })
 }
 
-#[test]
-fn two_replicas_on_postgres_share_the_circuit_breaker_and_idempotency_keys() {
-    let Some(url) = postgres() else { return };
+/// Two `serve` processes on one fresh PostgreSQL database, serving the
+/// breaker policy; `None` without a test cluster.
+fn breaker_replicas() -> Option<(tempfile::TempDir, Server, Server)> {
+    let url = postgres()?;
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -550,6 +551,14 @@ fn two_replicas_on_postgres_share_the_circuit_breaker_and_idempotency_keys() {
     let p = policies.to_str().unwrap();
     let a = Server::start(&["--tokens-file", &tokens, "--store", &url, "--policies", p]);
     let b = Server::start(&["--tokens-file", &tokens, "--store", &url, "--policies", p]);
+    Some((dir, a, b))
+}
+
+#[test]
+fn two_replicas_on_postgres_share_the_circuit_breaker_and_idempotency_keys() {
+    let Some((_dir, a, b)) = breaker_replicas() else {
+        return;
+    };
     let t0 = 1_764_237_600;
     let breaker = |r: &crate::support::HttpResponse| {
         r.json()["triggers"]
@@ -598,15 +607,9 @@ fn two_replicas_on_postgres_share_the_circuit_breaker_and_idempotency_keys() {
 
 #[test]
 fn concurrent_replicas_never_both_advance_one_breaker() {
-    let Some(url) = postgres() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    write(&policies, "breaker.yaml", BREAKER_POLICY.as_bytes());
-    let tokens = tokens(dir.path());
-    let p = policies.to_str().unwrap();
-    let a = Server::start(&["--tokens-file", &tokens, "--store", &url, "--policies", p]);
-    let b = Server::start(&["--tokens-file", &tokens, "--store", &url, "--policies", p]);
+    let Some((_dir, a, b)) = breaker_replicas() else {
+        return;
+    };
     let t0 = 1_764_237_600;
     // 20 evaluations, each one failing sample 10 s apart, split across the
     // replicas and sent at once: each must see the count the previous one

@@ -194,21 +194,12 @@ async fn list(a: ListArgs) -> anyhow::Result<Exit> {
         since: a.since,
         until: a.until,
         final_stage: None,
-        limit: limit + 1,
+        limit,
         cursor: a.cursor,
     };
-    let mut page = store.list(&filter).await?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|s| {
-            Cursor {
-                taken_at: s.taken_at,
-                decision_id: s.decision_id.clone(),
-            }
-            .to_string()
-        })
-    });
-    let next = next.flatten();
+    let (page, next) = crate::store::page(store.as_ref(), &filter).await?;
+    let next = next.map(|c| c.to_string());
+
     match a.format {
         Format::Json => println!(
             "{}",
@@ -309,23 +300,8 @@ pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<Exit> {
 }
 
 async fn all_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
-    let mut filter = Filter {
-        limit: 1000,
-        ..Filter::default()
-    };
-    let mut ids = Vec::new();
-    loop {
-        let page = store.list(&filter).await?;
-        let full = page.len() == filter.limit;
-        filter.cursor = page.last().map(|s| Cursor {
-            taken_at: s.taken_at,
-            decision_id: s.decision_id.clone(),
-        });
-        ids.extend(page.into_iter().map(|s| s.decision_id));
-        if !full {
-            return Ok(ids);
-        }
-    }
+    let all = crate::store::all(store, &Filter::default()).await?;
+    Ok(all.into_iter().map(|s| s.decision_id).collect())
 }
 
 pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {

@@ -102,23 +102,9 @@ pub(super) async fn list(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let store = logging(&state)?;
-    let mut filter = filter(&query)?;
-    let limit = filter.limit;
-    filter.limit = limit + 1;
-    let mut page = store.list(&filter).await?;
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last().map(|s| {
-            Cursor {
-                taken_at: s.taken_at,
-                decision_id: s.decision_id.clone(),
-            }
-            .to_string()
-        })
-    });
-    Ok(Json(
-        json!({ "decisions": page, "next_cursor": next.flatten() }),
-    ))
+    let (page, next) = crate::store::page(store.as_ref(), &filter(&query)?).await?;
+    let next = next.map(|c| c.to_string());
+    Ok(Json(json!({ "decisions": page, "next_cursor": next })))
 }
 
 /// `GET /v1/decisions/{id}`: the whole record.
