@@ -47,6 +47,23 @@ fn get(server: &Server, path: &str) -> crate::support::HttpResponse {
     server.request("GET", path, &[("Authorization", auth.as_str())], b"")
 }
 
+/// `tollgate eval` of the CI policy over `snapshot` (a file), committing
+/// the decision to the log `log`; `extra` arguments follow.
+fn eval_ci_logged(snapshot: &Path, log: &str, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "eval".to_string(),
+        "-p".into(),
+        repo("policies/ci-quality-gates.yaml").display().to_string(),
+        "-s".into(),
+        snapshot.display().to_string(),
+        "--log".into(),
+        log.to_string(),
+    ];
+    args.extend(extra.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tollgate(&args, "")
+}
+
 /// A throwaway PostgreSQL database, or `None` (with the reason printed) when
 /// no test cluster is configured.
 fn postgres() -> Option<String> {
@@ -200,19 +217,10 @@ fn every_policy_test_case_replays_identically_from_the_log() {
 fn replay_refuses_a_plugin_whose_logged_bytes_were_altered() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("log.db");
-    let run = tollgate(
-        &[
-            "eval",
-            "-p",
-            repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
-            "-s",
-            repo("tests/fixtures/ci-passing.json").to_str().unwrap(),
-            "--log",
-            db.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        "",
+    let run = eval_ci_logged(
+        &repo("tests/fixtures/ci-passing.json"),
+        db.to_str().unwrap(),
+        &["--format", "json"],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let id = run.json()["decision_id"].as_str().unwrap().to_string();
@@ -287,17 +295,10 @@ fn a_locked_log_gives_503_and_nothing_is_reported_or_half_written() {
     // The CLI refuses to print a decision it could not log: exit 2.
     let lock = rusqlite::Connection::open(&db).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let run = tollgate(
-        &[
-            "eval",
-            "-p",
-            repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
-            "-s",
-            repo("tests/fixtures/ci-passing.json").to_str().unwrap(),
-            "--log",
-            db.to_str().unwrap(),
-        ],
-        "",
+    let run = eval_ci_logged(
+        &repo("tests/fixtures/ci-passing.json"),
+        db.to_str().unwrap(),
+        &[],
     );
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(run.stdout.is_empty(), "nothing reported: {}", run.stdout);
@@ -316,18 +317,7 @@ fn an_unreachable_postgres_is_a_clear_error() {
         .unwrap()
         .port();
     let url = format!("postgres://tollgate:secret@127.0.0.1:{port}/nothing");
-    let run = tollgate(
-        &[
-            "eval",
-            "-p",
-            repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
-            "-s",
-            repo("tests/fixtures/ci-passing.json").to_str().unwrap(),
-            "--log",
-            &url,
-        ],
-        "",
-    );
+    let run = eval_ci_logged(&repo("tests/fixtures/ci-passing.json"), &url, &[]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unavailable"), "{}", run.stderr);
     assert!(
@@ -375,18 +365,7 @@ fn retention_prunes_old_decisions_and_keeps_referenced_plugins() {
     let db = dir.path().join("log.db");
     let log = db.to_str().unwrap();
     for _ in 0..2 {
-        let run = tollgate(
-            &[
-                "eval",
-                "-p",
-                repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
-                "-s",
-                repo("tests/fixtures/ci-passing.json").to_str().unwrap(),
-                "--log",
-                log,
-            ],
-            "",
-        );
+        let run = eval_ci_logged(&repo("tests/fixtures/ci-passing.json"), log, &[]);
         assert_eq!(run.code, 0, "{}", run.stderr);
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -459,18 +438,7 @@ fn the_dora_report_matches_a_log_built_with_known_answers() {
             "snap.json",
             ci_snapshot(at, passing, commit).to_string().as_bytes(),
         );
-        let run = tollgate(
-            &[
-                "eval",
-                "-p",
-                repo("policies/ci-quality-gates.yaml").to_str().unwrap(),
-                "-s",
-                path.to_str().unwrap(),
-                "--log",
-                log,
-            ],
-            "",
-        );
+        let run = eval_ci_logged(&path, log, &[]);
         assert_ne!(run.code, 2, "{}", run.stderr);
     }
     let until = (t0 + 4 * 24 * H).to_string();
