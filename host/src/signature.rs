@@ -228,9 +228,10 @@ pub fn check(
     required: bool,
 ) -> Result<Option<Signed>, SignatureError> {
     let sig = sig_path(file);
-    let text = match std::fs::read_to_string(&sig) {
+    // Bounded like every file the host reads; a signature is a few hundred bytes.
+    let text = match crate::files::read_text(&sig) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             if required {
                 return Err(SignatureError::Unsigned {
                     plugin: plugin.to_string(),

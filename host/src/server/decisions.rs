@@ -147,6 +147,19 @@ pub(super) async fn replay(
     Path(id): Path<String>,
 ) -> Result<Json<crate::replay::ReplayReport>, ApiError> {
     let store = logging(&state)?;
+    // A replay runs plugins: it takes a slot and a worker like an evaluation.
+    let Ok(_slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
+        return Err(ApiError::busy(
+            "too many evaluations in flight; retry shortly",
+        ));
+    };
+    let worker = Arc::clone(&state.inner.workers).acquire_owned();
+    let Ok(Ok(_worker)) = tokio::time::timeout(state.inner.config.request_timeout, worker).await
+    else {
+        return Err(ApiError::busy(
+            "no worker free within the request timeout; retry shortly",
+        ));
+    };
     let report =
         crate::replay::replay(store.as_ref(), Arc::clone(&state.inner.runtime), &id).await?;
     Ok(Json(report))
