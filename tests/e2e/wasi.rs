@@ -243,3 +243,57 @@ fn an_interface_the_host_does_not_provide_is_refused_by_name() {
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn the_plugins_endpoint_shows_each_directory_a_policy_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    reports(dir.path());
+    write(
+        dir.path(),
+        "ci.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: ci}\nstages:\n  - name: s\n    gates:\n      - name: coverage\n        plugin: threshold\n        grants: {files: [{host: reports, guest: /reports}]}\n        with: {metric: cov, op: '>=', threshold: 80}\n",
+    );
+    let s = crate::server_router::state_with(tollgate::server::ServerConfig {
+        policies: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    });
+    let (status, _, body) = crate::server_router::call(
+        &s,
+        "GET",
+        "/v1/plugins",
+        Some(crate::server_router::READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let threshold = body["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin"] == "threshold")
+        .unwrap()
+        .clone();
+    let granted = format!(
+        "files:ci/coverage: {} -> /reports (read-only)",
+        dir.path().join("reports").display()
+    );
+    assert_eq!(threshold["capabilities"], json!([granted]), "{threshold}");
+    // A directory that does not exist is refused at load, naming it.
+    write(
+        dir.path(),
+        "ci.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: ci}\nstages:\n  - name: s\n    gates:\n      - name: coverage\n        plugin: threshold\n        grants: {files: [{host: nowhere, guest: /reports}]}\n        with: {metric: cov, op: '>=', threshold: 80}\n",
+    );
+    let run = crate::support::tollgate(
+        &["validate", dir.path().join("ci.yaml").to_str().unwrap()],
+        "",
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("granted to gate `coverage` does not exist or is not a directory"),
+        "{}",
+        run.stderr
+    );
+}
