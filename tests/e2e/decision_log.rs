@@ -67,7 +67,10 @@ fn eval_ci_logged(snapshot: &Path, log: &str, extra: &[&str]) -> crate::support:
 /// A throwaway PostgreSQL database, or `None` (with the reason printed) when
 /// no test cluster is configured.
 fn postgres() -> Option<String> {
-    let Ok(base) = std::env::var("TOLLGATE_TEST_POSTGRES") else {
+    let Some(base) = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
         eprintln!(
             "skipped: TOLLGATE_TEST_POSTGRES is not set (.ci/run starts a throwaway cluster with scripts/postgres-test-cluster.sh)"
         );
@@ -311,11 +314,7 @@ fn a_locked_log_gives_503_and_nothing_is_reported_or_half_written() {
 
 #[test]
 fn an_unreachable_postgres_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let url = format!("postgres://tollgate:secret@127.0.0.1:{port}/nothing");
     let run = eval_ci_logged(&repo("tests/fixtures/ci-passing.json"), &url, &[]);
     assert_eq!(run.code, 2);

@@ -8,16 +8,13 @@ use crate::support::{Run, repo};
 
 /// `tollgate` in `dir`, with one cargo target directory shared by every
 /// project these tests build, so the SDK compiles once.
-fn tollgate_in(dir: &Path, args: &[&str]) -> Run {
+pub(crate) fn tollgate_in(dir: &Path, args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env("TOLLGATE_CACHE_DIR", crate::support::cache_dir())
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
-        )
+        .env("CARGO_TARGET_DIR", crate::support::plugin_projects_target())
         .output()
         .unwrap();
     Run {
@@ -85,10 +82,7 @@ fn plugin_new_build_and_test_outside_the_repository_for_each_kind() {
     let out = Command::new(env!("CARGO"))
         .args(["test", "--quiet", "--manifest-path"])
         .arg(home.path().join("my-gate/Cargo.toml"))
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
-        )
+        .env("CARGO_TARGET_DIR", crate::support::plugin_projects_target())
         .output()
         .unwrap();
     assert!(
@@ -151,8 +145,7 @@ fn the_readme_plugin_example_is_the_template_plugin_new_writes() {
 
 #[test]
 fn plugin_new_build_and_test_a_python_gate() {
-    let available = Command::new("componentize-py").arg("--version").output();
-    if !available.is_ok_and(|o| o.status.success()) {
+    if !crate::support::installed("componentize-py") {
         eprintln!(
             "skipped: componentize-py is not installed (pip install componentize-py; .ci/run installs it)"
         );

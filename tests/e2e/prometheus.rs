@@ -27,28 +27,11 @@ impl Drop for Prometheus {
     }
 }
 
-fn found(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Generates the demo data, loads it with promtool and starts Prometheus
 /// on a free loopback port; `None` (with the reason printed) when the
 /// binaries are absent.
 fn start() -> Option<Prometheus> {
-    if !found("prometheus") || !found("promtool") {
+    if !crate::support::installed("prometheus") || !crate::support::installed("promtool") {
         eprintln!(
             "skipped: `prometheus` and `promtool` are not installed (Debian package `prometheus`; .ci/run installs it)"
         );
@@ -80,7 +63,7 @@ fn start() -> Option<Prometheus> {
         "prometheus.yml",
         b"global:\n  scrape_interval: 15s\n",
     );
-    let port = free_port();
+    let port = crate::support::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")

@@ -9,7 +9,6 @@
 //! text. A command exits 0 unless its expected output opens with `error:`
 //! (exit 1 or 2) or a `HOLD`/`ROLLBACK` verdict (exit 1).
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::support::repo;
@@ -136,14 +135,6 @@ fn on_path(program: &str, path: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A scratch directory that looks like the repository's root, with this
 /// build's `tollgate` on `PATH`.
 struct Scratch {
@@ -175,10 +166,7 @@ impl Scratch {
             .env("PATH", &self.path)
             .env("NO_COLOR", "1")
             .env("TOLLGATE_CACHE_DIR", crate::support::cache_dir())
-            .env(
-                "CARGO_TARGET_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
-            )
+            .env("CARGO_TARGET_DIR", crate::support::plugin_projects_target())
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .output()
             .unwrap()
@@ -194,7 +182,7 @@ const EQUIVALENTS: &[(&str, &str)] = &[(
 /// Runs one console block's steps as one bash script, so `$?` and
 /// background jobs carry from step to step.
 fn run_block(scratch: &Scratch, file: &str, line: usize, steps: &[Step]) -> Vec<String> {
-    let prom_port = free_port();
+    let prom_port = crate::support::free_port();
     let mut script = String::from("trap 'kill $(jobs -p) 2>/dev/null' EXIT\n");
     for (i, step) in steps.iter().enumerate() {
         let mut command = step
@@ -307,7 +295,7 @@ fn every_readme_curl_example_runs_as_written() {
         .expect("the README's token file");
     let scratch = Scratch::new();
     std::fs::write(scratch.dir.path().join("tokens.txt"), tokens).unwrap();
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut commands: Vec<String> = Vec::new();
     let mut continued = false;
     for l in block.lines() {

@@ -118,6 +118,32 @@ pub fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
     path
 }
 
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `tool --version` runs: tests that need a real tool skip (and
+/// say so) without it.
+pub fn installed(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The cargo target directory every plugin project the tests build shares,
+/// so the SDK compiles once.
+pub fn plugin_projects_target() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects")
+}
+
 /// A compiled-plugin cache shared by the tests, so each plugin compiles once.
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")

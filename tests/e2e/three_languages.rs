@@ -2,43 +2,22 @@
 //! each built with `tollgate plugin build` and its language's real tool,
 //! must give the same verdicts on the same snapshots.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
 use crate::support::{repo, write};
 
-fn on_path(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Builds the example in `lang`; `None` (reason printed) without its tool.
 fn build(lang: &str, tool: &str) -> Option<PathBuf> {
-    if !on_path(tool) {
+    if !crate::support::installed(tool) {
         eprintln!("skipped {lang}: `{tool}` is not installed (.ci/run installs it)");
         return None;
     }
     let dir = repo(&format!("plugins/examples/coverage/{lang}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(["plugin", "build"])
-        .arg(&dir)
-        .env("TOLLGATE_CACHE_DIR", crate::support::cache_dir())
-        .env(
-            "CARGO_TARGET_DIR",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-projects"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{lang}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run =
+        crate::plugin_kit::tollgate_in(&repo("."), &["plugin", "build", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{lang}: {}{}", run.stdout, run.stderr);
     Some(dir.join("coverage-gate.wasm"))
 }
 

@@ -199,10 +199,7 @@ impl WasiState {
 /// The seed of a call's random numbers: the digest of the snapshot's
 /// canonical JSON, as the decision's `digests.input` is.
 fn seed_of(snapshot: &Snapshot) -> [u8; 32] {
-    let digest = Digest::of(&serde_json::to_vec(snapshot).unwrap_or_default());
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(&hex::decode(digest.hex()).unwrap_or_else(|_| vec![0; 32]));
-    seed
+    Digest::of(&serde_json::to_vec(snapshot).unwrap_or_default()).bytes()
 }
 
 impl wasmtime_wasi::WasiView for HostState {
