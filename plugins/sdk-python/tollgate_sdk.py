@@ -37,6 +37,16 @@ class Settings:
             raise Err(f"`{key}` must be a finite number")
         return float(value)
 
+    def integer(self, key, default=None):
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise Err(f"`{key}` is required")
+            return int(default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Err(f"`{key}` must be a whole number, not {type(value).__name__}")
+        return value
+
     def text(self, key, default=None):
         value = self._get(key)
         if value is None:
@@ -119,3 +129,66 @@ def finding(verdict, reason, observed=None, threshold=None, **details):
         threshold=None if threshold is None else float(threshold),
         details=[types.Detail(key=str(k), value=str(v)) for k, v in details.items()],
     )
+
+
+def last(snapshot, metric, baseline=False):
+    """The newest value of `metric`, or None."""
+    found = points(snapshot, metric, baseline=baseline)
+    return found[-1][1] if found else None
+
+
+def trigger_result(fire, reason, state=b"", observed=None, threshold=None, **details):
+    """A trigger's answer: fire is "none", "alert", "prepare-rollback" or
+    "immediate-rollback"; `state` (bytes) is handed to the next check."""
+    from wit_world.exports import trigger_api
+    from wit_world.imports import types
+
+    fires = {
+        "none": trigger_api.Fire.NONE,
+        "alert": trigger_api.Fire.ALERT,
+        "prepare-rollback": trigger_api.Fire.PREPARE_ROLLBACK,
+        "immediate-rollback": trigger_api.Fire.IMMEDIATE_ROLLBACK,
+    }
+    return trigger_api.TriggerResult(
+        fire=fires[fire],
+        reason=reason,
+        observed=None if observed is None else float(observed),
+        threshold=None if threshold is None else float(threshold),
+        details=[types.Detail(key=str(k), value=str(v)) for k, v in details.items()],
+        state=bytes(state),
+    )
+
+
+def outcome(context):
+    """The stage's outcome as text: "pass", "warning", "fail" or "inconclusive"."""
+    return context.outcome.name.lower()
+
+
+def promote():
+    from wit_world.exports import action_api
+
+    return action_api.Action_Promote()
+
+
+def set_weight(percent):
+    from wit_world.exports import action_api
+
+    return action_api.Action_SetWeight(int(percent))
+
+
+def pause(seconds):
+    from wit_world.exports import action_api
+
+    return action_api.Action_Pause(int(seconds))
+
+
+def hold(reason):
+    from wit_world.exports import action_api
+
+    return action_api.Action_Hold(reason)
+
+
+def rollback(reason):
+    from wit_world.exports import action_api
+
+    return action_api.Action_Rollback(reason)

@@ -194,17 +194,95 @@ fn plugin_new_build_and_test_a_python_gate() {
         "{}",
         run.stderr
     );
-    // Other kinds say how to start.
-    let run = tollgate_in(
-        home.path(),
-        &[
-            "plugin", "new", "py-trig", "--lang", "python", "--kind", "trigger",
-        ],
-    );
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("the Python template is a gate"),
-        "{}",
-        run.stderr
-    );
+}
+
+/// `plugin new` for a trigger or an action in Python or JavaScript writes a
+/// project that builds with the language's tool and passes its own policy
+/// tests: a trigger that keeps state between checks, an action that plans.
+#[test]
+fn plugin_new_build_and_test_python_and_js_triggers_and_actions() {
+    let tools = [("python", "componentize-py"), ("js", "componentize-js")];
+    let home = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for (lang, tool) in tools {
+        if !crate::support::installed(tool) {
+            eprintln!("skipped {lang}: {tool} is not installed (.ci/run installs it)");
+            continue;
+        }
+        for kind in ["trigger", "action"] {
+            let name = format!("{lang}-{kind}");
+            let run = tollgate_in(
+                home.path(),
+                &["plugin", "new", &name, "--lang", lang, "--kind", kind],
+            );
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            let policy =
+                std::fs::read_to_string(home.path().join(&name).join("policy.yaml")).unwrap();
+            assert!(policy.contains("memory: 256MiB"), "{policy}");
+            let run = tollgate_in(home.path(), &["plugin", "build", &name]);
+            assert_eq!(run.code, 0, "{name}: {}{}", run.stdout, run.stderr);
+            assert!(
+                run.stdout.contains(&format!("\"world\": \"{kind}\"")),
+                "{name}: {}",
+                run.stdout
+            );
+            let run = tollgate_in(home.path(), &["test", &name]);
+            assert_eq!(run.code, 0, "{name}: {}{}", run.stdout, run.stderr);
+            assert!(
+                run.stdout.contains("2 passed, 0 failed"),
+                "{name}: {}",
+                run.stdout
+            );
+            ran += 1;
+        }
+        // The trigger's state carries from check to check: two breaches in
+        // a row are needed once `breaches: 2` is set, so one check holds.
+        let name = format!("{lang}-trigger");
+        let policy = home.path().join(&name).join("policy.yaml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &policy,
+            text.replace("{ max: 0.05 }", "{ max: 0.05, breaches: 2 }"),
+        )
+        .unwrap();
+        let snapshot = home.path().join("bad.json");
+        std::fs::write(
+            &snapshot,
+            r#"{"service":"demo","version":"1.0.0","taken_at":1764237600,"metrics":[{"name":"error_rate","value":0.2}]}"#,
+        )
+        .unwrap();
+        let state = home.path().join(format!("{lang}.state.json"));
+        let eval = |dir: &Path| {
+            tollgate_in(
+                dir,
+                &[
+                    "eval",
+                    "-p",
+                    policy.to_str().unwrap(),
+                    "-s",
+                    snapshot.to_str().unwrap(),
+                    "--state",
+                    state.to_str().unwrap(),
+                    "--format",
+                    "json",
+                ],
+            )
+        };
+        let first = eval(home.path());
+        assert!(
+            first.stdout.contains("1 of 2 breaches in a row"),
+            "{lang}: {}{}",
+            first.stdout,
+            first.stderr
+        );
+        let second = eval(home.path());
+        assert!(
+            second.stdout.contains("(2 in a row)"),
+            "{lang}: {}",
+            second.stdout
+        );
+    }
+    if ran == 0 {
+        eprintln!("skipped: neither componentize-py nor componentize-js is installed");
+    }
 }

@@ -92,19 +92,38 @@ mod rust {
     ];
 }
 
-/// The Python template: a gate over the SDK module and the WIT.
+/// The Python templates, one per kind, over the SDK module and the WIT.
 mod python {
     pub const GATE: &str = include_str!("../../../plugins/templates/python/gate.py");
-    pub const POLICY: &str = include_str!("../../../plugins/templates/python/gate.policy.yaml");
-    pub const TEST: &str = include_str!("../../../plugins/templates/rust/gate.test.yaml");
+    pub const TRIGGER: &str = include_str!("../../../plugins/templates/python/trigger.py");
+    pub const ACTION: &str = include_str!("../../../plugins/templates/python/action.py");
     pub const SDK: &str = include_str!("../../../plugins/sdk-python/tollgate_sdk.py");
     pub const PYPROJECT: &str = "# A tollgate plugin; `tollgate plugin build` reads `name` and\n# `world` and runs componentize-py over app.py.\n[project]\nname = \"{{name}}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n\n[tool.tollgate]\nworld = \"{{world}}\"\n";
 }
 
-/// The JavaScript template: a gate and its package file.
+/// The JavaScript templates, one per kind, over the SDK module.
 mod js {
     pub const GATE: &str = include_str!("../../../plugins/templates/js/gate.js");
+    pub const TRIGGER: &str = include_str!("../../../plugins/templates/js/trigger.js");
+    pub const ACTION: &str = include_str!("../../../plugins/templates/js/action.js");
+    pub const SDK: &str = include_str!("../../../plugins/sdk-js/tollgate_sdk.js");
     pub const PACKAGE: &str = "{\n  \"name\": \"{{name}}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"tollgate\": { \"world\": \"{{world}}\", \"source\": \"index.js\" }\n}\n";
+}
+
+/// What Python and JavaScript projects share.
+mod interpreted {
+    /// The gate's policy, with the memory an interpreter needs.
+    pub const GATE_POLICY: &str =
+        include_str!("../../../plugins/templates/python/gate.policy.yaml");
+}
+
+/// Gives the plugin's trigger or action entry in a Rust template's policy
+/// the memory and time an interpreted component needs.
+fn interpreted_limits(policy: &str, name: &str) -> String {
+    policy.replace(
+        &format!("    plugin: {name}\n"),
+        &format!("    plugin: {name}\n    # A Python or JavaScript component needs more than the 16 MiB default.\n    memory: 256MiB\n    deadline: 2s\n"),
+    )
 }
 
 /// The WIT contract this host serves, written into non-Rust projects so
@@ -197,52 +216,51 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
                 ("policy.test.yaml", fill(test)),
             ]
         }
-        Lang::Js => {
-            if args.kind != Kind::Gate {
-                bail!(
-                    "the JavaScript template is a gate; for a {world}, start from it and export `{}` as wit/tollgate.wit declares",
-                    if world == "trigger" {
-                        "triggerApi"
-                    } else {
-                        "actionApi"
-                    }
-                );
-            }
+        Lang::Js | Lang::Python => {
             let fill = |t: &str| {
                 t.replace("{{name}}", &args.name)
                     .replace("{{world}}", world)
             };
-            vec![
-                ("package.json", fill(js::PACKAGE)),
-                ("index.js", fill(js::GATE)),
-                ("wit/tollgate.wit", WIT.to_string()),
-                ("policy.yaml", fill(python::POLICY)),
-                ("policy.test.yaml", fill(python::TEST)),
-            ]
-        }
-        Lang::Python => {
-            if args.kind != Kind::Gate {
-                bail!(
-                    "the Python template is a gate; for a {world}, start from it and implement `exports.{}` from the generated bindings (`componentize-py -d wit -w {world} bindings .`)",
-                    if world == "trigger" {
-                        "TriggerApi"
-                    } else {
-                        "ActionApi"
-                    }
-                );
-            }
-            let fill = |t: &str| {
-                t.replace("{{name}}", &args.name)
-                    .replace("{{world}}", world)
+            let (policy, test) = match args.kind {
+                Kind::Gate => (fill(interpreted::GATE_POLICY), fill(rust::GATE[2])),
+                Kind::Trigger => (
+                    interpreted_limits(&fill(rust::TRIGGER[1]), &args.name),
+                    fill(rust::TRIGGER[2]),
+                ),
+                Kind::Action => (
+                    interpreted_limits(&fill(rust::ACTION[1]), &args.name),
+                    fill(rust::ACTION[2]),
+                ),
             };
-            vec![
-                ("pyproject.toml", fill(python::PYPROJECT)),
-                ("app.py", fill(python::GATE)),
-                ("tollgate_sdk.py", python::SDK.to_string()),
+            let mut files = if args.lang == Lang::Js {
+                let source = match args.kind {
+                    Kind::Gate => js::GATE,
+                    Kind::Trigger => js::TRIGGER,
+                    Kind::Action => js::ACTION,
+                };
+                vec![
+                    ("package.json", fill(js::PACKAGE)),
+                    ("index.js", fill(source)),
+                    ("tollgate_sdk.js", js::SDK.to_string()),
+                ]
+            } else {
+                let source = match args.kind {
+                    Kind::Gate => python::GATE,
+                    Kind::Trigger => python::TRIGGER,
+                    Kind::Action => python::ACTION,
+                };
+                vec![
+                    ("pyproject.toml", fill(python::PYPROJECT)),
+                    ("app.py", fill(source)),
+                    ("tollgate_sdk.py", python::SDK.to_string()),
+                ]
+            };
+            files.extend([
                 ("wit/tollgate.wit", WIT.to_string()),
-                ("policy.yaml", fill(python::POLICY)),
-                ("policy.test.yaml", fill(python::TEST)),
-            ]
+                ("policy.yaml", policy),
+                ("policy.test.yaml", test),
+            ]);
+            files
         }
     };
     for (path, text) in &files {

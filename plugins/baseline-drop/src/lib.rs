@@ -11,12 +11,11 @@
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{TriggerRule, View};
 use tollgate_sdk::stats::{Aggregate, short};
-use tollgate_sdk::trigger::{
-    Config, Detail, Fire, Guest, Snapshot, Track, TriggerResult, parse_fire,
-};
+use tollgate_sdk::trigger::{Detail, Fire, Track, TriggerResult, parse_fire};
 
-struct Rule {
+pub struct Rule {
     metric: String,
     max_change: f64,
     rise: bool,
@@ -27,8 +26,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let metric = s.text("metric")?.to_string();
         let max_change = s.number("max_drop_percent")?;
         let rise = match s.opt_text("direction")? {
@@ -44,7 +42,6 @@ impl Rule {
         let fire = parse_fire(s.opt_text("fire")?.unwrap_or("prepare-rollback"))?;
         let selector = s.text_map("selector")?;
         let baseline_selector = s.text_map("baseline_selector")?;
-        s.finish()?;
         if !(0.0..=100.0).contains(&max_change) && !rise {
             return Err("`max_drop_percent` must be between 0 and 100".into());
         }
@@ -67,7 +64,7 @@ impl Rule {
 
     fn mean(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &dyn View,
         track: Track,
         selector: &[(String, String)],
     ) -> (Option<f64>, usize) {
@@ -76,7 +73,7 @@ impl Rule {
         (Aggregate::Avg.apply(&pairs), pairs.len())
     }
 
-    fn check(&self, snapshot: &Snapshot) -> TriggerResult {
+    fn check(&self, snapshot: &dyn View) -> TriggerResult {
         let window = humantime::format_duration(self.window);
         let (canary, n_canary) = self.mean(snapshot, Track::Current, &self.selector);
         let (baseline, n_baseline) = self.mean(snapshot, Track::Baseline, &self.baseline_selector);
@@ -169,18 +166,15 @@ impl Rule {
 /// The trigger: one [`Rule`] parsed from the settings, checked against the snapshot.
 pub struct BaselineDrop;
 
-impl Guest for BaselineDrop {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl TriggerRule for BaselineDrop {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn check(config: Config, snapshot: &Snapshot, state: Vec<u8>) -> TriggerResult {
-        match Rule::parse(&config) {
-            Ok(rule) => rule.check(snapshot),
-            Err(e) => tollgate_sdk::trigger::invalid_config(e, state),
-        }
+    fn check(rule: &Rule, snapshot: &dyn View, _state: &[u8]) -> TriggerResult {
+        rule.check(snapshot)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::trigger::export_trigger!(BaselineDrop);
+tollgate_sdk::export_trigger_rule!(BaselineDrop);

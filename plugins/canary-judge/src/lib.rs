@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
-use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Snapshot, Track, Verdict};
+use tollgate_sdk::gate::{Detail, Finding, Track, Verdict};
+use tollgate_sdk::rule::{GateRule, View};
 use tollgate_sdk::stats::{mann_whitney_u, short};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,7 @@ struct MetricRule {
     group: String,
 }
 
-struct Rule {
+pub struct Rule {
     metrics: Vec<MetricRule>,
     group_weights: BTreeMap<String, f64>,
     window: Option<Duration>,
@@ -53,8 +54,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let count = s.indexed_len("metrics");
         if count == 0 {
             return Err("`metrics` must list at least one metric".into());
@@ -124,7 +124,6 @@ impl Rule {
         if !(1..=100_000).contains(&min_points) {
             return Err("`min_points` must be between 1 and 100000".into());
         }
-        s.finish()?;
         Ok(Self {
             metrics,
             group_weights,
@@ -136,14 +135,14 @@ impl Rule {
         })
     }
 
-    fn values(&self, snapshot: &Snapshot, metric: &str, track: Track) -> Vec<f64> {
+    fn values(&self, snapshot: &dyn View, metric: &str, track: Track) -> Vec<f64> {
         tollgate_sdk::window_pairs(snapshot, metric, &[], self.window, track)
             .into_iter()
             .map(|(_, v)| v)
             .collect()
     }
 
-    fn evaluate(&self, snapshot: &Snapshot) -> Finding {
+    fn evaluate(&self, snapshot: &dyn View) -> Finding {
         let mut details = Vec::new();
         // group -> (passed, counted)
         let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -292,18 +291,15 @@ impl Rule {
 /// The gate: a [`Rule`] applied to canary and baseline series.
 pub struct CanaryJudge;
 
-impl Guest for CanaryJudge {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl GateRule for CanaryJudge {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
-        match Rule::parse(&config) {
-            Ok(rule) => rule.evaluate(snapshot),
-            Err(e) => tollgate_sdk::gate::invalid_config(e),
-        }
+    fn judge(rule: &Rule, snapshot: &dyn View) -> Finding {
+        rule.evaluate(snapshot)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::gate::export_gate!(CanaryJudge);
+tollgate_sdk::export_gate_rule!(CanaryJudge);

@@ -15,8 +15,9 @@
 //!
 //! When the elapsed time is unknown the duration is not checked.
 
-use tollgate_sdk::action::{Action, Config, Context, Guest, Outcome, Snapshot};
+use tollgate_sdk::action::{Action, Context, Outcome};
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{ActionRule, View};
 
 fn human(seconds: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string()
@@ -90,19 +91,19 @@ fn plan(ctx: &Context) -> Result<Vec<Action>, String> {
 /// The action: a pure function of the context.
 pub struct CanarySchedule;
 
-impl Guest for CanarySchedule {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Settings::new(&config).finish()
+impl ActionRule for CanarySchedule {
+    /// No settings: the schedule is the policy's stages.
+    type Settings = ();
+    fn settings(_: &Settings) -> Result<(), String> {
+        Ok(())
     }
-
-    fn plan(config: Config, _snapshot: &Snapshot, context: Context) -> Result<Vec<Action>, String> {
-        Settings::new(&config).finish()?;
-        plan(&context)
+    fn plan(_: &(), _snapshot: &dyn View, context: &Context) -> Result<Vec<Action>, String> {
+        plan(context)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::action::export_action!(CanarySchedule);
+tollgate_sdk::export_action_rule!(CanarySchedule);
 
 #[cfg(test)]
 mod tests {

@@ -21,10 +21,11 @@
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{TriggerRule, View};
 use tollgate_sdk::stats::{Op, short};
-use tollgate_sdk::trigger::{Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult};
+use tollgate_sdk::trigger::{Detail, Fire, Query, Track, TriggerResult};
 
-struct Rule {
+pub struct Rule {
     metric: String,
     op: Op,
     threshold: f64,
@@ -129,8 +130,7 @@ impl Stored {
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let metric = s.text("metric")?.to_string();
         let op: Op = s.opt_text("op")?.unwrap_or(">").parse()?;
         let threshold = s.number("threshold")?;
@@ -143,7 +143,6 @@ impl Rule {
             .unwrap_or(Duration::from_secs(30));
         let half_open_percent = s.opt_integer("half_open_percent")?.unwrap_or(5);
         let selector = s.text_map("selector")?;
-        s.finish()?;
         if !(1..=1000).contains(&failure_threshold) {
             return Err("`failure_threshold` must be between 1 and 1000".into());
         }
@@ -169,7 +168,7 @@ impl Rule {
     }
 
     /// Moves the breaker through the points since the last check.
-    fn step(&self, mut stored: Stored, snapshot: &Snapshot) -> (Stored, String) {
+    fn step(&self, mut stored: Stored, snapshot: &dyn View) -> (Stored, String) {
         let now = snapshot.taken_at();
         let since = stored.last_seen.unwrap_or(i64::MIN);
         let points = snapshot.points(&Query {
@@ -240,7 +239,7 @@ impl Rule {
         (stored, note)
     }
 
-    fn check(&self, snapshot: &Snapshot, state: &[u8]) -> TriggerResult {
+    fn check(&self, snapshot: &dyn View, state: &[u8]) -> TriggerResult {
         let (stored, warning) = match Stored::decode(state) {
             Ok(s) => (s, None),
             Err(e) => (
@@ -335,21 +334,18 @@ fn state_name(s: &State) -> &'static str {
 /// The trigger: a [`Rule`] applied to the state the host kept.
 pub struct CircuitBreaker;
 
-impl Guest for CircuitBreaker {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl TriggerRule for CircuitBreaker {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn check(config: Config, snapshot: &Snapshot, state: Vec<u8>) -> TriggerResult {
-        match Rule::parse(&config) {
-            Ok(rule) => rule.check(snapshot, &state),
-            Err(e) => tollgate_sdk::trigger::invalid_config(e, state),
-        }
+    fn check(rule: &Rule, snapshot: &dyn View, state: &[u8]) -> TriggerResult {
+        rule.check(snapshot, state)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::trigger::export_trigger!(CircuitBreaker);
+tollgate_sdk::export_trigger_rule!(CircuitBreaker);
 
 #[cfg(test)]
 mod tests {

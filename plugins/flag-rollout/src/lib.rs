@@ -9,18 +9,18 @@
 //! restrict the rollout to those user segments; the host answers "is user X
 //! in?" with a stable hash bucket (`tollgate flag`).
 
-use tollgate_sdk::action::{Action, Config, Context, FlagRollout, Guest, Outcome, Snapshot};
+use tollgate_sdk::action::{Action, Context, FlagRollout, Outcome};
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{ActionRule, View};
 
-struct Rule {
+pub struct Rule {
     flag: String,
     steps: Vec<u8>,
     segments: Vec<String>,
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let flag = s.text("flag")?.to_string();
         let segments = s.opt_text_list("segments")?.unwrap_or_default();
         let steps = match s.opt_integer_list("steps")? {
@@ -35,7 +35,6 @@ impl Rule {
                 })
                 .collect::<Result<Vec<u8>, String>>()?,
         };
-        s.finish()?;
         if flag.is_empty() {
             return Err("`flag` must not be empty".into());
         }
@@ -49,7 +48,7 @@ impl Rule {
         })
     }
 
-    fn plan(&self, snapshot: &Snapshot, ctx: &Context) -> Result<Vec<Action>, String> {
+    fn plan(&self, snapshot: &dyn View, ctx: &Context) -> Result<Vec<Action>, String> {
         let key = format!("flag.{}.percent", self.flag);
         let current = match snapshot.attribute(&key) {
             None => 0,
@@ -90,15 +89,15 @@ impl Rule {
 /// The action: one [`Rule`] applied to the flag's current exposure.
 pub struct FlagRolloutAction;
 
-impl Guest for FlagRolloutAction {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl ActionRule for FlagRolloutAction {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn plan(config: Config, snapshot: &Snapshot, context: Context) -> Result<Vec<Action>, String> {
-        Rule::parse(&config)?.plan(snapshot, &context)
+    fn plan(rule: &Rule, snapshot: &dyn View, context: &Context) -> Result<Vec<Action>, String> {
+        rule.plan(snapshot, context)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::action::export_action!(FlagRolloutAction);
+tollgate_sdk::export_action_rule!(FlagRolloutAction);

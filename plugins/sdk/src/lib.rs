@@ -63,7 +63,7 @@ pub fn install_panic_hook() {
 /// `window` (all points when `None`), oldest first: what every aggregation
 /// and comparison in the SDK takes.
 pub fn window_pairs(
-    snapshot: &gate::Snapshot,
+    snapshot: &dyn rule::View,
     metric: &str,
     selector: &[(String, String)],
     window: Option<Duration>,

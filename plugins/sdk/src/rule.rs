@@ -35,9 +35,11 @@
 
 use std::time::Duration;
 
+use crate::action::{Action, Context};
 use crate::config::Settings;
 use crate::gate::{Commit, ConfigValue, Finding, Point, Query, Scalar, Series, Track, Verdict};
 use crate::stats::Aggregate;
+use crate::trigger::TriggerResult;
 
 /// Read access to a snapshot: the host's (in a plugin) or a
 /// [`MemorySnapshot`] (in a unit test). Windows are `(taken_at − w, taken_at]`.
@@ -243,6 +245,89 @@ pub trait GateRule {
     fn judge(settings: &Self::Settings, snapshot: &dyn View) -> Finding;
 }
 
+/// A rollback trigger: settings read once, then a check per snapshot with
+/// the state the host kept from the previous check. The trigger keeps
+/// nothing itself; what it returns in `state` is handed to the next check.
+pub trait TriggerRule {
+    /// The settings, typed.
+    type Settings;
+    /// Reads the settings from the policy's `with:`. Keys not read are
+    /// refused afterwards, naming them.
+    fn settings(settings: &Settings) -> Result<Self::Settings, String>;
+    /// Checks the snapshot; `state` is empty on the first check.
+    fn check(settings: &Self::Settings, snapshot: &dyn View, state: &[u8]) -> TriggerResult;
+}
+
+/// A deployment action: settings read once, then a plan for the stage's
+/// outcome. An error is reported as the action's failure.
+pub trait ActionRule {
+    /// The settings, typed.
+    type Settings;
+    /// Reads the settings from the policy's `with:`. Keys not read are
+    /// refused afterwards, naming them.
+    fn settings(settings: &Settings) -> Result<Self::Settings, String>;
+    /// Plans the next steps.
+    fn plan(
+        settings: &Self::Settings,
+        snapshot: &dyn View,
+        context: &Context,
+    ) -> Result<Vec<Action>, String>;
+}
+
+/// Reads settings with `read`, then refuses keys it did not read: what
+/// the host does with every plugin's config at load.
+fn read_settings<T>(
+    config: &[(String, ConfigValue)],
+    read: impl FnOnce(&Settings) -> Result<T, String>,
+) -> Result<T, String> {
+    let s = Settings::new(config);
+    let settings = read(&s)?;
+    s.finish()?;
+    Ok(settings)
+}
+
+fn owned(config: &[(&str, ConfigValue)]) -> Vec<(String, ConfigValue)> {
+    config
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+/// Validates a trigger's `config` as the host would at load.
+pub fn validate_trigger<R: TriggerRule>(
+    config: &[(String, ConfigValue)],
+) -> Result<R::Settings, String> {
+    read_settings(config, R::settings)
+}
+
+/// Validates an action's `config` as the host would at load.
+pub fn validate_action<R: ActionRule>(
+    config: &[(String, ConfigValue)],
+) -> Result<R::Settings, String> {
+    read_settings(config, R::settings)
+}
+
+/// Runs a trigger as the host would, for unit tests: `state` is what the
+/// previous check returned (empty at first).
+pub fn check<R: TriggerRule>(
+    config: &[(&str, ConfigValue)],
+    snapshot: &dyn View,
+    state: &[u8],
+) -> Result<TriggerResult, String> {
+    let settings = validate_trigger::<R>(&owned(config))?;
+    Ok(R::check(&settings, snapshot, state))
+}
+
+/// Runs an action as the host would, for unit tests.
+pub fn plan<R: ActionRule>(
+    config: &[(&str, ConfigValue)],
+    snapshot: &dyn View,
+    context: &Context,
+) -> Result<Vec<Action>, String> {
+    let settings = validate_action::<R>(&owned(config))?;
+    R::plan(&settings, snapshot, context)
+}
+
 /// A finding without details.
 pub fn finding(
     verdict: Verdict,
@@ -262,10 +347,7 @@ pub fn finding(
 /// Validates `config` as the host would at load: the rule's settings, then
 /// no unknown keys.
 pub fn validate<R: GateRule>(config: &[(String, ConfigValue)]) -> Result<R::Settings, String> {
-    let s = Settings::new(config);
-    let settings = R::settings(&s)?;
-    s.finish()?;
-    Ok(settings)
+    read_settings(config, R::settings)
 }
 
 /// Runs a rule as the host would, over `config` and `snapshot`: for unit
@@ -275,11 +357,7 @@ pub fn judge<R: GateRule>(
     config: &[(&str, ConfigValue)],
     snapshot: &dyn View,
 ) -> Result<Finding, String> {
-    let config: Vec<(String, ConfigValue)> = config
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
-        .collect();
-    let settings = validate::<R>(&config)?;
+    let settings = validate::<R>(&owned(config))?;
     Ok(R::judge(&settings, snapshot))
 }
 
@@ -340,9 +418,147 @@ macro_rules! export_gate_rule {
     };
 }
 
+/// Exports a [`TriggerRule`] as the plugin's trigger. Settings that fail to
+/// parse at check time (the host checks them at load) raise an alert and
+/// keep the state.
+#[macro_export]
+macro_rules! export_trigger_rule {
+    ($rule:ty) => {
+        struct __TollgateTriggerRule;
+
+        impl $crate::trigger::Guest for __TollgateTriggerRule {
+            fn validate_config(config: $crate::trigger::Config) -> ::core::result::Result<(), String> {
+                $crate::rule::validate_trigger::<$rule>(&config).map(|_| ())
+            }
+
+            fn check(
+                config: $crate::trigger::Config,
+                snapshot: &$crate::trigger::Snapshot,
+                state: ::std::vec::Vec<u8>,
+            ) -> $crate::trigger::TriggerResult {
+                match $crate::rule::validate_trigger::<$rule>(&config) {
+                    Ok(settings) => {
+                        <$rule as $crate::rule::TriggerRule>::check(&settings, snapshot, &state)
+                    }
+                    Err(e) => $crate::trigger::invalid_config(e, state),
+                }
+            }
+        }
+
+        $crate::trigger::export_trigger!(__TollgateTriggerRule with_types_in $crate::trigger);
+    };
+}
+
+/// Exports an [`ActionRule`] as the plugin's action.
+#[macro_export]
+macro_rules! export_action_rule {
+    ($rule:ty) => {
+        struct __TollgateActionRule;
+
+        impl $crate::action::Guest for __TollgateActionRule {
+            fn validate_config(config: $crate::action::Config) -> ::core::result::Result<(), String> {
+                $crate::rule::validate_action::<$rule>(&config).map(|_| ())
+            }
+
+            fn plan(
+                config: $crate::action::Config,
+                snapshot: &$crate::action::Snapshot,
+                context: $crate::action::Context,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::action::Action>, String> {
+                let settings = $crate::rule::validate_action::<$rule>(&config)?;
+                <$rule as $crate::rule::ActionRule>::plan(&settings, snapshot, &context)
+            }
+        }
+
+        $crate::action::export_action!(__TollgateActionRule with_types_in $crate::action);
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fires after two breaches in a row, counting them in its state.
+    struct TwoInARow;
+
+    impl TriggerRule for TwoInARow {
+        type Settings = f64;
+        fn settings(s: &Settings) -> Result<f64, String> {
+            s.number("max")
+        }
+        fn check(max: &f64, snapshot: &dyn View, state: &[u8]) -> TriggerResult {
+            let breached = snapshot.last("error_rate").is_some_and(|v| v > *max);
+            let count = if breached {
+                state.first().copied().unwrap_or(0).saturating_add(1)
+            } else {
+                0
+            };
+            TriggerResult {
+                fire: if count >= 2 {
+                    crate::trigger::Fire::ImmediateRollback
+                } else {
+                    crate::trigger::Fire::None
+                },
+                reason: format!("{count} breach(es) in a row"),
+                observed: None,
+                threshold: Some(*max),
+                details: Vec::new(),
+                state: vec![count],
+            }
+        }
+    }
+
+    /// Promotes on a pass, holds otherwise.
+    struct PromoteOnPass;
+
+    impl ActionRule for PromoteOnPass {
+        type Settings = ();
+        fn settings(_: &Settings) -> Result<(), String> {
+            Ok(())
+        }
+        fn plan(_: &(), _: &dyn View, context: &Context) -> Result<Vec<Action>, String> {
+            Ok(match context.outcome {
+                crate::action::Outcome::Pass => vec![Action::Promote],
+                _ => vec![Action::Hold(format!(
+                    "stage `{}` did not pass",
+                    context.stage
+                ))],
+            })
+        }
+    }
+
+    #[test]
+    fn a_trigger_rule_carries_its_state_from_check_to_check() {
+        let bad = MemorySnapshot::new(100).with_value("error_rate", 0.5);
+        let first = check::<TwoInARow>(&[("max", 0.1.into())], &bad, &[]).unwrap();
+        assert_eq!(first.fire, crate::trigger::Fire::None);
+        let second = check::<TwoInARow>(&[("max", 0.1.into())], &bad, &first.state).unwrap();
+        assert_eq!(second.fire, crate::trigger::Fire::ImmediateRollback);
+        assert_eq!(second.reason, "2 breach(es) in a row");
+        assert_eq!(
+            check::<TwoInARow>(&[("max", 0.1.into()), ("maxx", 1.0.into())], &bad, &[]).err(),
+            Some("unknown setting `maxx`".to_string())
+        );
+    }
+
+    #[test]
+    fn an_action_rule_plans_from_the_context() {
+        let context = Context {
+            stage: "canary".into(),
+            stages: Vec::new(),
+            elapsed_seconds: None,
+            outcome: crate::action::Outcome::Warning,
+            trigger: None,
+        };
+        let planned = plan::<PromoteOnPass>(&[], &MemorySnapshot::new(0), &context).unwrap();
+        assert_eq!(
+            planned,
+            [Action::Hold("stage `canary` did not pass".into())]
+        );
+        assert!(
+            plan::<PromoteOnPass>(&[("x", 1.0.into())], &MemorySnapshot::new(0), &context).is_err()
+        );
+    }
 
     #[test]
     fn a_memory_snapshot_windows_and_selects_as_the_host_does() {

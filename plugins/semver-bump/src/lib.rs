@@ -15,8 +15,9 @@
 //! → `1.3.0`) unless a larger bump is needed.
 
 use semver::{Prerelease, Version};
-use tollgate_sdk::action::{Action, Config, Context, Guest, Snapshot};
+use tollgate_sdk::action::{Action, Context};
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{ActionRule, View};
 
 /// How much a set of commits moves the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -135,17 +136,18 @@ fn parse_channel(s: &Settings<'_>) -> Result<Option<String>, String> {
 /// The action: reads `version` and `commits` from the snapshot.
 pub struct SemverBump;
 
-impl Guest for SemverBump {
-    fn validate_config(config: Config) -> Result<(), String> {
-        let s = Settings::new(&config);
-        parse_channel(&s)?;
-        s.finish()
+impl ActionRule for SemverBump {
+    /// The pre-release channel, if any.
+    type Settings = Option<String>;
+    fn settings(s: &Settings) -> Result<Option<String>, String> {
+        parse_channel(s)
     }
 
-    fn plan(config: Config, snapshot: &Snapshot, _context: Context) -> Result<Vec<Action>, String> {
-        let s = Settings::new(&config);
-        let channel = parse_channel(&s)?;
-        s.finish()?;
+    fn plan(
+        channel: &Option<String>,
+        snapshot: &dyn View,
+        _context: &Context,
+    ) -> Result<Vec<Action>, String> {
         let text = snapshot.version();
         let current = Version::parse(text.trim_start_matches('v'))
             .map_err(|e| format!("snapshot version `{text}` is not semver: {e}"))?;
@@ -163,7 +165,7 @@ impl Guest for SemverBump {
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::action::export_action!(SemverBump);
+tollgate_sdk::export_action_rule!(SemverBump);
 
 #[cfg(test)]
 mod tests {

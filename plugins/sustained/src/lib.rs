@@ -19,12 +19,11 @@
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
+use tollgate_sdk::rule::{TriggerRule, View};
 use tollgate_sdk::stats::{Op, short};
-use tollgate_sdk::trigger::{
-    Config, Detail, Fire, Guest, Query, Snapshot, Track, TriggerResult, parse_fire,
-};
+use tollgate_sdk::trigger::{Detail, Fire, Query, Track, TriggerResult, parse_fire};
 
-struct Rule {
+pub struct Rule {
     metric: String,
     op: Op,
     threshold: f64,
@@ -35,8 +34,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let metric = s.text("metric")?.to_string();
         let op: Op = s.opt_text("op")?.unwrap_or(">").parse()?;
         let threshold = s.number("threshold")?;
@@ -44,7 +42,6 @@ impl Rule {
         let fire = parse_fire(s.opt_text("fire")?.unwrap_or("immediate-rollback"))?;
         let selector = s.text_map("selector")?;
         let unit = s.opt_text("unit")?.unwrap_or_default().to_string();
-        s.finish()?;
         if hold_for.is_zero() {
             return Err("`for` must be longer than zero".into());
         }
@@ -62,7 +59,7 @@ impl Rule {
         })
     }
 
-    fn check(&self, snapshot: &Snapshot) -> TriggerResult {
+    fn check(&self, snapshot: &dyn View) -> TriggerResult {
         let taken_at = snapshot.taken_at();
         let points = snapshot.points(&Query {
             metric: self.metric.clone(),
@@ -186,18 +183,15 @@ impl Rule {
 /// The trigger: one [`Rule`] parsed from the settings, checked against the snapshot.
 pub struct Sustained;
 
-impl Guest for Sustained {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl TriggerRule for Sustained {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn check(config: Config, snapshot: &Snapshot, state: Vec<u8>) -> TriggerResult {
-        match Rule::parse(&config) {
-            Ok(rule) => rule.check(snapshot),
-            Err(e) => tollgate_sdk::trigger::invalid_config(e, state),
-        }
+    fn check(rule: &Rule, snapshot: &dyn View, _state: &[u8]) -> TriggerResult {
+        rule.check(snapshot)
     }
 }
 
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::trigger::export_trigger!(Sustained);
+tollgate_sdk::export_trigger_rule!(Sustained);

@@ -18,7 +18,8 @@
 use std::time::Duration;
 
 use tollgate_sdk::config::Settings;
-use tollgate_sdk::gate::{Config, Detail, Finding, Guest, Snapshot, Track, Verdict};
+use tollgate_sdk::gate::{Detail, Finding, Track, Verdict};
+use tollgate_sdk::rule::{GateRule, View};
 use tollgate_sdk::stats::{Aggregate, Op, short};
 
 /// A gate's settings, checked once.
@@ -30,7 +31,7 @@ enum Bound {
     Baseline(f64),
 }
 
-struct Rule {
+pub struct Rule {
     metric: String,
     op: Op,
     bound: Bound,
@@ -44,8 +45,7 @@ struct Rule {
 }
 
 impl Rule {
-    fn parse(config: &Config) -> Result<Self, String> {
-        let s = Settings::new(config);
+    fn read(s: &Settings) -> Result<Self, String> {
         let metric = s.text("metric")?.to_string();
         let op: Op = s.text("op")?.parse()?;
         let fixed = s.opt_number("threshold")?;
@@ -78,7 +78,6 @@ impl Rule {
             }
         };
         let unit = s.opt_text("unit")?.unwrap_or_default().to_string();
-        s.finish()?;
         if metric.is_empty() {
             return Err("`metric` must not be empty".into());
         }
@@ -145,7 +144,7 @@ impl Rule {
 
     fn aggregate(
         &self,
-        snapshot: &Snapshot,
+        snapshot: &dyn View,
         track: Track,
         selector: &[(String, String)],
     ) -> (Option<f64>, usize) {
@@ -154,7 +153,7 @@ impl Rule {
         (self.aggregate.apply(&pairs), pairs.len())
     }
 
-    fn evaluate(&self, snapshot: &Snapshot) -> Finding {
+    fn evaluate(&self, snapshot: &dyn View) -> Finding {
         let (observed, count) = self.aggregate(snapshot, self.track, &self.selector);
         let mut details = vec![Detail {
             key: "points".into(),
@@ -249,28 +248,31 @@ impl Rule {
 /// The gate: one [`Rule`] parsed from the settings, applied to the snapshot.
 pub struct Threshold;
 
-impl Guest for Threshold {
-    fn validate_config(config: Config) -> Result<(), String> {
-        Rule::parse(&config).map(|_| ())
+impl GateRule for Threshold {
+    type Settings = Rule;
+    fn settings(s: &Settings) -> Result<Rule, String> {
+        Rule::read(s)
     }
-
-    fn evaluate(config: Config, snapshot: &Snapshot) -> Finding {
-        match Rule::parse(&config) {
-            Ok(rule) => rule.evaluate(snapshot),
-            Err(e) => tollgate_sdk::gate::invalid_config(e),
-        }
+    fn judge(rule: &Rule, snapshot: &dyn View) -> Finding {
+        rule.evaluate(snapshot)
     }
 }
 
 // Exported only in the Wasm build; the native build (tests, clippy) has no
 // component exports to link.
 #[cfg(target_arch = "wasm32")]
-tollgate_sdk::gate::export_gate!(Threshold);
+tollgate_sdk::export_gate_rule!(Threshold);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_sdk::gate::ConfigValue;
+
+    impl Rule {
+        fn parse(config: &Config) -> Result<Self, String> {
+            tollgate_sdk::rule::validate::<Threshold>(config)
+        }
+    }
+    use tollgate_sdk::gate::{Config, ConfigValue};
 
     fn cfg(entries: &[(&str, ConfigValue)]) -> Config {
         entries

@@ -1,0 +1,137 @@
+// Helpers for tollgate plugins written in JavaScript, over
+// componentize-js's bindings of the `tollgate:plugin` WIT package.
+//
+// Copied next to a project's `index.js` by `tollgate plugin new --lang js`
+// and imported by relative path; componentize-js bundles it. The same
+// helpers as the Rust and Python SDKs: typed settings whose errors name the
+// key, windowed points, aggregates, findings and trigger results. WIT
+// records are objects, enums strings, s64 values BigInts, `list<u8>` a
+// Uint8Array, and a `result` error is a thrown string.
+
+/** A plugin's `with:` settings. Every read records the key, and `finish()`
+ * refuses keys nothing read, so a typo in a policy is an error at load. */
+export class Settings {
+  constructor(config) {
+    this.values = new Map(config.map(([key, value]) => [key, value.val]));
+    this.read = new Set();
+  }
+
+  get(key) {
+    this.read.add(key);
+    return this.values.get(key);
+  }
+
+  number(key, fallback) {
+    let v = this.get(key);
+    if (v === undefined) {
+      if (fallback === undefined) throw `\`${key}\` is required`;
+      return fallback;
+    }
+    if (typeof v === "bigint") v = Number(v);
+    if (typeof v !== "number") throw `\`${key}\` must be a number, not ${typeof v}`;
+    if (!Number.isFinite(v)) throw `\`${key}\` must be a finite number`;
+    return v;
+  }
+
+  integer(key, fallback) {
+    const v = this.get(key);
+    if (v === undefined) {
+      if (fallback === undefined) throw `\`${key}\` is required`;
+      return fallback;
+    }
+    if (typeof v !== "bigint") throw `\`${key}\` must be a whole number, not ${typeof v}`;
+    return Number(v);
+  }
+
+  text(key, fallback) {
+    const v = this.get(key);
+    if (v === undefined) {
+      if (fallback === undefined) throw `\`${key}\` is required`;
+      return fallback;
+    }
+    if (typeof v !== "string") throw `\`${key}\` must be text, not ${typeof v}`;
+    return v;
+  }
+
+  flag(key, fallback = false) {
+    const v = this.get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "boolean") throw `\`${key}\` must be true or false`;
+    return v;
+  }
+
+  finish() {
+    const unknown = [...this.values.keys()].filter((k) => !this.read.has(k)).sort();
+    if (unknown.length > 0) throw `unknown setting(s): ${unknown.map((k) => `\`${k}\``).join(", ")}`;
+  }
+}
+
+/** The [timestamp, value] points of `metric` in the window ending at the
+ * snapshot's `taken_at`, oldest first; the host applies the window. */
+export function points(snapshot, metric, { windowSeconds, selector = [], baseline = false } = {}) {
+  const query = {
+    metric,
+    selector,
+    windowSeconds: windowSeconds === undefined ? undefined : BigInt(windowSeconds),
+    track: baseline ? "baseline" : "current",
+  };
+  return snapshot.points(query).map((p) => [Number(p.timestamp), p.value]);
+}
+
+/** The newest value of `metric`, or undefined. */
+export function last(snapshot, metric, options = {}) {
+  const found = points(snapshot, metric, options);
+  return found.length ? found[found.length - 1][1] : undefined;
+}
+
+/** avg, min, max, last, sum, count or pNN (linear interpolation, as the
+ * Rust SDK); undefined for no values. */
+export function aggregate(values, how = "last") {
+  const v = [...values];
+  if (v.length === 0) return undefined;
+  switch (how) {
+    case "last":
+      return v[v.length - 1];
+    case "avg":
+      return v.reduce((a, b) => a + b, 0) / v.length;
+    case "min":
+      return Math.min(...v);
+    case "max":
+      return Math.max(...v);
+    case "sum":
+      return v.reduce((a, b) => a + b, 0);
+    case "count":
+      return v.length;
+  }
+  const p = /^p(\d+(\.\d+)?)$/.exec(how);
+  if (!p) throw `unknown aggregate \`${how}\``;
+  const sorted = v.sort((a, b) => a - b);
+  const rank = (Number(p[1]) / 100) * (sorted.length - 1);
+  const low = Math.floor(rank);
+  const high = Math.min(low + 1, sorted.length - 1);
+  return sorted[low] + (sorted[high] - sorted[low]) * (rank - low);
+}
+
+function detailList(details) {
+  return Object.entries(details).map(([key, value]) => ({ key, value: String(value) }));
+}
+
+/** A finding: verdict is "pass", "warn", "fail" or "inconclusive". */
+export function finding(verdict, reason, observed, threshold, details = {}) {
+  return { verdict, reason, observed, threshold, details: detailList(details) };
+}
+
+/** A trigger's answer: fire is "none", "alert", "prepare-rollback" or
+ * "immediate-rollback"; `state` (bytes) is handed to the next check. */
+export function triggerResult(fire, reason, state = [], observed, threshold, details = {}) {
+  return { fire, reason, observed, threshold, details: detailList(details), state: Uint8Array.from(state) };
+}
+
+/** Actions, as an action's `plan` returns them. */
+export const action = {
+  promote: () => ({ tag: "promote" }),
+  setWeight: (percent) => ({ tag: "set-weight", val: percent }),
+  pause: (seconds) => ({ tag: "pause", val: BigInt(seconds) }),
+  hold: (reason) => ({ tag: "hold", val: reason }),
+  rollback: (reason) => ({ tag: "rollback", val: reason }),
+};
