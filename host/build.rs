@@ -1,10 +1,13 @@
 //! Builds the first-party plugins from source and embeds them in the binary.
 //!
-//! Each plugin crate under `plugins/` is compiled once to
-//! `wasm32-unknown-unknown` by a nested cargo build with its own target
-//! directory, then turned into a component with `wit-component`. The result
-//! imports only the tollgate interfaces, never WASI. The generated
-//! `builtin_plugins.rs` lists every component with its bytes.
+//! Each plugin crate under `plugins/` is compiled once by a nested cargo
+//! build with its own target directory. Most target `wasm32-unknown-unknown`
+//! and are turned into a component with `wit-component`, importing only the
+//! tollgate interfaces. A crate whose `[package.metadata.tollgate]` says
+//! `target = "wasm32-wasip2"` (a gate that reads granted files with the
+//! standard library) is built for that target, whose linker already emits a
+//! component. The generated `builtin_plugins.rs` lists every component with
+//! its bytes.
 
 use std::env;
 use std::fmt::Write as _;
@@ -15,14 +18,23 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The target of plugins that use WASI through the standard library.
+const WASI_TARGET: &str = "wasm32-wasip2";
+
+/// A first-party plugin: its policy name, crate and Wasm target.
+struct Plugin {
+    name: String,
+    krate: String,
+    target: String,
+}
 
 /// Crates named `tollgate-plugin-<name>` are first-party plugins; policies
 /// know each by `<name>`.
 const PLUGIN_PREFIX: &str = "tollgate-plugin-";
 
-/// The first-party plugins, `(name, crate)`, read from the workspace's
-/// members so the list is never written twice.
-fn workspace_plugins(root: &Path) -> Result<Vec<(String, String)>> {
+/// The first-party plugins, read from the workspace's members so the list
+/// is never written twice.
+fn workspace_plugins(root: &Path) -> Result<Vec<Plugin>> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
@@ -44,18 +56,32 @@ fn workspace_plugins(root: &Path) -> Result<Vec<(String, String)>> {
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).context("reading `cargo metadata` output")?;
-    let mut plugins: Vec<(String, String)> = meta["packages"]
+    let mut plugins = Vec::new();
+    for package in meta["packages"]
         .as_array()
         .context("`cargo metadata` lists no packages")?
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .filter_map(|krate| {
-            krate
-                .strip_prefix(PLUGIN_PREFIX)
-                .map(|name| (name.to_string(), krate.to_string()))
-        })
-        .collect();
-    plugins.sort();
+    {
+        let Some(krate) = package["name"].as_str() else {
+            continue;
+        };
+        let Some(name) = krate.strip_prefix(PLUGIN_PREFIX) else {
+            continue;
+        };
+        let target = package["metadata"]["tollgate"]["target"]
+            .as_str()
+            .unwrap_or(WASM_TARGET);
+        if ![WASM_TARGET, WASI_TARGET].contains(&target) {
+            bail!(
+                "plugin crate `{krate}` asks for target `{target}`; expected {WASM_TARGET} or {WASI_TARGET}"
+            );
+        }
+        plugins.push(Plugin {
+            name: name.to_string(),
+            krate: krate.to_string(),
+            target: target.to_string(),
+        });
+    }
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
     if plugins.is_empty() {
         bail!("the workspace has no `{PLUGIN_PREFIX}*` crates");
     }
@@ -84,34 +110,55 @@ fn run() -> Result<()> {
     // fuzz build runs on nightly, which may lack the wasm target.
     println!("cargo:rerun-if-env-changed=TOLLGATE_PLUGIN_TOOLCHAIN");
     let toolchain = env::var("TOLLGATE_PLUGIN_TOOLCHAIN").ok();
-    if toolchain.is_none() {
-        ensure_wasm_target()?;
-    }
     let plugins = workspace_plugins(&root)?;
+    let mut targets: Vec<&str> = plugins.iter().map(|p| p.target.as_str()).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    if toolchain.is_none() {
+        for target in &targets {
+            ensure_wasm_target(target)?;
+        }
+    }
 
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("wasm-plugins");
-    build_plugins(&root, &target_dir, &plugins, toolchain.as_deref())?;
+    for target in &targets {
+        let crates: Vec<&str> = plugins
+            .iter()
+            .filter(|p| p.target == *target)
+            .map(|p| p.krate.as_str())
+            .collect();
+        build_plugins(&root, &target_dir, target, &crates, toolchain.as_deref())?;
+    }
 
     let mut listing = String::from(
         "/// First-party plugins embedded at build time: `(name, component bytes)`.\n\
          pub(crate) const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
     );
-    for (name, krate) in &plugins {
+    for Plugin {
+        name,
+        krate,
+        target,
+    } in &plugins
+    {
         let module_path = target_dir
-            .join(WASM_TARGET)
+            .join(target)
             .join("release")
             .join(format!("{}.wasm", krate.replace('-', "_")));
         let module =
             fs::read(&module_path).with_context(|| format!("reading {}", module_path.display()))?;
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .with_context(|| format!("reading the component metadata of plugin `{name}`"))?
-            .validate(true)
-            .encode()
-            .with_context(|| format!("componentizing plugin `{name}`"))?;
+        let component = if target == WASI_TARGET {
+            module
+        } else {
+            wit_component::ComponentEncoder::default()
+                .module(&module)
+                .with_context(|| format!("reading the component metadata of plugin `{name}`"))?
+                .validate(true)
+                .encode()
+                .with_context(|| format!("componentizing plugin `{name}`"))?
+        };
         let dest = out_dir.join(format!("{name}.wasm"));
         fs::write(&dest, component)?;
         writeln!(
@@ -128,32 +175,32 @@ fn run() -> Result<()> {
 /// Makes sure the Wasm target's standard library is installed for the active
 /// toolchain; rustup does not add targets listed in `rust-toolchain.toml` to a
 /// toolchain that is already installed.
-fn ensure_wasm_target() -> Result<()> {
+fn ensure_wasm_target(target: &str) -> Result<()> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
         .output()
         .with_context(|| format!("running `{rustc} --print sysroot`"))?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if has_target(&sysroot) {
+    if has_target(&sysroot, target) {
         return Ok(());
     }
     let status = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
+        .args(["target", "add", target])
         .status();
     match status {
-        Ok(s) if s.success() && has_target(&sysroot) => Ok(()),
+        Ok(s) if s.success() && has_target(&sysroot, target) => Ok(()),
         _ => bail!(
-            "the `{WASM_TARGET}` target is missing and could not be installed; run \
-             `rustup target add {WASM_TARGET}` (or `rustup toolchain install` in the repository) and build again"
+            "the `{target}` target is missing and could not be installed; run \
+             `rustup target add {target}` (or `rustup toolchain install` in the repository) and build again"
         ),
     }
 }
 
-fn has_target(sysroot: &Path) -> bool {
+fn has_target(sysroot: &Path, target: &str) -> bool {
     sysroot
         .join("lib/rustlib")
-        .join(WASM_TARGET)
+        .join(target)
         .join("lib")
         .is_dir()
 }
@@ -161,7 +208,8 @@ fn has_target(sysroot: &Path) -> bool {
 fn build_plugins(
     root: &Path,
     target_dir: &Path,
-    plugins: &[(String, String)],
+    target: &str,
+    crates: &[&str],
     toolchain: Option<&str>,
 ) -> Result<()> {
     let mut cmd = match toolchain {
@@ -178,12 +226,12 @@ fn build_plugins(
     cmd.arg("build")
         .arg("--release")
         .arg("--target")
-        .arg(WASM_TARGET)
+        .arg(target)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    for (_, krate) in plugins {
+    for krate in crates {
         cmd.arg("-p").arg(krate);
     }
     // Small, self-contained guests: size-optimised, no unwinding, no symbols.

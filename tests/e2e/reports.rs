@@ -215,3 +215,72 @@ fn malformed_reports_are_errors_naming_the_file_and_where() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
 }
+
+/// The first-party `junit-report` gate reads pytest's real JUnit XML itself,
+/// through the directory its policy grants, and names the failing test;
+/// without the grant the file does not exist for it.
+#[test]
+fn the_junit_report_gate_reads_a_real_pytest_report_through_its_grant() {
+    let home = tempfile::tempdir().unwrap();
+    let reports = home.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    if !produce_reports(&reports) {
+        return;
+    }
+    let policy = |with: &str, grants: &str| {
+        format!(
+            "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{ name: tests }}\nstages:\n  - name: ci\n    gates:\n      - name: tests-pass\n        plugin: junit-report\n        key: true\n{grants}        with: {with}\n"
+        )
+    };
+    let grant = "        grants: { files: [ { host: ./reports, guest: /reports } ] }\n";
+    let snapshot = write(
+        home.path(),
+        "snapshot.json",
+        br#"{"service":"calc","version":"1.0.0","taken_at":1764237600,"metrics":[]}"#,
+    );
+    let snapshot = snapshot.to_str().unwrap();
+    let eval = |name: &str, text: String| {
+        let path = write(home.path(), name, text.as_bytes());
+        let path = path.to_str().unwrap();
+        let run = tollgate(
+            &["eval", "-p", path, "-s", snapshot, "--format", "json"],
+            "",
+        );
+        let decision: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr));
+        decision["gates"][0].clone()
+    };
+
+    let found = eval("strict.yaml", policy("{ path: /reports/junit.xml }", grant));
+    assert_eq!(found["verdict"], "fail", "{found}");
+    let reason = found["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("5 test(s): 1 failed, 0 errored, 1 skipped in /reports/junit.xml, more than the 0 allowed; first: test_calc.test_known_bug (failed): assert"),
+        "{reason}"
+    );
+    assert_eq!(found["details"]["failed"], "1", "{found}");
+    assert_eq!(found["details"]["tests"], "5", "{found}");
+
+    let found = eval(
+        "lenient.yaml",
+        policy("{ path: /reports, allowed_failures: 1 }", grant),
+    );
+    assert_eq!(found["verdict"], "pass", "{found}");
+    assert!(
+        found["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("in 1 report(s) under /reports"),
+        "coverage.xml beside it is passed over: {found}"
+    );
+
+    let found = eval("ungranted.yaml", policy("{ path: /reports/junit.xml }", ""));
+    assert_eq!(found["verdict"], "inconclusive", "{found}");
+    assert!(
+        found["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read /reports/junit.xml: "),
+        "{found}"
+    );
+}
