@@ -284,3 +284,145 @@ fn the_junit_report_gate_reads_a_real_pytest_report_through_its_grant() {
         "{found}"
     );
 }
+
+/// Runs `program args` in `dir` and returns its stdout; `None` (the test
+/// skips, saying why) when the tool is not installed.
+fn tool_output(dir: &Path, program: &str, args: &[&str]) -> Option<Vec<u8>> {
+    if !crate::support::installed(program) {
+        eprintln!("skipped: `{program}` is not installed (.ci/run installs it)");
+        return None;
+    }
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // detect-secrets and jscpd exit 0; radon too, even on findings.
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out.stdout)
+}
+
+/// radon's complexity and maintainability, jscpd's duplication and
+/// detect-secrets' findings, from the real tools, become the seed's metrics.
+#[test]
+fn real_radon_jscpd_and_detect_secrets_reports_become_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["calc.py", "test_calc.py"] {
+        std::fs::copy(
+            repo(&format!("tests/fixtures/pyproject/{f}")),
+            dir.path().join(f),
+        )
+        .unwrap();
+    }
+    let Some(cc) = tool_output(
+        dir.path(),
+        "radon",
+        &["cc", "-j", "calc.py", "test_calc.py"],
+    ) else {
+        return;
+    };
+    let Some(mi) = tool_output(
+        dir.path(),
+        "radon",
+        &["mi", "-j", "calc.py", "test_calc.py"],
+    ) else {
+        return;
+    };
+    write(dir.path(), "cc.json", &cc);
+    write(dir.path(), "mi.json", &mi);
+    let p = |f: &str| format!("{}", dir.path().join(f).display());
+    let snapshot = build(&[
+        "--report",
+        &format!("complexity={}", p("cc.json")),
+        "--report",
+        &format!("maintainability={}", p("mi.json")),
+    ]);
+    // `classify` has four paths; radon agrees.
+    assert_eq!(value(&snapshot, "cyclomatic_complexity_max"), 4.0);
+    let mi: serde_json::Value = serde_json::from_slice(&mi).unwrap();
+    let lowest = mi
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["mi"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(value(&snapshot, "maintainability_index"), lowest);
+
+    // Two files sharing a long block: jscpd's own percentage comes through.
+    let code = std::fs::create_dir(dir.path().join("src"));
+    code.unwrap();
+    let body: String = (0..12)
+        .map(|i| format!("    total += values[{i}] * {i} + offset\n"))
+        .collect();
+    for name in ["a", "b"] {
+        std::fs::write(
+            dir.path().join(format!("src/{name}.py")),
+            format!("def compute_{name}(values, offset):\n    total = 0\n{body}    return total\n\n\ndef other_{name}():\n    return 1\n"),
+        )
+        .unwrap();
+    }
+    if tool_output(
+        dir.path(),
+        "jscpd",
+        &[
+            "--reporters",
+            "json",
+            "--output",
+            "jscpd",
+            "--silent",
+            "src",
+        ],
+    )
+    .is_some()
+    {
+        let report = dir.path().join("jscpd/jscpd-report.json");
+        let raw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        let snapshot = build(&["--report", &format!("duplication={}", report.display())]);
+        let percent = value(&snapshot, "duplication_percent");
+        assert_eq!(
+            percent,
+            raw["statistics"]["total"]["percentage"].as_f64().unwrap()
+        );
+        assert!(percent > 3.0, "{percent}");
+    }
+
+    // An AWS-style key and a password: detect-secrets finds both.
+    std::fs::write(
+        dir.path().join("settings.py"),
+        "AWS_ACCESS_KEY_ID = \"AKIAIOSFODNN7EXAMPLE\"\npassword = \"hunter2hunter2\"\n",
+    )
+    .unwrap();
+    if let Some(found) = tool_output(dir.path(), "detect-secrets", &["scan", "settings.py"]) {
+        write(dir.path(), "secrets.json", &found);
+        let snapshot = build(&["--report", &format!("secrets={}", p("secrets.json"))]);
+        assert_eq!(value(&snapshot, "secrets_detected"), 2.0);
+        let clean = tool_output(dir.path(), "detect-secrets", &["scan", "calc.py"]).unwrap();
+        write(dir.path(), "clean.json", &clean);
+        let snapshot = build(&["--report", &format!("secrets={}", p("clean.json"))]);
+        assert_eq!(value(&snapshot, "secrets_detected"), 0.0);
+    }
+
+    // A report of the wrong tool names what was expected.
+    let run = tollgate(
+        &[
+            "snapshot",
+            "build",
+            "--report",
+            &format!("secrets={}", p("mi.json")),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("expected detect-secrets' JSON with `results`"),
+        "{}",
+        run.stderr
+    );
+}

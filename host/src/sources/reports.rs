@@ -6,6 +6,10 @@
 //! | `tests` | JUnit XML | `tests_total`, `tests_failed`, `tests_skipped` |
 //! | `lint` | SARIF 2.1.0 | `lint_errors`, `lint_warnings`, `lint_notes` |
 //! | `security` | SARIF 2.1.0 | `vulnerabilities_critical`, `_high`, `_medium`, `_low` |
+//! | `complexity` | radon `cc -j` | `cyclomatic_complexity_max` |
+//! | `maintainability` | radon `mi -j` | `maintainability_index` (the lowest file's) |
+//! | `duplication` | jscpd JSON | `duplication_percent` |
+//! | `secrets` | detect-secrets, gitleaks JSON | `secrets_detected` |
 //!
 //! XML is read with quick-xml, which never expands entities a document
 //! defines; a document type declaration is refused outright, so an XML bomb
@@ -34,6 +38,14 @@ pub enum ReportKind {
     Lint,
     /// Findings by `security-severity` from SARIF.
     Security,
+    /// Cyclomatic complexity per function from radon's `cc -j`.
+    Complexity,
+    /// Maintainability index per file from radon's `mi -j`.
+    Maintainability,
+    /// Duplicated lines from jscpd's JSON report.
+    Duplication,
+    /// Hardcoded secrets from detect-secrets' or gitleaks' JSON.
+    Secrets,
 }
 
 impl std::str::FromStr for ReportKind {
@@ -45,9 +57,13 @@ impl std::str::FromStr for ReportKind {
             "tests" | "junit" => Self::Tests,
             "lint" | "sarif" => Self::Lint,
             "security" | "vulnerabilities" => Self::Security,
+            "complexity" => Self::Complexity,
+            "maintainability" => Self::Maintainability,
+            "duplication" => Self::Duplication,
+            "secrets" => Self::Secrets,
             other => {
                 return Err(format!(
-                    "unknown report kind `{other}`; expected coverage, tests, lint or security"
+                    "unknown report kind `{other}`; expected coverage, tests, lint, security, complexity, maintainability, duplication or secrets"
                 ));
             }
         })
@@ -88,7 +104,169 @@ pub fn parse(kind: ReportKind, bytes: &[u8]) -> Result<Values, ReportError> {
         ReportKind::Tests => junit(bytes),
         ReportKind::Lint => sarif(bytes).map(|s| s.levels()),
         ReportKind::Security => sarif(bytes).map(|s| s.severities()),
+        ReportKind::Complexity => radon_cc(bytes),
+        ReportKind::Maintainability => radon_mi(bytes),
+        ReportKind::Duplication => jscpd(bytes),
+        ReportKind::Secrets => secrets(bytes),
     }
+}
+
+/// Deserializes a JSON report, naming where it broke.
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ReportError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_eof() {
+            err(format!(
+                "{what}: truncated at line {}, column {}",
+                inner.line(),
+                inner.column()
+            ))
+        } else if path == "." {
+            err(format!("{what}: {inner}"))
+        } else {
+            err(format!("{what}: {path}: {inner}"))
+        }
+    })
+}
+
+/// One entry of radon's per-file output: its blocks, or the error radon
+/// met reading the file.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RadonFile<T> {
+    Error { error: String },
+    Ok(T),
+}
+
+/// A block of `radon cc -j`: a function, a method or a class, with the
+/// methods and closures inside it.
+#[derive(Deserialize)]
+struct RadonBlock {
+    complexity: f64,
+    #[serde(default)]
+    methods: Vec<RadonBlock>,
+    #[serde(default)]
+    closures: Vec<RadonBlock>,
+    #[serde(default, rename = "type")]
+    kind: String,
+}
+
+impl RadonBlock {
+    /// The highest complexity of a function or method in this block. A
+    /// class's own figure is the average of its methods', so it is skipped.
+    fn max(&self) -> Option<f64> {
+        let own = (self.kind != "class").then_some(self.complexity);
+        self.methods
+            .iter()
+            .chain(&self.closures)
+            .filter_map(RadonBlock::max)
+            .chain(own)
+            .reduce(f64::max)
+    }
+}
+
+/// `radon cc -j`: the most complex function anywhere.
+fn radon_cc(bytes: &[u8]) -> Result<Values, ReportError> {
+    let files: BTreeMap<String, RadonFile<Vec<RadonBlock>>> = json(bytes, "radon cc")?;
+    let mut max = None::<f64>;
+    for (file, entry) in &files {
+        match entry {
+            RadonFile::Error { error } => {
+                return Err(err(format!("radon cc: `{file}`: {error}")));
+            }
+            RadonFile::Ok(blocks) => {
+                if let Some(m) = blocks.iter().filter_map(RadonBlock::max).reduce(f64::max) {
+                    max = Some(max.map_or(m, |x| x.max(m)));
+                }
+            }
+        }
+    }
+    let mut out = Values::new();
+    // A report with no function in it has no complexity to judge.
+    if let Some(max) = max {
+        out.insert("cyclomatic_complexity_max", max);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct RadonMi {
+    mi: f64,
+}
+
+/// `radon mi -j`: the least maintainable file's index (0–100).
+fn radon_mi(bytes: &[u8]) -> Result<Values, ReportError> {
+    let files: BTreeMap<String, RadonFile<RadonMi>> = json(bytes, "radon mi")?;
+    let mut min = None::<f64>;
+    for (file, entry) in &files {
+        match entry {
+            RadonFile::Error { error } => {
+                return Err(err(format!("radon mi: `{file}`: {error}")));
+            }
+            RadonFile::Ok(RadonMi { mi }) => min = Some(min.map_or(*mi, |m| m.min(*mi))),
+        }
+    }
+    let mut out = Values::new();
+    if let Some(min) = min {
+        out.insert("maintainability_index", min);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct Jscpd {
+    statistics: JscpdStatistics,
+}
+
+#[derive(Deserialize)]
+struct JscpdStatistics {
+    total: JscpdTotal,
+}
+
+#[derive(Deserialize)]
+struct JscpdTotal {
+    percentage: f64,
+    lines: u64,
+}
+
+/// jscpd's JSON report: the share of duplicated lines over all sources.
+fn jscpd(bytes: &[u8]) -> Result<Values, ReportError> {
+    let report: Jscpd = json(bytes, "jscpd")?;
+    let total = report.statistics.total;
+    let mut out = Values::new();
+    // jscpd reports NaN-free 0 for no sources; no lines is nothing measured.
+    if total.lines > 0 {
+        out.insert("duplication_percent", total.percentage);
+    }
+    Ok(out)
+}
+
+/// detect-secrets' baseline (`results`: findings by file) or gitleaks'
+/// report (a list of findings).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Secrets {
+    DetectSecrets {
+        results: BTreeMap<String, Vec<serde_json::Value>>,
+    },
+    Gitleaks(Vec<serde_json::Value>),
+}
+
+fn secrets(bytes: &[u8]) -> Result<Values, ReportError> {
+    let found = match json::<Secrets>(bytes, "secrets") {
+        Ok(Secrets::DetectSecrets { results }) => results.values().map(Vec::len).sum::<usize>(),
+        Ok(Secrets::Gitleaks(findings)) => findings.len(),
+        Err(e) => {
+            return Err(err(format!(
+                "{e} (expected detect-secrets' JSON with `results`, or gitleaks' list of findings)"
+            )));
+        }
+    };
+    let mut out = Values::new();
+    out.insert("secrets_detected", found as f64);
+    Ok(out)
 }
 
 fn percent(hit: u64, found: u64) -> f64 {
@@ -666,6 +844,30 @@ mod tests {
         assert_eq!(
             (v["tests_total"], v["tests_failed"], v["tests_skipped"]),
             (4.0, 2.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn radon_complexity_looks_inside_classes_and_closures_and_names_a_broken_file() {
+        let cc = br#"{"a.py": [{"type": "class", "complexity": 3, "name": "C", "methods": [
+            {"type": "method", "complexity": 2, "name": "f", "closures": []},
+            {"type": "method", "complexity": 5, "name": "g", "closures": [{"type": "function", "complexity": 11, "name": "inner"}]}]}],
+            "b.py": [{"type": "function", "complexity": 7, "name": "h", "closures": []}]}"#;
+        let v = parse(ReportKind::Complexity, cc).unwrap();
+        assert_eq!(v["cyclomatic_complexity_max"], 11.0);
+        let broken = br#"{"c.py": {"error": "invalid syntax (<unknown>, line 3)"}}"#;
+        assert_eq!(
+            parse(ReportKind::Complexity, broken).unwrap_err().0,
+            "radon cc: `c.py`: invalid syntax (<unknown>, line 3)"
+        );
+        assert!(parse(ReportKind::Complexity, b"{}").unwrap().is_empty());
+        let mi = br#"{"a.py": {"mi": 82.5, "rank": "A"}, "b.py": {"mi": 64.25, "rank": "A"}}"#;
+        assert_eq!(parse(ReportKind::Maintainability, mi).unwrap()["maintainability_index"], 64.25);
+        assert!(
+            parse(ReportKind::Duplication, br#"{"statistics": {"total": {}}}"#)
+                .unwrap_err()
+                .0
+                .starts_with("jscpd: statistics.total: missing field"),
         );
     }
 
