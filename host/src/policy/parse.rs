@@ -926,7 +926,7 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                "line 8: unknown plugin `nope` in gate `a`; known plugins: baseline-drop, canary-judge, canary-schedule, circuit-breaker, flag-rollout, junit-report, semver-bump, sustained, threshold",
+                "line 8: unknown plugin `nope` in gate `a`; known plugins: approved-registries, baseline-drop, canary-judge, canary-schedule, circuit-breaker, flag-rollout, junit-report, semver-bump, sustained, threshold, window",
                 "line 9: `weight` of gate `a` must be between 0 and 1000000, not -1",
                 "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory, grants",
                 "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",

@@ -38,6 +38,11 @@ pub const PANIC_PREFIX: &str = "panicked: ";
 /// instruction executed". Installed by [`config::Settings::new`], which
 /// every plugin calls first; call it yourself if yours does not.
 pub fn install_panic_hook() {
+    // Natively (rule unit tests) there is no host to log to, and the test
+    // harness reports panics itself.
+    if cfg!(not(target_arch = "wasm32")) {
+        return;
+    }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
