@@ -175,4 +175,19 @@ pub struct Decision {
     /// reports, values); absent for a snapshot sent whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<crate::sources::Evidence>,
+    /// With `stage: all`, every stage evaluated, in order, up to the one
+    /// this decision stopped at (the last entry); empty for one stage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipeline: Vec<StageRun>,
+}
+
+/// One stage of a `stage: all` evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRun {
+    pub stage: String,
+    pub decision: Outcome,
+    pub stage_result: StageResult,
+    pub score: Option<f64>,
+    pub summary: String,
+    pub gates: Vec<GateResult>,
 }

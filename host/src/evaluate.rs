@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decision::{
-    ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, TriggerResult, Verdict,
+    ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageRun, TriggerResult,
+    Verdict,
 };
 use crate::digest::Digest;
 use crate::engine::{self, ActionContext, Finding, StageInfo};
@@ -38,7 +39,7 @@ use self::scoring::{StageVerdict, counted_as, decide, escalate_by_actions, escal
 pub enum EvalError {
     #[error("trigger state unavailable")]
     State(#[from] StateError),
-    #[error("unknown stage `{stage}` in policy `{policy}`; stages: {}", available.join(", "))]
+    #[error("unknown stage `{stage}` in policy `{policy}`; stages: {}, or `all` for every stage in order", available.join(", "))]
     UnknownStage {
         policy: String,
         stage: String,
@@ -119,9 +120,117 @@ pub fn evaluate(
     )
 }
 
+/// The stage name that asks for every stage of a policy in order (a
+/// policy may not name a stage so).
+pub const ALL_STAGES: &str = "all";
+
+/// Whether `stage` names a stage of `policy`, or is [`ALL_STAGES`].
+pub fn is_known_stage(policy: &crate::policy::Policy, stage: &str) -> bool {
+    stage == ALL_STAGES || policy.stage(Some(stage)).is_some()
+}
+
 /// Evaluates a stage: gates, then triggers (reading and writing their state
-/// in `state`), then actions.
+/// in `state`), then actions. With the stage [`ALL_STAGES`], evaluates every
+/// stage in order and stops at the first that does not promote.
 pub fn evaluate_with(
+    loaded: &LoadedPolicy,
+    request: &Request<'_>,
+    snapshot: Arc<Snapshot>,
+    state: &mut dyn StateStore,
+) -> Result<Decision, EvalError> {
+    if request.stage == Some(ALL_STAGES) {
+        return evaluate_pipeline(loaded, request, snapshot, state);
+    }
+    evaluate_stage(loaded, request, snapshot, state)
+}
+
+/// Trigger state as `base` holds it, with this evaluation's writes kept
+/// aside until [`Overlay::apply`]: the stages a pipeline passes through see
+/// the state, and only the stage it stops at advances it, once.
+struct Overlay<'a> {
+    base: &'a mut dyn StateStore,
+    writes: BTreeMap<String, (StateKey, Vec<u8>)>,
+}
+
+impl StateStore for Overlay<'_> {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
+        match self.writes.get(&key.to_string()) {
+            Some((_, state)) => Ok(Some(state.clone())),
+            None => self.base.get(key),
+        }
+    }
+
+    fn put(&mut self, key: &StateKey, state: Vec<u8>) -> Result<(), StateError> {
+        self.writes.insert(key.to_string(), (key.clone(), state));
+        Ok(())
+    }
+}
+
+impl Overlay<'_> {
+    fn apply(self) -> Result<(), StateError> {
+        for (key, state) in self.writes.into_values() {
+            self.base.put(&key, state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every stage in order, up to the first that does not promote. The
+/// decision is that stage's (or the last one's), its summary says which
+/// stage it is, and `pipeline` reports each stage evaluated.
+fn evaluate_pipeline(
+    loaded: &LoadedPolicy,
+    request: &Request<'_>,
+    snapshot: Arc<Snapshot>,
+    state: &mut dyn StateStore,
+) -> Result<Decision, EvalError> {
+    let stages = &loaded.policy.stages;
+    let mut runs = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let mut overlay = Overlay {
+            base: &mut *state,
+            writes: BTreeMap::new(),
+        };
+        let one = Request {
+            stage: Some(stage.name.as_str()),
+            ..*request
+        };
+        let mut decision = evaluate_stage(loaded, &one, Arc::clone(&snapshot), &mut overlay)?;
+        runs.push(StageRun {
+            stage: decision.stage.clone(),
+            decision: decision.decision,
+            stage_result: decision.stage_result,
+            score: decision.score,
+            summary: decision.summary.clone(),
+            gates: decision.gates.clone(),
+        });
+        let last = i + 1 == stages.len();
+        if decision.decision != Outcome::Promote || last {
+            overlay.apply()?;
+            let n = stages.len();
+            decision.summary = if decision.decision == Outcome::Promote {
+                let names: Vec<String> = stages.iter().map(|s| format!("`{}`", s.name)).collect();
+                format!("all {n} stage(s) passed: {}", names.join(", "))
+            } else {
+                format!(
+                    "stage `{}` ({} of {n}) did not pass: {}",
+                    stage.name,
+                    i + 1,
+                    decision.summary
+                )
+            };
+            decision.pipeline = runs;
+            return Ok(decision);
+        }
+    }
+    Err(EvalError::UnknownStage {
+        policy: loaded.policy.name.to_string(),
+        stage: ALL_STAGES.to_string(),
+        available: loaded.policy.stage_names(),
+    })
+}
+
+fn evaluate_stage(
     loaded: &LoadedPolicy,
     request: &Request<'_>,
     snapshot: Arc<Snapshot>,
@@ -194,10 +303,12 @@ pub fn evaluate_with(
     let actions = run_actions(loaded, &snapshot, &context);
     let (decision, summary) = escalate_by_actions(decision, summary, &actions);
 
-    let plugins = stage
-        .gates
+    // Every plugin the policy uses, not only this stage's: a replay loads
+    // the whole policy, so the record must hold all of their bytes.
+    let plugins = policy
+        .stages
         .iter()
-        .map(|g| &g.plugin)
+        .flat_map(|s| s.gates.iter().map(|g| &g.plugin))
         .chain(policy.triggers.iter().map(|t| &t.plugin))
         .chain(policy.actions.iter().map(|a| &a.plugin))
         .filter_map(|name| loaded.plugins.get(name).map(|p| (name.clone(), p.digest())))
@@ -223,6 +334,7 @@ pub fn evaluate_with(
             plugins,
         },
         sources: None,
+        pipeline: Vec::new(),
     })
 }
 

@@ -256,6 +256,32 @@ fn compare(record: &Record, replayed: &Decision) -> ReplayReport {
             pair(kind, name, None, Some(rv));
         }
     }
+    // With `stage: all`, each stage passed through, its gates without timings.
+    let runs = |v: &Value| -> Vec<(String, Value)> {
+        v["pipeline"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut run| {
+                if let Some(gates) = run["gates"].as_array_mut() {
+                    for g in gates.iter_mut() {
+                        *g = comparable(g.take());
+                    }
+                }
+                (run["stage"].as_str().unwrap_or_default().to_string(), run)
+            })
+            .collect()
+    };
+    let mut replayed_runs = runs(&rv);
+    for (name, run) in runs(&lv) {
+        let at = replayed_runs.iter().position(|(n, _)| *n == name);
+        let other = at.map(|i| replayed_runs.remove(i).1);
+        pair("stage", name, Some(run), other);
+    }
+    for (name, run) in replayed_runs {
+        pair("stage", name, None, Some(run));
+    }
     let top = |v: &Value| {
         let mut o = serde_json::Map::new();
         for k in [

@@ -107,6 +107,8 @@ fn every_answered_decision_is_in_the_log_and_replays_identically() {
         ("canary", Some("initial-canary"), "canary-error-spike.json"),
         ("canary", Some("initial-canary"), "canary-steady.json"),
         ("canary", Some("expanded-canary"), "canary-healthy.json"),
+        // Every stage in order: the record and the replay cover all three.
+        ("ci-pipeline", Some("all"), "ci-pipeline-passing.json"),
     ] {
         let mut body = json!({"policy": policy, "snapshot": fixture(snap), "elapsed": "40m"});
         if let Some(s) = stage {
@@ -114,6 +116,24 @@ fn every_answered_decision_is_in_the_log_and_replays_identically() {
         }
         let r = evaluate(&server, &body, None);
         assert_eq!(r.status, 200, "{}", r.text());
+        if stage == Some("all") {
+            let answered = r.json();
+            let stages: Vec<&str> = answered["pipeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["stage"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                stages,
+                [
+                    "code-integration",
+                    "automated-testing",
+                    "security-compliance"
+                ]
+            );
+            assert_eq!(r.json()["decision"], "promote");
+        }
         ids.push((
             r.json()["decision_id"].as_str().unwrap().to_string(),
             r.json(),
@@ -161,7 +181,7 @@ fn every_answered_decision_is_in_the_log_and_replays_identically() {
     assert_eq!(listed.len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
     let rest = get(&server, &format!("/v1/decisions?limit=3&cursor={cursor}")).json();
-    assert_eq!(rest["decisions"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["decisions"].as_array().unwrap().len(), 2);
     assert!(rest["next_cursor"].is_null());
     let taken: Vec<i64> = page["decisions"]
         .as_array()

@@ -65,6 +65,8 @@ struct Case {
 #[serde(deny_unknown_fields)]
 struct Expect {
     decision: Option<String>,
+    /// With `stage: all`, the stage the evaluation stopped at.
+    stage: Option<String>,
     stage_result: Option<String>,
     summary_contains: Option<String>,
     #[serde(default)]
@@ -257,6 +259,14 @@ fn run_case(
             "expected decision `{want}`, got `{}`: {}",
             d.decision.as_str(),
             d.summary
+        ));
+    }
+    if let Some(want) = &e.stage
+        && *want != d.stage
+    {
+        failures.push(format!(
+            "expected to stop at stage `{want}`, stopped at `{}`",
+            d.stage
         ));
     }
     if let Some(want) = &e.stage_result {

@@ -149,7 +149,7 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let loaded = super::load_policy(&runtime, &args.policy)?;
     if let Some(s) = &args.stage
-        && loaded.policy.stage(Some(s)).is_none()
+        && !crate::evaluate::is_known_stage(&loaded.policy, s)
     {
         return Err(crate::evaluate::EvalError::UnknownStage {
             policy: loaded.policy.name.to_string(),

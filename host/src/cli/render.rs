@@ -169,6 +169,35 @@ fn table(d: &Decision, color: bool) -> String {
         d.stage
     );
     let _ = writeln!(out, "{}", d.summary);
+    if !d.pipeline.is_empty() {
+        let width = d
+            .pipeline
+            .iter()
+            .map(|r| r.stage.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:width$}  {:12}  {:6}  SUMMARY",
+            "STAGE", "RESULT", "SCORE"
+        );
+        for r in &d.pipeline {
+            let score = r
+                .score
+                .map_or_else(|| "-".to_string(), |s| format!("{}%", number(Some(s))));
+            let _ = writeln!(
+                out,
+                "{:width$}  {:12}  {:6}  {}",
+                r.stage,
+                r.stage_result.as_str(),
+                score,
+                r.summary
+            );
+        }
+        let _ = writeln!(out, "gates of stage `{}`:", d.stage);
+    }
     let inconclusive = d
         .gates
         .iter()

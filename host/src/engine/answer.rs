@@ -15,6 +15,18 @@ pub enum StageResult {
     Inconclusive,
 }
 
+impl StageResult {
+    /// The lowercase word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Warning => "warning",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 /// How loudly a rollback trigger fired, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

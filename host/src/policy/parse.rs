@@ -393,6 +393,12 @@ fn read_stages(
         if stages.iter().any(|s| s.name == name) {
             r.problem(item.line, format!("duplicate stage `{name}`"));
         }
+        if name.as_str() == crate::evaluate::ALL_STAGES {
+            r.problem(
+                item.line,
+                "a stage may not be named `all`: `--stage all` evaluates every stage".to_string(),
+            );
+        }
         let owner = format!("stage `{name}`");
         let description = get(fields, "description").and_then(|d| r.text(d, "stage `description`"));
         let scoring = match get(fields, "scoring") {

@@ -15,6 +15,10 @@ const BUNDLED: &[(&str, &str)] = &[
         "ci-quality-gates.yaml",
         include_str!("../../../policies/ci-quality-gates.yaml"),
     ),
+    (
+        "ci-pipeline.yaml",
+        include_str!("../../../policies/ci-pipeline.yaml"),
+    ),
     ("hotfix.yaml", include_str!("../../../policies/hotfix.yaml")),
     (
         "release-version.yaml",

@@ -225,7 +225,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             .field("policy")
     })?;
     if let Some(s) = &job.stage
-        && loaded.policy.stage(Some(s)).is_none()
+        && !crate::evaluate::is_known_stage(&loaded.policy, s)
     {
         return Err(EvalError::UnknownStage {
             policy: job.policy.clone(),

@@ -862,7 +862,10 @@ mod tests {
         );
         assert!(parse(ReportKind::Complexity, b"{}").unwrap().is_empty());
         let mi = br#"{"a.py": {"mi": 82.5, "rank": "A"}, "b.py": {"mi": 64.25, "rank": "A"}}"#;
-        assert_eq!(parse(ReportKind::Maintainability, mi).unwrap()["maintainability_index"], 64.25);
+        assert_eq!(
+            parse(ReportKind::Maintainability, mi).unwrap()["maintainability_index"],
+            64.25
+        );
         assert!(
             parse(ReportKind::Duplication, br#"{"statistics": {"total": {}}}"#)
                 .unwrap_err()
