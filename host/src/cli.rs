@@ -1,7 +1,9 @@
 //! The command line: argument parsing and one module per subcommand.
 
+mod approve;
 mod audit;
 mod cases;
+mod client;
 mod decisions;
 mod eval;
 mod flag;
@@ -89,6 +91,10 @@ enum Command {
     Report(decisions::ReportArgs),
     /// Create and build plugin projects.
     Plugin(plugin::PluginArgs),
+    /// Record an approval (or, with --item, a checklist attestation) on a server, as the token's holder.
+    Approve(approve::ApproveArgs),
+    /// List a release's approvals and attestations on a server.
+    Approvals(approve::ApprovalsArgs),
     /// Print shell completions: `tollgate completions bash > /etc/bash_completion.d/tollgate`.
     Completions {
         /// The shell.
@@ -114,6 +120,8 @@ pub fn run() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Plugin(args) => plugin::run(args),
+        Command::Approve(args) => approve::approve(args),
+        Command::Approvals(args) => approve::list(args),
         Command::Decisions(args) => decisions::decisions(args),
         Command::Replay(args) => decisions::replay(args),
         Command::Report(args) => decisions::report(args),

@@ -179,6 +179,11 @@ pub struct Decision {
     /// this decision stopped at (the last entry); empty for one stage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pipeline: Vec<StageRun>,
+    /// The approvals and attestations on record for this release when a
+    /// policy with an `approval` or `checklist` gate was evaluated: the
+    /// input those gates judged, so a replay judges the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<crate::approvals::Approval>,
 }
 
 /// One stage of a `stage: all` evaluation.

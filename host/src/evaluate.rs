@@ -63,6 +63,9 @@ pub struct Request<'a> {
     pub elapsed: Option<Duration>,
     /// Who keeps the stage's clock.
     pub schedule: Schedule,
+    /// The approvals on record for the snapshot's release, for the
+    /// `approval` and `checklist` gates (read from the store by the caller).
+    pub approvals: &'a [crate::approvals::Approval],
 }
 
 impl Schedule {
@@ -114,6 +117,7 @@ pub fn evaluate(
             stage,
             elapsed: None,
             schedule: Schedule::Caller,
+            approvals: &[],
         },
         snapshot,
         &mut MemoryStore::default(),
@@ -247,7 +251,13 @@ fn evaluate_stage(
     let gates: Vec<GateResult> = stage
         .gates
         .iter()
-        .map(|gate| run_gate(loaded, gate, Arc::clone(&snapshot)))
+        .map(|gate| {
+            if crate::approvals::is_host_gate(&gate.plugin) {
+                run_host_gate(gate, request.approvals, &snapshot, stage.name.as_str())
+            } else {
+                run_gate(loaded, gate, Arc::clone(&snapshot))
+            }
+        })
         .collect();
     let StageVerdict {
         decision,
@@ -256,7 +266,7 @@ fn evaluate_stage(
         summary,
     } = decide(stage, &gates);
 
-    let triggers = run_triggers(loaded, &snapshot, state)?;
+    let triggers = run_triggers(loaded, stage.name.as_str(), &snapshot, state)?;
     let (mut decision, mut summary) = escalate_by_triggers(decision, summary, &triggers);
 
     // A stage the policy times must not be left early because nobody said
@@ -335,7 +345,73 @@ fn evaluate_stage(
         },
         sources: None,
         pipeline: Vec::new(),
+        approvals: if uses_approvals(policy) {
+            request.approvals.to_vec()
+        } else {
+            Vec::new()
+        },
     })
+}
+
+/// Whether any stage of `policy` has an `approval` or `checklist` gate.
+pub fn uses_approvals(policy: &crate::policy::Policy) -> bool {
+    policy
+        .stages
+        .iter()
+        .flat_map(|s| &s.gates)
+        .any(|g| crate::approvals::is_host_gate(&g.plugin))
+}
+
+/// A gate the host judges from the recorded approvals.
+fn run_host_gate(
+    gate: &Gate,
+    approvals: &[crate::approvals::Approval],
+    snapshot: &Snapshot,
+    stage: &str,
+) -> GateResult {
+    let started = std::time::Instant::now();
+    let (verdict, reason, observed, threshold, details) =
+        match crate::approvals::Rule::parse(&gate.plugin, &gate.config) {
+            Ok(rule) => {
+                let (verdict, reason, details) = rule.judge(approvals, snapshot, stage);
+                let found = details
+                    .iter()
+                    .filter(|(k, _)| k != "not counted")
+                    .map(|(_, who)| who.split(", ").filter(|w| !w.is_empty()).count())
+                    .sum::<usize>();
+                (
+                    verdict,
+                    reason,
+                    Some(found as f64),
+                    Some(rule.required() as f64),
+                    details.into_iter().collect(),
+                )
+            }
+            // Checked at load; this guards the invariant.
+            Err(e) => (
+                Verdict::Error,
+                format!("invalid settings: {e}"),
+                None,
+                None,
+                BTreeMap::new(),
+            ),
+        };
+    GateResult {
+        name: gate.name.to_string(),
+        plugin: gate.plugin.clone(),
+        verdict,
+        counted_as: counted_as(gate, verdict),
+        reason,
+        observed,
+        threshold,
+        weight: gate.weight,
+        key: gate.key,
+        dry_run: gate.dry_run,
+        details,
+        logs: Vec::new(),
+        cause: None,
+        duration_us: micros(started.elapsed()),
+    }
 }
 
 /// Time in the stage: the request's, or `taken_at − stage_started_at`.
@@ -360,11 +436,12 @@ fn micros(d: Duration) -> u64 {
 
 fn run_triggers(
     loaded: &LoadedPolicy,
+    stage: &str,
     snapshot: &Arc<Snapshot>,
     state: &mut dyn StateStore,
 ) -> Result<Vec<TriggerResult>, EvalError> {
     let mut out = Vec::new();
-    for trigger in &loaded.policy.triggers {
+    for trigger in loaded.policy.triggers.iter().filter(|t| t.checks(stage)) {
         let key = StateKey {
             policy: loaded.policy.name.to_string(),
             service: snapshot.service.clone(),

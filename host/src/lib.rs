@@ -4,6 +4,7 @@
 //! policy's gates over a telemetry snapshot and answers with a decision
 //! (promote, hold or rollback) and a reason for every gate.
 
+pub mod approvals;
 pub mod audit;
 pub mod builtin;
 pub mod cli;

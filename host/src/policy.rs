@@ -131,8 +131,18 @@ pub struct Trigger {
     /// Whether an `alert` or `prepare-rollback` from it holds promotion.
     /// (`immediate-rollback` always rolls back.)
     pub hold: bool,
+    /// The stages it is checked in; empty is every stage. (A blue-green
+    /// release's triggers apply only once traffic has switched.)
+    pub stages: Vec<Name>,
     pub limits: Limits,
     pub line: usize,
+}
+
+impl Trigger {
+    /// Whether the trigger is checked in `stage`.
+    pub fn checks(&self, stage: &str) -> bool {
+        self.stages.is_empty() || self.stages.iter().any(|s| s.as_str() == stage)
+    }
 }
 
 /// A deployment action: a plugin that plans the next steps.

@@ -182,6 +182,7 @@ fn rerun(
         stage: record.asked.stage.as_deref(),
         elapsed: record.asked.elapsed_ms.map(Duration::from_millis),
         schedule,
+        approvals: &record.decision.approvals,
     };
     let replayed = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut prefetched)
         .map_err(|e| invalid(format!("{e:#}")))?;

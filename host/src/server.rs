@@ -4,6 +4,7 @@
 //! `tower::ServiceExt::oneshot` and no socket; [`serve`] binds it, handles
 //! signals (SIGTERM/SIGINT drain, SIGHUP reload) and runs until shutdown.
 
+mod approvals;
 mod auth;
 mod catalog;
 mod compat;
@@ -161,9 +162,16 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/decisions/{id}", get(decisions::get))
         .route("/v1/decisions/{id}/replay", post(decisions::replay))
         .route("/v1/reports/dora", get(decisions::dora))
+        .route("/v1/approvals", get(approvals::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_read,
+        ));
+    let approve = Router::new()
+        .route("/v1/approvals", post(approvals::record))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_approve,
         ));
     let admin = Router::new()
         .route("/v1/admin/reload", post(handlers::reload))
@@ -176,6 +184,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .merge(evaluate)
         .merge(read)
+        .merge(approve)
         .merge(admin)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -275,6 +275,15 @@ pub trait Store: Send + Sync {
     /// Removes records committed before `before_ms` (unix ms), their
     /// idempotency keys, and blobs no remaining record references.
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
+    /// Records an approval or attestation, durably, before the caller is
+    /// told it was recorded.
+    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()>;
+    /// The approvals on record for one release, oldest first.
+    fn approvals<'a>(
+        &'a self,
+        service: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>>;
 }
 
 /// Opens the store `spec` names: `memory`, `postgres://…` (or

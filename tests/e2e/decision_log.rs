@@ -66,7 +66,7 @@ fn eval_ci_logged(snapshot: &Path, log: &str, extra: &[&str]) -> crate::support:
 
 /// A throwaway PostgreSQL database, or `None` (with the reason printed) when
 /// no test cluster is configured.
-fn postgres() -> Option<String> {
+pub(crate) fn postgres() -> Option<String> {
     let Some(base) = std::env::var("TOLLGATE_TEST_POSTGRES")
         .ok()
         .filter(|u| !u.is_empty())

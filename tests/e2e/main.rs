@@ -2,6 +2,7 @@
 //! policies, and hostile plugins. One integration binary, a module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
+mod approvals;
 mod canary;
 mod ci_client;
 mod ci_gates;

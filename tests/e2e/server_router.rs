@@ -215,7 +215,16 @@ async fn policies_and_plugins_are_listed_with_digests() {
         .collect();
     assert_eq!(
         names,
-        vec!["canary", "ci-pipeline", "ci-quality-gates", "hotfix", "release-version"]
+        vec![
+            "canary",
+            "ci-pipeline",
+            "ci-quality-gates",
+            "environment-promotion",
+            "feature-release",
+            "hotfix",
+            "release-version",
+            "scheduled-release",
+        ]
     );
     let (status, _, body) = call(&s, "GET", "/v1/policies/canary", Some(READER), None).await;
     assert_eq!(status, StatusCode::OK);

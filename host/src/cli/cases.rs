@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -58,7 +59,28 @@ struct Case {
     snapshot: Json,
     #[serde(default)]
     state: BTreeMap<String, String>,
+    /// Approvals and attestations on record for the case's release.
+    #[serde(default)]
+    approvals: Vec<CaseApproval>,
     expect: Expect,
+}
+
+/// An approval as a case states it: who, in which groups, how long before
+/// the snapshot was taken.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseApproval {
+    approver: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    /// `approval` (the default) or a checklist item.
+    #[serde(default)]
+    name: Option<String>,
+    stage: Option<String>,
+    /// How long before `taken_at`, e.g. `2h` (default: at `taken_at`).
+    age: Option<String>,
+    #[serde(default)]
+    comment: String,
 }
 
 #[derive(Deserialize)]
@@ -212,10 +234,40 @@ fn run_case(
             })
             .transpose()?
             .unwrap_or_default();
+        let approvals = case
+            .approvals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let age = match &a.age {
+                    Some(t) => humantime::parse_duration(t)
+                        .map_err(|e| format!("approval {}: `age` `{t}`: {e}", i + 1))?,
+                    None => Duration::ZERO,
+                };
+                Ok(crate::approvals::Approval {
+                    id: format!("case-{}", i + 1),
+                    service: snapshot.service.clone(),
+                    version: snapshot.version.clone(),
+                    stage: a.stage.clone(),
+                    name: a
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| crate::approvals::APPROVAL.to_string()),
+                    approver: a.approver.clone(),
+                    groups: a.groups.clone(),
+                    comment: a.comment.clone(),
+                    at_ms: snapshot
+                        .taken_at
+                        .saturating_mul(1000)
+                        .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         let request = Request {
             stage: case.stage.as_deref(),
             elapsed,
             schedule,
+            approvals: &approvals,
         };
         let keys = crate::journal::state_keys(loaded, &snapshot);
         let preset = keys

@@ -91,54 +91,9 @@ fn remote(args: &EvalArgs, server: &reqwest::Url) -> anyhow::Result<crate::decis
     if let Some(e) = args.elapsed {
         body["elapsed"] = serde_json::Value::from(format!("{}s", e.as_secs()));
     }
-    let url = server
-        .join("v1/evaluate")
-        .map_err(|e| anyhow::anyhow!("`{server}`: {e}"))?;
-    let shown = url.as_str().to_string();
-    let token = std::env::var("TOLLGATE_TOKEN").ok();
-    crate::sources::prometheus::install_crypto();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
-        let mut request = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(t) = token {
-            request = request.bearer_auth(t.trim());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach tollgate at {shown}: {}", root_cause(&e)))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer of {shown}: {}", root_cause(&e)))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-            anyhow::bail!("{shown} answered {status}: {message}");
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("{shown} answered something that is not a decision: {e}"))
-    })
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
+    let answer = super::client::call(server, "v1/evaluate", Some(&body))?;
+    serde_json::from_value(answer)
+        .map_err(|e| anyhow::anyhow!("{server} answered something that is not a decision: {e}"))
 }
 
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
@@ -166,6 +121,7 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         stage: args.stage.as_deref(),
         elapsed: args.elapsed,
         schedule: args.schedule,
+        approvals: &[],
     };
     if let Some(spec) = &args.log {
         let decision = logged(spec, &args, &loaded, &request, &snapshot, evidence)?;
@@ -201,6 +157,18 @@ fn logged(
         .build()?;
     runtime.block_on(async {
         let store = crate::store::open(spec).await?;
+        // The approval gates judge what the log holds for this release.
+        let approvals = if crate::evaluate::uses_approvals(&loaded.policy) {
+            store
+                .approvals(&snapshot.service, &snapshot.version)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let request = &Request {
+            approvals: &approvals,
+            ..request.clone()
+        };
         let keys = journal::state_keys(loaded, snapshot);
         let asked = Asked {
             stage: args.stage.clone(),

@@ -137,13 +137,25 @@ fn load_inner(
     } else {
         trust
     };
+    // Host gates (approval, checklist) are no plugin: nothing to resolve.
     let used: std::collections::BTreeSet<&str> = policy
         .stages
         .iter()
         .flat_map(|s| s.gates.iter().map(|g| g.plugin.as_str()))
+        .filter(|p| !crate::approvals::is_host_gate(p))
         .chain(policy.triggers.iter().map(|t| t.plugin.as_str()))
         .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
         .collect();
+    for (name, decl) in &policy.plugins {
+        if crate::approvals::is_host_gate(name) {
+            problems.push(Problem {
+                line: Some(decl.line).filter(|l| *l > 0),
+                message: format!(
+                    "plugin name `{name}` is reserved for the host's `{name}` gate; name the plugin otherwise"
+                ),
+            });
+        }
+    }
     for name in &used {
         let resolved = match logged {
             Some(logged) => resolve_logged(runtime, logged, name),
@@ -208,6 +220,23 @@ fn load_inner(
             )
         }));
     for (world, role, name, plugin_name, config, limits, line) in uses {
+        if crate::approvals::is_host_gate(plugin_name) {
+            let message = if world == World::Gate {
+                match crate::approvals::Rule::parse(plugin_name, config) {
+                    Ok(_) => continue,
+                    Err(e) => format!(
+                        "invalid settings for gate `{name}` (host gate `{plugin_name}`): {e}"
+                    ),
+                }
+            } else {
+                format!("`{plugin_name}` is a gate the host evaluates, not a {role}")
+            };
+            problems.push(Problem {
+                line: Some(line),
+                message,
+            });
+            continue;
+        }
         let Some(plugin) = plugins.get(plugin_name) else {
             continue;
         };

@@ -146,6 +146,21 @@ fn read_policy(
         None => Vec::new(),
         Some(n) => read_triggers(r, n, &plugins),
     };
+    for t in &triggers {
+        for s in &t.stages {
+            if !stages.iter().any(|st: &Stage| st.name == *s) {
+                let known: Vec<&str> = stages.iter().map(|st| st.name.as_str()).collect();
+                r.problem(
+                    t.line,
+                    format!(
+                        "unknown stage `{s}` in `stages` of trigger `{}`; stages: {}",
+                        t.name,
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
     let actions = match get(top, "actions") {
         None => Vec::new(),
         Some(n) => read_actions(r, n, &plugins),
@@ -493,6 +508,7 @@ pub(super) const FIELDS: Fields = Fields {
         "plugin",
         "with",
         "hold",
+        "stages",
         "deadline",
         "memory",
         "grants",
@@ -653,6 +669,7 @@ fn read_plugin_name(
     let plugin = r.text(n, &format!("`plugin` of {what}"));
     if let Some(p) = &plugin
         && crate::builtin::plugin(p).is_none()
+        && !crate::approvals::is_host_gate(p)
         && !plugins.contains_key(p)
     {
         let known: Vec<String> = crate::builtin::names()
@@ -786,6 +803,22 @@ fn read_triggers(
         let hold = get(fields, "hold")
             .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
             .unwrap_or(false);
+        let mut stages = Vec::new();
+        if let Some(n) = get(fields, "stages") {
+            match &n.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        if let Some(s) = r.name(item, &format!("a stage of `stages` of {what}")) {
+                            stages.push(s);
+                        }
+                    }
+                }
+                _ => r.problem(
+                    n.line,
+                    format!("`stages` of {what} must be a list of stage names"),
+                ),
+            }
+        }
         if let Some(PluginUse {
             plugin,
             config,
@@ -799,6 +832,7 @@ fn read_triggers(
                 plugin,
                 config,
                 hold,
+                stages,
                 limits,
                 line: item.line,
             });

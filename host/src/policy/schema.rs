@@ -206,6 +206,8 @@ struct TriggerDoc {
     with: Option<WithDoc>,
     /// Whether an `alert` or `prepare-rollback` holds promotion.
     hold: Option<bool>,
+    /// The stages it is checked in (default: every stage).
+    stages: Option<Vec<NameDoc>>,
     deadline: Option<DurationDoc>,
     memory: Option<BytesDoc>,
     grants: Option<GrantsDoc>,

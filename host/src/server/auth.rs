@@ -19,7 +19,14 @@
 //! A line with no scope keeps its old meaning, `evaluate read`; `admin`
 //! alone keeps its old meaning too, everything. Scopes: `evaluate` (every
 //! policy) or `evaluate:a,b` (those policies), `read` (policies, plugins,
-//! metrics, OpenAPI), `admin` (reload; implies the others).
+//! metrics, OpenAPI), `approve` (record approvals and checklist
+//! attestations), `admin` (reload; implies the others). Two more words say
+//! who holds the token, for approvals: `as:NAME` (the approver's name;
+//! default the token's id) and `group:a,b` (the approver's groups):
+//!
+//! ```text
+//! alice-token-0123456789abcdef approve read as:alice group:release-managers
+//! ```
 
 use std::collections::BTreeSet;
 
@@ -47,6 +54,12 @@ pub struct Grant {
     pub evaluate: Option<PolicyScope>,
     pub read: bool,
     pub admin: bool,
+    /// May record approvals and attestations.
+    pub approve: bool,
+    /// Who holds the token (`as:`), for approvals; the id when unnamed.
+    pub identity: String,
+    /// The holder's groups (`group:`), for approvals.
+    pub groups: Vec<String>,
 }
 
 impl Grant {
@@ -58,6 +71,10 @@ impl Grant {
             evaluate: Some(PolicyScope::All),
             read: true,
             admin: false,
+            // An approval needs someone to have given it.
+            approve: false,
+            identity: "anonymous".into(),
+            groups: Vec::new(),
         }
     }
 
@@ -112,16 +129,39 @@ fn token_id(h: &[u8; 32]) -> String {
     format!("tok_{}", hex::encode(&h[..4]))
 }
 
+/// What a token file line says beside the token.
+struct Scopes {
+    evaluate: Option<PolicyScope>,
+    read: bool,
+    admin: bool,
+    approve: bool,
+    identity: Option<String>,
+    groups: Vec<String>,
+}
+
 /// Parses a line's scopes (after the token).
-fn scopes(words: &[&str]) -> Result<(Option<PolicyScope>, bool, bool), String> {
-    if words.is_empty() {
-        return Ok((Some(PolicyScope::All), true, false));
-    }
-    let (mut evaluate, mut read, mut admin) = (None, false, false);
+fn scopes(words: &[&str]) -> Result<Scopes, String> {
+    let (mut evaluate, mut read, mut admin, mut approve) = (None, false, false, false);
+    let (mut identity, mut groups) = (None, Vec::new());
+    let mut scoped = false;
     for w in words {
+        if let Some(name) = w.strip_prefix("as:") {
+            crate::approvals::check_name(name).map_err(|e| format!("`as:`: {e}"))?;
+            identity = Some(name.to_string());
+            continue;
+        }
+        if let Some(list) = w.strip_prefix("group:") {
+            for g in list.split(',').filter(|g| !g.is_empty()) {
+                crate::approvals::check_name(g).map_err(|e| format!("`group:`: {e}"))?;
+                groups.push(g.to_string());
+            }
+            continue;
+        }
+        scoped = true;
         match *w {
             "admin" => admin = true,
             "read" => read = true,
+            "approve" => approve = true,
             "evaluate" => evaluate = Some(PolicyScope::All),
             w if w.starts_with("evaluate:") => {
                 let names: BTreeSet<String> = w["evaluate:".len()..]
@@ -145,16 +185,28 @@ fn scopes(words: &[&str]) -> Result<(Option<PolicyScope>, bool, bool), String> {
             }
             other => {
                 return Err(format!(
-                    "unknown scope `{other}`; expected evaluate, evaluate:POLICY,…, read or admin"
+                    "unknown scope `{other}`; expected evaluate, evaluate:POLICY,…, read, approve, admin, as:NAME or group:A,B"
                 ));
             }
         }
     }
-    if admin {
+    if !scoped {
         evaluate = Some(PolicyScope::All);
         read = true;
     }
-    Ok((evaluate, read, admin))
+    if admin {
+        evaluate = Some(PolicyScope::All);
+        read = true;
+        approve = true;
+    }
+    Ok(Scopes {
+        evaluate,
+        read,
+        admin,
+        approve,
+        identity,
+        groups,
+    })
 }
 
 impl Tokens {
@@ -188,6 +240,9 @@ impl Tokens {
                         evaluate: Some(PolicyScope::All),
                         read: true,
                         admin: *admin,
+                        approve: *admin,
+                        identity: token_id(&h),
+                        groups: Vec::new(),
                     };
                     (h, grant)
                 })
@@ -224,15 +279,18 @@ impl Tokens {
             if token.len() < 16 {
                 return Err(invalid("tokens must be at least 16 characters".into()));
             }
-            let (evaluate, read, admin) = scopes(&words[1..]).map_err(invalid)?;
+            let s = scopes(&words[1..]).map_err(invalid)?;
             let h = hash(token);
             grants.push((
                 h,
                 Grant {
                     id: token_id(&h),
-                    evaluate,
-                    read,
-                    admin,
+                    evaluate: s.evaluate,
+                    read: s.read,
+                    admin: s.admin,
+                    approve: s.approve,
+                    identity: s.identity.unwrap_or_else(|| token_id(&h)),
+                    groups: s.groups,
                 },
             ));
         }
@@ -350,6 +408,30 @@ pub(super) async fn require_read(
     }
 }
 
+/// Requires a token with the `approve` scope, even on a server without
+/// auth: an approval is worth only who gave it. The token's holder is the
+/// approver.
+pub(super) async fn require_approve(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.inner.tokens.for_header(authorization(&req)) {
+        Some(g) if g.approve => {
+            let id = g.id.clone();
+            req.extensions_mut().insert(super::approvals::Approver(g));
+            let mut response = next.run(req).await;
+            super::service::AccessFacts::note(&mut response, |f| f.token = Some(id));
+            response
+        }
+        Some(_) => ApiError::forbidden(
+            "this token may not approve: give it the `approve` scope (and `as:NAME`, `group:…`) in the token file",
+        )
+        .into_response(),
+        None => ApiError::unauthorized().into_response(),
+    }
+}
+
 /// Requires an admin token; admin endpoints are off when no token may
 /// administer.
 pub(super) async fn require_admin(
@@ -441,6 +523,31 @@ mod tests {
         std::fs::write(&path, "long-enough-token-0123 write\n").unwrap();
         let e = Tokens::from_file(&path).err().unwrap().to_string();
         assert!(e.contains("unknown scope `write`"), "{e}");
+    }
+
+    #[test]
+    fn approvers_carry_their_name_and_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(
+            &path,
+            "alice-token-0123456789ab approve as:alice group:release-managers,sre\nnamed-token-0123456789ab as:ci-bot\nops-token-0123456789abcdef admin\n",
+        )
+        .unwrap();
+        let t = Tokens::from_file(&path).unwrap();
+        let alice = t.lookup("alice-token-0123456789ab").unwrap();
+        assert!(alice.approve && !alice.read && alice.evaluate.is_none());
+        assert_eq!(alice.identity, "alice");
+        assert_eq!(alice.groups, ["release-managers", "sre"]);
+        // A name alone is no scope: the old default, and no approving.
+        let bot = t.lookup("named-token-0123456789ab").unwrap();
+        assert!(bot.read && bot.may_evaluate("x") && !bot.approve);
+        assert_eq!(bot.identity, "ci-bot");
+        let ops = t.lookup("ops-token-0123456789abcdef").unwrap();
+        assert!(ops.approve && ops.identity.starts_with("tok_"));
+        std::fs::write(&path, "alice-token-0123456789ab approve as:al/ice\n").unwrap();
+        let e = Tokens::from_file(&path).err().unwrap().to_string();
+        assert!(e.contains("`as:`: `al/ice` is not a name"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,18 @@ const BUNDLED: &[(&str, &str)] = &[
         "release-version.yaml",
         include_str!("../../../policies/release-version.yaml"),
     ),
+    (
+        "scheduled-release.yaml",
+        include_str!("../../../policies/scheduled-release.yaml"),
+    ),
+    (
+        "feature-release.yaml",
+        include_str!("../../../policies/feature-release.yaml"),
+    ),
+    (
+        "environment-promotion.yaml",
+        include_str!("../../../policies/environment-promotion.yaml"),
+    ),
 ];
 
 /// A policy set could not be loaded; the message lists every problem.

@@ -270,6 +270,16 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     } else {
         None
     };
+    // The approval gates judge what the store holds for this release.
+    let approvals: Arc<[crate::approvals::Approval]> =
+        if crate::evaluate::uses_approvals(&loaded.policy) {
+            store
+                .approvals(&snapshot.service, &snapshot.version)
+                .await?
+                .into()
+        } else {
+            Arc::from(Vec::new())
+        };
     for attempt in 0..journal::MAX_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(journal::backoff(attempt)).await;
@@ -298,6 +308,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         let stage = job.stage.clone();
         let elapsed = job.elapsed;
         let schedule = job.schedule;
+        let approvals_for_worker = Arc::clone(&approvals);
         let (result, prefetched) = tokio::task::spawn_blocking(move || {
             let _held = permits;
             let mut prefetched = prefetched;
@@ -308,6 +319,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
                     stage: stage.as_deref(),
                     elapsed,
                     schedule,
+                    approvals: &approvals_for_worker,
                 };
                 let result = evaluate_with(
                     &loaded_for_worker,

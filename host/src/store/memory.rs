@@ -24,7 +24,12 @@ pub const DEFAULT_KEY_BYTES: usize = 64 << 20;
 pub struct MemoryStore {
     state: Mutex<Bounded<Versioned>>,
     keys: Mutex<Bounded<StoredAnswer>>,
+    /// Approvals, oldest first; the oldest go past [`MAX_APPROVALS`].
+    approvals: Mutex<std::collections::VecDeque<crate::approvals::Approval>>,
 }
+
+/// Approvals a memory store keeps.
+const MAX_APPROVALS: usize = 100_000;
 
 /// An LRU map bounded by a count and by bytes, whichever comes first.
 struct Bounded<V> {
@@ -95,6 +100,7 @@ impl MemoryStore {
                 key_bytes,
                 |k, v: &StoredAnswer| k.len() + v.response.len() + 96,
             )),
+            approvals: Mutex::default(),
         }
     }
 
@@ -180,6 +186,28 @@ impl Store for MemoryStore {
 
     fn prune(&self, _before_ms: i64) -> StoreFuture<'_, Pruned> {
         Box::pin(std::future::ready(Ok(Pruned::default())))
+    }
+
+    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+        let mut all = lock(&self.approvals);
+        if all.len() >= MAX_APPROVALS {
+            all.pop_front();
+        }
+        all.push_back(approval);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn approvals<'a>(
+        &'a self,
+        service: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+        let found = lock(&self.approvals)
+            .iter()
+            .filter(|a| a.service == service && a.version == version)
+            .cloned()
+            .collect();
+        Box::pin(std::future::ready(Ok(found)))
     }
 }
 

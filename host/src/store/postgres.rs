@@ -16,7 +16,8 @@ use crate::digest::Digest;
 
 /// Versioned schema, applied under an advisory lock so replicas starting
 /// together migrate once.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE decisions (
     decision_id   TEXT PRIMARY KEY,
     recorded_at   BIGINT NOT NULL,
@@ -54,7 +55,18 @@ CREATE TABLE idempotency (
     decision_id TEXT NOT NULL,
     recorded_at BIGINT NOT NULL
 );
-"];
+",
+    r"
+CREATE TABLE approvals (
+    id       TEXT PRIMARY KEY,
+    service  TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    at_ms    BIGINT NOT NULL,
+    approval TEXT NOT NULL
+);
+CREATE INDEX approvals_release ON approvals (service, version, at_ms);
+",
+];
 
 /// An arbitrary key for `pg_advisory_xact_lock` around migrations.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
@@ -420,6 +432,10 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
+            // Decisions keep a copy of the approvals they read.
+            tx.execute("DELETE FROM approvals WHERE at_ms < $1", &[&before_ms])
+                .await
+                .map_err(|e| self.fail(e))?;
             let blobs = tx
                 .execute(
                     "DELETE FROM blobs WHERE digest NOT IN (SELECT DISTINCT unnest(blobs) FROM decisions)",
@@ -433,6 +449,47 @@ impl Store for PgStore {
                 blobs,
                 idempotency_keys: keys,
             })
+        })
+    }
+
+    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&approval).map_err(|e| self.fail(e))?;
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO approvals (id, service, version, at_ms, approval) VALUES ($1, $2, $3, $4, $5)",
+                    &[&approval.id, &approval.service, &approval.version, &approval.at_ms, &json],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(())
+        })
+    }
+
+    fn approvals<'a>(
+        &'a self,
+        service: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT approval FROM approvals WHERE service = $1 AND version = $2 ORDER BY at_ms, id",
+                    &[&service, &version],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            rows.iter()
+                .map(|row| {
+                    let json: String = row.get(0);
+                    serde_json::from_str(&json).map_err(|e| StoreError::Invalid {
+                        store: self.shown.clone(),
+                        message: format!("an approval cannot be read: {e}"),
+                    })
+                })
+                .collect()
         })
     }
 }

@@ -22,7 +22,8 @@ use super::{
 use crate::digest::Digest;
 
 /// Versioned schema: migration `i` moves `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE decisions (
     decision_id   TEXT PRIMARY KEY,
     recorded_at   INTEGER NOT NULL,
@@ -59,7 +60,19 @@ CREATE TABLE idempotency (
     decision_id TEXT NOT NULL,
     recorded_at INTEGER NOT NULL
 ) STRICT;
-"];
+",
+    r"
+CREATE TABLE approvals (
+    id       TEXT PRIMARY KEY,
+    service  TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    -- The whole approval, JSON.
+    approval TEXT NOT NULL
+) STRICT;
+CREATE INDEX approvals_release ON approvals (service, version, at_ms);
+",
+];
 
 /// Commits taken into one transaction at most.
 const MAX_BATCH: usize = 256;
@@ -75,6 +88,10 @@ enum Job {
     Prune(
         i64,
         tokio::sync::oneshot::Sender<Result<Pruned, StoreError>>,
+    ),
+    Approve(
+        Box<crate::approvals::Approval>,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     ),
 }
 
@@ -240,6 +257,14 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
                             }),
                         );
                 }
+                Job::Approve(approval, reply) => {
+                    let _ = reply.send(insert_approval(&conn, &approval).map_err(|e| {
+                        StoreError::Unavailable {
+                            store: shown.to_string(),
+                            message: e.to_string(),
+                        }
+                    }));
+                }
             }
         }
         if commits.is_empty() {
@@ -397,9 +422,30 @@ fn answer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
     })
 }
 
+fn insert_approval(
+    conn: &Connection,
+    approval: &crate::approvals::Approval,
+) -> rusqlite::Result<()> {
+    let json = serde_json::to_string(approval)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute(
+        "INSERT INTO approvals (id, service, version, at_ms, approval) VALUES (?1, ?2, ?3, ?4, ?5)",
+        rusqlite::params![
+            approval.id,
+            approval.service,
+            approval.version,
+            approval.at_ms,
+            json
+        ],
+    )?;
+    Ok(())
+}
+
 fn prune(conn: &mut Connection, before_ms: i64) -> rusqlite::Result<Pruned> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let decisions = tx.execute("DELETE FROM decisions WHERE recorded_at < ?1", [before_ms])?;
+    // Decisions keep a copy of the approvals they read.
+    tx.execute("DELETE FROM approvals WHERE at_ms < ?1", [before_ms])?;
     let keys = tx.execute(
         "DELETE FROM idempotency WHERE recorded_at < ?1",
         [before_ms],
@@ -593,6 +639,44 @@ impl Store for SqliteStore {
             sent?;
             rx.await
                 .map_err(|_| self.unavailable("the writer thread stopped before pruning"))?
+        })
+    }
+
+    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self.send(Job::Approve(Box::new(approval), tx));
+        Box::pin(async move {
+            sent?;
+            rx.await.map_err(|_| {
+                self.unavailable("the writer thread stopped before recording the approval")
+            })?
+        })
+    }
+
+    fn approvals<'a>(
+        &'a self,
+        service: &'a str,
+        version: &'a str,
+    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+        let (service, version) = (service.to_string(), version.to_string());
+        let shown = self.path.display().to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT approval FROM approvals WHERE service = ?1 AND version = ?2 ORDER BY at_ms, id",
+                )
+                .map_err(|e| fail(&shown, e))?;
+            let rows = stmt
+                .query_map([&service, &version], |r| r.get::<_, String>(0))
+                .map_err(|e| fail(&shown, e))?;
+            rows.map(|row| {
+                let json = row.map_err(|e| fail(&shown, e))?;
+                serde_json::from_str(&json).map_err(|e| StoreError::Invalid {
+                    store: shown.clone(),
+                    message: format!("an approval cannot be read: {e}"),
+                })
+            })
+            .collect()
         })
     }
 }

@@ -1,0 +1,127 @@
+//! `tollgate approve` and `tollgate approvals`: record and list approvals
+//! and checklist attestations on a running server. The approver is the
+//! holder of the token in `TOLLGATE_TOKEN`, never a flag.
+
+use super::Exit;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApproveArgs {
+    /// The tollgate server (`https://tollgate.example.com`).
+    #[arg(long)]
+    server: reqwest::Url,
+    /// The release's service.
+    #[arg(long)]
+    service: String,
+    /// The release's version.
+    #[arg(long = "version", id = "release_version")]
+    version: String,
+    /// The stage approved (default: every stage).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Attest a checklist item (e.g. `rollback-plan-tested`) instead of approving.
+    #[arg(long)]
+    item: Option<String>,
+    /// Why, for the record.
+    #[arg(long, default_value = "")]
+    comment: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApprovalsArgs {
+    /// The tollgate server.
+    #[arg(long)]
+    server: reqwest::Url,
+    #[arg(long)]
+    service: String,
+    #[arg(long = "version", id = "release_version")]
+    version: String,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+}
+
+pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
+    let mut body = serde_json::json!({
+        "service": args.service,
+        "version": args.version,
+        "comment": args.comment,
+    });
+    if let Some(s) = &args.stage {
+        body["stage"] = s.clone().into();
+    }
+    if let Some(i) = &args.item {
+        body["item"] = i.clone().into();
+    }
+    let a = super::client::call(&args.server, "v1/approvals", Some(&body))?;
+    let groups = a["groups"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .filter_map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    println!(
+        "recorded {} `{}` of {} {}{} by {}{} ({})",
+        if a["name"] == crate::approvals::APPROVAL {
+            "approval"
+        } else {
+            "attestation"
+        },
+        a["name"].as_str().unwrap_or_default(),
+        a["service"].as_str().unwrap_or_default(),
+        a["version"].as_str().unwrap_or_default(),
+        a["stage"]
+            .as_str()
+            .map(|s| format!(" for stage `{s}`"))
+            .unwrap_or_default(),
+        a["approver"].as_str().unwrap_or_default(),
+        if groups.is_empty() {
+            String::new()
+        } else {
+            format!(" [{groups}]")
+        },
+        a["id"].as_str().unwrap_or_default(),
+    );
+    Ok(Exit::Success)
+}
+
+pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
+    let mut url = args.server.clone();
+    url.set_path("/v1/approvals");
+    url.query_pairs_mut()
+        .append_pair("service", &args.service)
+        .append_pair("version", &args.version);
+    let path = format!("v1/approvals?{}", url.query().unwrap_or_default());
+    let answer = super::client::call(&args.server, &path, None)?;
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(Exit::Success);
+    }
+    let approvals: Vec<crate::approvals::Approval> =
+        serde_json::from_value(answer["approvals"].clone())?;
+    if approvals.is_empty() {
+        println!("no approvals for {} {}", args.service, args.version);
+        return Ok(Exit::Success);
+    }
+    println!("WHEN                  NAME                  STAGE      BY (GROUPS)  COMMENT");
+    for a in approvals {
+        let when = time::OffsetDateTime::from_unix_timestamp(a.at_ms.div_euclid(1000))
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        println!(
+            "{when:20}  {:20}  {:9}  {} ({})  {}",
+            a.name,
+            a.stage.as_deref().unwrap_or("*"),
+            a.approver,
+            a.groups.join(", "),
+            crate::text::escape_control(&a.comment)
+        );
+    }
+    Ok(Exit::Success)
+}
