@@ -183,3 +183,91 @@ fn table_and_junit_formats_render_the_decision() {
         junit.stdout
     );
 }
+
+/// `--stage all` over `policies/ci-pipeline.yaml`: the stages in order, a
+/// stop at the first that does not pass, each reported in every format.
+#[test]
+fn stage_all_runs_the_pipeline_in_order_and_stops_at_the_first_failure() {
+    let policy = repo("policies/ci-pipeline.yaml");
+    let passing = repo("tests/fixtures/ci-pipeline-passing.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "-p",
+            policy.to_str().unwrap(),
+            "-s",
+            passing.to_str().unwrap(),
+            "--stage",
+            "all",
+        ];
+        args.extend_from_slice(extra);
+        crate::support::tollgate(&args, "")
+    };
+    let ok = run(&["--format", "json"]);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+    let d = ok.json();
+    assert_eq!(d["stage"], "security-compliance");
+    assert_eq!(d["pipeline"].as_array().unwrap().len(), 3);
+
+    // Coverage fails stage 1: stages 2 and 3 are not evaluated.
+    let bad = run(&["--metric", "test_coverage_percent=70", "--format", "json"]);
+    assert_eq!(bad.code, 1);
+    let d = bad.json();
+    assert_eq!(d["stage"], "code-integration");
+    assert_eq!(d["pipeline"].as_array().unwrap().len(), 1);
+    assert!(
+        d["summary"].as_str().unwrap().starts_with(
+            "stage `code-integration` (1 of 3) did not pass: key gate `test-coverage` failed"
+        ),
+        "{}",
+        d["summary"]
+    );
+
+    // The table names each stage; JUnit gives each stage's gates its class.
+    let table = run(&["--metric", "tests_failed=3"]);
+    assert_eq!(table.code, 1);
+    assert!(table.stdout.contains("STAGE"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("code-integration   pass"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("automated-testing  fail"),
+        "{}",
+        table.stdout
+    );
+    let junit = run(&["--metric", "tests_failed=3", "--format", "junit"]);
+    assert!(
+        junit
+            .stdout
+            .contains(r#"<testcase classname="ci-pipeline/code-integration" name="test-coverage""#),
+        "{}",
+        junit.stdout
+    );
+    assert!(
+        junit.stdout.contains(r#"tests="11" failures="1""#),
+        "{}",
+        junit.stdout
+    );
+
+    // `all` is not a stage name a policy may use, and an unknown stage says so.
+    let unknown = crate::support::tollgate(
+        &[
+            "eval",
+            "-p",
+            policy.to_str().unwrap(),
+            "-s",
+            passing.to_str().unwrap(),
+            "--stage",
+            "nope",
+        ],
+        "",
+    );
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("or `all` for every stage in order"),
+        "{}",
+        unknown.stderr
+    );
+}

@@ -372,12 +372,23 @@ enum Case {
 fn junit(d: &Decision) -> String {
     use crate::decision::Counted;
     let suite = format!("{}/{}", d.policy, d.stage);
+    // With `--stage all`, each stage evaluated is a suite of its own.
+    let staged: Vec<(String, &crate::decision::GateResult)> = if d.pipeline.is_empty() {
+        d.gates.iter().map(|g| (suite.clone(), g)).collect()
+    } else {
+        d.pipeline
+            .iter()
+            .flat_map(|run| {
+                let suite = format!("{}/{}", d.policy, run.stage);
+                run.gates.iter().map(move |g| (suite.clone(), g))
+            })
+            .collect()
+    };
     // Gates: how they counted decides the element, so an ignored error
     // is not a failure and an inconclusive gate that holds is skipped.
-    let gates: Vec<(String, String, u64, Case)> = d
-        .gates
-        .iter()
-        .map(|g| {
+    let gates: Vec<(String, String, u64, Case)> = staged
+        .into_iter()
+        .map(|(suite, g)| {
             let case = match (g.verdict, g.counted_as) {
                 (Verdict::Error, Counted::Fail) => Case::Error(g.reason.clone()),
                 (_, Counted::Fail) => Case::Failure(g.reason.clone(), "fail"),
@@ -388,7 +399,7 @@ fn junit(d: &Decision) -> String {
                 }
                 (_, Counted::Pass) => Case::Pass,
             };
-            (suite.clone(), g.name.clone(), g.duration_us, case)
+            (suite, g.name.clone(), g.duration_us, case)
         })
         .collect();
     // Triggers: anything that bears on the decision is a failure, so a CI

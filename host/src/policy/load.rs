@@ -142,9 +142,9 @@ fn load_inner(
         .stages
         .iter()
         .flat_map(|s| s.gates.iter().map(|g| g.plugin.as_str()))
-        .filter(|p| !crate::approvals::is_host_gate(p))
         .chain(policy.triggers.iter().map(|t| t.plugin.as_str()))
         .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
+        .filter(|p| !crate::approvals::is_host_gate(p))
         .collect();
     for (name, decl) in &policy.plugins {
         if crate::approvals::is_host_gate(name) {
