@@ -426,3 +426,77 @@ fn real_radon_jscpd_and_detect_secrets_reports_become_metrics() {
         run.stderr
     );
 }
+
+/// pip-audit's real JSON: the reader counts vulnerable and unaudited
+/// dependencies exactly as the report lists them (whether or not its
+/// vulnerability service is reachable from where the test runs), and the
+/// CI pipeline's audit gates refuse a partial audit that pip-audit itself
+/// calls "No known vulnerabilities found".
+#[test]
+fn a_real_pip_audit_report_counts_vulnerable_and_unaudited_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("requirements.txt"), "requests==2.19.0\n").unwrap();
+    let Some(out) = tool_output(
+        dir.path(),
+        "pip-audit",
+        &[
+            "-r",
+            "requirements.txt",
+            "--no-deps",
+            "-f",
+            "json",
+            "--progress-spinner",
+            "off",
+        ],
+    ) else {
+        return;
+    };
+    write(dir.path(), "audit.json", &out);
+    let raw: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let deps = raw["dependencies"].as_array().unwrap();
+    let vulnerable = deps
+        .iter()
+        .filter(|d| d["vulns"].as_array().is_some_and(|v| !v.is_empty()))
+        .count();
+    let unaudited = deps
+        .iter()
+        .filter(|d| d.get("skip_reason").is_some())
+        .count();
+    let p = format!("{}", dir.path().join("audit.json").display());
+    let snapshot = build(&["--report", &format!("dependencies={p}")]);
+    assert_eq!(value(&snapshot, "dependencies_total"), deps.len() as f64);
+    assert_eq!(
+        value(&snapshot, "dependencies_vulnerable"),
+        vulnerable as f64
+    );
+    assert_eq!(value(&snapshot, "dependencies_unaudited"), unaudited as f64);
+    // requests 2.19.0 has known advisories: audited, it is vulnerable;
+    // unaudited, it is not silently clean.
+    assert!(vulnerable + unaudited >= 1, "{raw}");
+    let run = tollgate(
+        &[
+            "eval",
+            "-p",
+            repo("policies/ci-pipeline.yaml").to_str().unwrap(),
+            "--stage",
+            "security-compliance",
+            "--report",
+            &format!("dependencies={p}"),
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    let d = run.json();
+    let failed: Vec<&str> = d["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["verdict"] == "fail")
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        failed.contains(&"dependency-audit") || failed.contains(&"dependency-audit-complete"),
+        "{d}"
+    );
+}

@@ -10,6 +10,7 @@
 //! | `maintainability` | radon `mi -j` | `maintainability_index` (the lowest file's) |
 //! | `duplication` | jscpd JSON | `duplication_percent` |
 //! | `secrets` | detect-secrets, gitleaks JSON | `secrets_detected` |
+//! | `dependencies` | pip-audit JSON | `dependencies_vulnerable`, `_unaudited`, `_total` |
 //!
 //! XML is read with quick-xml, which never expands entities a document
 //! defines; a document type declaration is refused outright, so an XML bomb
@@ -46,6 +47,8 @@ pub enum ReportKind {
     Duplication,
     /// Hardcoded secrets from detect-secrets' or gitleaks' JSON.
     Secrets,
+    /// A dependency audit from pip-audit's JSON.
+    Dependencies,
 }
 
 impl std::str::FromStr for ReportKind {
@@ -61,9 +64,10 @@ impl std::str::FromStr for ReportKind {
             "maintainability" => Self::Maintainability,
             "duplication" => Self::Duplication,
             "secrets" => Self::Secrets,
+            "dependencies" | "pip-audit" => Self::Dependencies,
             other => {
                 return Err(format!(
-                    "unknown report kind `{other}`; expected coverage, tests, lint, security, complexity, maintainability, duplication or secrets"
+                    "unknown report kind `{other}`; expected coverage, tests, lint, security, complexity, maintainability, duplication, secrets or dependencies"
                 ));
             }
         })
@@ -108,7 +112,36 @@ pub fn parse(kind: ReportKind, bytes: &[u8]) -> Result<Values, ReportError> {
         ReportKind::Maintainability => radon_mi(bytes),
         ReportKind::Duplication => jscpd(bytes),
         ReportKind::Secrets => secrets(bytes),
+        ReportKind::Dependencies => pip_audit(bytes),
     }
+}
+
+#[derive(Deserialize)]
+struct PipAudit {
+    dependencies: Vec<AuditedDependency>,
+}
+
+#[derive(Deserialize)]
+struct AuditedDependency {
+    #[serde(default)]
+    vulns: Vec<serde_json::Value>,
+    #[serde(default)]
+    skip_reason: Option<String>,
+}
+
+/// pip-audit's JSON (`-f json`): dependencies with a known vulnerability,
+/// and those it could not audit — which pip-audit itself reports as "No
+/// known vulnerabilities found", so a gate can refuse a partial audit.
+fn pip_audit(bytes: &[u8]) -> Result<Values, ReportError> {
+    let report: PipAudit = json(bytes, "pip-audit")?;
+    let count = |f: fn(&AuditedDependency) -> bool| {
+        report.dependencies.iter().filter(|d| f(d)).count() as f64
+    };
+    let mut out = Values::new();
+    out.insert("dependencies_total", report.dependencies.len() as f64);
+    out.insert("dependencies_vulnerable", count(|d| !d.vulns.is_empty()));
+    out.insert("dependencies_unaudited", count(|d| d.skip_reason.is_some()));
+    Ok(out)
 }
 
 /// Deserializes a JSON report, naming where it broke.
