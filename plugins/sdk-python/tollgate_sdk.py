@@ -164,31 +164,28 @@ def outcome(context):
     return context.outcome.name.lower()
 
 
-def promote():
+def _action(case, *value):
+    """One case of the WIT `action` variant, by its binding's class name."""
     from wit_world.exports import action_api
 
-    return action_api.Action_Promote()
+    return getattr(action_api, case)(*value)
+
+
+def promote():
+    return _action("Action_Promote")
 
 
 def set_weight(percent):
-    from wit_world.exports import action_api
-
-    return action_api.Action_SetWeight(int(percent))
+    return _action("Action_SetWeight", int(percent))
 
 
 def pause(seconds):
-    from wit_world.exports import action_api
-
-    return action_api.Action_Pause(int(seconds))
+    return _action("Action_Pause", int(seconds))
 
 
 def hold(reason):
-    from wit_world.exports import action_api
-
-    return action_api.Action_Hold(reason)
+    return _action("Action_Hold", reason)
 
 
 def rollback(reason):
-    from wit_world.exports import action_api
-
-    return action_api.Action_Rollback(reason)
+    return _action("Action_Rollback", reason)

@@ -252,30 +252,15 @@ fn plugin_new_build_and_test_python_and_js_triggers_and_actions() {
         )
         .unwrap();
         let state = home.path().join(format!("{lang}.state.json"));
-        let eval = |dir: &Path| {
-            tollgate_in(
-                dir,
-                &[
-                    "eval",
-                    "-p",
-                    policy.to_str().unwrap(),
-                    "-s",
-                    snapshot.to_str().unwrap(),
-                    "--state",
-                    state.to_str().unwrap(),
-                    "--format",
-                    "json",
-                ],
-            )
-        };
-        let first = eval(home.path());
+        let eval = || crate::rollout::eval_with_state(&policy, &snapshot, &state);
+        let first = eval();
         assert!(
             first.stdout.contains("1 of 2 breaches in a row"),
             "{lang}: {}{}",
             first.stdout,
             first.stderr
         );
-        let second = eval(home.path());
+        let second = eval();
         assert!(
             second.stdout.contains("(2 in a row)"),
             "{lang}: {}",

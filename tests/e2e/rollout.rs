@@ -78,7 +78,7 @@ fn the_same_shape_at_0_05_percent_promotes_from_the_initial_canary() {
 }
 
 /// `eval --state STATE --format json` of `policy` over the snapshot file.
-fn eval_with_state(
+pub(crate) fn eval_with_state(
     policy: &std::path::Path,
     snapshot: &std::path::Path,
     state: &std::path::Path,

@@ -4,8 +4,9 @@
 
 use super::Exit;
 
+/// The server and the release a command is about.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ApproveArgs {
+struct Release {
     /// The tollgate server (`https://tollgate.example.com`).
     #[arg(long)]
     server: reqwest::Url,
@@ -15,6 +16,12 @@ pub(crate) struct ApproveArgs {
     /// The release's version.
     #[arg(long = "version", id = "release_version")]
     version: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApproveArgs {
+    #[command(flatten)]
+    release: Release,
     /// The stage approved (default: every stage).
     #[arg(long)]
     stage: Option<String>,
@@ -28,13 +35,8 @@ pub(crate) struct ApproveArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ApprovalsArgs {
-    /// The tollgate server.
-    #[arg(long)]
-    server: reqwest::Url,
-    #[arg(long)]
-    service: String,
-    #[arg(long = "version", id = "release_version")]
-    version: String,
+    #[command(flatten)]
+    release: Release,
     /// `table` or `json`.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
@@ -42,8 +44,8 @@ pub(crate) struct ApprovalsArgs {
 
 pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
     let mut body = serde_json::json!({
-        "service": args.service,
-        "version": args.version,
+        "service": args.release.service,
+        "version": args.release.version,
         "comment": args.comment,
     });
     if let Some(s) = &args.stage {
@@ -52,7 +54,7 @@ pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
     if let Some(i) = &args.item {
         body["item"] = i.clone().into();
     }
-    let a = super::client::call(&args.server, "v1/approvals", Some(&body))?;
+    let a = super::client::call(&args.release.server, "v1/approvals", Some(&body))?;
     let groups = a["groups"]
         .as_array()
         .map(|g| {
@@ -88,13 +90,16 @@ pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
 }
 
 pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
-    let mut url = args.server.clone();
-    url.set_path("/v1/approvals");
-    url.query_pairs_mut()
-        .append_pair("service", &args.service)
-        .append_pair("version", &args.version);
-    let path = format!("v1/approvals?{}", url.query().unwrap_or_default());
-    let answer = super::client::call(&args.server, &path, None)?;
+    let Release {
+        server,
+        service,
+        version,
+    } = &args.release;
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("service", service)
+        .append_pair("version", version)
+        .finish();
+    let answer = super::client::call(server, &format!("v1/approvals?{query}"), None)?;
     if args.format == "json" {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(Exit::Success);
@@ -102,7 +107,7 @@ pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
     let approvals: Vec<crate::approvals::Approval> =
         serde_json::from_value(answer["approvals"].clone())?;
     if approvals.is_empty() {
-        println!("no approvals for {} {}", args.service, args.version);
+        println!("no approvals for {service} {version}");
         return Ok(Exit::Success);
     }
     println!("WHEN                  NAME                  STAGE      BY (GROUPS)  COMMENT");
