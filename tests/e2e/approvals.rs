@@ -189,6 +189,15 @@ fn the_cli_records_and_lists_approvals_through_a_server() {
         err.contains("403") && err.contains("may not approve"),
         "{err}"
     );
+    // `audit` says what the approval gate is, rather than only "not found".
+    let audit = crate::support::tollgate(&["audit", "approval"], "");
+    assert!(
+        audit
+            .stdout
+            .contains("`approval` is a gate the host evaluates from recorded approvals"),
+        "{}",
+        audit.stdout
+    );
     let mut args = vec!["approvals"];
     args.extend(release);
     let (code, out, err) = run(CI, &args);

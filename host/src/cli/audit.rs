@@ -64,7 +64,11 @@ fn report(
             match crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES) {
                 Ok(bytes) => (name, arg.to_string(), bytes),
                 Err(e) => {
-                    let hint = if e.is_not_found() {
+                    let hint = if e.is_not_found() && crate::approvals::is_host_gate(arg) {
+                        format!(
+                            "; `{arg}` is a gate the host evaluates from recorded approvals, not a plugin: it runs no code of its own and reaches only the store's approvals"
+                        )
+                    } else if e.is_not_found() {
                         suggestion(arg).map_or_else(String::new, |s| {
                             format!("; did you mean the first-party plugin `{s}`?")
                         })
