@@ -187,13 +187,11 @@ impl Reference {
     }
 }
 
+/// A finding with details and no observed value or threshold.
 fn finding(verdict: Verdict, reason: String, details: Vec<Detail>) -> Finding {
     Finding {
-        verdict,
-        reason,
-        observed: None,
-        threshold: None,
         details,
+        ..tollgate_sdk::rule::finding(verdict, reason, None, None)
     }
 }
 

@@ -155,13 +155,7 @@ fn detail(key: &str, value: impl ToString) -> Detail {
 }
 
 fn inconclusive(reason: String) -> Finding {
-    Finding {
-        verdict: Verdict::Inconclusive,
-        reason,
-        observed: None,
-        threshold: None,
-        details: Vec::new(),
-    }
+    tollgate_sdk::rule::finding(Verdict::Inconclusive, reason, None, None)
 }
 
 /// The report files at `path`: itself, or a directory's `*.xml`, sorted;
