@@ -35,6 +35,11 @@ pub fn is_host_gate(plugin: &str) -> bool {
 /// The name an approval carries when it is not a checklist item.
 pub const APPROVAL: &str = "approval";
 
+/// Approvals and attestations one release may hold. Every evaluation of a
+/// policy with approval gates reads them all and copies them into its
+/// record, so they are bounded; a real release has a handful.
+pub const MAX_PER_RELEASE: usize = 1000;
+
 /// One recorded approval or attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {

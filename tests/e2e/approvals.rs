@@ -265,3 +265,42 @@ fn approvals_are_durable_and_shared_by_replicas() {
         "checkout 2.1.0: waiting for approval: approval 1 of 2 from release-managers, at most 1day old"
     );
 }
+
+/// One release holds at most 1,000 approvals: every evaluation reads them
+/// all into its record, so a token cannot grow that without a bound.
+#[test]
+fn a_release_holds_a_bounded_number_of_approvals() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write(
+        dir.path(),
+        "tokens",
+        format!("{ALICE} approve read as:alice group:release-managers\n").as_bytes(),
+    );
+    let server = Server::start(&[
+        "--tokens-file",
+        tokens.to_str().unwrap(),
+        "--store",
+        "memory",
+    ]);
+    for _ in 0..1000 {
+        assert_eq!(approve(&server, ALICE, None).status, 201);
+    }
+    let refused = approve(&server, ALICE, None);
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert_eq!(refused.json()["error"]["code"], "too_many_approvals");
+    assert!(
+        refused
+            .text()
+            .contains("checkout 2.1.0 already has 1000 approvals and attestations"),
+        "{}",
+        refused.text()
+    );
+    // Another release is not affected.
+    let other = post(
+        &server,
+        ALICE,
+        "/v1/approvals",
+        &json!({"service": "checkout", "version": "2.1.1"}),
+    );
+    assert_eq!(other.status, 201);
+}

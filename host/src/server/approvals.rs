@@ -77,6 +77,22 @@ pub(super) async fn record(
         )
         .field("comment"));
     }
+    let held = state
+        .inner
+        .store
+        .approvals(&body.service, &body.version)
+        .await?
+        .len();
+    if held >= crate::approvals::MAX_PER_RELEASE {
+        return Err(ApiError::unprocessable(
+            "too_many_approvals",
+            format!(
+                "{} {} already has {held} approvals and attestations, the most one release may hold",
+                crate::text::escape_control(&body.service),
+                crate::text::escape_control(&body.version)
+            ),
+        ));
+    }
     let approval = Approval {
         id: uuid::Uuid::now_v7().to_string(),
         service: body.service,

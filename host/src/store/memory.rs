@@ -205,6 +205,7 @@ impl Store for MemoryStore {
         let found = lock(&self.approvals)
             .iter()
             .filter(|a| a.service == service && a.version == version)
+            .take(crate::approvals::MAX_PER_RELEASE)
             .cloned()
             .collect();
         Box::pin(std::future::ready(Ok(found)))

@@ -476,8 +476,12 @@ impl Store for PgStore {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT approval FROM approvals WHERE service = $1 AND version = $2 ORDER BY at_ms, id",
-                    &[&service, &version],
+                    "SELECT approval FROM approvals WHERE service = $1 AND version = $2 ORDER BY at_ms, id LIMIT $3",
+                    &[
+                        &service,
+                        &version,
+                        &i64::try_from(crate::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX),
+                    ],
                 )
                 .await
                 .map_err(|e| self.fail(e))?;

@@ -663,11 +663,18 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT approval FROM approvals WHERE service = ?1 AND version = ?2 ORDER BY at_ms, id",
+                    "SELECT approval FROM approvals WHERE service = ?1 AND version = ?2 ORDER BY at_ms, id LIMIT ?3",
                 )
                 .map_err(|e| fail(&shown, e))?;
             let rows = stmt
-                .query_map([&service, &version], |r| r.get::<_, String>(0))
+                .query_map(
+                    rusqlite::params![
+                        service,
+                        version,
+                        i64::try_from(crate::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
                 .map_err(|e| fail(&shown, e))?;
             rows.map(|row| {
                 let json = row.map_err(|e| fail(&shown, e))?;
