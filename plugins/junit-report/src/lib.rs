@@ -34,7 +34,12 @@ use tollgate_sdk::rule::{GateRule, View};
 /// At most this many failing test cases are named in the finding.
 const NAMED_FAILURES: usize = 10;
 /// A named failure's message is cut to this many characters.
-const MESSAGE_CHARS: usize = 160;
+const MESSAGE_CHARS: usize = 100;
+/// A test case's name is cut to this many characters, so that a report
+/// with absurd names still fits the host's limits on reasons and details
+/// (1 KiB a detail: 220 characters of up to 4 bytes each, with room to
+/// spare) and gets a verdict rather than an output error.
+const NAME_CHARS: usize = 120;
 /// At most this many report files are read from a directory.
 const MAX_FILES: usize = 1000;
 /// Elements nested deeper than this are refused.
@@ -319,7 +324,7 @@ impl Tally {
                     self.errored += 1;
                 }
                 if self.named.len() < NAMED_FAILURES {
-                    let message: String = message.chars().take(MESSAGE_CHARS).collect();
+                    let message = cut(message, MESSAGE_CHARS);
                     self.named.push(if message.is_empty() {
                         format!("{} ({kind})", case.name)
                     } else {
@@ -333,15 +338,27 @@ impl Tally {
     }
 }
 
-/// `classname.name`, as JUnit tools print a test case.
+/// `classname.name`, as JUnit tools print a test case, cut to
+/// [`NAME_CHARS`].
 fn case_name(e: &BytesStart<'_>) -> String {
     let class = attribute(e, "classname");
     let name = attribute(e, "name");
-    match (class.is_empty(), name.is_empty()) {
+    let full = match (class.is_empty(), name.is_empty()) {
         (false, false) => format!("{class}.{name}"),
         (true, _) => name,
         (false, true) => class,
+    };
+    cut(full, NAME_CHARS)
+}
+
+/// `text` cut to `chars` characters, with `…` when it was longer.
+fn cut(text: String, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text;
     }
+    let mut short: String = text.chars().take(chars).collect();
+    short.push('…');
+    short
 }
 
 /// An attribute's text, on one line; empty when absent or malformed.
@@ -505,6 +522,33 @@ mod tests {
             assert_eq!(found.verdict, Verdict::Inconclusive, "{name}");
             assert!(found.reason.contains(expected), "{name}: {}", found.reason);
         }
+    }
+
+    #[test]
+    fn absurdly_long_names_and_messages_are_cut_to_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "é".repeat(20_000);
+        let cases: String = (0..12)
+            .map(|i| format!(r#"<testcase classname="{long}" name="t{i}"><failure message="{long}"/></testcase>"#))
+            .collect();
+        let path = report(
+            dir.path(),
+            "junit.xml",
+            &format!("<testsuite>{cases}</testsuite>"),
+        );
+        let found =
+            judge::<JunitReport>(&[("path", path.as_str().into())], &MemorySnapshot::new(0))
+                .unwrap();
+        assert_eq!(found.verdict, Verdict::Fail);
+        // The host refuses reasons over 4 KiB and details over 1 KiB.
+        assert!(found.reason.len() < 1024, "{}", found.reason.len());
+        assert!(
+            found
+                .details
+                .iter()
+                .all(|d| d.key.len() + d.value.len() < 1024)
+        );
+        assert!(found.reason.contains("12 failed"), "{}", found.reason);
     }
 
     #[test]
