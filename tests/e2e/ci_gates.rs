@@ -190,7 +190,7 @@ fn table_and_junit_formats_render_the_decision() {
 fn stage_all_runs_the_pipeline_in_order_and_stops_at_the_first_failure() {
     let policy = repo("policies/ci-pipeline.yaml");
     let passing = repo("tests/fixtures/ci-pipeline-passing.json");
-    let run = |extra: &[&str]| {
+    let eval = |stage: &str, extra: &[&str]| {
         let mut args = vec![
             "eval",
             "-p",
@@ -198,11 +198,12 @@ fn stage_all_runs_the_pipeline_in_order_and_stops_at_the_first_failure() {
             "-s",
             passing.to_str().unwrap(),
             "--stage",
-            "all",
+            stage,
         ];
         args.extend_from_slice(extra);
         crate::support::tollgate(&args, "")
     };
+    let run = |extra: &[&str]| eval("all", extra);
     let ok = run(&["--format", "json"]);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
     let d = ok.json();
@@ -252,18 +253,7 @@ fn stage_all_runs_the_pipeline_in_order_and_stops_at_the_first_failure() {
     );
 
     // `all` is not a stage name a policy may use, and an unknown stage says so.
-    let unknown = crate::support::tollgate(
-        &[
-            "eval",
-            "-p",
-            policy.to_str().unwrap(),
-            "-s",
-            passing.to_str().unwrap(),
-            "--stage",
-            "nope",
-        ],
-        "",
-    );
+    let unknown = eval("nope", &[]);
     assert_eq!(unknown.code, 2);
     assert!(
         unknown.stderr.contains("or `all` for every stage in order"),
