@@ -15,6 +15,13 @@ for target in snapshot policy evaluate_body; do
   mkdir -p "$work/$target"
   cp corpus/"$target"/* "$work/$target/"
   log="$work/$target.log"
+  # A target that does not compile is not a crash; say which it is.
+  if ! cargo +nightly fuzz build --sanitizer none -O "$target" >"$log" 2>&1; then
+    echo "fuzz $target: DOES NOT BUILD"
+    tail -40 "$log"
+    status=1
+    continue
+  fi
   if cargo +nightly fuzz run --sanitizer none -O "$target" "$work/$target" -- \
       -max_total_time="$secs" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -22,6 +22,7 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router) {
             tollgate::server::ServerConfig::default(),
             runtime,
             tollgate::server::Tokens::disabled(),
+            Arc::new(tollgate::store::memory::MemoryStore::default()),
         )
         .expect("bundled policies load");
         let rt = tokio::runtime::Builder::new_current_thread()
