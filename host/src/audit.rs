@@ -51,8 +51,12 @@ pub struct PluginReport {
     pub plugin: String,
     /// Where it came from: a path, or `builtin:<name>`.
     pub source: String,
-    pub digest: Digest,
-    pub size_bytes: usize,
+    /// The bytes' digest; absent when the file could not be read, so an
+    /// unreadable path never shows the digest of nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<usize>,
     pub verdict: Acceptance,
     /// Why it is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,8 +84,8 @@ impl PluginReport {
         Self {
             plugin: name.to_string(),
             source: source.to_string(),
-            digest: plugin.digest(),
-            size_bytes: plugin.size(),
+            digest: Some(plugin.digest()),
+            size_bytes: Some(plugin.size()),
             verdict: Acceptance::Accepted,
             reason: None,
             info: Some(plugin.info().clone()),
@@ -93,13 +97,14 @@ impl PluginReport {
         }
     }
 
-    /// The report of bytes that would not load, and why.
-    pub fn refused(name: &str, source: &str, bytes: &[u8], reason: String) -> Self {
+    /// The report of a plugin that would not load, and why: `bytes` is
+    /// `None` when they could not even be read.
+    pub fn refused(name: &str, source: &str, bytes: Option<&[u8]>, reason: String) -> Self {
         Self {
             plugin: name.to_string(),
             source: source.to_string(),
-            digest: Digest::of(bytes),
-            size_bytes: bytes.len(),
+            digest: bytes.map(Digest::of),
+            size_bytes: bytes.map(<[u8]>::len),
             verdict: Acceptance::Refused,
             reason: Some(reason),
             info: None,

@@ -18,7 +18,7 @@ pub const MAX_TEXT_BYTES: u64 = 4 << 20;
 /// Why a bounded read failed; the path is named by the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("not a regular file")]
     NotAFile,

@@ -192,6 +192,15 @@ fn audit_reports_every_plugin_when_one_path_is_unreadable_and_suggests_names() {
     assert_eq!(reports[0]["verdict"], "accepted");
     assert_eq!(reports[0]["source"], "builtin:threshold");
     assert_eq!(reports[1]["verdict"], "refused");
+    // Nothing was read, so there is no digest of nothing to show.
+    assert!(reports[1].get("digest").is_none(), "{}", reports[1]);
+    assert!(reports[1].get("size_bytes").is_none(), "{}", reports[1]);
+    assert!(
+        reports[0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
     assert!(
         reports[1]["reason"]
             .as_str()
@@ -233,6 +242,16 @@ fn validate_exits_2_for_a_missing_file() {
             .contains("cannot read policy `/no/such/policy.yaml`"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn eval_names_a_missing_policy_file_and_prints_the_cause_once() {
+    let run = tollgate(&["eval", "--policy", "/no/such/policy.yaml"], "");
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim(),
+        "error: cannot read policy `/no/such/policy.yaml`: No such file or directory (os error 2)"
     );
 }
 

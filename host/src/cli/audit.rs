@@ -78,7 +78,7 @@ fn report(
                     return PluginReport::refused(
                         &name,
                         arg,
-                        &[],
+                        None,
                         format!("cannot read `{arg}`: {e}{hint}"),
                     );
                 }
@@ -92,11 +92,11 @@ fn report(
     };
     let signature = match signature {
         Ok(s) => s,
-        Err(e) => return PluginReport::refused(&name, &source, &bytes, e.to_string()),
+        Err(e) => return PluginReport::refused(&name, &source, Some(&bytes), e.to_string()),
     };
     let mut report = match runtime.load(&name, &bytes) {
         Ok(plugin) => PluginReport::accepted(&name, &source, &plugin),
-        Err(e) => PluginReport::refused(&name, &source, &bytes, e.to_string()),
+        Err(e) => PluginReport::refused(&name, &source, Some(&bytes), e.to_string()),
     };
     report.signature = signature;
     report

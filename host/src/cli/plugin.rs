@@ -423,10 +423,10 @@ fn report_built(name: &str, out: &Path, component: &[u8]) -> anyhow::Result<Exit
     let shown = out.to_string_lossy();
     let report = match runtime.load(name, component) {
         Ok(plugin) => crate::audit::PluginReport::accepted(name, &shown, &plugin),
-        Err(e) => crate::audit::PluginReport::refused(name, &shown, component, e.to_string()),
+        Err(e) => crate::audit::PluginReport::refused(name, &shown, Some(component), e.to_string()),
     };
     println!("built {} ({} bytes)", out.display(), component.len());
-    println!("digest: {}", report.digest);
+    println!("digest: {}", crate::digest::Digest::of(component));
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(Exit::failed_if(
         report.verdict == crate::audit::Acceptance::Refused,
