@@ -54,14 +54,34 @@ pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
-/// Reads a UTF-8 text file of at most [`MAX_TEXT_BYTES`].
+/// Reads a UTF-8 text file of at most [`MAX_TEXT_BYTES`], without the
+/// byte-order mark some Windows editors put first: it is not content, and
+/// left in it becomes part of the first key or line.
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
-    String::from_utf8(read_limited(path, MAX_TEXT_BYTES)?).map_err(|_| ReadError::NotText)
+    let text =
+        String::from_utf8(read_limited(path, MAX_TEXT_BYTES)?).map_err(|_| ReadError::NotText)?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
+/// `bytes` without a leading UTF-8 byte-order mark.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_loses_a_leading_byte_order_mark_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.yaml");
+        std::fs::write(&p, "\u{feff}a: \u{feff}1\n").unwrap();
+        assert_eq!(read_text(&p).unwrap(), "a: \u{feff}1\n");
+    }
 
     #[test]
     fn devices_are_refused_without_reading() {

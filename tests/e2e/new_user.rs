@@ -256,6 +256,30 @@ fn eval_names_a_missing_policy_file_and_prints_the_cause_once() {
 }
 
 #[test]
+fn files_saved_with_a_byte_order_mark_read_as_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_bom = |name: &str, from: &std::path::Path| {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(std::fs::read(from).unwrap());
+        crate::support::write(dir.path(), name, &bytes)
+    };
+    let policy = with_bom("p.yaml", &repo("policies/ci-quality-gates.yaml"));
+    let snap = with_bom("s.json", &repo("tests/fixtures/ci-passing.json"));
+    let run = tollgate(
+        &[
+            "eval",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("PROMOTE"), "{}", run.stdout);
+}
+
+#[test]
 fn validate_resolves_every_declared_plugin_even_unused() {
     let dir = tempfile::tempdir().unwrap();
     let policy = crate::support::write(

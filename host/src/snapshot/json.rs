@@ -212,6 +212,20 @@ pub(super) fn write(s: &Snapshot) -> serde_json::Value {
 }
 
 pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+    // RFC 8259 lets a parser ignore a byte-order mark, and editors on
+    // Windows write one.
+    let bytes = crate::files::without_bom(bytes);
+    // serde reads a struct from an array too, which would make
+    // `["s","1",100]` a snapshot and name an internal type in the error.
+    let document = |message: &str| SnapshotError {
+        path: String::new(),
+        message: message.to_string(),
+    };
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(document("empty document; a snapshot is a JSON object")),
+        Some(b'[') => return Err(document("a snapshot is a JSON object, not an array")),
+        Some(_) => {}
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {
         let mut path = e.path().to_string();
@@ -347,6 +361,18 @@ mod tests {
             r#"{{{HEAD},"metrics":[{{"name":"a","value":1,"points":[]}}]}}"#
         ));
         assert_eq!(e.path, "metrics[0]");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_an_array_or_nothing_is_named() {
+        let with_bom = format!("\u{feff}{{{HEAD},\"metrics\":[]}}");
+        assert_eq!(parse(with_bom.as_bytes()).unwrap().service, "s");
+        let e = err(r#"["s","1",100,[]]"#);
+        assert_eq!(e.to_string(), "a snapshot is a JSON object, not an array");
+        assert_eq!(
+            err(" \n").to_string(),
+            "empty document; a snapshot is a JSON object"
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub type Values = BTreeMap<&'static str, f64>;
 pub fn read(kind: ReportKind, path: &Path) -> Result<(Values, Digest), ReportError> {
     let bytes =
         crate::files::read_limited(path, MAX_REPORT_BYTES).map_err(|e| err(e.to_string()))?;
-    let values = parse(kind, &bytes)?;
+    let values = parse(kind, crate::files::without_bom(&bytes))?;
     Ok((values, Digest::of(&bytes)))
 }
 
@@ -878,6 +878,28 @@ mod tests {
             (v["tests_total"], v["tests_failed"], v["tests_skipped"]),
             (4.0, 2.0, 1.0)
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_a_report_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        for (kind, body) in [
+            (
+                ReportKind::Tests,
+                &br#"<?xml version="1.0" encoding="utf-8"?><testsuite><testcase name="a"><failure/></testcase></testsuite>"#[..],
+            ),
+            (ReportKind::Maintainability, br#"{"a.py": {"mi": 70.0, "rank": "A"}}"#),
+            (ReportKind::Coverage, b"SF:a.py\nLF:2\nLH:1\nend_of_record\n"),
+        ] {
+            let path = dir.path().join("report");
+            let mut bytes = b"\xEF\xBB\xBF".to_vec();
+            bytes.extend_from_slice(body);
+            std::fs::write(&path, &bytes).unwrap();
+            let (with, digest) = read(kind, &path).unwrap();
+            assert_eq!(with, parse(kind, body).unwrap(), "{kind:?}");
+            // The digest is of the file as it is.
+            assert_eq!(digest, Digest::of(&bytes));
+        }
     }
 
     #[test]
