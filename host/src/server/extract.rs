@@ -70,9 +70,20 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
 /// Parses JSON, naming the JSON path of the first problem.
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = crate::files::without_bom(bytes);
+    // serde reads a struct from an array too; every body here is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the body is a JSON array; send a JSON object",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
+        // A syntax error before any key has no path; serde_path_to_error
+        // shows that as `?`.
+        let path = if path == "?" { ".".to_string() } else { path };
         let inner = e.into_inner();
         let err = if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))

@@ -122,11 +122,16 @@ async fn snapshot_for(
         } => (service, version, at, field),
     };
     let Some(prom) = &state.inner.prometheus else {
+        // Without Prometheus the one way in is a snapshot, so that is the
+        // field to name: `snapshot` beside the `service` the query uses.
+        let snapshot_field = field
+            .strip_suffix("service")
+            .map_or_else(|| "snapshot".to_string(), |p| format!("{p}snapshot"));
         return Err(ApiError::unprocessable(
             "missing_snapshot",
             "send `snapshot`: this server has no Prometheus to query (`telemetry.prometheus` in its config)",
         )
-        .field(field));
+        .field(snapshot_field));
     };
     let policy = &loaded.policy;
     if policy.metrics.is_empty() {
