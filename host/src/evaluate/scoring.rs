@@ -197,7 +197,9 @@ pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
             decision: Outcome::Hold,
             result: StageResult::Inconclusive,
             score: None,
-            summary: "no gate counted toward the decision (all dry-run or ignored)".into(),
+            summary:
+                "no gate counted toward the decision: every gate is dry-run, ignored or of weight 0"
+                    .into(),
         };
     };
     let failing: Vec<&str> = gates
@@ -441,6 +443,15 @@ mod tests {
             (o, r, score),
             (Outcome::Hold, StageResult::Inconclusive, None)
         );
+        // Weight 0 counts for nothing too, and the summary says so.
+        let StageVerdict {
+            decision: o,
+            score,
+            summary,
+            ..
+        } = decide(&stage(), &[gate("z", Counted::Pass, 0.0, false)]);
+        assert_eq!((o, score), (Outcome::Hold, None));
+        assert!(summary.contains("weight 0"), "{summary}");
     }
 
     #[test]
