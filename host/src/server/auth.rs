@@ -119,6 +119,8 @@ pub enum TokenError {
         line: usize,
         message: String,
     },
+    #[error("token file `{path}` holds no tokens: write one per line, at least 16 characters each")]
+    Empty { path: String },
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -295,11 +297,7 @@ impl Tokens {
             ));
         }
         if grants.is_empty() {
-            return Err(TokenError::Invalid {
-                path: shown,
-                line: 0,
-                message: "no tokens".into(),
-            });
+            return Err(TokenError::Empty { path: shown });
         }
         Ok(Self {
             grants,
@@ -492,6 +490,18 @@ mod tests {
         assert!(
             t.for_header(Some("Basic reader-token-0123456789"))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_token_file_with_only_comments_is_refused_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "# readers\n\n").unwrap();
+        let e = Tokens::from_file(&path).err().unwrap().to_string();
+        assert!(
+            e.ends_with("holds no tokens: write one per line, at least 16 characters each"),
+            "{e}"
         );
     }
 
