@@ -482,3 +482,45 @@ fn sustained_means_breaching_continuously_for_at_least_the_duration() {
     assert_eq!(t["fire"], "none", "{t}");
     assert!(t["reason"].as_str().unwrap().contains("no data"), "{t}");
 }
+
+#[test]
+fn tollgate_test_refuses_a_test_file_that_cannot_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = repo("policies/canary.yaml");
+    let fixture = repo("tests/fixtures/canary-error-spike.json");
+    let case = |expect: &str| {
+        format!(
+            "policy: {}\ncases:\n  - name: c\n    snapshot: {}\n    expect: {expect}\n",
+            canary.display(),
+            fixture.display()
+        )
+    };
+    for (name, text, want) in [
+        (
+            "misspelt",
+            case("{ decision: rolled-back }"),
+            "cases[0].expect.decision: unknown variant `rolled-back`, expected one of `promote`, `hold`, `rollback`",
+        ),
+        (
+            "verdict",
+            case("{ gates: { error-rate: failed } }"),
+            "unknown variant `failed`",
+        ),
+        ("nothing", case("{}"), "case `c`: `expect` checks nothing"),
+        (
+            "empty",
+            format!("policy: {}\ncases: []\n", canary.display()),
+            "`cases` is empty",
+        ),
+    ] {
+        let file = write(dir.path(), &format!("{name}.test.yaml"), text.as_bytes());
+        let run = tollgate(&["test", file.to_str().unwrap()], "");
+        assert_eq!(run.code, 1, "{name}: {}", run.stdout);
+        assert!(run.stdout.contains(want), "{name}: {}", run.stdout);
+        assert!(
+            run.stdout.trim_end().ends_with("0 passed, 1 failed"),
+            "{}",
+            run.stdout
+        );
+    }
+}

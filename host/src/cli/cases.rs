@@ -83,19 +83,35 @@ struct CaseApproval {
     comment: String,
 }
 
+/// What a case checks. The words are typed, so a misspelt `promoted` is
+/// an error in the file rather than a case that can never pass.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
-    decision: Option<String>,
+    decision: Option<crate::decision::Outcome>,
     /// With `stage: all`, the stage the evaluation stopped at.
     stage: Option<String>,
-    stage_result: Option<String>,
+    stage_result: Option<crate::decision::StageResult>,
     summary_contains: Option<String>,
     #[serde(default)]
-    gates: BTreeMap<String, String>,
+    gates: BTreeMap<String, crate::decision::Verdict>,
     #[serde(default)]
-    triggers: BTreeMap<String, String>,
+    triggers: BTreeMap<String, crate::decision::Fire>,
     actions: Option<Vec<Json>>,
+}
+
+impl Expect {
+    /// Whether the case checks anything at all: one that does not cannot
+    /// fail, so it is refused.
+    fn is_empty(&self) -> bool {
+        self.decision.is_none()
+            && self.stage.is_none()
+            && self.stage_result.is_none()
+            && self.summary_contains.is_none()
+            && self.gates.is_empty()
+            && self.triggers.is_empty()
+            && self.actions.is_none()
+    }
 }
 
 /// One case's outcome.
@@ -162,6 +178,17 @@ pub fn run_file(
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
     let file: CaseFile = serde_path_to_error::deserialize(node.to_json())
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
+    if file.cases.is_empty() {
+        return Err(fail(
+            "`cases` is empty: a test file needs at least one case".into(),
+        ));
+    }
+    if let Some(case) = file.cases.iter().find(|c| c.expect.is_empty()) {
+        return Err(fail(format!(
+            "case `{}`: `expect` checks nothing; give a decision, stage_result, summary_contains, gates, triggers or actions",
+            case.name
+        )));
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);
     let policy_text = crate::files::read_text(&policy_path).map_err(|e| {
@@ -304,11 +331,12 @@ fn run_case(
         }
     };
     let e = &case.expect;
-    if let Some(want) = &e.decision
-        && want != d.decision.as_str()
+    if let Some(want) = e.decision
+        && want != d.decision
     {
         failures.push(format!(
-            "expected decision `{want}`, got `{}`: {}",
+            "expected decision `{}`, got `{}`: {}",
+            want.as_str(),
             d.decision.as_str(),
             d.summary
         ));
@@ -321,11 +349,14 @@ fn run_case(
             d.stage
         ));
     }
-    if let Some(want) = &e.stage_result {
-        let got = serde_json::to_value(d.stage_result).unwrap_or_default();
-        if got != Json::String(want.clone()) {
-            failures.push(format!("expected stage result `{want}`, got {got}"));
-        }
+    if let Some(want) = e.stage_result
+        && want != d.stage_result
+    {
+        failures.push(format!(
+            "expected stage result `{}`, got `{}`",
+            word(want),
+            word(d.stage_result)
+        ));
     }
     if let Some(want) = &e.summary_contains
         && !d.summary.contains(want.as_str())
@@ -338,8 +369,9 @@ fn run_case(
     for (gate, want) in &e.gates {
         match d.gates.iter().find(|g| &g.name == gate) {
             None => failures.push(format!("no gate `{gate}` in stage `{}`", d.stage)),
-            Some(g) if g.verdict.as_str() != want => failures.push(format!(
-                "gate `{gate}`: expected `{want}`, got `{}`: {}",
+            Some(g) if g.verdict != *want => failures.push(format!(
+                "gate `{gate}`: expected `{}`, got `{}`: {}",
+                want.as_str(),
                 g.verdict.as_str(),
                 g.reason
             )),
@@ -349,8 +381,9 @@ fn run_case(
     for (trigger, want) in &e.triggers {
         match d.triggers.iter().find(|t| &t.name == trigger) {
             None => failures.push(format!("no trigger `{trigger}`")),
-            Some(t) if t.fire.as_str() != want => failures.push(format!(
-                "trigger `{trigger}`: expected `{want}`, got `{}`: {}",
+            Some(t) if t.fire != *want => failures.push(format!(
+                "trigger `{trigger}`: expected `{}`, got `{}`: {}",
+                want.as_str(),
                 t.fire.as_str(),
                 t.reason
             )),
@@ -378,6 +411,14 @@ fn run_case(
     CaseResult {
         name: case.name.clone(),
         failures,
+    }
+}
+
+/// The word a value is written as in decisions and test files.
+fn word(v: impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(Json::String(s)) => s,
+        other => format!("{other:?}"),
     }
 }
 
