@@ -127,18 +127,7 @@ fn terminal_escapes_in_a_reason_never_reach_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let path = one_gate(dir.path(), "terminal-escape", "");
     let snap = write(dir.path(), "s.json", values(&[]).to_string().as_bytes());
-    let run = tollgate(
-        &[
-            "eval",
-            "--policy",
-            path.to_str().unwrap(),
-            "--snapshot",
-            snap.to_str().unwrap(),
-            "--format",
-            "table",
-        ],
-        "",
-    );
+    let run = crate::support::eval_files(&path, &snap, &["--format", "table"]);
     assert_eq!(run.code, 1);
     assert!(!run.stdout.contains('\x1b'), "{:?}", run.stdout);
     assert!(!run.stdout.contains('\x07') && !run.stdout.contains('\r'));

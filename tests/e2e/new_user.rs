@@ -101,16 +101,7 @@ fn the_table_says_how_an_ignored_error_counted() {
         "s.json",
         crate::support::values(&[]).to_string().as_bytes(),
     );
-    let run = tollgate(
-        &[
-            "eval",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--snapshot",
-            snap.to_str().unwrap(),
-        ],
-        "",
-    );
+    let run = crate::support::eval_files(&policy, &snap, &[]);
     assert!(run.stdout.contains("error → ignored"), "{}", run.stdout);
     assert!(
         run.stdout.contains("1 of 2 gate(s) inconclusive"),
@@ -265,16 +256,7 @@ fn files_saved_with_a_byte_order_mark_read_as_without_one() {
     };
     let policy = with_bom("p.yaml", &repo("policies/ci-quality-gates.yaml"));
     let snap = with_bom("s.json", &repo("tests/fixtures/ci-passing.json"));
-    let run = tollgate(
-        &[
-            "eval",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--snapshot",
-            snap.to_str().unwrap(),
-        ],
-        "",
-    );
+    let run = crate::support::eval_files(&policy, &snap, &[]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("PROMOTE"), "{}", run.stdout);
 }

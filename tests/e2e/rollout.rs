@@ -325,18 +325,7 @@ fn the_canary_judge_compares_canary_with_baseline() {
         b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: judge}\nstages:\n  - name: s\n    gates:\n      - name: judge\n        plugin: canary-judge\n        with:\n          metrics:\n            - {name: response_time_p95_ms, direction: increase, tolerance_percent: 10, critical: true, group: latency}\n            - {name: error_rate, direction: increase, tolerance_percent: 50, group: errors}\n",
     );
     let healthy = repo("tests/fixtures/canary-healthy.json");
-    let run = tollgate(
-        &[
-            "eval",
-            "-p",
-            policy.to_str().unwrap(),
-            "-s",
-            healthy.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-        "",
-    );
+    let run = crate::support::eval_files(&policy, &healthy, &["--format", "json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.gate("judge")["verdict"], "pass");
     // A canary consistently ~30% slower than its baseline.

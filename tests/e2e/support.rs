@@ -84,6 +84,20 @@ pub fn eval(policy: &Path, snapshot: &Value, stage: Option<&str>) -> Run {
     tollgate(&args, &snapshot.to_string())
 }
 
+/// `tollgate eval` of the `policy` file over the `snapshot` file, with
+/// any `extra` arguments (a format, a stage).
+pub fn eval_files(policy: &Path, snapshot: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "eval",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tollgate(&args, "")
+}
+
 pub const TAKEN_AT: i64 = 1_764_237_600;
 
 /// A snapshot holding single-value metrics.
