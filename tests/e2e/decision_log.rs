@@ -206,6 +206,24 @@ fn every_answered_decision_is_in_the_log_and_replays_identically() {
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json()["error"]["field"], "limit");
     assert_eq!(get(&server, "/v1/decisions/nope").status, 404);
+    // A UUID that is not in the log, and a path that is no id at all.
+    let absent = get(
+        &server,
+        "/v1/decisions/01a22685-13fd-77ae-b93a-e4abf840dc42",
+    );
+    assert_eq!(absent.status, 404);
+    assert_eq!(
+        absent.json()["error"]["message"],
+        "no decision `01a22685-13fd-77ae-b93a-e4abf840dc42` in the log"
+    );
+    let long = get(&server, &format!("/v1/decisions/{}", "a".repeat(5000)));
+    assert_eq!(long.status, 404);
+    let message = long.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.len() < 200, "{message}");
+    assert!(message.contains("is not a decision id"), "{message}");
 }
 
 #[test]

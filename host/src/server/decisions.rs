@@ -113,6 +113,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<crate::store::Record>, ApiError> {
     let store = logging(&state)?;
+    known_shape(&id)?;
     store.decision(&id).await?.map(Json).ok_or_else(|| {
         ApiError::not_found(
             "unknown_decision",
@@ -122,6 +123,23 @@ pub(super) async fn get(
             ),
         )
     })
+}
+
+/// Refuses what cannot be a decision id before the store is asked, so an
+/// error never echoes kilobytes of path back.
+fn known_shape(id: &str) -> Result<(), ApiError> {
+    if uuid::Uuid::try_parse(id).is_ok() {
+        return Ok(());
+    }
+    let shown: String = id.chars().take(40).collect();
+    let cut = if shown.len() < id.len() { "…" } else { "" };
+    Err(ApiError::not_found(
+        "unknown_decision",
+        format!(
+            "`{}{cut}` is not a decision id: ids are UUIDs, as `decision_id` gives them",
+            crate::text::escape_control(&shown)
+        ),
+    ))
 }
 
 impl From<ReplayError> for ApiError {
@@ -147,6 +165,7 @@ pub(super) async fn replay(
     Path(id): Path<String>,
 ) -> Result<Json<crate::replay::ReplayReport>, ApiError> {
     let store = logging(&state)?;
+    known_shape(&id)?;
     // A replay runs plugins: it takes a slot and a worker like an evaluation.
     let Ok(_slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
         return Err(ApiError::busy(
