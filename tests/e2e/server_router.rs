@@ -138,6 +138,8 @@ async fn bad_input_gets_4xx_naming_the_field() {
         (b"{not json".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
         (b"{".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
         (b" [\"canary\"]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (json!({"snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("policy")),
+        (json!({"policy": "canary", "snapshot": "{"}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_snapshot", Some("snapshot")),
         (json!({"policy": "nope", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::NOT_FOUND, "unknown_policy", Some("policy")),
         (json!({"policy": "canary", "stage": "half", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::NOT_FOUND, "unknown_stage", Some("stage")),
         (json!({"policy": "canary", "snapshot": {"service": "s", "version": "1", "taken_at": 1, "metrics": [{"name": "e", "points": [[1, "x"]]}]}}).to_string().into_bytes(),

@@ -85,6 +85,16 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
         // shows that as `?`.
         let path = if path == "?" { ".".to_string() } else { path };
         let inner = e.into_inner();
+        // A missing field has no path of its own; name it from the message.
+        let message = inner.to_string();
+        let path = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split_once('`'))
+        {
+            Some((field, _)) if path == "." => field.to_string(),
+            Some((field, _)) => format!("{path}.{field}"),
+            None => path,
+        };
         let err = if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"))
         } else {

@@ -238,7 +238,12 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
             path.truncate(open);
         }
         SnapshotError {
-            path: if path == "." { String::new() } else { path },
+            // `?` is serde_path_to_error's path before the first key.
+            path: if path == "." || path == "?" {
+                String::new()
+            } else {
+                path
+            },
             message: e.into_inner().to_string(),
         }
     })?;
@@ -373,6 +378,7 @@ mod tests {
             err(" \n").to_string(),
             "empty document; a snapshot is a JSON object"
         );
+        assert_eq!(err("{").path, "");
     }
 
     #[test]
