@@ -357,6 +357,21 @@ pub async fn all(store: &dyn Store, filter: &Filter) -> Result<Vec<Summary>, Sto
 /// `.tollgate/tollgate.db` in the working directory.
 pub const DEFAULT_PATH: &str = ".tollgate/tollgate.db";
 
+/// The shortest retention accepted: `--retain 0d` (a typo for `90d`, or a
+/// misread unit) would delete every decision as soon as it is made.
+pub const MIN_RETAIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Refuses a retention shorter than [`MIN_RETAIN`].
+pub fn check_retain(retain: std::time::Duration) -> Result<(), String> {
+    if retain < MIN_RETAIN {
+        return Err(format!(
+            "`retain` is {}; it must be at least 1h: a retention this short deletes decisions almost as soon as they are made",
+            humantime::format_duration(retain)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that `bytes` hash to `digest`.
 pub fn verify(kind: &str, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
     let actual = Digest::of(bytes);

@@ -189,3 +189,38 @@ fn extreme_numbers_in_a_snapshot_never_crash_the_evaluation() {
         "{d}"
     );
 }
+
+#[test]
+fn serve_refuses_settings_under_which_it_could_never_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "c.yaml", b"body_limit: 10\n");
+    for (args, want) in [
+        (
+            vec!["--max-concurrency", "0"],
+            "`max_concurrency` is 0; it must be at least 1",
+        ),
+        (
+            vec!["--max-connections", "0"],
+            "`max_connections` is 0; it must be at least 1",
+        ),
+        (
+            vec!["--request-timeout", "0s"],
+            "`request_timeout` is 0s; it must be longer",
+        ),
+        (
+            vec!["--retain", "0d"],
+            "`retain` is 0s; it must be at least 1h",
+        ),
+        (
+            vec!["--config", config.to_str().unwrap()],
+            "`body_limit` is 10 bytes; it must be at least 1024",
+        ),
+    ] {
+        let mut all = vec!["serve", "--addr", "127.0.0.1:0", "--store", "memory"];
+        all.extend(&args);
+        let run = tollgate(&all, "");
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("listening"), "{}", run.stderr);
+    }
+}

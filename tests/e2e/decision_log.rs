@@ -416,6 +416,15 @@ fn retention_prunes_old_decisions_and_keeps_referenced_plugins() {
             .unwrap()
     };
     let before = blobs(&conn);
+    // A retention that would empty the log is refused, and nothing goes.
+    let zero = tollgate(&["decisions", "prune", "--retain", "0d", "--log", log], "");
+    assert_eq!(zero.code, 2, "{}", zero.stdout);
+    assert!(
+        zero.stderr.contains("it must be at least 1h"),
+        "{}",
+        zero.stderr
+    );
+    assert_eq!(blobs(&conn), before);
     let run = tollgate(&["decisions", "prune", "--retain", "90d", "--log", log], "");
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(

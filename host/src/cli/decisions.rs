@@ -170,6 +170,7 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
                 Ok(Exit::Success)
             }
             DecisionsCommand::Prune { retain, log } => {
+                crate::store::check_retain(retain).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let store = crate::store::open(&log.log).await?;
                 let cutoff = crate::store::now_ms()
                     .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));

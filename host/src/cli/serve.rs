@@ -249,8 +249,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         max_concurrency: args
             .max_concurrency
             .or(file.max_concurrency)
-            .unwrap_or(defaults.max_concurrency)
-            .max(1),
+            .unwrap_or(defaults.max_concurrency),
         grace_period: args
             .grace_period
             .or(duration("grace_period", file.grace_period.as_deref())?)
@@ -262,8 +261,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         max_connections: args
             .max_connections
             .or(file.max_connections)
-            .unwrap_or(defaults.max_connections)
-            .max(1),
+            .unwrap_or(defaults.max_connections),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
         tls: match (
             args.tls_cert.or(file.tls_cert),
@@ -283,6 +281,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
         allowed_signers: args.allowed_signers.or(file.allowed_signers),
         ..defaults
     };
+    config.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store_spec = args
         .store
         .or(file.store)

@@ -84,11 +84,46 @@ impl Default for ServerConfig {
     }
 }
 
+/// The smallest body limit accepted: room for a request naming a policy
+/// and a small snapshot.
+const MIN_BODY_LIMIT: usize = 1024;
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
 impl ServerConfig {
+    /// Refuses settings under which the server could start but never
+    /// answer: no slot, no connection, a timeout of zero, a body limit too
+    /// small for any request, or a retention that deletes every decision.
+    pub fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("max_concurrency", self.max_concurrency),
+            ("max_connections", self.max_connections),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("`{name}` is 0; it must be at least 1"));
+        }
+        let timeouts = [
+            ("request_timeout", self.request_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ];
+        if let Some((name, _)) = timeouts.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("`{name}` is 0s; it must be longer"));
+        }
+        if self.body_limit < MIN_BODY_LIMIT {
+            return Err(format!(
+                "`body_limit` is {} bytes; it must be at least {MIN_BODY_LIMIT}",
+                self.body_limit
+            ));
+        }
+        if let Some(retain) = self.retain {
+            crate::store::check_retain(retain)?;
+        }
+        Ok(())
+    }
+
     /// The signatures every policy's plugins must carry, with the allowed
     /// signers read (again on every reload, so key changes take effect).
     pub fn trust(&self) -> Result<crate::policy::Trust, super::ReloadError> {
