@@ -365,8 +365,9 @@ pub const MIN_RETAIN: std::time::Duration = std::time::Duration::from_secs(3600)
 pub fn check_retain(retain: std::time::Duration) -> Result<(), String> {
     if retain < MIN_RETAIN {
         return Err(format!(
-            "`retain` is {}; it must be at least 1h: a retention this short deletes decisions almost as soon as they are made",
-            humantime::format_duration(retain)
+            "`retain` is {}; it must be at least {}: a retention this short deletes decisions almost as soon as they are made",
+            humantime::format_duration(retain),
+            humantime::format_duration(MIN_RETAIN)
         ));
     }
     Ok(())

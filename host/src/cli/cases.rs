@@ -354,8 +354,8 @@ fn run_case(
     {
         failures.push(format!(
             "expected stage result `{}`, got `{}`",
-            word(want),
-            word(d.stage_result)
+            want.as_str(),
+            d.stage_result.as_str()
         ));
     }
     if let Some(want) = &e.summary_contains
@@ -411,14 +411,6 @@ fn run_case(
     CaseResult {
         name: case.name.clone(),
         failures,
-    }
-}
-
-/// The word a value is written as in decisions and test files.
-fn word(v: impl serde::Serialize) -> String {
-    match serde_json::to_value(v) {
-        Ok(Json::String(s)) => s,
-        other => format!("{other:?}"),
     }
 }
 

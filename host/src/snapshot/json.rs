@@ -223,8 +223,9 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     };
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(document("empty document; a snapshot is a JSON object")),
+        Some(b'{') => {}
         Some(b'[') => return Err(document("a snapshot is a JSON object, not an array")),
-        Some(_) => {}
+        Some(_) => return Err(document("a snapshot is a JSON object `{…}`")),
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -379,6 +380,7 @@ mod tests {
             "empty document; a snapshot is a JSON object"
         );
         assert_eq!(err("{").path, "");
+        assert_eq!(err("5").to_string(), "a snapshot is a JSON object `{…}`");
     }
 
     #[test]
