@@ -71,6 +71,22 @@ pub fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// What JSON text holds when it is a value other than an object, from its
+/// first byte: `an array`, `a string`, … . serde reads a struct from an
+/// array too, and names the Rust type when it meets a scalar, so readers of
+/// objects ask this first. `None` for an object, nothing, or text that is
+/// not JSON (left to the parser's own syntax error).
+pub fn json_not_an_object(bytes: &[u8]) -> Option<&'static str> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => Some("an array"),
+        b'"' => Some("a string"),
+        b'-' | b'0'..=b'9' => Some("a number"),
+        b't' | b'f' => Some("a boolean"),
+        b'n' => Some("null"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +97,16 @@ mod tests {
         let p = dir.path().join("t.yaml");
         std::fs::write(&p, "\u{feff}a: \u{feff}1\n").unwrap();
         assert_eq!(read_text(&p).unwrap(), "a: \u{feff}1\n");
+    }
+
+    #[test]
+    fn json_values_other_than_objects_are_named() {
+        assert_eq!(json_not_an_object(b" [1]"), Some("an array"));
+        assert_eq!(json_not_an_object(b"-5"), Some("a number"));
+        assert_eq!(json_not_an_object(b"null"), Some("null"));
+        assert_eq!(json_not_an_object(b"{}"), None);
+        assert_eq!(json_not_an_object(b""), None);
+        assert_eq!(json_not_an_object(b"x"), None);
     }
 
     #[test]

@@ -138,6 +138,7 @@ async fn bad_input_gets_4xx_naming_the_field() {
         (b"{not json".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
         (b"{".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", None),
         (b" [\"canary\"]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (b"42".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         (json!({"snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("policy")),
         (json!({"policy": "canary", "snapshot": "{"}).to_string().into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_snapshot", Some("snapshot")),
         (json!({"policy": "nope", "snapshot": snapshot("canary-steady.json")}).to_string().into_bytes(), StatusCode::NOT_FOUND, "unknown_policy", Some("policy")),

@@ -71,11 +71,11 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// Parses JSON, naming the JSON path of the first problem.
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes = crate::files::without_bom(bytes);
-    // serde reads a struct from an array too; every body here is an object.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+    // Every body here is an object.
+    if let Some(kind) = crate::files::json_not_an_object(bytes) {
         return Err(ApiError::unprocessable(
             "invalid_request",
-            "the body is a JSON array; send a JSON object",
+            format!("the body is {kind}; send a JSON object"),
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);

@@ -215,17 +215,19 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     // RFC 8259 lets a parser ignore a byte-order mark, and editors on
     // Windows write one.
     let bytes = crate::files::without_bom(bytes);
-    // serde reads a struct from an array too, which would make
-    // `["s","1",100]` a snapshot and name an internal type in the error.
-    let document = |message: &str| SnapshotError {
+    // Otherwise `["s","1",100]` would be a snapshot, and a scalar's error
+    // would name an internal type.
+    let document = |message: String| SnapshotError {
         path: String::new(),
-        message: message.to_string(),
+        message,
     };
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(document("empty document; a snapshot is a JSON object")),
-        Some(b'{') => {}
-        Some(b'[') => return Err(document("a snapshot is a JSON object, not an array")),
-        Some(_) => return Err(document("a snapshot is a JSON object `{…}`")),
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(document(
+            "empty document; a snapshot is a JSON object".into(),
+        ));
+    }
+    if let Some(kind) = crate::files::json_not_an_object(bytes) {
+        return Err(document(format!("a snapshot is a JSON object, not {kind}")));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -380,7 +382,12 @@ mod tests {
             "empty document; a snapshot is a JSON object"
         );
         assert_eq!(err("{").path, "");
-        assert_eq!(err("5").to_string(), "a snapshot is a JSON object `{…}`");
+        assert_eq!(
+            err("5").to_string(),
+            "a snapshot is a JSON object, not a number"
+        );
+        // Text that is not JSON keeps the parser's own syntax error.
+        assert!(err("x").to_string().contains("line 1 column 1"));
     }
 
     #[test]
