@@ -108,6 +108,10 @@ enum Command {
 /// code. Errors are printed with their cause chain.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // Every HTTP client the process builds (Prometheus, the server client,
+    // the OTLP exporter's own) needs rustls's process-wide provider; the
+    // exporter builds its client on a thread of its own at start-up.
+    crate::sources::prometheus::install_crypto();
     if !matches!(cli.command, Command::Serve(_)) {
         restore_sigpipe();
     }

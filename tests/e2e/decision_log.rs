@@ -71,9 +71,7 @@ pub(crate) fn postgres() -> Option<String> {
         .ok()
         .filter(|u| !u.is_empty())
     else {
-        eprintln!(
-            "skipped: TOLLGATE_TEST_POSTGRES is not set (.ci/run starts a throwaway cluster with scripts/postgres-test-cluster.sh)"
-        );
+        crate::support::skip("no PostgreSQL: TOLLGATE_TEST_POSTGRES is not set");
         return None;
     };
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
@@ -755,7 +753,9 @@ fn kill_9_under_load_loses_no_answered_decision_with_sqlite() {
 
 #[test]
 fn kill_9_under_load_loses_no_answered_decision_with_postgres() {
-    let Some(url) = postgres() else { return };
+    let Some(url) = postgres() else {
+        return; // `postgres` reported the skip
+    };
     let dir = tempfile::tempdir().unwrap();
     survives_kill_9(&url, dir.path());
 }

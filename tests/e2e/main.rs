@@ -14,6 +14,7 @@ mod hostile;
 mod layers;
 mod load;
 mod new_user;
+mod otlp;
 mod plugin_kit;
 mod plugins;
 mod prometheus;

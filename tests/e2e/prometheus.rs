@@ -31,10 +31,7 @@ impl Drop for Prometheus {
 /// on a free loopback port; `None` (with the reason printed) when the
 /// binaries are absent.
 fn start() -> Option<Prometheus> {
-    if !crate::support::installed("prometheus") || !crate::support::installed("promtool") {
-        eprintln!(
-            "skipped: `prometheus` and `promtool` are not installed (Debian package `prometheus`; .ci/run installs it)"
-        );
+    if !crate::support::need("prometheus") || !crate::support::need("promtool") {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -121,7 +118,9 @@ fn eval(prom_url: &str, service: &str, extra: &[&str]) -> crate::support::Run {
 
 #[test]
 fn cli_decisions_from_a_real_prometheus() {
-    let Some(prom) = start() else { return };
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
     let healthy = eval(&prom.url, "checkout", &[]);
     assert_eq!(healthy.code, 0, "{}{}", healthy.stdout, healthy.stderr);
     let d = healthy.json();
@@ -182,7 +181,9 @@ fn cli_decisions_from_a_real_prometheus() {
 
 #[test]
 fn an_explicit_snapshot_wins_over_queried_series_of_the_same_name() {
-    let Some(prom) = start() else { return };
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
     let dir = tempfile::tempdir().unwrap();
     // The queried checkout data is healthy; this file says otherwise for
     // the error rate, and its series must be the ones judged.
@@ -206,7 +207,9 @@ fn an_explicit_snapshot_wins_over_queried_series_of_the_same_name() {
 
 #[test]
 fn prometheus_faults_are_errors_never_verdicts() {
-    let Some(prom) = start() else { return };
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
     let unreachable = eval(
         "http://127.0.0.1:1",
         "checkout",
@@ -267,7 +270,9 @@ fn prometheus_faults_are_errors_never_verdicts() {
 
 #[test]
 fn the_server_queries_prometheus_when_a_request_sends_no_snapshot() {
-    let Some(prom) = start() else { return };
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
     let server = Server::start(&["--insecure-no-auth", "--prometheus", &prom.url]);
     let headers = [("content-type", "application/json")];
     let body = json!({"policy": "canary", "stage": "initial-canary", "elapsed": "20m",
@@ -309,7 +314,9 @@ fn the_server_queries_prometheus_when_a_request_sends_no_snapshot() {
 
 #[test]
 fn an_unreachable_prometheus_is_a_503_naming_it() {
-    let Some(_prom) = start() else { return };
+    let Some(_prom) = start() else {
+        return; // `start` reported the skip
+    };
     let server = Server::start(&["--insecure-no-auth", "--prometheus", "http://127.0.0.1:1"]);
     let body = json!({"policy": "canary", "service": "checkout"});
     let r = server.request(

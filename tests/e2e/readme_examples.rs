@@ -254,7 +254,7 @@ fn run_console_blocks(file: &str) -> (usize, Vec<String>) {
             .map(|s| program(&s.command))
             .find(|p| !p.starts_with("./") && !p.contains('=') && !on_path(p, &scratch.path))
         {
-            eprintln!("skipped {file}:{line}: `{missing}` is not installed (.ci/run installs it)");
+            crate::support::skip(&format!("{file}:{line}: no `{missing}`"));
             continue;
         }
         problems.extend(run_block(&scratch, file, line, &steps));

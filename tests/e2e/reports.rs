@@ -24,9 +24,7 @@ fn python_tool(module: &str) -> bool {
 fn produce_reports(dir: &Path) -> bool {
     for m in ["pytest", "coverage", "ruff"] {
         if !python_tool(m) {
-            eprintln!(
-                "skipped: python module `{m}` is not installed (pip install pytest coverage ruff; .ci/run installs them)"
-            );
+            crate::support::skip(&format!("no python module `{m}`"));
             return false;
         }
     }
@@ -288,8 +286,7 @@ fn the_junit_report_gate_reads_a_real_pytest_report_through_its_grant() {
 /// Runs `program args` in `dir` and returns its stdout; `None` (the test
 /// skips, saying why) when the tool is not installed.
 fn tool_output(dir: &Path, program: &str, args: &[&str]) -> Option<Vec<u8>> {
-    if !crate::support::installed(program) {
-        eprintln!("skipped: `{program}` is not installed (.ci/run installs it)");
+    if !crate::support::need(program) {
         return None;
     }
     let out = Command::new(program)

@@ -16,9 +16,7 @@ fn keygen(dir: &Path, name: &str) -> Option<PathBuf> {
     match out {
         Ok(o) if o.status.success() => Some(key),
         _ => {
-            eprintln!(
-                "skipped: `ssh-keygen` is not installed (Debian openssh-client; .ci/run installs it)"
-            );
+            crate::support::skip("no `ssh-keygen`");
             None
         }
     }

@@ -141,8 +141,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Whether `tool --version` runs: tests that need a real tool skip (and
-/// say so) without it.
+/// Whether `tool --version` runs.
 pub fn installed(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")
@@ -150,6 +149,42 @@ pub fn installed(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Whether `tool` is installed; when it is not, the test is reported as
+/// skipped by name (see [`skip`]).
+pub fn need(tool: &str) -> bool {
+    installed(tool) || {
+        skip(&format!("no `{tool}`"));
+        false
+    }
+}
+
+/// Reports the running test as skipped because `why` (a missing tool):
+/// `SKIPPED <test> (<why>)` goes to stderr past the harness's capture, so a
+/// green `cargo test` still says what it did not check, and a line is added
+/// to the file named by `TOLLGATE_SKIP_LOG` for the run's count. Under
+/// `TOLLGATE_REQUIRE_ALL=1` (the README's test command and CI) the test
+/// fails instead: a check that did not run is not a pass.
+pub fn skip(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("(unnamed test)");
+    let line = format!("SKIPPED {test} ({why})");
+    // Written to the real stderr: `eprintln!` would be captured and hidden
+    // for a test that passes.
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if let Some(log) = std::env::var_os("TOLLGATE_SKIP_LOG") {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+    if std::env::var("TOLLGATE_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("{line}: TOLLGATE_REQUIRE_ALL=1 requires every tool (scripts/test installs them)");
+    }
 }
 
 /// The cargo target directory every plugin project the tests build shares,
@@ -269,6 +304,11 @@ pub struct Server {
 impl Server {
     /// Starts the binary on a free loopback port and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let store_dir = (!args.contains(&"--store")).then(|| tempfile::tempdir().unwrap());
         let store: Vec<String> = store_dir
@@ -287,6 +327,7 @@ impl Server {
             .args(args)
             .env("TOLLGATE_CACHE_DIR", cache_dir())
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -11,7 +11,7 @@ use crate::support::{repo, write};
 /// Builds the example in `lang`; `None` (reason printed) without its tool.
 fn build(lang: &str, tool: &str) -> Option<PathBuf> {
     if !crate::support::installed(tool) {
-        eprintln!("skipped {lang}: `{tool}` is not installed (.ci/run installs it)");
+        crate::support::skip(&format!("{lang}: no `{tool}`"));
         return None;
     }
     let dir = repo(&format!("plugins/examples/coverage/{lang}"));

@@ -13,7 +13,7 @@ fn have_openssl() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        eprintln!("skipped: the `openssl` command is not installed (Debian package `openssl`)");
+        crate::support::skip("no `openssl`");
     }
     found
 }

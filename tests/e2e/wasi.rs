@@ -10,10 +10,11 @@ use serde_json::{Value, json};
 use crate::support::{repo, write};
 
 /// The probe gate (`tests/fixtures/wasi-probe/app.py`) as a component, built
-/// once per test run; `None` (reason printed) without componentize-py.
+/// once per test run; `None` without componentize-py, reported as a skip of
+/// the calling test.
 fn probe() -> Option<&'static Path> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    BUILT
+    let built = BUILT
         .get_or_init(|| {
             let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasi-probe");
             std::fs::create_dir_all(&dir).unwrap();
@@ -26,14 +27,18 @@ fn probe() -> Option<&'static Path> {
                 .output();
             match out {
                 Ok(o) if o.status.success() => Some(dir.join("probe.wasm")),
-                Ok(o) => panic!("componentize-py failed: {}", String::from_utf8_lossy(&o.stderr)),
-                Err(_) => {
-                    eprintln!("skipped: componentize-py is not installed (pip install componentize-py; .ci/run installs it)");
-                    None
-                }
+                Ok(o) => panic!(
+                    "componentize-py failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(_) => None,
             }
         })
-        .as_deref()
+        .as_deref();
+    if built.is_none() {
+        crate::support::skip("no `componentize-py`");
+    }
+    built
 }
 
 const TAKEN_AT: i64 = 1_764_237_600;
@@ -89,7 +94,9 @@ fn reports(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_python_gate_loads_and_audit_lists_its_wasi_imports() {
-    let Some(plugin) = probe() else { return };
+    let Some(plugin) = probe() else {
+        return; // `probe` reported the skip
+    };
     let run = crate::support::tollgate(&["audit", plugin.to_str().unwrap()], "");
     assert_eq!(run.code, 0, "{}", run.stdout);
     let report = &run.json()[0];
@@ -118,7 +125,7 @@ fn a_python_gate_loads_and_audit_lists_its_wasi_imports() {
 #[test]
 fn wasi_is_inert_clocks_are_pinned_and_random_is_replayable() {
     if probe().is_none() {
-        return;
+        return; // `probe` reported the skip
     }
     let dir = tempfile::tempdir().unwrap();
     reports(dir.path());
@@ -180,7 +187,7 @@ fn wasi_is_inert_clocks_are_pinned_and_random_is_replayable() {
 #[test]
 fn a_granted_directory_is_readable_and_nothing_else_is() {
     if probe().is_none() {
-        return;
+        return; // `probe` reported the skip
     }
     let dir = tempfile::tempdir().unwrap();
     let reports = reports(dir.path());
