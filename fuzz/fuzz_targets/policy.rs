@@ -9,9 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    // Lines are counted from 1; a problem at the end of the text may name
-    // the line after its last newline.
-    let lines = text.lines().count() + 1;
+    // Lines are counted from 1, as YAML breaks them (`\r\n`, `\n` or a bare
+    // `\r`); a problem at the end of the text may name the line after its
+    // last break.
+    let lines = text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1;
     if let Err(e) = tollgate::policy::yaml::parse(text) {
         let shown = e.to_string();
         let line: usize = shown

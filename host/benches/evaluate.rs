@@ -50,7 +50,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             plugin.evaluate(
                 black_box(&gate.config),
-                Arc::clone(&snapshot),
+                tollgate::engine::Input {
+                    snapshot: Arc::clone(&snapshot),
+                    now: snapshot.taken_at,
+                },
                 Limits::default(),
             )
         })

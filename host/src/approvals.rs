@@ -8,8 +8,11 @@
 //!
 //! - `approval`: at least `count` distinct approvers from `groups`, given
 //!   for this service and version (and this stage, when an approval names
-//!   one), not older than `max_age` at the snapshot's `taken_at`, and not
-//!   the change's author (the snapshot attribute `author`);
+//!   one), recorded at or before the decision time (`decided_at`, the
+//!   server's clock, never the caller's `taken_at`), not older than
+//!   `max_age` then, and not the change's author (the snapshot attribute
+//!   `author`, compared trimmed and Unicode case-folded; with
+//!   `require_author: true` a release that names no author counts nobody);
 //! - `checklist`: every named attestation in `items` is present (the
 //!   go/no-go checklist), under the same age and group rules.
 //!
@@ -40,6 +43,11 @@ pub const APPROVAL: &str = "approval";
 /// record, so they are bounded; a real release has a handful.
 pub const MAX_PER_RELEASE: usize = 1000;
 
+/// Approvals and attestations one approver may record on one release: every
+/// checklist item a few times over, and no more, so one token cannot fill a
+/// release's record on its own.
+pub const MAX_PER_APPROVER: usize = 50;
+
 /// One recorded approval or attestation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
@@ -61,6 +69,36 @@ pub struct Approval {
     pub comment: String,
     /// When it was recorded, unix milliseconds.
     pub at_ms: i64,
+}
+
+impl Approval {
+    /// Its canonical JSON, as the log stores it (content-addressed).
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// How a decision refers to it: id and the digest of its JSON.
+    pub fn reference(&self) -> ApprovalRead {
+        ApprovalRead::Ref {
+            id: self.id.clone(),
+            digest: crate::digest::Digest::of(&self.canonical()),
+        }
+    }
+}
+
+/// An approval or attestation a decision judged. A decision refers to it
+/// by id and digest, and the log keeps its JSON once under that digest, so
+/// a release's approvals are not copied into every decision and answer
+/// that reads them; a replay judges exactly the bytes that were read.
+/// Records written before references held a copy, which still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ApprovalRead {
+    Ref {
+        id: String,
+        digest: crate::digest::Digest,
+    },
+    Copy(Box<Approval>),
 }
 
 /// Checks an approval or item name: what policies and URLs can carry.
@@ -92,6 +130,24 @@ pub struct Rule {
     groups: Vec<String>,
     max_age: Option<Duration>,
     allow_author: bool,
+    /// A release with no `author` attribute counts no approval, so an
+    /// anonymous release can never count its own author's vote.
+    require_author: bool,
+}
+
+/// An identity as compared: trimmed, in Unicode compatibility caseless form
+/// (NFKD and full case folding), so `ALICE`, ` alice` and `ａｌｉｃｅ` are one
+/// person.
+pub fn identity_key(name: &str) -> String {
+    use caseless::Caseless as _;
+    use unicode_normalization::UnicodeNormalization as _;
+    name.trim()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkd()
+        .collect()
 }
 
 /// Reads a scalar or list of texts.
@@ -123,6 +179,7 @@ impl Rule {
             groups: Vec::new(),
             max_age: None,
             allow_author: false,
+            require_author: false,
         };
         for (key, value) in config {
             match (key.as_str(), value) {
@@ -144,11 +201,15 @@ impl Rule {
                 ("max_age", _) => return Err("`max_age` must be a duration such as 24h".into()),
                 ("allow_author", ConfigValue::Boolean(b)) => rule.allow_author = *b,
                 ("allow_author", _) => return Err("`allow_author` must be true or false".into()),
+                ("require_author", ConfigValue::Boolean(b)) => rule.require_author = *b,
+                ("require_author", _) => {
+                    return Err("`require_author` must be true or false".into());
+                }
                 (other, _) => {
                     let known = if checklist {
-                        "items, groups, max_age, allow_author"
+                        "items, groups, max_age, allow_author, require_author"
                     } else {
-                        "count, groups, max_age, allow_author"
+                        "count, groups, max_age, allow_author, require_author"
                     };
                     return Err(format!("unknown setting `{other}`; expected {known}"));
                 }
@@ -167,15 +228,34 @@ impl Rule {
     }
 
     /// Judges the approvals on record for the snapshot's release at
-    /// `stage`: a verdict, a reason, how many were found and required.
+    /// `stage`, as at `decided_at` (unix seconds): a verdict, a reason, and
+    /// who counted for each item. Approvals recorded after `decided_at` do
+    /// not exist yet, and `max_age` is measured back from it.
     pub fn judge(
         &self,
         approvals: &[Approval],
         snapshot: &Snapshot,
         stage: &str,
+        decided_at: i64,
     ) -> (Verdict, String, Vec<(String, String)>) {
-        let author = snapshot.attributes.get("author").map(String::as_str);
-        let now_ms = snapshot.taken_at.saturating_mul(1000);
+        let author = snapshot
+            .attributes
+            .get("author")
+            .map(|a| identity_key(a))
+            .filter(|a| !a.is_empty());
+        let release = format!("{} {}", snapshot.service, snapshot.version);
+        if self.require_author && author.is_none() && !self.allow_author {
+            return (
+                Verdict::Inconclusive,
+                format!(
+                    "{release} names no `author` (a snapshot attribute), which this gate requires so that nobody approves their own change"
+                ),
+                Vec::new(),
+            );
+        }
+        let now_ms = decided_at.saturating_mul(1000);
+        // Everything recorded within the decision's second existed then.
+        let latest_ms = decided_at.saturating_add(1).saturating_mul(1000);
         let oldest_ms = self
             .max_age
             .map(|a| now_ms.saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)));
@@ -183,7 +263,8 @@ impl Rule {
         let mut missing = Vec::new();
         let mut set_aside = BTreeSet::new();
         for item in &self.items {
-            let mut who = BTreeSet::new();
+            // One person counts once, however they spell their name.
+            let mut who = std::collections::BTreeMap::new();
             for a in approvals {
                 if a.name != *item
                     || a.service != snapshot.service
@@ -192,9 +273,13 @@ impl Rule {
                 {
                     continue;
                 }
-                if oldest_ms.is_some_and(|o| a.at_ms < o) {
+                if a.at_ms >= latest_ms {
+                    set_aside.insert(format!("{} (recorded after the decision)", a.approver));
+                } else if oldest_ms.is_some_and(|o| a.at_ms < o) {
                     set_aside.insert(format!("{} (too old)", a.approver));
-                } else if !self.allow_author && author == Some(a.approver.as_str()) {
+                } else if !self.allow_author
+                    && author.as_deref() == Some(identity_key(&a.approver).as_str())
+                {
                     set_aside.insert(format!("{} (the author)", a.approver));
                 } else if !self.groups.is_empty()
                     && !a.groups.iter().any(|g| self.groups.contains(g))
@@ -205,12 +290,13 @@ impl Rule {
                         self.groups.join(", ")
                     ));
                 } else {
-                    who.insert(a.approver.clone());
+                    who.entry(identity_key(&a.approver))
+                        .or_insert_with(|| a.approver.clone());
                 }
             }
             details.push((
                 item.clone(),
-                who.iter().cloned().collect::<Vec<_>>().join(", "),
+                who.values().cloned().collect::<Vec<_>>().join(", "),
             ));
             if who.len() < self.count {
                 missing.push(format!("{item} {} of {}", who.len(), self.count));
@@ -229,21 +315,26 @@ impl Rule {
         };
         let age = self
             .max_age
-            .map(|a| format!(", at most {} old", humantime::format_duration(a)))
+            .map(|a| format!(", at most {} old", crate::text::duration(a)))
             .unwrap_or_default();
-        let release = format!("{} {}", snapshot.service, snapshot.version);
         if missing.is_empty() {
             let what = if self.items == [APPROVAL] {
                 format!("{} approval(s){from}", self.count)
             } else {
-                format!("every checklist item ({})", self.items.join(", "))
+                format!("every checklist item ({}){from}", self.items.join(", "))
             };
             (Verdict::Pass, format!("{release} has {what}{age}"), details)
         } else {
             let what = if self.items == [APPROVAL] {
                 format!("waiting for approval: {}", missing.join("; "))
             } else {
-                format!("checklist incomplete: {}", missing.join("; "))
+                // The groups and the age bind every item, not the last one.
+                let each = if from.is_empty() && age.is_empty() {
+                    ""
+                } else {
+                    "; each attested"
+                };
+                format!("checklist incomplete: {}{each}", missing.join("; "))
             };
             (
                 Verdict::Inconclusive,
@@ -318,13 +409,14 @@ mod tests {
             approval("carol", &rm, now - 2 * 86_400_000),
             approval("dave", &rm, now - 60_000),
         ];
-        let (v, reason, _) = rule.judge(&approvals, &snapshot(Some("dave")), "prod");
+        let at = now / 1000;
+        let (v, reason, _) = rule.judge(&approvals, &snapshot(Some("dave")), "prod", at);
         assert_eq!(v, Verdict::Inconclusive);
         assert_eq!(
             reason,
-            "checkout 2.1.0: waiting for approval: approval 1 of 2 from release-managers, at most 1day old"
+            "checkout 2.1.0: waiting for approval: approval 1 of 2 from release-managers, at most 1 day old"
         );
-        let (v, reason, details) = rule.judge(&approvals, &snapshot(Some("erin")), "prod");
+        let (v, reason, details) = rule.judge(&approvals, &snapshot(Some("erin")), "prod", at);
         assert_eq!(v, Verdict::Pass, "{reason}");
         assert_eq!(
             details[0],
@@ -351,7 +443,7 @@ mod tests {
         .unwrap();
         let mut a = approval("sre1", &[], 0);
         a.name = "monitoring-ready".into();
-        let (v, reason, _) = rule.judge(&[a], &snapshot(None), "prod");
+        let (v, reason, _) = rule.judge(&[a], &snapshot(None), "prod", 1_764_000_000);
         assert_eq!(v, Verdict::Inconclusive);
         assert_eq!(
             reason,
@@ -359,12 +451,60 @@ mod tests {
         );
         assert_eq!(
             Rule::parse("approval", &config(&[("cuont", ConfigValue::Integer(2))])).unwrap_err(),
-            "unknown setting `cuont`; expected count, groups, max_age, allow_author"
+            "unknown setting `cuont`; expected count, groups, max_age, allow_author, require_author"
         );
         assert_eq!(
             Rule::parse("checklist", &config(&[])).unwrap_err(),
             "`items` must name at least one checklist item"
         );
         assert!(Rule::parse("approval", &config(&[("count", ConfigValue::Integer(0))])).is_err());
+    }
+
+    #[test]
+    fn the_author_is_compared_trimmed_and_case_folded_and_can_be_required() {
+        let rule = Rule::parse("approval", &config(&[])).unwrap();
+        let at = 1_764_000_000;
+        let alice = [approval("alice", &[], at * 1000 - 1)];
+        for author in ["ALICE", "Alice", " alice ", "ａｌｉｃｅ"] {
+            let (v, _, details) = rule.judge(&alice, &snapshot(Some(author)), "prod", at);
+            assert_eq!(v, Verdict::Inconclusive, "author {author:?}");
+            assert_eq!(details[1].1, "alice (the author)");
+        }
+        let (v, _, _) = rule.judge(&alice, &snapshot(None), "prod", at);
+        assert_eq!(v, Verdict::Pass, "no author, nothing required");
+        let strict = Rule::parse(
+            "approval",
+            &config(&[("require_author", ConfigValue::Boolean(true))]),
+        )
+        .unwrap();
+        let (v, reason, _) = strict.judge(&alice, &snapshot(None), "prod", at);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert!(reason.contains("names no `author`"), "{reason}");
+        let (v, _, _) = strict.judge(&alice, &snapshot(Some("bob")), "prod", at);
+        assert_eq!(v, Verdict::Pass);
+    }
+
+    #[test]
+    fn approvals_are_judged_at_the_decision_time_not_the_snapshot_time() {
+        let rule = Rule::parse(
+            "approval",
+            &config(&[("max_age", ConfigValue::Text("1h".into()))]),
+        )
+        .unwrap();
+        let decided = 1_764_000_000;
+        let fresh = [approval("bob", &[], decided * 1000 - 60_000)];
+        // The snapshot's taken_at (1_764_000_000) plays no part: one hour
+        // later the same approval is stale.
+        assert_eq!(
+            rule.judge(&fresh, &snapshot(None), "p", decided).0,
+            Verdict::Pass
+        );
+        let (v, _, details) = rule.judge(&fresh, &snapshot(None), "p", decided + 3600);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert_eq!(details[1].1, "bob (too old)");
+        // An approval recorded after the decision did not exist then.
+        let (v, _, details) = rule.judge(&fresh, &snapshot(None), "p", decided - 120);
+        assert_eq!(v, Verdict::Inconclusive);
+        assert_eq!(details[1].1, "bob (recorded after the decision)");
     }
 }

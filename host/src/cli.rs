@@ -7,7 +7,9 @@ mod client;
 mod decisions;
 mod eval;
 mod flag;
+mod man;
 mod plugin;
+mod policy_arg;
 mod render;
 mod serve;
 mod snapshot;
@@ -18,7 +20,6 @@ mod validate;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::engine::Runtime;
@@ -100,8 +101,9 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `tollgate man | man -l -`.
-    Man,
+    /// Print a man page (roff): `tollgate man eval | man -l -`; `--dir D`
+    /// writes one for every command.
+    Man(man::ManArgs),
 }
 
 /// Parses the arguments, runs the subcommand and maps the outcome to an exit
@@ -134,10 +136,7 @@ pub fn run() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "tollgate", &mut std::io::stdout());
             Ok(Exit::Success)
         }
-        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-            .render(&mut std::io::stdout())
-            .map(|()| Exit::Success)
-            .map_err(Into::into),
+        Command::Man(args) => man::run(args),
     };
     match result {
         Ok(code) => code.into(),
@@ -217,17 +216,20 @@ fn cache_runtime(runtime: Runtime) -> Runtime {
     }
 }
 
-/// Reads and loads a policy file, rendering every problem with file and line.
+/// Reads and loads a policy, a file or a bundled policy's name, rendering
+/// every problem with file and line.
 fn load_policy(runtime: &Runtime, path: &Path) -> anyhow::Result<LoadedPolicy> {
-    let text = crate::files::read_text(path)
-        .with_context(|| format!("cannot read policy `{}`", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    load_text(runtime, policy_arg::read(path)?)
+}
+
+/// Loads a policy already read, rendering every problem with file and line.
+fn load_text(runtime: &Runtime, policy: policy_arg::PolicyText) -> anyhow::Result<LoadedPolicy> {
+    let policy_arg::PolicyText { shown, text, base } = policy;
     let mut cache = policy::PluginCache::new();
-    policy::load(runtime, &mut cache, &text, base).map_err(|problems| {
+    policy::load(runtime, &mut cache, &text, &base).map_err(|problems| {
         anyhow::anyhow!(
-            "policy `{}` is invalid:\n{}",
-            path.display(),
-            problems.render(Some(&path.display().to_string()))
+            "policy `{shown}` is invalid:\n{}",
+            problems.render(Some(&shown))
         )
     })
 }

@@ -166,7 +166,19 @@ pub struct Decision {
     pub scoring: crate::policy::Scoring,
     pub service: String,
     pub version: String,
+    /// When the telemetry was observed, unix seconds: the caller's clock.
+    /// It positions the metric windows and nothing else.
     pub taken_at: i64,
+    /// When the decision was made, unix seconds: the evaluating host's
+    /// clock, at which windows, freezes and approval ages were judged.
+    /// Absent only from records written before it was kept; a replay of
+    /// those uses `taken_at`, as the evaluation then did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<i64>,
+    /// The decision time was chosen by the caller (`eval --at`, a policy
+    /// test): a what-if, which is never committed and advances no state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub what_if: bool,
     pub gates: Vec<GateResult>,
     pub triggers: Vec<TriggerResult>,
     pub actions: Vec<ActionPlan>,
@@ -180,10 +192,11 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pipeline: Vec<StageRun>,
     /// The approvals and attestations on record for this release when a
-    /// policy with an `approval` or `checklist` gate was evaluated: the
-    /// input those gates judged, so a replay judges the same.
+    /// policy with an `approval` or `checklist` gate was evaluated, by id
+    /// and digest: the input those gates judged, kept once in the log, so a
+    /// replay judges the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<crate::approvals::Approval>,
+    pub approvals: Vec<crate::approvals::ApprovalRead>,
 }
 
 /// One stage of a `stage: all` evaluation.

@@ -65,6 +65,31 @@ pub const MAX_PAUSE_SECONDS: u64 = 365 * 24 * 3600;
 /// is stopped anyway: a plugin blocked or starved of CPU still ends.
 pub const WALL_CEILING_FACTOR: u32 = 4;
 
+/// The slowest rate at which one uninterruptible instruction (`memory.fill`,
+/// `memory.copy`, `memory.grow`'s zeroing) is assumed to touch memory: 1 GiB
+/// a second. The deadline is checked between instructions, so one such
+/// instruction over a whole memory can overrun it by up to
+/// [`uninterruptible_bound`]; 256 MiB measured 140–180 ms here.
+pub const FILL_BYTES_PER_SECOND: u64 = 1 << 30;
+
+/// How long one instruction over a memory of `memory` bytes may run before
+/// the deadline can interrupt it: the most a call can overrun its deadline.
+pub fn uninterruptible_bound(memory: usize) -> Duration {
+    let bytes = u64::try_from(memory).unwrap_or(u64::MAX);
+    Duration::from_micros(bytes.saturating_mul(1_000_000) / FILL_BYTES_PER_SECOND)
+}
+
+/// What a call reads: the snapshot, and the time the host decides at.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub snapshot: Arc<Snapshot>,
+    /// The decision time, unix seconds: what `host.now` and WASI's clocks
+    /// show. It is the server's clock when it decides (`decided_at`), never
+    /// the caller's `taken_at`, so a back-dated snapshot cannot move a
+    /// freeze; a replay passes the logged one, so it stays exact.
+    pub now: i64,
+}
+
 /// Per-call resource limits, and what the call may read beyond its input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -217,7 +242,8 @@ pub enum Allocation {
 /// The shared wasm runtime: one engine, one linker with the host imports.
 ///
 /// Deny by default: the linker offers only the tollgate interfaces (snapshot
-/// reads, a bounded log, and a clock that returns the snapshot's `taken_at`).
+/// reads, a bounded log, and a clock that returns the call's decision time,
+/// [`Input::now`]).
 /// No WASI, no files, no network, no wall clock, no randomness. Calls run with
 /// a 100 ms CPU deadline, a 16 MiB memory cap, a 512 KiB wasm stack and capped
 /// outputs unless a policy grants otherwise, within [`MAX_DEADLINE`] and
@@ -226,9 +252,23 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<Cache>,
+    /// Plugins compiled and linked in this process, by digest, least
+    /// recently used dropped past [`COMPILED_IN_MEMORY`]: a replay or a
+    /// reload of bytes already loaded compiles nothing.
+    compiled: std::sync::Mutex<lru::LruCache<Digest, Arc<Compiled>>>,
     allocation: Allocation,
     notices: Vec<String>,
     _ticker: Ticker,
+}
+
+/// Compiled plugins a [`Runtime`] keeps in memory by digest.
+pub const COMPILED_IN_MEMORY: usize = 32;
+
+/// What compiling and linking a component yields, shared by every
+/// [`Plugin`] loaded from the same bytes.
+struct Compiled {
+    info: PluginInfo,
+    kind: PluginKind,
 }
 
 impl Runtime {
@@ -272,6 +312,10 @@ impl Runtime {
             engine,
             linker,
             cache: None,
+            compiled: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(COMPILED_IN_MEMORY)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             allocation,
             notices,
             _ticker: ticker,
@@ -337,6 +381,48 @@ impl Runtime {
     /// do not have the types the WIT declares.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let digest = Digest::of(bytes);
+        let cached = self
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+            .cloned();
+        let compiled = match cached {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.compile_and_link(name, bytes, digest)?);
+                self.compiled
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .put(digest, Arc::clone(&c));
+                c
+            }
+        };
+        Ok(Plugin {
+            name: name.to_string(),
+            digest,
+            bytes: bytes.into(),
+            size: bytes.len(),
+            info: compiled.info.clone(),
+            kind: compiled.kind.clone(),
+            engine: self.engine.clone(),
+        })
+    }
+
+    /// How many compiled plugins are held in memory, for tests.
+    pub fn compiled_in_memory(&self) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    fn compile_and_link(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        digest: Digest,
+    ) -> Result<Compiled, LoadError> {
         let component = self
             .compile(bytes, digest)
             .map_err(|e| LoadError::Invalid {
@@ -362,15 +448,7 @@ impl Runtime {
             World::Trigger => PluginKind::Trigger(TriggerPre::new(pre).map_err(link)?),
             World::Action => PluginKind::Action(ActionPre::new(pre).map_err(link)?),
         };
-        Ok(Plugin {
-            name: name.to_string(),
-            digest,
-            bytes: bytes.into(),
-            size: bytes.len(),
-            info,
-            kind,
-            engine: self.engine.clone(),
-        })
+        Ok(Compiled { info, kind })
     }
 }
 
@@ -387,6 +465,7 @@ fn invalid_component_message(bytes: &[u8], e: &wasmtime::Error) -> String {
     }
 }
 
+#[derive(Clone)]
 enum PluginKind {
     Gate(GatePre<HostState>),
     Trigger(TriggerPre<HostState>),
@@ -519,8 +598,13 @@ impl Plugin {
         config: &PluginConfig,
         limits: Limits,
     ) -> Call<Result<(), String>> {
-        let snapshot = Arc::new(Snapshot::empty());
-        self.call(snapshot, limits, |store, kind| match kind {
+        // Settings are checked with no snapshot and a clock at zero: a
+        // configuration is valid or not whatever the time.
+        let input = Input {
+            snapshot: Arc::new(Snapshot::empty()),
+            now: 0,
+        };
+        self.call(input, limits, |store, kind| match kind {
             PluginKind::Gate(pre) => {
                 let gate = pre.instantiate(&mut *store).map_err(instantiate_error)?;
                 gate.tollgate_plugin_gate_api()
@@ -550,13 +634,8 @@ impl Plugin {
 
     /// Runs a gate over `snapshot`. Every call gets a fresh store and instance,
     /// so no data is shared between evaluations.
-    pub fn evaluate(
-        &self,
-        config: &PluginConfig,
-        snapshot: Arc<Snapshot>,
-        limits: Limits,
-    ) -> Call<Finding> {
-        self.call(snapshot, limits, |store, kind| {
+    pub fn evaluate(&self, config: &PluginConfig, input: Input, limits: Limits) -> Call<Finding> {
+        self.call(input, limits, |store, kind| {
             let PluginKind::Gate(pre) = kind else {
                 return Err(wrong_world(World::Gate));
             };
@@ -573,11 +652,11 @@ impl Plugin {
     pub fn check(
         &self,
         config: &PluginConfig,
-        snapshot: Arc<Snapshot>,
+        input: Input,
         state: &[u8],
         limits: Limits,
     ) -> Call<TriggerFinding> {
-        self.call(snapshot, limits, |store, kind| {
+        self.call(input, limits, |store, kind| {
             let PluginKind::Trigger(pre) = kind else {
                 return Err(wrong_world(World::Trigger));
             };
@@ -594,7 +673,7 @@ impl Plugin {
     pub fn plan(
         &self,
         config: &PluginConfig,
-        snapshot: Arc<Snapshot>,
+        input: Input,
         context: &ActionContext,
         limits: Limits,
     ) -> Call<Result<Vec<Action>, String>> {
@@ -618,7 +697,7 @@ impl Plugin {
             },
             trigger: context.trigger.clone(),
         };
-        self.call(snapshot, limits, |store, kind| {
+        self.call(input, limits, |store, kind| {
             let PluginKind::Action(pre) = kind else {
                 return Err(wrong_world(World::Action));
             };
@@ -633,14 +712,14 @@ impl Plugin {
 
     fn call<T>(
         &self,
-        snapshot: Arc<Snapshot>,
+        input: Input,
         limits: Limits,
         f: impl FnOnce(&mut Store<HostState>, &PluginKind) -> wasmtime::Result<T>,
     ) -> Call<T> {
         let started = Instant::now();
         let mut store = Store::new(
             &self.engine,
-            HostState::new(snapshot, limits.memory, Arc::clone(&limits.files)),
+            HostState::new(input, limits.memory, Arc::clone(&limits.files)),
         );
         store.limiter(|s| &mut s.limiter);
         let budget = Budget::start(limits.deadline);

@@ -54,7 +54,7 @@ pub fn input_digest(snapshot: &Snapshot) -> Digest {
 }
 
 /// What to evaluate besides the snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
     /// The stage; the policy's first when `None`.
     pub stage: Option<&'a str>,
@@ -66,6 +66,87 @@ pub struct Request<'a> {
     /// The approvals on record for the snapshot's release, for the
     /// `approval` and `checklist` gates (read from the store by the caller).
     pub approvals: &'a [crate::approvals::Approval],
+    /// When the decision is made, unix seconds: the evaluating host's clock
+    /// (or a replay's logged one), never the caller's `taken_at`. Release
+    /// windows and freezes, approval ages, and which approvals exist yet are
+    /// judged at this time; `taken_at` only positions the metric windows.
+    pub decided_at: i64,
+    /// Whether `decided_at` was chosen by the caller (`eval --at`, a policy
+    /// test) rather than read from the clock: the decision says so, and such
+    /// an evaluation is never committed and advances no trigger state.
+    pub what_if: bool,
+}
+
+/// A snapshot that says it was observed in the future: its `taken_at`, or
+/// one of its points, is ahead of the deciding host's clock by more than
+/// the allowed skew. Such telemetry could pin trigger state where the
+/// real clock never reaches, so the evaluation is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{what} {} is ahead of this server's clock ({}) by more than the allowed {}; send telemetry observed by now",
+    rfc3339(*at),
+    rfc3339(*now),
+    humantime::format_duration(*skew)
+)]
+pub struct AheadOfClock {
+    /// What is ahead: `taken_at`, or a point of a named metric.
+    pub what: String,
+    pub at: i64,
+    pub now: i64,
+    pub skew: Duration,
+}
+
+/// `t` (unix seconds) as RFC 3339 with the number beside it.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or_else(|| format!("{t} (unix seconds)"), |s| format!("{s} ({t})"))
+}
+
+/// Refuses a snapshot whose `taken_at`, or any point, is more than
+/// `max_skew` ahead of `now` (unix seconds).
+pub fn check_clock(snapshot: &Snapshot, now: i64, max_skew: Duration) -> Result<(), AheadOfClock> {
+    let limit = now.saturating_add(i64::try_from(max_skew.as_secs()).unwrap_or(i64::MAX));
+    let ahead = |what: String, at: i64| AheadOfClock {
+        what,
+        at,
+        now,
+        skew: max_skew,
+    };
+    if snapshot.taken_at > limit {
+        return Err(ahead("`taken_at`".into(), snapshot.taken_at));
+    }
+    for (track, set) in [
+        ("metrics", &snapshot.metrics),
+        ("baseline", &snapshot.baseline),
+    ] {
+        for series in set {
+            if let Some(p) = series.points.iter().find(|p| p.timestamp > limit) {
+                return Err(ahead(
+                    format!(
+                        "a point of `{}` in `{track}`",
+                        crate::text::escape_control(&series.name)
+                    ),
+                    p.timestamp,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How far `taken_at` may run ahead of the deciding clock by default.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// The clock a decision is made at: unix seconds now.
+pub fn clock_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Schedule {
@@ -103,9 +184,9 @@ pub enum Schedule {
     Caller,
 }
 
-/// Evaluates one stage (the first when `stage` is `None`) of a loaded policy,
-/// with trigger state that lives only for this call and stage durations
-/// left to the caller.
+/// Evaluates one stage (the first when `stage` is `None`) of a loaded policy
+/// now, with trigger state that lives only for this call and stage
+/// durations left to the caller.
 pub fn evaluate(
     loaded: &LoadedPolicy,
     stage: Option<&str>,
@@ -118,6 +199,8 @@ pub fn evaluate(
             elapsed: None,
             schedule: Schedule::Caller,
             approvals: &[],
+            decided_at: clock_now(),
+            what_if: false,
         },
         snapshot,
         &mut MemoryStore::default(),
@@ -248,14 +331,18 @@ fn evaluate_stage(
             stage: request.stage.unwrap_or_default().to_string(),
             available: policy.stage_names(),
         })?;
+    let input = engine::Input {
+        snapshot: Arc::clone(&snapshot),
+        now: request.decided_at,
+    };
     let gates: Vec<GateResult> = stage
         .gates
         .iter()
         .map(|gate| {
             if crate::approvals::is_host_gate(&gate.plugin) {
-                run_host_gate(gate, request.approvals, &snapshot, stage.name.as_str())
+                run_host_gate(gate, request, &snapshot, stage.name.as_str())
             } else {
-                run_gate(loaded, gate, Arc::clone(&snapshot))
+                run_gate(loaded, gate, input.clone())
             }
         })
         .collect();
@@ -266,7 +353,7 @@ fn evaluate_stage(
         summary,
     } = decide(stage, &gates);
 
-    let triggers = run_triggers(loaded, stage.name.as_str(), &snapshot, state)?;
+    let triggers = run_triggers(loaded, stage.name.as_str(), &input, state)?;
     let (mut decision, mut summary) = escalate_by_triggers(decision, summary, &triggers);
 
     // A stage the policy times must not be left early because nobody said
@@ -286,10 +373,7 @@ fn evaluate_stage(
 
     // Actions see only triggers that bear on the decision: an immediate
     // rollback, or a trigger whose policy entry says it holds promotion.
-    let strongest = triggers
-        .iter()
-        .filter(|t| t.fire == Fire::ImmediateRollback || (t.holds && t.fire > Fire::None))
-        .max_by_key(|t| t.fire);
+    let strongest = scoring::deciding_trigger(&triggers);
     let context = ActionContext {
         stage: stage.name.to_string(),
         stages: policy
@@ -310,7 +394,7 @@ fn evaluate_stage(
             )
         }),
     };
-    let actions = run_actions(loaded, &snapshot, &context);
+    let actions = run_actions(loaded, &input, &context);
     let (decision, summary) = escalate_by_actions(decision, summary, &actions);
 
     // Every plugin the policy uses, not only this stage's: a replay loads
@@ -335,6 +419,8 @@ fn evaluate_stage(
         service: snapshot.service.clone(),
         version: snapshot.version.clone(),
         taken_at: snapshot.taken_at,
+        decided_at: Some(request.decided_at),
+        what_if: request.what_if,
         gates,
         triggers,
         actions,
@@ -346,7 +432,11 @@ fn evaluate_stage(
         sources: None,
         pipeline: Vec::new(),
         approvals: if uses_approvals(policy) {
-            request.approvals.to_vec()
+            request
+                .approvals
+                .iter()
+                .map(crate::approvals::Approval::reference)
+                .collect()
         } else {
             Vec::new()
         },
@@ -365,7 +455,7 @@ pub fn uses_approvals(policy: &crate::policy::Policy) -> bool {
 /// A gate the host judges from the recorded approvals.
 fn run_host_gate(
     gate: &Gate,
-    approvals: &[crate::approvals::Approval],
+    request: &Request<'_>,
     snapshot: &Snapshot,
     stage: &str,
 ) -> GateResult {
@@ -373,7 +463,8 @@ fn run_host_gate(
     let (verdict, reason, observed, threshold, details) =
         match crate::approvals::Rule::parse(&gate.plugin, &gate.config) {
             Ok(rule) => {
-                let (verdict, reason, details) = rule.judge(approvals, snapshot, stage);
+                let (verdict, reason, details) =
+                    rule.judge(request.approvals, snapshot, stage, request.decided_at);
                 let found = details
                     .iter()
                     .filter(|(k, _)| k != "not counted")
@@ -437,9 +528,10 @@ fn micros(d: Duration) -> u64 {
 fn run_triggers(
     loaded: &LoadedPolicy,
     stage: &str,
-    snapshot: &Arc<Snapshot>,
+    input: &engine::Input,
     state: &mut dyn StateStore,
 ) -> Result<Vec<TriggerResult>, EvalError> {
+    let snapshot = &input.snapshot;
     let mut out = Vec::new();
     for trigger in loaded.policy.triggers.iter().filter(|t| t.checks(stage)) {
         let key = StateKey {
@@ -471,7 +563,7 @@ fn run_triggers(
         let previous = state.get(&key)?.unwrap_or_default();
         let call = plugin.check(
             &trigger.config,
-            Arc::clone(snapshot),
+            input.clone(),
             &previous,
             trigger.limits.clone(),
         );
@@ -502,7 +594,7 @@ fn run_triggers(
 
 fn run_actions(
     loaded: &LoadedPolicy,
-    snapshot: &Arc<Snapshot>,
+    input: &engine::Input,
     context: &ActionContext,
 ) -> Vec<ActionPlan> {
     loaded
@@ -523,12 +615,7 @@ fn run_actions(
                 plan.error = Some(format!("plugin `{}` is not loaded", step.plugin));
                 return plan;
             };
-            let call = plugin.plan(
-                &step.config,
-                Arc::clone(snapshot),
-                context,
-                step.limits.clone(),
-            );
+            let call = plugin.plan(&step.config, input.clone(), context, step.limits.clone());
             plan.duration_us = micros(call.elapsed);
             plan.logs = call.logs;
             match call.result {
@@ -544,7 +631,7 @@ fn run_actions(
         .collect()
 }
 
-fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> GateResult {
+fn run_gate(loaded: &LoadedPolicy, gate: &Gate, input: engine::Input) -> GateResult {
     let mut result = GateResult {
         name: gate.name.to_string(),
         plugin: gate.plugin.clone(),
@@ -574,7 +661,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, snapshot: Arc<Snapshot>) -> Gate
         duration_us = tracing::field::Empty
     );
     let _entered = span.enter();
-    let call = plugin.evaluate(&gate.config, snapshot, gate.limits.clone());
+    let call = plugin.evaluate(&gate.config, input, gate.limits.clone());
     result.duration_us = micros(call.elapsed);
     span.record("duration_us", result.duration_us);
     result.logs = call.logs;

@@ -129,16 +129,22 @@ pub struct Asker {
 }
 
 /// Gives `decision` its id and builds what committing it writes: the
-/// record, every blob it references, the new trigger state and the
-/// idempotency answer (`key`, request body digest), if any.
+/// record, every blob it references (the approvals it judged among them),
+/// the new trigger state and the idempotency answer (`key`, request body
+/// digest), if any.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one commit's whole input; issue 21 folds these into one evaluation path"
+)]
 pub fn commit_for(
     decision: &mut Decision,
     loaded: &LoadedPolicy,
     snapshot: &Snapshot,
+    approvals: &[crate::approvals::Approval],
     asked: Asked,
     state: Prefetched,
     asker: Asker,
-    idempotency: Option<(String, Digest)>,
+    idempotency: Option<(crate::store::IdempotencyKey, Digest)>,
 ) -> Commit {
     let id = uuid::Uuid::now_v7().to_string();
     decision.decision_id = Some(id.clone());
@@ -157,6 +163,19 @@ pub fn commit_for(
             bytes: body,
         },
     ];
+    if !decision.approvals.is_empty() {
+        for approval in approvals {
+            let bytes: Arc<[u8]> = approval.canonical().into();
+            let digest = Digest::of(&bytes);
+            if !blobs.iter().any(|b| b.digest == digest) {
+                blobs.push(Blob {
+                    digest,
+                    kind: BlobKind::Approval,
+                    bytes,
+                });
+            }
+        }
+    }
     for plugin in loaded.plugins.values() {
         if !blobs.iter().any(|b| b.digest == plugin.digest()) {
             blobs.push(Blob {

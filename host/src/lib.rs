@@ -26,4 +26,5 @@ pub mod snapshot;
 pub mod sources;
 pub mod state;
 pub mod store;
+pub mod suggest;
 pub mod text;

@@ -2,8 +2,8 @@
 //! snapshot, request and trigger state, evaluated again and compared
 //! finding by finding.
 //!
-//! Plugins see nothing but the snapshot (its `taken_at` is their clock), so
-//! a replay reproduces the decision. What may differ is only what depends
+//! Plugins see nothing but the snapshot and the logged decision time
+//! (`decided_at`, their clock), so a replay reproduces the decision. What may differ is only what depends
 //! on the machine: call durations (never compared), and a plugin that ran
 //! out of its CPU deadline on a busier machine.
 
@@ -63,12 +63,17 @@ pub struct ReplayReport {
     pub findings: Vec<FindingMatch>,
 }
 
+/// What a logged decision read, fetched from the log and verified.
+struct Inputs {
+    text: String,
+    snapshot: Snapshot,
+    plugins: BTreeMap<String, Arc<[u8]>>,
+    approvals: Vec<crate::approvals::Approval>,
+}
+
 /// Fetches and verifies what `record` references: policy text, snapshot,
-/// and each plugin's bytes.
-async fn inputs(
-    store: &dyn Store,
-    record: &Record,
-) -> Result<(String, Snapshot, BTreeMap<String, Arc<[u8]>>), ReplayError> {
+/// each plugin's bytes, and each approval the decision judged.
+async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayError> {
     let id = &record.decision_id;
     let blob = |what: &'static str, digest| async move {
         store
@@ -115,7 +120,36 @@ async fn inputs(
         })?;
         plugins.insert(name.clone(), Arc::from(bytes));
     }
-    Ok((text, snapshot, plugins))
+    let mut approvals = Vec::new();
+    for read in &record.decision.approvals {
+        match read {
+            crate::approvals::ApprovalRead::Copy(a) => approvals.push((**a).clone()),
+            crate::approvals::ApprovalRead::Ref { id: aid, digest } => {
+                let bytes = blob("approval", *digest).await?;
+                let approval: crate::approvals::Approval =
+                    serde_json::from_slice(&bytes).map_err(|e| ReplayError::Invalid {
+                        id: id.clone(),
+                        message: format!("the logged approval `{aid}` cannot be read: {e}"),
+                    })?;
+                if approval.id != *aid {
+                    return Err(ReplayError::Invalid {
+                        id: id.clone(),
+                        message: format!(
+                            "the logged approval under `{digest}` is `{}`, not `{aid}`",
+                            approval.id
+                        ),
+                    });
+                }
+                approvals.push(approval);
+            }
+        }
+    }
+    Ok(Inputs {
+        text,
+        snapshot,
+        plugins,
+        approvals,
+    })
 }
 
 /// Re-evaluates the logged decision `id` and compares it with the log.
@@ -129,8 +163,8 @@ pub async fn replay(
         .decision(id)
         .await?
         .ok_or_else(|| ReplayError::NotFound(id.to_string()))?;
-    let (text, snapshot, plugins) = inputs(store, &record).await?;
-    tokio::task::spawn_blocking(move || rerun(&runtime, &record, &text, snapshot, &plugins))
+    let inputs = inputs(store, &record).await?;
+    tokio::task::spawn_blocking(move || rerun(&runtime, &record, inputs))
         .await
         .map_err(|e| ReplayError::Invalid {
             id: id.to_string(),
@@ -138,19 +172,19 @@ pub async fn replay(
         })?
 }
 
-fn rerun(
-    runtime: &Runtime,
-    record: &Record,
-    text: &str,
-    snapshot: Snapshot,
-    plugins: &BTreeMap<String, Arc<[u8]>>,
-) -> Result<ReplayReport, ReplayError> {
+fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayReport, ReplayError> {
+    let Inputs {
+        text,
+        snapshot,
+        plugins,
+        approvals,
+    } = inputs;
     let id = &record.decision_id;
     let invalid = |message: String| ReplayError::Invalid {
         id: id.clone(),
         message,
     };
-    let loaded = crate::policy::load_recorded(runtime, text, plugins).map_err(|p| {
+    let loaded = crate::policy::load_recorded(runtime, &text, &plugins).map_err(|p| {
         invalid(format!(
             "the logged policy does not load: {}",
             p.render(None)
@@ -182,7 +216,14 @@ fn rerun(
         stage: record.asked.stage.as_deref(),
         elapsed: record.asked.elapsed_ms.map(Duration::from_millis),
         schedule,
-        approvals: &record.decision.approvals,
+        approvals: &approvals,
+        // Records from before `decided_at` was kept were decided at their
+        // `taken_at`, so that is the time their replay judges at.
+        decided_at: record
+            .decision
+            .decided_at
+            .unwrap_or(record.decision.taken_at),
+        what_if: record.decision.what_if,
     };
     let replayed = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut prefetched)
         .map_err(|e| invalid(format!("{e:#}")))?;

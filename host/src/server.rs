@@ -13,6 +13,7 @@ mod decisions;
 mod error;
 mod extract;
 mod handlers;
+mod limits;
 mod listen;
 mod metrics;
 mod policies;
@@ -31,6 +32,9 @@ use axum::routing::{get, post};
 pub use self::auth::Tokens;
 pub use self::config::ServerConfig;
 pub use self::error::ApiError;
+pub use self::limits::{
+    Rate, UNAUTHENTICATED_BODY_LIMIT, UNAUTHENTICATED_BYTES, UNAUTHENTICATED_WAIT,
+};
 pub use self::listen::ConnectionLimits;
 pub use self::policies::{PolicySet, ReloadError};
 pub use self::tls::{TlsError, TlsFiles};
@@ -48,7 +52,12 @@ struct Shared {
     config: ServerConfig,
     runtime: Arc<Runtime>,
     policies: arc_swap::ArcSwap<PolicySet>,
-    tokens: Tokens,
+    /// The tokens accepted now; swapped whole on reload.
+    tokens: arc_swap::ArcSwap<Tokens>,
+    /// Per-token rates, and the budget of bodies not yet authenticated.
+    limits: limits::Limits,
+    /// The worker share of replays whose policy is no longer loaded.
+    unloaded_budget: Arc<tokio::sync::Semaphore>,
     metrics: Metrics,
     /// Decisions, trigger state and idempotency keys.
     store: Arc<dyn crate::store::Store>,
@@ -66,8 +75,9 @@ struct Shared {
 
 impl AppState {
     /// Loads the policies named by `config` and builds the shared state
-    /// over `store`. Fails when the initial policy set is invalid: a server
-    /// never starts half-configured.
+    /// over `store`, whose secret names the `tokens` (see
+    /// [`Tokens::keyed`]). Fails when the initial policy set is invalid: a
+    /// server never starts half-configured.
     pub fn new(
         config: ServerConfig,
         runtime: Arc<Runtime>,
@@ -92,12 +102,16 @@ impl AppState {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
                 workers: Arc::new(tokio::sync::Semaphore::new(config.workers.max(1))),
+                tokens: arc_swap::ArcSwap::from_pointee(tokens.keyed(store.token_key())),
+                limits: limits::Limits::new(&config),
+                unloaded_budget: Arc::new(tokio::sync::Semaphore::new(
+                    config.policy_workers.max(1),
+                )),
                 store,
                 state_locks: service::StateLocks::default(),
                 config,
                 runtime,
                 policies: arc_swap::ArcSwap::from_pointee(set),
-                tokens,
                 metrics,
                 reloading: tokio::sync::Mutex::new(()),
                 prometheus,
@@ -105,8 +119,9 @@ impl AppState {
         })
     }
 
-    /// Validates and compiles the policy directory off to the side, then
-    /// swaps it in atomically. On error the current set keeps serving.
+    /// Reads the token file again and validates and compiles the policy
+    /// directory, off to the side, then swaps both in. On any error neither
+    /// changes: the current tokens and policies keep serving.
     pub async fn reload(&self) -> Result<Arc<PolicySet>, ReloadError> {
         let _guard = self.inner.reloading.lock().await;
         let runtime = Arc::clone(&self.inner.runtime);
@@ -114,16 +129,32 @@ impl AppState {
         let plugins = self.inner.config.plugins.clone();
         let budget = self.inner.config.policy_workers;
         let trust = self.inner.config.trust()?;
-        let set = tokio::task::spawn_blocking(move || {
-            PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref(), budget, &trust)
+        let current = self.tokens().clone();
+        let (tokens, set) = tokio::task::spawn_blocking(move || {
+            let tokens = current
+                .reread()
+                .transpose()
+                .map_err(|e| ReloadError::Tokens(e.to_string()))?;
+            let set =
+                PolicySet::load(&runtime, dir.as_deref(), plugins.as_deref(), budget, &trust)?;
+            Ok::<_, ReloadError>((tokens, set))
         })
         .await
         .map_err(|e| ReloadError::Internal(e.to_string()))??;
         let set = Arc::new(set);
         self.inner.policies.store(Arc::clone(&set));
+        if let Some(tokens) = tokens {
+            tracing::info!(tokens = tokens.len(), "tokens reloaded");
+            self.inner.tokens.store(Arc::new(tokens));
+        }
         self.inner.metrics.reloads.inc();
         tracing::info!(policies = set.len(), "policies reloaded");
         Ok(set)
+    }
+
+    /// The tokens accepted right now.
+    pub(crate) fn tokens(&self) -> arc_swap::Guard<Arc<Tokens>> {
+        self.inner.tokens.load()
     }
 
     /// The policy set serving right now.
@@ -195,6 +226,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What keeps serving after a reload failed with `e`: nothing was swapped.
+fn kept_on_failure(e: &ReloadError) -> &'static str {
+    match e {
+        ReloadError::Tokens(_) => "the previous tokens and policies keep serving",
+        _ => "the previous policies keep serving",
+    }
+}
+
 /// Prunes decisions older than `retain`, at start and every hour.
 async fn prune_every_hour(store: Arc<dyn crate::store::Store>, retain: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -250,7 +289,8 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         };
         while hup.recv().await.is_some() {
             if let Err(e) = reload_state.reload().await {
-                tracing::error!(error = %e, "reload failed; the previous policies keep serving");
+                let kept = kept_on_failure(&e);
+                tracing::error!(error = %e, "reload failed; {kept}");
             }
             if let (Some(swap), Some(files)) = (&reload_tls, &reload_state.inner.config.tls) {
                 match tls::acceptor(files) {

@@ -7,7 +7,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use self::json::SnapshotError;
+pub use self::json::{MAX_NAME, SnapshotError};
+
+/// Checks a `service` and `version` given apart from a snapshot (a query's
+/// inputs) as a snapshot's own are checked: at most [`MAX_NAME`] bytes, no
+/// control characters.
+pub fn check_names(service: &str, version: &str) -> Result<(), SnapshotError> {
+    json::check_name("service", service)?;
+    json::check_name("version", version)
+}
 
 /// One measurement: unix seconds and a finite value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
@@ -86,6 +94,13 @@ impl Snapshot {
     /// Parses snapshot JSON v1, naming the JSON path of the first problem.
     pub fn from_json(bytes: &[u8]) -> Result<Self, SnapshotError> {
         json::parse(bytes)
+    }
+
+    /// Parses a partial snapshot: JSON v1 that may leave out `service`,
+    /// `version`, `metrics` and `taken_at` (then `taken_at` is the given
+    /// time), for a file that adds attributes or series to other sources.
+    pub fn from_partial_json(bytes: &[u8], taken_at: i64) -> Result<Self, SnapshotError> {
+        json::parse_partial(bytes, taken_at)
     }
 
     /// Snapshot JSON v1 as JSON Schema, generated from the reader's types.

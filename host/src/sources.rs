@@ -97,6 +97,9 @@ pub struct Evidence {
     /// Values given on the command line or in the request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, f64>,
+    /// Attributes given on the command line (`--attribute`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// What a snapshot is assembled from.
@@ -111,13 +114,29 @@ pub struct Inputs {
     pub reports: Vec<(ReportKind, PathBuf)>,
     /// `name=value` pairs; they win over everything else.
     pub values: Vec<(String, f64)>,
+    /// `key=value` attributes; they win over the explicit snapshot's.
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Inputs {
     /// Whether anything at all was given.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.is_none() && self.reports.is_empty() && self.values.is_empty()
+        self.snapshot.is_none()
+            && self.reports.is_empty()
+            && self.values.is_empty()
+            && self.attributes.is_empty()
     }
+}
+
+/// Parses `KEY=VALUE` for `--attribute`.
+pub fn parse_attribute(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("`{arg}`: expected KEY=VALUE, e.g. base_image=python:3.12"))?;
+    if key.is_empty() {
+        return Err(format!("`{arg}`: the attribute name is empty"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// Parses `NAME=VALUE` for `--metric`.
@@ -347,6 +366,7 @@ pub fn assemble(
     for (name, value) in &inputs.values {
         put_value(&mut metrics, name, *value, at);
     }
+    attributes.extend(inputs.attributes);
     Snapshot {
         service: inputs.service.unwrap_or(service),
         version: inputs.version.unwrap_or(version),
@@ -414,6 +434,12 @@ mod tests {
     #[test]
     fn metric_and_report_arguments_are_checked() {
         assert_eq!(parse_metric("a=1.5"), Ok(("a".into(), 1.5)));
+        assert_eq!(
+            parse_attribute("base_image=registry.example.com/a=b:1"),
+            Ok(("base_image".into(), "registry.example.com/a=b:1".into()))
+        );
+        assert!(parse_attribute("=x").is_err());
+        assert!(parse_attribute("x").is_err());
         assert!(parse_metric("a=NaN").is_err());
         assert!(parse_metric("a").is_err());
         assert!(parse_report("coverage=lcov.info").is_ok());

@@ -58,6 +58,54 @@ pub enum StoreError {
     /// The store holds data this version cannot read.
     #[error("decision store `{store}`: {message}")]
     Invalid { store: String, message: String },
+    /// The release, or this approver on it, already holds the most
+    /// approvals allowed; checked in the inserting transaction, so
+    /// concurrent requests cannot pass it together.
+    #[error("{service} {version} already has {held} {what}, the most {whom} may hold")]
+    ApprovalsFull {
+        service: String,
+        version: String,
+        held: usize,
+        /// `approvals and attestations`, or `approvals and attestations by <approver>`.
+        what: String,
+        /// `one release`, or `one approver on one release`.
+        whom: &'static str,
+    },
+}
+
+impl StoreError {
+    /// The refusal for a release (or an approver on it) at its cap, given
+    /// what the store counted inside the inserting transaction; `None`
+    /// when there is room.
+    pub fn approvals_full(
+        approval: &crate::approvals::Approval,
+        release: usize,
+        by_approver: usize,
+    ) -> Option<Self> {
+        let full = |held: usize, what: String, whom| {
+            Some(Self::ApprovalsFull {
+                service: crate::text::escape_control(&approval.service).into_owned(),
+                version: crate::text::escape_control(&approval.version).into_owned(),
+                held,
+                what,
+                whom,
+            })
+        };
+        if release >= crate::approvals::MAX_PER_RELEASE {
+            full(release, "approvals and attestations".into(), "one release")
+        } else if by_approver >= crate::approvals::MAX_PER_APPROVER {
+            full(
+                by_approver,
+                format!(
+                    "approvals and attestations by {}",
+                    crate::text::escape_control(&approval.approver)
+                ),
+                "one approver on one release",
+            )
+        } else {
+            None
+        }
+    }
 }
 
 /// Trigger state as stored, with the version a commit must name to replace it.
@@ -75,10 +123,42 @@ pub struct StateWrite {
     pub state: Vec<u8>,
 }
 
+/// An idempotency key in its scope: the caller's token id and the policy
+/// evaluated, then the `Idempotency-Key` itself. One caller's key never
+/// answers, conflicts with, or reveals another caller's, nor the same
+/// caller's for another policy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    /// The id of the token that sent it (never the token).
+    pub token_id: String,
+    pub policy: String,
+    /// The `Idempotency-Key` header.
+    pub key: String,
+}
+
+impl std::fmt::Display for IdempotencyKey {
+    /// The key as its caller sent it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+/// Bytes of the secret a store keeps for keyed token ids.
+pub const TOKEN_KEY_BYTES: usize = 32;
+
+/// A fresh random secret for token ids.
+pub fn new_token_key() -> [u8; TOKEN_KEY_BYTES] {
+    let mut key = [0u8; TOKEN_KEY_BYTES];
+    for chunk in key.chunks_mut(16) {
+        chunk.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    key
+}
+
 /// The answer given for an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
-    pub key: String,
+    pub key: IdempotencyKey,
     /// The digest of the request body it answered.
     pub body: Digest,
     pub status: u16,
@@ -135,6 +215,8 @@ pub enum BlobKind {
     Plugin,
     Policy,
     Snapshot,
+    /// An approval or attestation a decision judged.
+    Approval,
 }
 
 impl BlobKind {
@@ -143,6 +225,7 @@ impl BlobKind {
             Self::Plugin => "plugin",
             Self::Policy => "policy",
             Self::Snapshot => "snapshot",
+            Self::Approval => "approval",
         }
     }
 }
@@ -262,8 +345,12 @@ pub trait Store: Send + Sync {
     fn logs_decisions(&self) -> bool;
     /// The current state of each key, in order.
     fn read_state<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Versioned>>>;
-    /// The answer stored for an idempotency key.
-    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>>;
+    /// The answer stored for an idempotency key, in its scope only.
+    fn answer<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, Option<StoredAnswer>>;
+    /// The secret token ids are keyed with: made once, when the store is
+    /// created, and kept in it, so replicas sharing a store name a token
+    /// alike and no one without the store can tell which token an id is.
+    fn token_key(&self) -> [u8; TOKEN_KEY_BYTES];
     /// Writes one decision durably: all of it, or nothing.
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()>;
     /// One record.

@@ -385,9 +385,11 @@ fn idempotency_keys_and_trigger_state_survive_a_restart() {
     assert_eq!(again.status, 200);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.json()["decision_id"], first["decision_id"]);
+    // Keys are scoped to the token and the policy: another body for the
+    // same policy conflicts.
     let other = evaluate(
         &server,
-        &json!({"policy": "ci-quality-gates", "snapshot": fixture("ci-passing.json")}),
+        &json!({"policy": "canary", "stage": "initial-canary", "snapshot": fixture("canary-steady.json")}),
         Some("release-1"),
     );
     assert_eq!(other.status, 422);
@@ -443,6 +445,42 @@ fn retention_prunes_old_decisions_and_keeps_referenced_plugins() {
         "{}",
         replay.stdout
     );
+}
+
+/// The finding: a server remembered which blobs it had stored, so after a
+/// prune removed the only decision referencing its policy and plugins (here
+/// `decisions prune` in another process), its next decision referenced
+/// blobs that were gone, and could never be replayed.
+#[test]
+fn a_decision_made_after_a_prune_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("log.db");
+    let log = db.to_str().unwrap();
+    let server = Server::start(&["--tokens-file", &tokens(dir.path()), "--store", log]);
+    let body = json!({"policy": "ci-quality-gates", "snapshot": fixture("ci-passing.json")});
+    assert_eq!(evaluate(&server, &body, None).status, 200);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("UPDATE decisions SET recorded_at = 1000", [])
+        .unwrap();
+    let run = tollgate(&["decisions", "prune", "--retain", "90d", "--log", log], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("pruned 1 decision(s)"),
+        "{}",
+        run.stdout
+    );
+    let again = evaluate(&server, &body, None);
+    assert_eq!(again.status, 200, "{}", again.text());
+    let id = again.json()["decision_id"].as_str().unwrap().to_string();
+    let auth = auth();
+    let replay = server.request(
+        "POST",
+        &format!("/v1/decisions/{id}/replay"),
+        &[("Authorization", auth.as_str())],
+        b"",
+    );
+    assert_eq!(replay.status, 200, "{}", replay.text());
+    assert_eq!(replay.json()["identical"], true, "{}", replay.text());
 }
 
 /// A snapshot of the CI policy at `at`, passing or not, with its oldest
@@ -519,10 +557,18 @@ fn the_dora_report_matches_a_log_built_with_known_answers() {
         assert_eq!(figure("deployment_frequency")["value"], 0.75);
         assert_eq!(figure("deployment_frequency")["target"], "Daily");
         assert_eq!(figure("lead_time_for_changes")["value"], 4.0);
+        // Where each figure stands among DORA's bands, not a fixed text.
+        assert_eq!(figure("lead_time_for_changes")["band"], "elite");
         assert_eq!(
             figure("lead_time_for_changes")["benchmark"],
-            "1-7 days (High Performers: <1 day)"
+            "elite: under a day"
         );
+        assert_eq!(figure("deployment_frequency")["band"], "high");
+        assert_eq!(
+            figure("deployment_frequency")["benchmark"],
+            "high: weekly to daily; elite: daily or more (on demand)"
+        );
+        assert_eq!(figure("change_failure_rate")["band"], "low");
         let cfr = figure("change_failure_rate")["value"].as_f64().unwrap();
         assert!((cfr - 100.0 / 3.0).abs() < 1e-9);
         assert_eq!(figure("change_failure_rate")["meets_target"], false);

@@ -294,3 +294,50 @@ async fn argo_accepts_put_json_text_snapshots_and_snapshot_files_in_bodies() {
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(json_of(&body)["decision"], "rollback");
 }
+
+/// Flagger sends no version of its own: the decision names the one the
+/// Canary's webhook metadata gives, else the checksum of the revision
+/// Flagger rolls out, so the log never holds `"version": ""`.
+#[test]
+fn a_flagger_decision_is_logged_with_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = write(dir.path(), "tokens", format!("{READER}\n").as_bytes());
+    let server = crate::support::Server::start(&["--tokens-file", tokens.to_str().unwrap()]);
+    let mut snap = snapshot("canary-steady.json");
+    snap["version"] = json!("");
+    let snap = snap.to_string();
+    for version in [None, Some("2.2.0")] {
+        // As Flagger sends it: no header but Content-Type, the token in
+        // the metadata.
+        let mut metadata = vec![
+            ("stage", "initial-canary"),
+            ("snapshot", snap.as_str()),
+            ("token", READER),
+        ];
+        metadata.extend(version.map(|v| ("version", v)));
+        let r = server.request(
+            "POST",
+            "/v1/compat/flagger/canary/rollout",
+            &[("Content-Type", "application/json")],
+            &payload("podinfo", "Progressing", &metadata),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let auth = format!("Bearer {READER}");
+    let page = server
+        .request(
+            "GET",
+            "/v1/decisions",
+            &[("Authorization", auth.as_str())],
+            b"",
+        )
+        .json();
+    let mut versions: Vec<&str> = page["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_str().unwrap())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, ["2.2.0", "6c5b8ff5d9"], "{page}");
+}

@@ -156,6 +156,36 @@ fn a_memory_bomb_hits_the_memory_limit() {
     );
 }
 
+/// The finding: one `memory.fill` over 256 MiB ran 140–180 ms against a
+/// 10 ms deadline. Such limits are now refused at load, and at the least
+/// deadline allowed for 256 MiB the fill loop still ends within the
+/// deadline plus the documented bound (`engine::uninterruptible_bound`).
+#[test]
+fn a_fill_over_the_whole_memory_ends_within_the_deadline_plus_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = policy(
+        dir.path(),
+        "fill-loop",
+        "        memory: 256MiB\n        deadline: 10ms\n",
+    );
+    let run = crate::support::eval(&path, &values(&[("cov", 85.0)]), None);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("raise `deadline` to at least 251 ms or lower `memory`"),
+        "{}",
+        run.stderr
+    );
+    let bound = tollgate::engine::uninterruptible_bound(256 << 20);
+    assert_contained(
+        "fill-loop",
+        "        memory: 256MiB\n        deadline: 251ms\n",
+        "deadline",
+        "deadline of 251 ms exceeded",
+        Duration::from_millis(251) + bound,
+    );
+}
+
 #[test]
 fn unbounded_recursion_exhausts_the_stack() {
     assert_contained(

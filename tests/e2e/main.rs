@@ -28,6 +28,8 @@ mod server_router;
 mod signatures;
 mod support;
 mod three_languages;
+mod time_of_decision;
 mod tls;
+mod trust;
 mod ui;
 mod wasi;

@@ -449,3 +449,44 @@ fn request_text_in_text_logs_has_its_control_characters_escaped() {
     assert!(log.contains("evil\\x1b[2J"), "{log}");
     assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "{log:?}");
 }
+
+/// The access log gives a request's duration in milliseconds to the
+/// microsecond (`duration_ms=6.19`), not as a float's every digit.
+#[test]
+fn the_access_log_rounds_durations_to_the_microsecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&["--tokens-file", &tokens_file(dir.path())]);
+    let token = auth(TOKEN);
+    for _ in 0..5 {
+        let r = server.request(
+            "POST",
+            "/v1/evaluate",
+            &[
+                ("authorization", token.as_str()),
+                ("content-type", "application/json"),
+            ],
+            &evaluate_body("canary", "initial-canary", "canary-steady.json"),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let mut durations = Vec::new();
+    for _ in 0..50 {
+        durations = server
+            .log()
+            .lines()
+            .filter_map(|l| l.split("duration_ms=").nth(1))
+            .map(|v| v.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        if durations.len() >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(durations.len() >= 5, "{}", server.log());
+    for d in &durations {
+        let value: f64 = d.parse().unwrap_or_else(|_| panic!("`{d}` is no number"));
+        assert!(value >= 0.0);
+        let decimals = d.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "duration_ms={d}: {}", server.log());
+    }
+}

@@ -223,6 +223,7 @@ async fn policies_and_plugins_are_listed_with_digests() {
             "canary",
             "ci-pipeline",
             "ci-quality-gates",
+            "ci-reports",
             "environment-promotion",
             "feature-release",
             "hotfix",
@@ -297,7 +298,13 @@ async fn metrics_count_evaluations_verdicts_and_latency() {
 
 /// Checks `value` against an OpenAPI 3.1 schema: `$ref`, `type`, `enum`,
 /// `const`, `required`, `properties`, `additionalProperties` and `items`.
-fn assert_conforms(doc: &Value, route: &str, method: &str, status: StatusCode, body: &[u8]) {
+pub(crate) fn assert_conforms(
+    doc: &Value,
+    route: &str,
+    method: &str,
+    status: StatusCode,
+    body: &[u8],
+) {
     let response = &doc["paths"][route][method]["responses"][status.as_str()];
     assert!(
         !response.is_null(),
@@ -658,4 +665,32 @@ async fn plugins_in_the_plugin_directory_serve_every_policy_by_name() {
             .iter()
             .any(|p| p["plugin"] == "always-pass" && p["used_by"] == json!(["custom"]))
     );
+}
+
+#[tokio::test]
+async fn an_unknown_policy_names_the_closest_and_lists_the_policies() {
+    let s = state();
+    let body = json!({"policy": "canry", "snapshot": snapshot("canary-steady.json")});
+    let (status, _, bytes) = call(
+        &s,
+        "POST",
+        "/v1/evaluate",
+        Some(READER),
+        Some(body.to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let message = json_of(&bytes)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with(
+            "unknown policy `canry`; did you mean `canary`? policies: canary, ci-pipeline"
+        ),
+        "{message}"
+    );
+    let (status, _, bytes) = call(&s, "GET", "/v1/policies/hotfx", Some(READER), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(String::from_utf8_lossy(&bytes).contains("did you mean `hotfix`?"));
 }

@@ -187,6 +187,43 @@ pub fn skip(why: &str) {
     }
 }
 
+/// The environment that starts a process with its real-time clock at
+/// `unix` seconds, running on from there (libfaketime, Debian's
+/// `faketime`): how a test puts a whole server on a given day, since the
+/// server judges windows, freezes and approval ages at its own clock.
+/// Monotonic clocks and CPU-time clocks stay real. `None` (the test is
+/// reported skipped) without libfaketime.
+pub fn clock_at(unix: i64) -> Option<Vec<(&'static str, String)>> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    let Some(lib) = lib else {
+        skip("no libfaketime (Debian `faketime`)");
+        return None;
+    };
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    let start = format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    Some(vec![
+        ("LD_PRELOAD", lib.to_string()),
+        ("FAKETIME", format!("@{start}")),
+        ("TZ", "UTC".to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()),
+        ("FAKETIME_DONT_RESET", "1".to_string()),
+    ])
+}
+
 /// The cargo target directory every plugin project the tests build shares,
 /// so the SDK compiles once.
 pub fn plugin_projects_target() -> PathBuf {
@@ -305,6 +342,14 @@ impl Server {
     /// Starts the binary on a free loopback port and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
         Self::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with the real-time clock at `unix` seconds (see
+    /// [`clock_at`]); `None` when that cannot be done, reported as a skip.
+    pub fn start_at(unix: i64, args: &[&str]) -> Option<Server> {
+        let env = clock_at(unix)?;
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Some(Self::start_with_env(args, &env))
     }
 
     /// [`Server::start`] with extra environment variables.

@@ -43,8 +43,9 @@ fn probe() -> Option<&'static Path> {
 
 const TAKEN_AT: i64 = 1_764_237_600;
 
-/// Evaluates one gate per probe over a snapshot at `taken_at`, with the
-/// `reports` directory granted as `/reports` to every gate.
+/// Evaluates one gate per probe over a snapshot at `taken_at`, decided as
+/// at that time, with the `reports` directory granted as `/reports` to
+/// every gate.
 fn run_probes(dir: &Path, probes: &[&str], taken_at: i64) -> Value {
     let plugin = probe().unwrap();
     let gates: String = probes
@@ -67,7 +68,11 @@ fn run_probes(dir: &Path, probes: &[&str], taken_at: i64) -> Value {
         .as_bytes(),
     );
     let snapshot = json!({"service": "s", "version": "1", "taken_at": taken_at, "metrics": []});
-    let run = crate::support::eval(&policy, &snapshot, None);
+    let snapshot = write(dir, "snapshot.json", snapshot.to_string().as_bytes());
+    // Decided as at `taken_at` (a what-if), so the pinned clocks read a
+    // known time: WASI's clocks show the decision time.
+    let at = taken_at.to_string();
+    let run = crate::support::eval_files(&policy, &snapshot, &["--format", "json", "--at", &at]);
     assert_ne!(run.code, 2, "{}", run.stderr);
     run.json()
 }

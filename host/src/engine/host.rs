@@ -29,6 +29,8 @@ pub struct LogLine {
 pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) snapshot: Arc<Snapshot>,
+    /// The decision time `host.now` and WASI's clocks show.
+    pub(crate) now: i64,
     pub(crate) limiter: Limiter,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: usize,
@@ -42,7 +44,7 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub(crate) fn new(
-        snapshot: Arc<Snapshot>,
+        input: super::Input,
         memory_limit: usize,
         grants: Arc<[super::wasi::FileGrant]>,
     ) -> Self {
@@ -50,7 +52,8 @@ impl HostState {
         table.set_max_capacity(super::wasi::MAX_RESOURCES);
         Self {
             table,
-            snapshot,
+            snapshot: input.snapshot,
+            now: input.now,
             limiter: Limiter {
                 memory_limit,
                 memory_breached: false,
@@ -251,7 +254,7 @@ impl host::Host for HostState {
     }
 
     fn now(&mut self) -> Result<i64> {
-        Ok(self.snapshot.taken_at)
+        Ok(self.now)
     }
 }
 
@@ -262,8 +265,14 @@ mod tests {
 
     #[test]
     fn a_long_log_line_keeps_only_its_prefix() {
-        let mut state =
-            HostState::new(Arc::new(Snapshot::empty()), 16 << 20, Arc::from(Vec::new()));
+        let mut state = HostState::new(
+            super::super::Input {
+                snapshot: Arc::new(Snapshot::empty()),
+                now: 0,
+            },
+            16 << 20,
+            Arc::from(Vec::new()),
+        );
         state.log(host::Level::Info, "x".repeat(15 << 20)).unwrap();
         let line = &state.logs[0].message;
         assert_eq!(line.chars().count(), MAX_LOG_LINE + 1);
@@ -276,8 +285,14 @@ mod tests {
 
     #[test]
     fn log_lines_beyond_the_cap_are_counted_not_kept() {
-        let mut state =
-            HostState::new(Arc::new(Snapshot::empty()), 16 << 20, Arc::from(Vec::new()));
+        let mut state = HostState::new(
+            super::super::Input {
+                snapshot: Arc::new(Snapshot::empty()),
+                now: 0,
+            },
+            16 << 20,
+            Arc::from(Vec::new()),
+        );
         for _ in 0..MAX_LOG_LINES + 5 {
             state.log(host::Level::Info, "line".into()).unwrap();
         }

@@ -4,7 +4,7 @@
 //! - sockets and name lookup denied;
 //! - empty environment and arguments, stdin closed;
 //! - stdout and stderr captured into the call's bounded log;
-//! - wall and monotonic clocks pinned to the snapshot's `taken_at`, and
+//! - wall and monotonic clocks pinned to the decision time (`decided_at`), and
 //!   waiting on a clock is over at once (time does not pass in a call, so a
 //!   plugin cannot park a worker in a host sleep its CPU deadline cannot see);
 //! - random numbers from a generator seeded by the snapshot's digest.
@@ -52,7 +52,7 @@ pub const INTERFACES: &[(&str, &str)] = &[
     ("wasi:cli/terminal-stderr", "inert: no terminal"),
     (
         "wasi:clocks/wall-clock",
-        "inert: pinned to the snapshot's taken_at",
+        "inert: pinned to the decision time (decided_at)",
     ),
     (
         "wasi:clocks/monotonic-clock",
@@ -110,7 +110,7 @@ pub struct FileGrant {
     pub guest: String,
 }
 
-/// A clock stopped at the snapshot's `taken_at`.
+/// A clock stopped at the call's decision time.
 struct Pinned(Duration);
 
 impl HostWallClock for Pinned {
@@ -154,10 +154,11 @@ impl WasiState {
     /// `logs` saying why.
     pub(crate) fn new(
         snapshot: &Snapshot,
+        now: i64,
         grants: &[FileGrant],
         logs: &mut Vec<super::LogLine>,
     ) -> Self {
-        let pinned = Duration::from_secs(u64::try_from(snapshot.taken_at).unwrap_or(0));
+        let pinned = Duration::from_secs(u64::try_from(now).unwrap_or(0));
         let seed: [u8; 32] = seed_of(snapshot);
         let stdout = MemoryOutputPipe::new(MAX_STDIO_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_STDIO_BYTES);
@@ -205,9 +206,9 @@ fn seed_of(snapshot: &Snapshot) -> [u8; 32] {
 impl wasmtime_wasi::WasiView for HostState {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
         // Built on first use: a plugin that imports no WASI pays nothing.
-        let wasi = self
-            .wasi
-            .get_or_insert_with(|| WasiState::new(&self.snapshot, &self.grants, &mut self.logs));
+        let wasi = self.wasi.get_or_insert_with(|| {
+            WasiState::new(&self.snapshot, self.now, &self.grants, &mut self.logs)
+        });
         wasmtime_wasi::WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut self.table,

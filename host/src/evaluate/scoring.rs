@@ -32,12 +32,24 @@ fn caution(o: Outcome) -> u8 {
 /// A trigger that fired `immediate-rollback` forces rollback; one that
 /// fired anything with `hold: true` turns promote into hold. Never makes
 /// a decision less cautious.
+/// The trigger that bears on the decision, which the summary and the action
+/// plan both name: the strongest that fired `immediate-rollback`, or that
+/// fired and holds promotion; the first in policy order among equals.
+pub(super) fn deciding_trigger(triggers: &[TriggerResult]) -> Option<&TriggerResult> {
+    triggers
+        .iter()
+        .filter(|t| t.fire == Fire::ImmediateRollback || (t.holds && t.fire > Fire::None))
+        .rev()
+        .max_by_key(|t| t.fire)
+}
+
 pub(super) fn escalate_by_triggers(
     decision: Outcome,
     summary: String,
     triggers: &[TriggerResult],
 ) -> (Outcome, String) {
-    if let Some(t) = triggers.iter().find(|t| t.fire == Fire::ImmediateRollback) {
+    let deciding = deciding_trigger(triggers);
+    if let Some(t) = deciding.filter(|t| t.fire == Fire::ImmediateRollback) {
         return (
             Outcome::Rollback,
             format!(
@@ -47,7 +59,7 @@ pub(super) fn escalate_by_triggers(
         );
     }
     if decision == Outcome::Promote
-        && let Some(t) = triggers.iter().find(|t| t.holds && t.fire > Fire::None)
+        && let Some(t) = deciding
     {
         return (
             Outcome::Hold,

@@ -42,7 +42,7 @@ pub fn parse_with(
     let root = yaml::parse(text).map_err(|e| {
         Problems(vec![Problem {
             line: Some(e.line),
-            message: format!("invalid YAML: {}", e.message),
+            message: format!("invalid YAML: {}", crate::text::escape_control(&e.message)),
         }])
     })?;
     let mut r = Reader::new();
@@ -679,8 +679,15 @@ fn read_plugin_name(
         r.problem(
             n.line,
             format!(
-                "unknown plugin `{p}` in {what}; known plugins: {}",
-                known.join(", ")
+                "unknown plugin `{p}` in {what}{}",
+                crate::suggest::with_listing(
+                    p,
+                    known
+                        .iter()
+                        .map(String::as_str)
+                        .chain(crate::approvals::HOST_GATES),
+                    &format!("known plugins: {}", known.join(", "))
+                )
             ),
         );
     }
@@ -739,7 +746,7 @@ fn read_grants(r: &mut Reader, node: &Node, what: &str) -> Vec<crate::engine::wa
 /// `deadline`, `memory` and `grants`, defaulting to [`Limits::default`].
 fn read_limits(r: &mut Reader, fields: &Entries, what: &str) -> Limits {
     let defaults = Limits::default();
-    Limits {
+    let limits = Limits {
         files: get(fields, "grants")
             .map(|n| read_grants(r, n, what))
             .unwrap_or_default()
@@ -750,7 +757,25 @@ fn read_limits(r: &mut Reader, fields: &Entries, what: &str) -> Limits {
         memory: get(fields, "memory")
             .and_then(|n| r.bytes(n, &format!("`memory` of {what}")))
             .unwrap_or(defaults.memory),
+    };
+    // One uninterruptible instruction over the whole memory may outlast a
+    // shorter deadline: such limits would promise a bound they cannot keep.
+    let bound = crate::engine::uninterruptible_bound(limits.memory);
+    if limits.deadline < bound
+        && let Some(node) = get(fields, "deadline").or_else(|| get(fields, "memory"))
+    {
+        r.problem(
+            node.line,
+            format!(
+                "`deadline` of {what} ({}) is shorter than one instruction over its `memory` ({}) may run (about {} ms at 1 GiB/s), so it could not be kept; raise `deadline` to at least {} ms or lower `memory`",
+                humantime::format_duration(limits.deadline),
+                crate::engine::human_bytes(limits.memory),
+                bound.as_millis(),
+                bound.as_millis() + 1
+            ),
+        );
     }
+    limits
 }
 
 /// The entries of a `triggers:` or `actions:` list, each a named mapping.
@@ -957,6 +982,20 @@ mod tests {
     }
 
     const MINIMAL: &str = "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\n";
+
+    /// Found by the `policy` fuzz target: a quoted name holding a newline
+    /// broke its problem over two lines.
+    #[test]
+    fn a_name_with_a_newline_is_quoted_on_one_line() {
+        let found = problems(
+            "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: \"hotfix\\n-\"}\n",
+        );
+        assert!(found.iter().all(|p| !p.contains('\n')), "{found:?}");
+        assert!(
+            found[0].contains("`hotfix\\n-` is not a valid name"),
+            "{found:?}"
+        );
+    }
 
     #[test]
     fn reports_every_problem_with_its_line() {

@@ -45,6 +45,12 @@ impl Reader {
     }
 
     pub(super) fn problem(&mut self, line: usize, message: String) {
+        // A problem is one line: text it quotes from the policy (a name with
+        // a newline in it) is shown escaped, never broken over lines.
+        let message = match crate::text::escape_control(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
         self.problems.push(Problem {
             line: Some(line),
             message,
@@ -70,8 +76,12 @@ impl Reader {
                 self.problem(
                     value.line,
                     format!(
-                        "unknown field `{key}` in {what}; expected one of {}",
-                        allowed.join(", ")
+                        "unknown field `{key}` in {what}{}",
+                        crate::suggest::with_listing(
+                            key,
+                            allowed.iter().copied(),
+                            &format!("expected one of {}", allowed.join(", "))
+                        )
                     ),
                 );
             }

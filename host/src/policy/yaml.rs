@@ -99,6 +99,15 @@ struct Builder {
     root: Option<Node>,
     documents: usize,
     error: Option<YamlError>,
+    /// The text's last line: the reader may place the end of the stream
+    /// (an empty value after the last key) on the line after it.
+    last_line: usize,
+}
+
+/// The number of the last line, counting breaks as YAML does (`\r\n`,
+/// `\n`, or a bare `\r`).
+fn last_line(text: &str) -> usize {
+    text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1
 }
 
 impl Builder {
@@ -165,7 +174,7 @@ impl MarkedEventReceiver for Builder {
         if self.error.is_some() {
             return;
         }
-        let line = mark.line();
+        let line = mark.line().clamp(1, self.last_line);
         match ev {
             Event::DocumentStart => {
                 self.documents += 1;
@@ -357,11 +366,12 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         root: None,
         documents: 0,
         error: None,
+        last_line: last_line(text),
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         return Err(YamlError {
-            line: e.marker().line(),
+            line: e.marker().line().clamp(1, builder.last_line),
             message: e.info().to_string(),
         });
     }
@@ -461,5 +471,16 @@ mod tests {
                 }
             )])
         );
+    }
+
+    #[test]
+    fn a_problem_at_the_end_of_the_text_is_on_its_last_line() {
+        let root = parse("a: 1\ntriggers:").unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("{root:?}")
+        };
+        assert_eq!(entries[1].1.line, 2, "{entries:?}");
+        // A bare carriage return breaks a line too.
+        assert_eq!(last_line("a\rb\r\nc\n"), 4);
     }
 }

@@ -2,16 +2,14 @@
 //! and groups taken from the token (a body cannot name them), and `GET
 //! /v1/approvals?service=&version=` lists a release's.
 
-use std::collections::BTreeMap;
-
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{RawBody, parse_json};
+use super::extract::{RawBody, parse_json, unique_query};
 use super::{ApiError, AppState};
 use crate::approvals::{APPROVAL, Approval, check_name};
 
@@ -50,22 +48,27 @@ fn field(value: &str, name: &'static str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /v1/approvals`: 201 with the approval as recorded.
+/// `POST /v1/approvals`: 201 with the approval as recorded; 429 once the
+/// token spent its `approve_rate`, when one is set.
 pub(super) async fn record(
     State(state): State<AppState>,
     Extension(Approver(grant)): Extension<Approver>,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
+    state.inner.limits.approve(&grant.id)?;
     let body: ApprovalBody = parse_json(&bytes)?;
     field(&body.service, "service")?;
+    grant.check_approve(&body.service)?;
     field(&body.version, "version")?;
     if let Some(s) = &body.stage {
         field(s, "stage")?;
     }
     let name = match &body.item {
         Some(item) => {
-            check_name(item)
-                .map_err(|e| ApiError::unprocessable("invalid_request", e).field("item"))?;
+            check_name(item).map_err(|e| {
+                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
+                    .field("item")
+            })?;
             item.clone()
         }
         None => APPROVAL.to_string(),
@@ -77,22 +80,9 @@ pub(super) async fn record(
         )
         .field("comment"));
     }
-    let held = state
-        .inner
-        .store
-        .approvals(&body.service, &body.version)
-        .await?
-        .len();
-    if held >= crate::approvals::MAX_PER_RELEASE {
-        return Err(ApiError::unprocessable(
-            "too_many_approvals",
-            format!(
-                "{} {} already has {held} approvals and attestations, the most one release may hold",
-                crate::text::escape_control(&body.service),
-                crate::text::escape_control(&body.version)
-            ),
-        ));
-    }
+    // The caps (per release, per approver on it) are checked by the store
+    // in the inserting transaction: a count here could be passed by
+    // requests racing past it together.
     let approval = Approval {
         id: uuid::Uuid::now_v7().to_string(),
         service: body.service,
@@ -116,11 +106,13 @@ pub(super) async fn record(
     Ok((StatusCode::CREATED, Json(approval)).into_response())
 }
 
-/// `GET /v1/approvals?service=&version=`: a release's approvals, oldest first.
+/// `GET /v1/approvals?service=&version=`: a release's approvals, oldest
+/// first. A parameter given twice is a 400, as on every route.
 pub(super) async fn list(
     State(state): State<AppState>,
-    Query(query): Query<BTreeMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
+    let query = unique_query(query.as_deref(), "")?;
     if let Some(k) = query
         .keys()
         .find(|k| !["service", "version"].contains(&k.as_str()))
@@ -129,10 +121,10 @@ pub(super) async fn list(
             "invalid_request",
             format!(
                 "unknown parameter `{}`; expected service and version",
-                crate::text::escape_control(k)
+                super::auth::shown(k)
             ),
         )
-        .field(k.clone()));
+        .field(super::extract::shown_path(k)));
     }
     let get = |name: &'static str| {
         query.get(name).ok_or_else(|| {

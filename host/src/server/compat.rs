@@ -15,15 +15,17 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use axum::Extension;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::auth::Caller;
-use super::extract::{RawBody, compat_input, parse_elapsed, parse_json, source_fields};
+use super::auth::{Caller, Grant};
+use super::extract::{
+    RawBody, Scope, compat_input, parse_elapsed, parse_json, source_fields, unique_query,
+};
 use super::handlers::{decision_body, json_response};
-use super::service::{AccessFacts, Job, run_evaluation};
+use super::service::{AccessFacts, Input, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Outcome};
 use crate::evaluate::Schedule;
@@ -59,7 +61,7 @@ impl FromStr for Hook {
                     "unknown_hook",
                     format!(
                         "unknown Flagger hook `{}`; expected confirm-rollout, confirm-traffic-increase, confirm-promotion, pre-rollout, rollout, rollback, post-rollout or event",
-                        crate::text::escape_control(other)
+                        crate::text::shown(other)
                     ),
                 )
                 .field("hook"));
@@ -110,11 +112,6 @@ struct FlaggerBody {
     metadata: BTreeMap<String, String>,
 }
 
-/// Request text as a text log may show it: control characters escaped.
-fn esc(s: &str) -> std::borrow::Cow<'_, str> {
-    crate::text::escape_control(s)
-}
-
 /// The one-line answer Flagger shows (in its events and logs) for a
 /// status above 202.
 fn refusal(hook: &str, d: &Decision) -> Response {
@@ -139,22 +136,33 @@ fn refusal(hook: &str, d: &Decision) -> Response {
 
 /// The token a Flagger request authenticates with: its `Authorization`
 /// header, or (Flagger can send no headers) `metadata.token`, checked in
-/// constant time like a header token and never logged.
+/// constant time like a header token, never logged, and held to the same
+/// evaluate rate. `token_id` is set as soon as the token is known, for the
+/// access log.
 fn flagger_caller(
     state: &AppState,
     caller: Caller,
     metadata: &BTreeMap<String, String>,
     policy: &str,
-) -> Result<String, ApiError> {
+    token_id: &mut Option<String>,
+) -> Result<Grant, ApiError> {
     let grant = match caller {
         Caller::Token(g) => g,
-        Caller::Unauthenticated => metadata
-            .get("token")
-            .and_then(|t| state.inner.tokens.lookup(t))
-            .ok_or_else(|| ApiError::unauthorized().field("metadata.token"))?,
+        Caller::Unauthenticated => {
+            let g = metadata
+                .get("token")
+                .and_then(|t| state.tokens().lookup(t))
+                .ok_or_else(|| ApiError::unauthorized().field("metadata.token"))?;
+            *token_id = Some(g.id.clone());
+            if !g.may_evaluate_any() {
+                return Err(ApiError::forbidden("this token may not evaluate"));
+            }
+            state.inner.limits.evaluate(&g.id)?;
+            g
+        }
     };
     grant.check_evaluate(policy)?;
-    Ok(grant.id)
+    Ok(grant)
 }
 
 /// `POST /v1/compat/flagger/{policy}/{hook}`: one Flagger webhook type.
@@ -188,6 +196,8 @@ pub(super) async fn flagger_default(
     flagger(state, caller, policy, kind, &hook, &bytes).await
 }
 
+/// Answers one Flagger hook; the access log names the token, even one
+/// from `metadata.token`.
 async fn flagger(
     state: AppState,
     caller: Caller,
@@ -196,10 +206,44 @@ async fn flagger(
     hook_name: &str,
     bytes: &[u8],
 ) -> Result<Response, ApiError> {
+    let mut token_id = None;
+    let mut response =
+        match answer_flagger(state, caller, policy, hook, hook_name, bytes, &mut token_id).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+    if token_id.is_some() {
+        AccessFacts::note(&mut response, |f| f.token = token_id);
+    }
+    Ok(response)
+}
+
+async fn answer_flagger(
+    state: AppState,
+    caller: Caller,
+    policy: String,
+    hook: Hook,
+    hook_name: &str,
+    bytes: &[u8],
+    token_id: &mut Option<String>,
+) -> Result<Response, ApiError> {
     let body: FlaggerBody = parse_json(bytes)?;
-    let token_id = flagger_caller(&state, caller, &body.metadata, &policy)?;
+    let grant = flagger_caller(&state, caller, &body.metadata, &policy, token_id)?;
     let outcome = async {
-        let input = compat_input(&state, &body.metadata, "metadata", Some(&body.name))?;
+        let scope = Scope {
+            grant: &grant,
+            policy: &policy,
+        };
+        let mut input =
+            compat_input(&state, &body.metadata, "metadata", Some(&body.name), scope).await?;
+        // Flagger sends no version: a snapshot's own, else `metadata.version`,
+        // else the checksum of the revision Flagger rolls out names it.
+        let (Input::Query { version, .. }
+        | Input::Given(crate::snapshot::Snapshot { version, .. })) = &mut input;
+        if version.is_empty() {
+            let named = body.metadata.get("version").filter(|v| !v.is_empty());
+            version.clone_from(named.unwrap_or(&body.checksum));
+        }
         let elapsed = parse_elapsed(body.metadata.get("elapsed").map(String::as_str))?;
         let stage = body.metadata.get("stage").cloned();
         run_evaluation(
@@ -211,7 +255,8 @@ async fn flagger(
                 input,
                 advance_state: !hook.read_only(),
                 schedule: Schedule::Caller,
-                token_id: Some(token_id),
+                token_id: Some(grant.id.clone()),
+                grant: grant.clone(),
                 idempotency: None,
             },
         )
@@ -222,19 +267,19 @@ async fn flagger(
     let d = match outcome {
         Ok(d) => d,
         Err(e) if hook.informational() => {
-            tracing::warn!(canary = %esc(&body.name), namespace = %esc(&body.namespace), hook = hook_name, error = %esc(&e.message), "flagger hook not evaluated; answered 200 as Flagger only logs it");
+            tracing::warn!(canary = %body.name, namespace = %body.namespace, hook = hook_name, error = %e.message, "flagger hook not evaluated; answered 200 as Flagger only logs it");
             let msg = serde_json::json!({"evaluated": false, "reason": e.message});
             return Ok((StatusCode::OK, axum::Json(msg)).into_response());
         }
         Err(e) => return Err(e),
     };
     tracing::info!(
-        canary = %esc(&body.name),
-        namespace = %esc(&body.namespace),
-        phase = %esc(&body.phase),
-        checksum = %esc(&body.checksum),
+        canary = %body.name,
+        namespace = %body.namespace,
+        phase = %body.phase,
+        checksum = %body.checksum,
         hook = hook_name,
-        event = %esc(body.metadata.get("eventType").map_or("", String::as_str)),
+        event = %body.metadata.get("eventType").map_or("", String::as_str),
         decision = d.decision.as_str(),
         "flagger webhook"
     );
@@ -256,14 +301,20 @@ async fn flagger(
 }
 
 /// `GET /v1/compat/argo/{policy}?stage=…&snapshot_file=…` (or `service=…`).
+/// A parameter given twice is a 400.
 pub(super) async fn argo_get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(policy): Path<String>,
-    Query(query): Query<BTreeMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let token_id = evaluate_caller(caller, &policy)?;
-    let input = compat_input(&state, &query, "query", None)?;
+    let grant = evaluate_grant(caller, &policy)?;
+    let query = unique_query(query.as_deref(), "query")?;
+    let scope = Scope {
+        grant: &grant,
+        policy: &policy,
+    };
+    let input = compat_input(&state, &query, "query", None, scope).await?;
     let elapsed = parse_elapsed(query.get("elapsed").map(String::as_str))?;
     argo_answer(
         &state,
@@ -271,7 +322,7 @@ pub(super) async fn argo_get(
         query.get("stage").cloned(),
         elapsed,
         input,
-        token_id,
+        grant,
     )
     .await
 }
@@ -284,7 +335,7 @@ async fn argo_answer(
     stage: Option<String>,
     elapsed: Option<std::time::Duration>,
     input: super::service::Input,
-    token_id: String,
+    grant: Grant,
 ) -> Result<Response, ApiError> {
     let d = run_evaluation(
         state,
@@ -295,7 +346,8 @@ async fn argo_answer(
             input,
             advance_state: true,
             schedule: Schedule::Caller,
-            token_id: Some(token_id),
+            token_id: Some(grant.id.clone()),
+            grant,
             idempotency: None,
         },
     )
@@ -328,20 +380,24 @@ pub(super) async fn argo_post(
     Path(policy): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
-    let token_id = evaluate_caller(caller, &policy)?;
+    let grant = evaluate_grant(caller, &policy)?;
     let body: ArgoBody = parse_json(&bytes)?;
-    let input = source_fields!(body).input(&state, "")?;
+    let scope = Scope {
+        grant: &grant,
+        policy: &policy,
+    };
+    let input = source_fields!(body).input(&state, "", scope).await?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    argo_answer(&state, policy, body.stage, elapsed, input, token_id).await
+    argo_answer(&state, policy, body.stage, elapsed, input, grant).await
 }
 
-/// 401/403 unless the caller's token may evaluate `policy`.
-/// Checks that the caller may evaluate `policy`; returns its token id.
-pub(super) fn evaluate_caller(caller: Caller, policy: &str) -> Result<String, ApiError> {
+/// 401/403 unless the caller's token may evaluate `policy`; returns what
+/// the token may do, for the service check once the service is known.
+pub(super) fn evaluate_grant(caller: Caller, policy: &str) -> Result<Grant, ApiError> {
     match caller {
         Caller::Token(g) => {
             g.check_evaluate(policy)?;
-            Ok(g.id)
+            Ok(g)
         }
         Caller::Unauthenticated => Err(ApiError::unauthorized()),
     }

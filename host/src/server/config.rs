@@ -24,6 +24,11 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Evaluations in flight at once before 503 (defaults to 64).
     pub max_concurrency: usize,
+    /// Evaluations one token may have in flight at once before 503, so
+    /// that one token cannot take every slot; `None` is half of
+    /// `max_concurrency` (at least 1). A server without auth has no tokens
+    /// to tell apart, and no such cap.
+    pub max_concurrency_per_token: Option<usize>,
     /// Evaluations running plugin code at once; the rest of those in flight
     /// wait for a worker. Plugin deadlines count CPU time, so workers may
     /// outnumber cores without load spending a plugin's budget; defaults to
@@ -57,6 +62,20 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// Directory the compatibility endpoints may read snapshot files from.
     pub snapshot_dir: Option<PathBuf>,
+    /// Replays one token may start (10 a minute); past it 429 with
+    /// `Retry-After`. `None` leaves replays unlimited but for the workers.
+    pub replay_rate: Option<super::Rate>,
+    /// Evaluations one token may start, on every evaluate route; `None`
+    /// (the default) sets no limit beyond `max_concurrency`.
+    pub evaluate_rate: Option<super::Rate>,
+    /// Approvals one token may record; `None` (the default) sets no limit
+    /// beyond the caps per release and approver.
+    pub approve_rate: Option<super::Rate>,
+    /// How far a request's `taken_at` (or `at`, or a point's time) may be
+    /// ahead of this server's clock before the evaluation is refused (5 min):
+    /// the caller's clock positions telemetry, and must not reach into the
+    /// future, where it would pin trigger state out of reach.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +87,7 @@ impl Default for ServerConfig {
             body_limit: 4 << 20,
             request_timeout: Duration::from_secs(10),
             max_concurrency: 64,
+            max_concurrency_per_token: None,
             workers: 4 * cores(),
             policy_workers: (2 * cores()).max(1),
             header_read_timeout: Duration::from_secs(10),
@@ -80,6 +100,10 @@ impl Default for ServerConfig {
             tls: None,
             grace_period: super::DEFAULT_GRACE,
             snapshot_dir: None,
+            replay_rate: Some(super::limits::DEFAULT_REPLAY_RATE),
+            evaluate_rate: None,
+            approve_rate: None,
+            max_clock_skew: crate::evaluate::DEFAULT_MAX_CLOCK_SKEW,
         }
     }
 }
@@ -99,6 +123,10 @@ impl ServerConfig {
     pub fn check(&self) -> Result<(), String> {
         let at_least_one = [
             ("max_concurrency", self.max_concurrency),
+            (
+                "max_concurrency_per_token",
+                self.max_concurrency_per_token.unwrap_or(1),
+            ),
             ("max_connections", self.max_connections),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
@@ -122,6 +150,14 @@ impl ServerConfig {
             crate::store::check_retain(retain)?;
         }
         Ok(())
+    }
+
+    /// Evaluations one token may have in flight: `max_concurrency_per_token`,
+    /// else half of `max_concurrency`, and at least 1.
+    pub fn per_token_concurrency(&self) -> usize {
+        self.max_concurrency_per_token
+            .unwrap_or(self.max_concurrency / 2)
+            .max(1)
     }
 
     /// The signatures every policy's plugins must carry, with the allowed

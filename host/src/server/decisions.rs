@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
+use super::auth::Caller;
+use super::extract::unique_query;
 use super::{ApiError, AppState};
 use crate::replay::ReplayError;
 use crate::store::{Cursor, Filter, StoreError};
@@ -32,8 +34,10 @@ fn time_param(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64
     query
         .get(name)
         .map(|t| {
-            crate::sources::parse_time(t)
-                .map_err(|e| ApiError::unprocessable("invalid_request", e).field(name.to_string()))
+            crate::sources::parse_time(t).map_err(|e| {
+                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
+                    .field(name.to_string())
+            })
         })
         .transpose()
 }
@@ -48,11 +52,11 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
             "invalid_request",
             format!(
                 "unknown parameter `{}`; expected one of {}",
-                crate::text::escape_control(k),
+                crate::text::shown(k),
                 KNOWN.join(", ")
             ),
         )
-        .field(k.clone()));
+        .field(super::extract::shown_path(k)));
     }
     if let Some(d) = query.get("decision")
         && !["promote", "hold", "rollback"].contains(&d.as_str())
@@ -80,8 +84,10 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
     let cursor = query
         .get("cursor")
         .map(|c| {
-            c.parse::<Cursor>()
-                .map_err(|e| ApiError::unprocessable("invalid_request", e).field("cursor"))
+            c.parse::<Cursor>().map_err(|e| {
+                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
+                    .field("cursor")
+            })
         })
         .transpose()?;
     Ok(Filter {
@@ -99,8 +105,9 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
 /// `GET /v1/decisions`: newest first, a page at a time.
 pub(super) async fn list(
     State(state): State<AppState>,
-    Query(query): Query<BTreeMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let query = unique_query(query.as_deref(), "")?;
     let store = logging(&state)?;
     let (page, next) = crate::store::page(store.as_ref(), &filter(&query)?).await?;
     let next = next.map(|c| c.to_string());
@@ -159,25 +166,52 @@ impl From<ReplayError> for ApiError {
 }
 
 /// `POST /v1/decisions/{id}/replay`: the logged decision evaluated again,
-/// compared finding by finding.
+/// compared finding by finding. A replay runs plugins, so it costs what an
+/// evaluation of its policy costs: a slot, a worker within the policy's
+/// share, and a turn of the token's replay rate (429 past it).
 pub(super) async fn replay(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<crate::replay::ReplayReport>, ApiError> {
     let store = logging(&state)?;
     known_shape(&id)?;
-    // A replay runs plugins: it takes a slot and a worker like an evaluation.
+    if let Caller::Token(g) = &caller {
+        state.inner.limits.replay(&g.id)?;
+    }
     let Ok(_slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
         return Err(ApiError::busy(
             "too many evaluations in flight; retry shortly",
         ));
     };
-    let worker = Arc::clone(&state.inner.workers).acquire_owned();
-    let Ok(Ok(_worker)) = tokio::time::timeout(state.inner.config.request_timeout, worker).await
+    let policy = store
+        .decision(&id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_decision", format!("no decision `{id}` in the log"))
+        })?
+        .decision
+        .policy;
+    // The logged policy's share of the workers, or, when no policy of that
+    // name is loaded now, the share of all such replays.
+    let budget = state
+        .policies()
+        .get_with_budget(&policy)
+        .map_or_else(|| Arc::clone(&state.inner.unloaded_budget), |(_, b)| b);
+    let waited = async {
+        let own = budget.acquire_owned().await.ok()?;
+        let core = Arc::clone(&state.inner.workers)
+            .acquire_owned()
+            .await
+            .ok()?;
+        Some((own, core))
+    };
+    let Ok(Some(_permits)) = tokio::time::timeout(state.inner.config.request_timeout, waited).await
     else {
-        return Err(ApiError::busy(
-            "no worker free within the request timeout; retry shortly",
-        ));
+        return Err(ApiError::busy(format!(
+            "no worker free for policy `{}` within the request timeout; retry shortly",
+            crate::text::escape_control(&policy)
+        )));
     };
     let report =
         crate::replay::replay(store.as_ref(), Arc::clone(&state.inner.runtime), &id).await?;
@@ -187,8 +221,9 @@ pub(super) async fn replay(
 /// `GET /v1/reports/dora?service=S&window=30d[&until=T]`.
 pub(super) async fn dora(
     State(state): State<AppState>,
-    Query(query): Query<BTreeMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<crate::dora::DoraReport>, ApiError> {
+    let query = unique_query(query.as_deref(), "")?;
     let store = logging(&state)?;
     let service = query.get("service").ok_or_else(|| {
         ApiError::unprocessable("invalid_request", "give `service`").field("service")
@@ -196,8 +231,15 @@ pub(super) async fn dora(
     let window = match query.get("window") {
         None => std::time::Duration::from_secs(30 * 86_400),
         Some(w) => humantime::parse_duration(w).map_err(|e| {
-            ApiError::unprocessable("invalid_request", format!("`window` `{w}`: {e}"))
-                .field("window")
+            ApiError::unprocessable(
+                "invalid_request",
+                format!(
+                    "`window` `{}` is not a duration: {}",
+                    crate::text::shown(w),
+                    super::extract::duration_problem(&e)
+                ),
+            )
+            .field("window")
         })?,
     };
     let until = time_param(&query, "until")?.unwrap_or_else(|| crate::store::now_ms() / 1000);

@@ -20,7 +20,7 @@ use super::service::{AccessFacts, Answer, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::Decision;
 use crate::digest::Digest;
-use crate::store::StoredAnswer;
+use crate::store::{IdempotencyKey, StoredAnswer};
 
 /// The OpenAPI 3 document describing every endpoint.
 pub(super) const OPENAPI: &str = include_str!("openapi.json");
@@ -55,7 +55,7 @@ pub(super) async fn track_request(
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
         token = facts.token.as_deref().unwrap_or("-"),
         decision_id = facts.decision_id.as_deref().unwrap_or("-"),
         "request"
@@ -172,14 +172,26 @@ pub(super) async fn evaluate(
         }
     };
     let body_digest = Digest::of(&bytes);
+    let body: EvaluateBody = parse_json(&bytes)?;
+    // The caller's scope first: a key is looked up only within it, (token,
+    // policy, key), so another caller's key neither replays, conflicts,
+    // nor shows that it exists.
+    let grant = super::compat::evaluate_grant(caller, &body.policy)?;
+    let key = key.map(|key| IdempotencyKey {
+        token_id: grant.id.clone(),
+        policy: body.policy.clone(),
+        key,
+    });
     if let Some(k) = &key
         && let Some(stored) = state.inner.store.answer(k).await?
     {
-        return replay_or_conflict(stored, body_digest);
+        return replay_or_conflict(&grant, stored, body_digest);
     }
-    let body: EvaluateBody = parse_json(&bytes)?;
-    let token_id = super::compat::evaluate_caller(caller, &body.policy)?;
-    let input = source_fields!(body).input(&state, "")?;
+    let scope = super::extract::Scope {
+        grant: &grant,
+        policy: &body.policy,
+    };
+    let input = source_fields!(body).input(&state, "", scope).await?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
     let schedule = body
         .schedule
@@ -190,7 +202,7 @@ pub(super) async fn evaluate(
                     "invalid_request",
                     format!(
                         "`schedule` is `{}`; expected {expected}",
-                        crate::text::escape_control(s)
+                        crate::text::shown(s)
                     ),
                 )
                 .field("schedule")
@@ -207,14 +219,15 @@ pub(super) async fn evaluate(
             input,
             advance_state: true,
             schedule,
-            token_id: Some(token_id),
+            token_id: Some(grant.id.clone()),
+            grant: grant.clone(),
             idempotency: key.map(|k| (k, body_digest)),
         },
     )
     .await?;
     let decision = match answer {
         Answer::Fresh(d) => *d,
-        Answer::Replayed(stored) => return replay_or_conflict(stored, body_digest),
+        Answer::Replayed(stored) => return replay_or_conflict(&grant, stored, body_digest),
     };
     let id = decision.decision_id.clone();
     let mut answer = json_response(200, decision_body(&decision).into(), false);
@@ -222,9 +235,23 @@ pub(super) async fn evaluate(
     Ok(answer)
 }
 
-/// The stored answer for a key used again: the same answer for the same
-/// body, a 422 for another body.
-fn replay_or_conflict(stored: StoredAnswer, body: Digest) -> Result<Response, ApiError> {
+/// The stored answer for a key the same caller used again: the same answer
+/// for the same body, a 422 for another body. A token since limited to
+/// other services is not shown the answer.
+fn replay_or_conflict(
+    grant: &super::auth::Grant,
+    stored: StoredAnswer,
+    body: Digest,
+) -> Result<Response, ApiError> {
+    #[derive(Deserialize)]
+    struct Answered {
+        #[serde(default)]
+        service: String,
+    }
+    let answered: Answered = serde_json::from_slice(&stored.response).unwrap_or(Answered {
+        service: String::new(),
+    });
+    grant.check_service(&stored.key.policy, &answered.service, "snapshot.service")?;
     if stored.body != body {
         return Err(ApiError::unprocessable(
             "idempotency_conflict",
@@ -256,7 +283,7 @@ pub(super) async fn get_policy(
     set.iter()
         .find(|(n, _, _)| **n == name)
         .map(|(n, p, s)| Json(json!(PolicyView::new(n, p, s))))
-        .ok_or_else(|| ApiError::not_found("unknown_policy", format!("unknown policy `{name}`")))
+        .ok_or_else(|| set.unknown(&name))
 }
 
 /// `GET /v1/plugins`: the same report as `tollgate audit`, for every
@@ -342,10 +369,11 @@ pub(super) async fn reload(State(state): State<AppState>) -> Result<Json<Value>,
             json!({"reloaded": true, "policies": set.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>()}),
         )),
         Err(e) => {
-            tracing::error!(error = %e, "reload failed; the previous policies keep serving");
+            let kept = super::kept_on_failure(&e);
+            tracing::error!(error = %e, "reload failed; {kept}");
             Err(ApiError::unprocessable(
                 "reload_failed",
-                format!("{e}; the previous policies keep serving"),
+                format!("{e}; {kept}"),
             ))
         }
     }

@@ -8,36 +8,6 @@ use std::sync::Arc;
 use crate::engine::Runtime;
 use crate::policy::{self, LoadedPolicy, PluginCache, PluginDecl};
 
-/// The bundled policies, embedded so `tollgate serve` needs no files.
-const BUNDLED: &[(&str, &str)] = &[
-    ("canary.yaml", include_str!("../../../policies/canary.yaml")),
-    (
-        "ci-quality-gates.yaml",
-        include_str!("../../../policies/ci-quality-gates.yaml"),
-    ),
-    (
-        "ci-pipeline.yaml",
-        include_str!("../../../policies/ci-pipeline.yaml"),
-    ),
-    ("hotfix.yaml", include_str!("../../../policies/hotfix.yaml")),
-    (
-        "release-version.yaml",
-        include_str!("../../../policies/release-version.yaml"),
-    ),
-    (
-        "scheduled-release.yaml",
-        include_str!("../../../policies/scheduled-release.yaml"),
-    ),
-    (
-        "feature-release.yaml",
-        include_str!("../../../policies/feature-release.yaml"),
-    ),
-    (
-        "environment-promotion.yaml",
-        include_str!("../../../policies/environment-promotion.yaml"),
-    ),
-];
-
 /// A policy set could not be loaded; the message lists every problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -47,6 +17,9 @@ pub enum ReloadError {
     Invalid(String),
     #[error("reload failed: {0}")]
     Internal(String),
+    /// The token file cannot be used (its message names the file and line).
+    #[error("{0}")]
+    Tokens(String),
 }
 
 /// Loaded policies by name, with where each came from and the worker
@@ -78,7 +51,8 @@ impl PolicySet {
             })?,
         };
         let sources: Vec<(String, String, PathBuf)> = match dir {
-            None => BUNDLED
+            // The bundled policies, embedded so `tollgate serve` needs no files.
+            None => crate::builtin::BUNDLED_POLICIES
                 .iter()
                 .map(|(n, t)| (format!("bundled:{n}"), t.to_string(), PathBuf::from(".")))
                 .collect(),
@@ -188,6 +162,22 @@ impl PolicySet {
     /// Every policy with its source, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<LoadedPolicy>, &String)> {
         self.policies.iter().map(|(n, (p, s))| (n, p, s))
+    }
+
+    /// The 404 for a policy name not loaded: the closest name, if one is
+    /// close, and every name, as an unknown stage lists the stages.
+    pub(super) fn unknown(&self, name: &str) -> super::ApiError {
+        let names: Vec<&str> = self.policies.keys().map(String::as_str).collect();
+        let listing = format!("policies: {}", names.join(", "));
+        super::ApiError::not_found(
+            "unknown_policy",
+            format!(
+                "unknown policy `{}`{}",
+                crate::text::shown(name),
+                crate::suggest::with_listing(name, names.iter().copied(), &listing)
+            ),
+        )
+        .field("policy")
     }
 
     /// How many policies are loaded.

@@ -1,8 +1,12 @@
 //! Running one evaluation for a request: admission, scheduling on a worker,
 //! trigger state and the commit to the store, and the metrics it leaves.
 //!
-//! Admission is layered so that one slow or hostile policy slows only
-//! itself: `slots` caps evaluations in flight (503 past it); each policy may
+//! Admission is layered so that one slow or hostile policy, or one token,
+//! slows only itself: each token may have `max_concurrency_per_token`
+//! evaluations in flight (503 past it), checked first; `slots` caps
+//! evaluations in flight server-wide, taken once an evaluation that
+//! advances a service's trigger state has its turn at it, so waiting in
+//! that line holds no slot (503 past it); each policy may
 //! hold at most `policy_workers` of the `workers` that run plugin code; and
 //! plugin deadlines count CPU time, so the workers may outnumber the cores
 //! without load spending a well-behaved plugin's budget. Waiting for a
@@ -71,8 +75,24 @@ pub(super) struct Job {
     pub(super) schedule: crate::evaluate::Schedule,
     /// The id of the token that asked, for the record.
     pub(super) token_id: Option<String>,
-    /// The `Idempotency-Key` and the digest of the body it came with.
-    pub(super) idempotency: Option<(String, crate::digest::Digest)>,
+    /// What the token may evaluate: the service is checked against it once
+    /// known, before any trigger state is read.
+    pub(super) grant: super::auth::Grant,
+    /// The `Idempotency-Key` in its scope, and the digest of the body it
+    /// came with.
+    pub(super) idempotency: Option<(crate::store::IdempotencyKey, crate::digest::Digest)>,
+}
+
+/// 403 unless the job's token may evaluate its policy for the service the
+/// input names, checked before anything is queried or read for it.
+fn check_service(job: &Job) -> Result<(), ApiError> {
+    let (service, field) = match &job.input {
+        Input::Given(s) => (s.service.as_str(), "snapshot.service"),
+        // No service: the query is refused for that, with its own error.
+        Input::Query { service, .. } if service.is_empty() => return Ok(()),
+        Input::Query { service, field, .. } => (service.as_str(), *field),
+    };
+    job.grant.check_service(&job.policy, service, field)
 }
 
 /// Where the snapshot comes from.
@@ -151,6 +171,32 @@ async fn snapshot_for(
         )
         .field(field));
     }
+    if let Err(e) = crate::snapshot::check_names(&service, &version) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!("`{}` {}", e.path, e.message),
+        )
+        .field(e.path));
+    }
+    // A query at a time past the server's clock is refused before
+    // Prometheus is asked, as a snapshot from then would be.
+    if let Some(at) = at {
+        let now = crate::evaluate::clock_now();
+        let skew = state.inner.config.max_clock_skew;
+        let limit = now.saturating_add(i64::try_from(skew.as_secs()).unwrap_or(i64::MAX));
+        if at > limit {
+            let ahead = crate::evaluate::AheadOfClock {
+                what: "`at`".into(),
+                at,
+                now,
+                skew,
+            };
+            return Err(
+                ApiError::unprocessable("taken_at_in_future", ahead.to_string())
+                    .field(field.replace("service", "at")),
+            );
+        }
+    }
     let inputs = Inputs {
         service: Some(service.clone()),
         version: Some(version.clone()),
@@ -207,6 +253,9 @@ impl From<StoreError> for ApiError {
                 journal::MAX_ATTEMPTS
             )),
             StoreError::KeyTaken(_) => ApiError::internal(e.to_string()),
+            StoreError::ApprovalsFull { .. } => {
+                ApiError::unprocessable("too_many_approvals", e.to_string())
+            }
             other => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -219,28 +268,41 @@ impl From<StoreError> for ApiError {
 /// Evaluates a job off the async threads, commits the decision to the
 /// store, and records its metrics. Nothing is answered before the commit.
 pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer, ApiError> {
-    let Ok(slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
-        return Err(ApiError::busy(
-            "too many evaluations in flight; retry shortly",
-        ));
+    // The token's share first, so one token never holds every slot.
+    let _own = if job.grant.is_anonymous() {
+        None
+    } else {
+        Some(state.inner.limits.in_flight(&job.grant.id)?)
     };
     let set = state.policies();
-    let (loaded, budget) = set.get_with_budget(&job.policy).ok_or_else(|| {
-        ApiError::not_found("unknown_policy", format!("unknown policy `{}`", job.policy))
-            .field("policy")
-    })?;
+    let (loaded, budget) = set
+        .get_with_budget(&job.policy)
+        .ok_or_else(|| set.unknown(&job.policy))?;
     if let Some(s) = &job.stage
         && !crate::evaluate::is_known_stage(&loaded.policy, s)
     {
         return Err(EvalError::UnknownStage {
             policy: job.policy.clone(),
-            stage: s.clone(),
+            stage: super::auth::shown(s),
             available: loaded.policy.stage_names(),
         }
         .into());
     }
+    check_service(&job)?;
     let (snapshot, evidence) =
         snapshot_for(state, &loaded, job.stage.as_deref(), job.input).await?;
+    job.grant
+        .check_service(&job.policy, &snapshot.service, "snapshot.service")?;
+    // The server's clock decides; the caller's only positions telemetry,
+    // and may not reach past it (by more than the configured skew).
+    let decided_at = crate::evaluate::clock_now();
+    crate::evaluate::check_clock(&snapshot, decided_at, state.inner.config.max_clock_skew)
+        .map_err(|e| {
+            ApiError::unprocessable("taken_at_in_future", e.to_string()).field("taken_at")
+        })?;
+    // Telemetry from ahead of the clock, even within the skew, is judged but
+    // moves no trigger state: state never runs ahead of the server's time.
+    let advance_state = job.advance_state && snapshot.taken_at <= decided_at;
     let snapshot = Arc::new(snapshot);
     let store = Arc::clone(&state.inner.store);
     let keys = journal::state_keys(&loaded, &snapshot);
@@ -250,17 +312,16 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             .elapsed
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         schedule: job.schedule.as_str().to_string(),
-        advance_state: job.advance_state,
+        advance_state,
     };
     let asker = Asker {
         token_id: job.token_id.clone(),
         trace_id: super::telemetry::trace_id(),
     };
     let started = Instant::now();
-    let mut slot = Some(slot);
     // Evaluations that advance one service's trigger state on this replica
     // take turns; other replicas are kept out by the store's versions.
-    let _turn = if job.advance_state && !keys.is_empty() {
+    let _turn = if advance_state && !keys.is_empty() {
         let key = format!("{}/{}", loaded.policy.name, snapshot.service);
         let turn = state.inner.state_locks.turn(key);
         match tokio::time::timeout(state.inner.config.request_timeout, turn).await {
@@ -268,13 +329,21 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             Err(_) => {
                 return Err(ApiError::busy(format!(
                     "evaluations of `{}` for this service are queued past the request timeout; retry shortly",
-                    job.policy
+                    loaded.policy.name
                 )));
             }
         }
     } else {
         None
     };
+    // A server-wide slot once this evaluation's turn came: waiting in line
+    // for one service's trigger state holds none.
+    let Ok(slot) = Arc::clone(&state.inner.slots).try_acquire_owned() else {
+        return Err(ApiError::busy(
+            "too many evaluations in flight; retry shortly",
+        ));
+    };
+    let mut slot = Some(slot);
     // The approval gates judge what the store holds for this release.
     let approvals: Arc<[crate::approvals::Approval]> =
         if crate::evaluate::uses_approvals(&loaded.policy) {
@@ -289,7 +358,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         if attempt > 0 {
             tokio::time::sleep(journal::backoff(attempt)).await;
         }
-        let prefetched = Prefetched::load(store.as_ref(), &keys, job.advance_state).await?;
+        let prefetched = Prefetched::load(store.as_ref(), &keys, advance_state).await?;
         let waited = async {
             let own = Arc::clone(&budget).acquire_owned().await.ok()?;
             let core = Arc::clone(&state.inner.workers)
@@ -325,6 +394,8 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
                     elapsed,
                     schedule,
                     approvals: &approvals_for_worker,
+                    decided_at,
+                    what_if: false,
                 };
                 let result = evaluate_with(
                     &loaded_for_worker,
@@ -348,6 +419,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             &mut decision,
             &loaded,
             &snapshot,
+            &approvals,
             asked.clone(),
             prefetched,
             asker.clone(),
@@ -356,7 +428,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         match store.commit(commit).await {
             Ok(()) => {}
             Err(StoreError::Conflict { key }) => {
-                tracing::debug!(key = %crate::text::escape_control(&key), "trigger state advanced concurrently; evaluating again");
+                tracing::debug!(key = %key, "trigger state advanced concurrently; evaluating again");
                 continue;
             }
             Err(StoreError::KeyTaken(answer)) => return Ok(Answer::Replayed(*answer)),
@@ -371,10 +443,11 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             decision_id = decision.decision_id.as_deref().unwrap_or_default(),
             policy = %decision.policy,
             stage = %decision.stage,
-            service = %crate::text::escape_control(&decision.service),
-            version = %crate::text::escape_control(&decision.version),
+            // A text log quotes and escapes each value (`LogfmtFields`).
+            service = %decision.service,
+            version = %decision.version,
             decision = decision.decision.as_str(),
-            reason = %crate::text::escape_control(&decision.summary),
+            reason = %decision.summary,
             "decision"
         );
         return Ok(Answer::Fresh(Box::new(decision)));

@@ -38,6 +38,62 @@ pub(super) fn trace_id() -> Option<String> {
     id.is_valid().then(|| id.trace_id().to_string())
 }
 
+/// Text-log fields in logfmt: `name=value`, each value through
+/// [`crate::text::log_value`], so a request- or plugin-derived value (a
+/// service name, a reason, an error) is quoted and escaped and can neither
+/// break the line nor add a field. Every field of every event and span in a
+/// text log goes through it; JSON logs need none of this.
+pub struct LogfmtFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for LogfmtFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = LogfmtVisitor {
+            writer,
+            result: Ok(()),
+            first: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct LogfmtVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl LogfmtVisitor<'_> {
+    fn write(&mut self, field: &tracing::field::Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        let name = field.name();
+        self.result = if name == "message" {
+            write!(self.writer, "{sep}{}", crate::text::log_message(value))
+        } else {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            write!(self.writer, "{sep}{name}={}", crate::text::log_value(value))
+        };
+    }
+}
+
+impl tracing::field::Visit for LogfmtVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
 /// The OpenTelemetry layer for `provider`, named `tollgate`.
 pub fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
@@ -53,6 +109,7 @@ pub fn init(format: LogFormat) -> anyhow::Result<Guard> {
         && std::env::var_os("NO_COLOR").is_none();
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .fmt_fields(LogfmtFields)
             .with_ansi(ansi)
             .with_writer(std::io::stderr)
             .boxed(),

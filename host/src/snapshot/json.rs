@@ -230,26 +230,95 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
         return Err(document(format!("a snapshot is a JSON object, not {kind}")));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let raw: RawSnapshot = serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut path = e.path().to_string();
-        // A point's own elements are not separate fields: report the point.
-        if path.ends_with(']')
-            && let Some(open) = path.rfind('[')
-            && path[..open].ends_with(']')
-            && path[..open].contains(".points[")
-        {
-            path.truncate(open);
-        }
-        SnapshotError {
-            // `?` is serde_path_to_error's path before the first key.
-            path: if path == "." || path == "?" {
-                String::new()
-            } else {
-                path
-            },
-            message: e.into_inner().to_string(),
-        }
+    let raw: RawSnapshot = serde_path_to_error::deserialize(&mut *de).map_err(path_error)?;
+    // A second value after the first is not ignored: which one would count?
+    de.end().map_err(|e| {
+        document(format!(
+            "more JSON after the snapshot's closing `}}` (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })?;
+    convert(raw)
+}
+
+/// The fields a partial snapshot may leave out, and what they then are.
+const PARTIAL_DEFAULTS: [&str; 4] = ["service", "version", "taken_at", "metrics"];
+
+/// Reads a snapshot that may leave out `service`, `version` (then empty),
+/// `metrics` (then none) and `taken_at` (then `taken_at`): a file that only
+/// adds attributes or a few series to what other sources give. Everything
+/// it does hold is checked as strictly as by [`parse`].
+pub(super) fn parse_partial(bytes: &[u8], taken_at: i64) -> Result<Snapshot, SnapshotError> {
+    let trimmed = crate::files::without_bom(bytes);
+    let Ok(serde_json::Value::Object(mut object)) =
+        serde_json::from_slice::<serde_json::Value>(trimmed)
+    else {
+        // Not an object: the strict reader names the problem.
+        return parse(bytes);
+    };
+    if PARTIAL_DEFAULTS.iter().all(|k| object.contains_key(*k)) {
+        return parse(bytes);
+    }
+    for key in PARTIAL_DEFAULTS {
+        if !object.contains_key(key) {
+            let value = match key {
+                "taken_at" => serde_json::Value::from(taken_at),
+                "metrics" => serde_json::Value::Array(Vec::new()),
+                _ => serde_json::Value::from(""),
+            };
+            object.insert(key.to_string(), value);
+        }
+    }
+    let raw: RawSnapshot =
+        serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(path_error)?;
+    convert(raw)
+}
+
+/// A reader's error at its JSON path.
+fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> SnapshotError {
+    let mut path = e.path().to_string();
+    // A point's own elements are not separate fields: report the point.
+    if path.ends_with(']')
+        && let Some(open) = path.rfind('[')
+        && path[..open].ends_with(']')
+        && path[..open].contains(".points[")
+    {
+        path.truncate(open);
+    }
+    SnapshotError {
+        // `?` is serde_path_to_error's path before the first key.
+        path: if path == "." || path == "?" {
+            String::new()
+        } else {
+            path
+        },
+        message: e.into_inner().to_string(),
+    }
+}
+
+/// The longest `service` and `version`: they key trigger state, locks and
+/// records, so a caller must not make them megabytes long.
+pub const MAX_NAME: usize = 256;
+
+/// `service` and `version`: at most [`MAX_NAME`] bytes, no control
+/// characters.
+pub(super) fn check_name(field: &str, value: &str) -> Result<(), SnapshotError> {
+    if value.len() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(SnapshotError {
+            path: field.to_string(),
+            message: format!(
+                "must be at most {MAX_NAME} bytes with no control characters ({} bytes given)",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn convert(raw: RawSnapshot) -> Result<Snapshot, SnapshotError> {
+    check_name("service", &raw.service)?;
+    check_name("version", &raw.version)?;
     let metrics = convert_series(raw.metrics, "metrics", raw.taken_at)?;
     let baseline = convert_series(raw.baseline, "baseline", raw.taken_at)?;
     Ok(Snapshot {
@@ -401,6 +470,25 @@ mod tests {
         assert_eq!(e.path, "taken_at");
         let e = err(r#"{"service":"s","version":"1","taken_at":1.5,"metrics":[]}"#);
         assert_eq!(e.path, "taken_at");
+    }
+
+    #[test]
+    fn a_partial_snapshot_takes_defaults_and_is_otherwise_strict() {
+        let s = parse_partial(br#"{"attributes":{"base_image":"python:3.12"}}"#, 1_000).unwrap();
+        assert_eq!((s.service.as_str(), s.taken_at), ("", 1_000));
+        assert_eq!(s.attributes["base_image"], "python:3.12");
+        let s = parse_partial(br#"{"metrics":[{"name":"a","value":2}]}"#, 7).unwrap();
+        assert_eq!(
+            s.metrics[0].points[0].timestamp, 7,
+            "a value is at the default time"
+        );
+        let s = parse_partial(br#"{"taken_at":5,"metrics":[]}"#, 7).unwrap();
+        assert_eq!(s.taken_at, 5, "a given time wins");
+        let e = parse_partial(br#"{"atributes":{}}"#, 7).unwrap_err();
+        assert!(e.message.contains("unknown field `atributes`"), "{e}");
+        let e = parse_partial(br#"{"metrics":[{"name":"a","points":[[1,"x"]]}]}"#, 7).unwrap_err();
+        assert_eq!(e.path, "metrics[0].points[0]");
+        assert!(parse_partial(b"[1]", 7).is_err());
     }
 
     #[test]

@@ -89,9 +89,10 @@ pub fn render(template: &str, values: &BTreeMap<&str, &str>) -> Result<String, T
             .get(text)
             .ok_or_else(|| TemplateError::Unknown(text.to_string()))?;
         if value.contains('`') {
+            // The value is a request's: quote a bounded, escaped piece.
             return Err(TemplateError::Backquote {
                 name: text.to_string(),
-                value: (*value).to_string(),
+                value: crate::text::shown(value),
             });
         }
         out.push_str(&escape_label_value(value));

@@ -7,8 +7,8 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use super::{
-    Commit, Filter, Pruned, Record, StateWrite, Store, StoreError, StoreFuture, StoredAnswer,
-    Summary, Versioned,
+    Commit, Filter, IdempotencyKey, Pruned, Record, StateWrite, Store, StoreError, StoreFuture,
+    StoredAnswer, Summary, TOKEN_KEY_BYTES, Versioned,
 };
 use crate::digest::Digest;
 
@@ -26,6 +26,15 @@ pub struct MemoryStore {
     keys: Mutex<Bounded<StoredAnswer>>,
     /// Approvals, oldest first; the oldest go past [`MAX_APPROVALS`].
     approvals: Mutex<std::collections::VecDeque<crate::approvals::Approval>>,
+    /// This process's secret for token ids.
+    token_key: [u8; TOKEN_KEY_BYTES],
+}
+
+/// An idempotency key as the in-memory map holds it: its scope and the key,
+/// joined by NUL, which none of them can hold (header values are visible
+/// ASCII, token ids and policy names are plain words).
+fn scoped(key: &IdempotencyKey) -> String {
+    format!("{}\0{}\0{}", key.token_id, key.policy, key.key)
 }
 
 /// Approvals a memory store keeps.
@@ -101,6 +110,7 @@ impl MemoryStore {
                 |k, v: &StoredAnswer| k.len() + v.response.len() + 96,
             )),
             approvals: Mutex::default(),
+            token_key: super::new_token_key(),
         }
     }
 
@@ -137,15 +147,19 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>> {
-        let found = lock(&self.keys).lru.get(key).cloned();
+    fn answer<'a>(&'a self, key: &'a IdempotencyKey) -> StoreFuture<'a, Option<StoredAnswer>> {
+        let found = lock(&self.keys).lru.get(&scoped(key)).cloned();
         Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn token_key(&self) -> [u8; TOKEN_KEY_BYTES] {
+        self.token_key
     }
 
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
         let result = (|| {
             if let Some(answer) = &commit.idempotency
-                && let Some(existing) = lock(&self.keys).lru.get(&answer.key)
+                && let Some(existing) = lock(&self.keys).lru.get(&scoped(&answer.key))
             {
                 return Err(StoreError::KeyTaken(Box::new(existing.clone())));
             }
@@ -160,12 +174,12 @@ impl Store for MemoryStore {
                         version,
                     },
                 ) {
-                    tracing::warn!(key = %crate::text::escape_control(&k), "trigger state evicted: the in-memory bound is reached");
+                    tracing::warn!(key = %k, "trigger state evicted: the in-memory bound is reached");
                 }
             }
             drop(state);
             if let Some(answer) = commit.idempotency {
-                lock(&self.keys).put(answer.key.clone(), answer);
+                lock(&self.keys).put(scoped(&answer.key), answer);
             }
             Ok(())
         })();
@@ -190,11 +204,26 @@ impl Store for MemoryStore {
 
     fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
         let mut all = lock(&self.approvals);
-        if all.len() >= MAX_APPROVALS {
-            all.pop_front();
-        }
-        all.push_back(approval);
-        Box::pin(std::future::ready(Ok(())))
+        let same = |a: &&crate::approvals::Approval| {
+            a.service == approval.service && a.version == approval.version
+        };
+        let release = all.iter().filter(same).count();
+        let by_approver = all
+            .iter()
+            .filter(same)
+            .filter(|a| a.approver == approval.approver)
+            .count();
+        let result = match StoreError::approvals_full(&approval, release, by_approver) {
+            Some(full) => Err(full),
+            None => {
+                if all.len() >= MAX_APPROVALS {
+                    all.pop_front();
+                }
+                all.push_back(approval);
+                Ok(())
+            }
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn approvals<'a>(

@@ -66,6 +66,19 @@ CREATE TABLE approvals (
 );
 CREATE INDEX approvals_release ON approvals (service, version, at_ms);
 ",
+    // Idempotency keys scoped to (token id, policy, key); keys stored
+    // before have no scope (''), so they stay readable and prunable but
+    // answer no caller. And the secret token ids are keyed with.
+    r"
+ALTER TABLE idempotency ADD COLUMN token_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE idempotency ADD COLUMN policy TEXT NOT NULL DEFAULT '';
+ALTER TABLE idempotency DROP CONSTRAINT idempotency_pkey;
+ALTER TABLE idempotency ADD PRIMARY KEY (token_id, policy, key);
+CREATE TABLE token_secret (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BYTEA NOT NULL
+);
+",
 ];
 
 /// An arbitrary key for `pg_advisory_xact_lock` around migrations.
@@ -77,6 +90,8 @@ pub struct PgStore {
     shown: String,
     /// Blobs known to be stored, so their bytes are not sent again.
     known: std::sync::Mutex<std::collections::HashSet<Digest>>,
+    /// The secret token ids are keyed with, shared by every replica.
+    token_key: [u8; super::TOKEN_KEY_BYTES],
 }
 
 /// The URL with its password hidden, for logs and errors.
@@ -121,13 +136,43 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| unavailable(e.to_string()))?;
-        let store = Self {
+        let mut store = Self {
             pool,
             shown,
             known: std::sync::Mutex::default(),
+            token_key: [0; super::TOKEN_KEY_BYTES],
         };
         store.migrate().await?;
+        store.token_key = store.token_secret().await?;
         Ok(store)
+    }
+
+    /// The secret token ids are keyed with: the one stored, or a new one
+    /// stored now (the first replica to start wins; the others read it).
+    async fn token_secret(&self) -> Result<[u8; super::TOKEN_KEY_BYTES], StoreError> {
+        let client = self.client().await?;
+        let stored = client
+            .query_opt("SELECT 1 FROM token_secret WHERE id = 1", &[])
+            .await
+            .map_err(|e| self.fail(e))?;
+        if stored.is_none() {
+            client
+                .execute(
+                    "INSERT INTO token_secret (id, secret) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                    &[&&super::new_token_key()[..]],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+        }
+        let secret: Vec<u8> = client
+            .query_one("SELECT secret FROM token_secret WHERE id = 1", &[])
+            .await
+            .map_err(|e| self.fail(e))?
+            .get(0);
+        secret.try_into().map_err(|_| StoreError::Invalid {
+            store: self.shown.clone(),
+            message: "the token secret is not 32 bytes".into(),
+        })
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
@@ -189,8 +234,8 @@ impl PgStore {
         if let Some(a) = &commit.idempotency {
             let inserted = tx
                 .execute(
-                    "INSERT INTO idempotency (key, body, status, response, decision_id, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO NOTHING",
-                    &[&a.key, &a.body.to_string(), &i32::from(a.status), &&a.response[..], &a.decision_id, &commit.record.recorded_at_ms],
+                    "INSERT INTO idempotency (token_id, policy, key, body, status, response, decision_id, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (token_id, policy, key) DO NOTHING",
+                    &[&a.key.token_id, &a.key.policy, &a.key.key, &a.body.to_string(), &i32::from(a.status), &&a.response[..], &a.decision_id, &commit.record.recorded_at_ms],
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
@@ -199,7 +244,9 @@ impl PgStore {
                 let existing = self.answer_of(&a.key).await?;
                 return Err(match existing {
                     Some(e) => StoreError::KeyTaken(Box::new(e)),
-                    None => StoreError::Conflict { key: a.key.clone() },
+                    None => StoreError::Conflict {
+                        key: a.key.key.clone(),
+                    },
                 });
             }
         }
@@ -234,11 +281,33 @@ impl PgStore {
         )
         .await
         .map_err(|e| self.fail(e))?;
-        let known = self
+        let mut known = self
             .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        // The cache spares sending blobs this replica stored, but a prune
+        // on any replica may have removed one since: one query says which
+        // are still there, so a record never references a blob that is gone.
+        let cached: Vec<String> = commit
+            .blobs
+            .iter()
+            .filter(|b| known.contains(&b.digest))
+            .map(|b| b.digest.to_string())
+            .collect();
+        if !cached.is_empty() {
+            let present: std::collections::HashSet<String> = tx
+                .query(
+                    "SELECT digest FROM blobs WHERE digest = ANY($1)",
+                    &[&cached],
+                )
+                .await
+                .map_err(|e| self.fail(e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            known.retain(|d| present.contains(&d.to_string()) || !cached.contains(&d.to_string()));
+        }
         for blob in &commit.blobs {
             let digest = blob.digest.to_string();
             if !known.contains(&blob.digest) {
@@ -251,32 +320,40 @@ impl PgStore {
             }
         }
         tx.commit().await.map_err(|e| self.fail(e))?;
-        self.known
+        let mut known = self
+            .known
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(commit.blobs.iter().map(|b| b.digest));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Snapshots rarely repeat: the cache is bounded, not one per decision.
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.extend(commit.blobs.iter().map(|b| b.digest));
         Ok(())
     }
 
-    async fn answer_of(&self, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+    async fn answer_of(
+        &self,
+        key: &super::IdempotencyKey,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT key, body, status, response, decision_id FROM idempotency WHERE key = $1",
-                &[&key],
+                "SELECT body, status, response, decision_id FROM idempotency WHERE token_id = $1 AND policy = $2 AND key = $3",
+                &[&key.token_id, &key.policy, &key.key],
             )
             .await
             .map_err(|e| self.fail(e))?;
         row.map(|r| {
-            let body: String = r.get(1);
-            let status: i32 = r.get(2);
-            let response: Vec<u8> = r.get(3);
+            let body: String = r.get(0);
+            let status: i32 = r.get(1);
+            let response: Vec<u8> = r.get(2);
             Ok(StoredAnswer {
-                key: r.get(0),
+                key: key.clone(),
                 body: body.parse().map_err(|e| self.fail(e))?,
                 status: u16::try_from(status).unwrap_or(500),
                 response: response.into(),
-                decision_id: r.get(4),
+                decision_id: r.get(3),
             })
         })
         .transpose()
@@ -321,8 +398,15 @@ impl Store for PgStore {
         })
     }
 
-    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>> {
+    fn answer<'a>(
+        &'a self,
+        key: &'a super::IdempotencyKey,
+    ) -> StoreFuture<'a, Option<StoredAnswer>> {
         Box::pin(self.answer_of(key))
+    }
+
+    fn token_key(&self) -> [u8; super::TOKEN_KEY_BYTES] {
+        self.token_key
     }
 
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
@@ -432,7 +516,7 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
-            // Decisions keep a copy of the approvals they read.
+            // Decisions keep the approvals they read, as blobs they reference.
             tx.execute("DELETE FROM approvals WHERE at_ms < $1", &[&before_ms])
                 .await
                 .map_err(|e| self.fail(e))?;
@@ -444,6 +528,10 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| self.fail(e))?;
             tx.commit().await.map_err(|e| self.fail(e))?;
+            self.known
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
             Ok(Pruned {
                 decisions,
                 blobs,
@@ -452,17 +540,40 @@ impl Store for PgStore {
         })
     }
 
+    /// Counts and inserts under a transaction-scoped advisory lock on the
+    /// release, so replicas recording at once cannot pass the caps together.
     fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let json = serde_json::to_string(&approval).map_err(|e| self.fail(e))?;
-            let client = self.client().await?;
-            client
-                .execute(
-                    "INSERT INTO approvals (id, service, version, at_ms, approval) VALUES ($1, $2, $3, $4, $5)",
-                    &[&approval.id, &approval.service, &approval.version, &approval.at_ms, &json],
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(|e| self.fail(e))?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1 || E'\\n' || $2, 7))",
+                &[&approval.service, &approval.version],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE approval::jsonb ->> 'approver' = $3)
+                     FROM approvals WHERE service = $1 AND version = $2",
+                    &[&approval.service, &approval.version, &approval.approver],
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
+            let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+            if let Some(full) =
+                StoreError::approvals_full(&approval, count(row.get(0)), count(row.get(1)))
+            {
+                return Err(full);
+            }
+            tx.execute(
+                "INSERT INTO approvals (id, service, version, at_ms, approval) VALUES ($1, $2, $3, $4, $5)",
+                &[&approval.id, &approval.service, &approval.version, &approval.at_ms, &json],
+            )
+            .await
+            .map_err(|e| self.fail(e))?;
+            tx.commit().await.map_err(|e| self.fail(e))?;
             Ok(())
         })
     }

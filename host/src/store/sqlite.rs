@@ -72,7 +72,34 @@ CREATE TABLE approvals (
 ) STRICT;
 CREATE INDEX approvals_release ON approvals (service, version, at_ms);
 ",
+    // Idempotency keys scoped to (token id, policy, key); keys stored
+    // before have no scope (''), so they stay readable and prunable but
+    // answer no caller. And the secret token ids are keyed with.
+    r"
+CREATE TABLE idempotency_scoped (
+    token_id    TEXT NOT NULL,
+    policy      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    response    BLOB NOT NULL,
+    decision_id TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (token_id, policy, key)
+) STRICT;
+INSERT INTO idempotency_scoped (token_id, policy, key, body, status, response, decision_id, recorded_at)
+    SELECT '', '', key, body, status, response, decision_id, recorded_at FROM idempotency;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_scoped RENAME TO idempotency;
+CREATE TABLE token_secret (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL
+) STRICT;
+",
 ];
+
+/// Blob digests the writer remembers as stored before it forgets them all.
+const MAX_KNOWN_BLOBS: usize = 10_000;
 
 /// Commits taken into one transaction at most.
 const MAX_BATCH: usize = 256;
@@ -100,6 +127,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
+    token_key: [u8; super::TOKEN_KEY_BYTES],
 }
 
 impl SqliteStore {
@@ -116,6 +144,7 @@ impl SqliteStore {
         }
         let conn = connect(path, false).map_err(|e| unavailable(e.to_string()))?;
         migrate(&conn, path)?;
+        let token_key = token_secret(&conn).map_err(|e| unavailable(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
         let shown = path.display().to_string();
         std::thread::Builder::new()
@@ -126,6 +155,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             writer: Mutex::new(tx),
             readers: Mutex::new(Vec::new()),
+            token_key,
         })
     }
 
@@ -233,6 +263,36 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The secret token ids are keyed with: the one stored, or a new one stored
+/// now (a process opening the file at the same moment reads the first).
+fn token_secret(conn: &Connection) -> Result<[u8; super::TOKEN_KEY_BYTES], rusqlite::Error> {
+    let read = || {
+        conn.query_row("SELECT secret FROM token_secret WHERE id = 1", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .optional()
+    };
+    // Read first: opening a store another process holds locked (to commit
+    // a decision) must not fail here for want of a write.
+    if read()?.is_none() {
+        conn.execute(
+            "INSERT INTO token_secret (id, secret) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+            [&super::new_token_key()[..]],
+        )?;
+    }
+    let secret: Vec<u8> =
+        conn.query_row("SELECT secret FROM token_secret WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    secret.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "the token secret is not 32 bytes".into(),
+        )
+    })
+}
+
 /// The writer thread: batches waiting commits into one transaction.
 fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
     let mut known_blobs: HashSet<Digest> = HashSet::new();
@@ -249,6 +309,7 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
             match job {
                 Job::Commit(c, json, reply) => commits.push((c, json, reply)),
                 Job::Prune(before, reply) => {
+                    known_blobs.clear();
                     let _ =
                         reply.send(
                             prune(&mut conn, before).map_err(|e| StoreError::Unavailable {
@@ -258,11 +319,11 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
                         );
                 }
                 Job::Approve(approval, reply) => {
-                    let _ = reply.send(insert_approval(&conn, &approval).map_err(|e| {
-                        StoreError::Unavailable {
+                    let _ = reply.send(insert_approval(&conn, &approval).unwrap_or_else(|e| {
+                        Err(StoreError::Unavailable {
                             store: shown.to_string(),
                             message: e.to_string(),
-                        }
+                        })
                     }));
                 }
             }
@@ -273,6 +334,11 @@ fn writer(mut conn: Connection, jobs: &mpsc::Receiver<Job>, shown: &str) {
         let (results, written) = apply_batch(&mut conn, &commits, &known_blobs);
         match results {
             Ok(results) => {
+                // Snapshots rarely repeat: keeping every digest would grow
+                // the cache by one per decision, so it is bounded.
+                if known_blobs.len() > MAX_KNOWN_BLOBS {
+                    known_blobs.clear();
+                }
                 known_blobs.extend(written);
                 for ((_, _, reply), result) in commits.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -334,11 +400,10 @@ fn apply(
     written: &mut Vec<Digest>,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     if let Some(answer) = &commit.idempotency {
+        let k = &answer.key;
         let existing = conn
-            .prepare_cached(
-                "SELECT key, body, status, response, decision_id FROM idempotency WHERE key = ?1",
-            )?
-            .query_row([&answer.key], answer_row)
+            .prepare_cached(ANSWER_SQL)?
+            .query_row(params![k.token_id, k.policy, k.key], answer_row)
             .optional()?;
         if let Some(existing) = existing {
             return Ok(Err(StoreError::KeyTaken(Box::new(existing))));
@@ -392,7 +457,17 @@ fn apply(
             json
         ],
     )?;
-    for blob in commit.blobs.iter().filter(|b| !known.contains(&b.digest)) {
+    for blob in &commit.blobs {
+        // The cache spares rewriting blobs this writer stored, but a prune
+        // (here, or `decisions prune` in another process) may have removed
+        // one since: a record must never reference a blob that is gone.
+        if known.contains(&blob.digest)
+            && conn
+                .prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1")?
+                .exists([blob.digest.to_string()])?
+        {
+            continue;
+        }
         conn.prepare_cached(
             "INSERT INTO blobs (digest, kind, bytes) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
         )?
@@ -401,34 +476,55 @@ fn apply(
     }
     if let Some(a) = &commit.idempotency {
         conn.prepare_cached(
-            "INSERT INTO idempotency (key, body, status, response, decision_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO idempotency (token_id, policy, key, body, status, response, decision_id, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
-        .execute(params![a.key, a.body.to_string(), a.status, &a.response[..], a.decision_id, r.recorded_at_ms])?;
+        .execute(params![a.key.token_id, a.key.policy, a.key.key, a.body.to_string(), a.status, &a.response[..], a.decision_id, r.recorded_at_ms])?;
     }
     Ok(Ok(()))
 }
 
+/// The answer stored for one scoped key; columns as [`answer_row`] reads them.
+const ANSWER_SQL: &str = "SELECT token_id, policy, key, body, status, response, decision_id FROM idempotency WHERE token_id = ?1 AND policy = ?2 AND key = ?3";
+
 fn answer_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
-    let body: String = row.get(1)?;
-    let response: Vec<u8> = row.get(3)?;
+    let body: String = row.get(3)?;
+    let response: Vec<u8> = row.get(5)?;
     Ok(StoredAnswer {
-        key: row.get(0)?,
+        key: super::IdempotencyKey {
+            token_id: row.get(0)?,
+            policy: row.get(1)?,
+            key: row.get(2)?,
+        },
         body: body.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
         })?,
-        status: row.get(2)?,
+        status: row.get(4)?,
         response: response.into(),
-        decision_id: row.get(4)?,
+        decision_id: row.get(6)?,
     })
 }
 
+/// Records an approval unless its release, or its approver on that release,
+/// is at the cap: counted and inserted in one immediate transaction, so
+/// neither this writer's batches nor another process can pass it together.
 fn insert_approval(
     conn: &Connection,
     approval: &crate::approvals::Approval,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Result<(), StoreError>> {
     let json = serde_json::to_string(approval)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.execute(
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let (release, by_approver): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(json_extract(approval, '$.approver') = ?3), 0)
+         FROM approvals WHERE service = ?1 AND version = ?2",
+        rusqlite::params![approval.service, approval.version, approval.approver],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(full) = StoreError::approvals_full(approval, count(release), count(by_approver)) {
+        return Ok(Err(full));
+    }
+    tx.execute(
         "INSERT INTO approvals (id, service, version, at_ms, approval) VALUES (?1, ?2, ?3, ?4, ?5)",
         rusqlite::params![
             approval.id,
@@ -438,13 +534,14 @@ fn insert_approval(
             json
         ],
     )?;
-    Ok(())
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 fn prune(conn: &mut Connection, before_ms: i64) -> rusqlite::Result<Pruned> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let decisions = tx.execute("DELETE FROM decisions WHERE recorded_at < ?1", [before_ms])?;
-    // Decisions keep a copy of the approvals they read.
+    // Decisions keep the approvals they read, as blobs they reference.
     tx.execute("DELETE FROM approvals WHERE at_ms < ?1", [before_ms])?;
     let keys = tx.execute(
         "DELETE FROM idempotency WHERE recorded_at < ?1",
@@ -513,18 +610,25 @@ impl Store for SqliteStore {
         })
     }
 
-    fn answer<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<StoredAnswer>> {
-        let key = key.to_string();
+    fn answer<'a>(
+        &'a self,
+        key: &'a super::IdempotencyKey,
+    ) -> StoreFuture<'a, Option<StoredAnswer>> {
+        let key = key.clone();
         let shown = self.path.display().to_string();
         self.read(move |conn| {
             conn.query_row(
-                "SELECT key, body, status, response, decision_id FROM idempotency WHERE key = ?1",
-                [&key],
+                ANSWER_SQL,
+                params![key.token_id, key.policy, key.key],
                 answer_row,
             )
             .optional()
             .map_err(|e| fail(&shown, e))
         })
+    }
+
+    fn token_key(&self) -> [u8; super::TOKEN_KEY_BYTES] {
+        self.token_key
     }
 
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
@@ -782,6 +886,43 @@ pub(crate) mod tests {
             .query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn keys_stored_before_scoping_stay_readable_and_answer_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        // A database as the previous schema left it, with one key.
+        let conn = connect(&path, false).unwrap();
+        for (i, sql) in MIGRATIONS[..2].iter().enumerate() {
+            conn.execute_batch(&format!("{sql} PRAGMA user_version = {};", i + 1))
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO idempotency (key, body, status, response, decision_id, recorded_at) VALUES ('deploy-42', ?1, 200, X'7B7D', 'd1', 1000)",
+            [Digest::of(b"body").to_string()],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&path).unwrap();
+        let key = super::super::IdempotencyKey {
+            token_id: "tok_0123456789abcdef".into(),
+            policy: "canary".into(),
+            key: "deploy-42".into(),
+        };
+        assert_eq!(block_on(store.answer(&key)).unwrap(), None);
+        let unscoped = super::super::IdempotencyKey {
+            token_id: String::new(),
+            policy: String::new(),
+            key: "deploy-42".into(),
+        };
+        let old = block_on(store.answer(&unscoped)).unwrap().unwrap();
+        assert_eq!((old.decision_id.as_str(), old.status), ("d1", 200));
+        assert_eq!(block_on(store.prune(2000)).unwrap().idempotency_keys, 1);
+        // The token secret is made once and kept.
+        let secret = store.token_key();
+        drop(store);
+        assert_eq!(SqliteStore::open(&path).unwrap().token_key(), secret);
     }
 
     #[test]
