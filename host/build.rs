@@ -7,7 +7,8 @@
 //! `target = "wasm32-wasip2"` (a gate that reads granted files with the
 //! standard library) is built for that target, whose linker already emits a
 //! component. The generated `builtin_plugins.rs` lists every component with
-//! its bytes.
+//! its bytes, and `bundled_policies.rs` every policy of `policies/` with its
+//! text.
 
 use std::env;
 use std::fmt::Write as _;
@@ -102,7 +103,7 @@ fn run() -> Result<()> {
         .context("host crate has no parent directory")?
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    for watched in ["wit", "plugins", "Cargo.toml", "Cargo.lock"] {
+    for watched in ["wit", "plugins", "policies", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -169,7 +170,44 @@ fn run() -> Result<()> {
     }
     listing.push_str("];\n");
     fs::write(out_dir.join("builtin_plugins.rs"), listing)?;
+    fs::write(
+        out_dir.join("bundled_policies.rs"),
+        bundled_policies(&root.join("policies"))?,
+    )?;
     Ok(())
+}
+
+/// The listing of the bundled policies: every `policies/*.yaml` but the
+/// `*.test.yaml` files, by file name, so a policy added to the directory
+/// is bundled without being named twice.
+fn bundled_policies(dir: &Path) -> Result<String> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.retain(|p| {
+        let name = p.to_string_lossy();
+        name.ends_with(".yaml") && !name.ends_with(".test.yaml")
+    });
+    files.sort();
+    let mut listing = String::from(
+        "/// The bundled policies, embedded at build time: `(file name, text)`.\n\
+         pub const BUNDLED_POLICIES: &[(&str, &str)] = &[\n",
+    );
+    for file in files {
+        let name = file
+            .file_name()
+            .context("a policy file without a name")?
+            .to_string_lossy()
+            .into_owned();
+        writeln!(
+            listing,
+            "    ({name:?}, include_str!({:?})),",
+            file.display().to_string()
+        )?;
+    }
+    listing.push_str("];\n");
+    Ok(listing)
 }
 
 /// Makes sure the Wasm target's standard library is installed for the active

@@ -3,8 +3,14 @@
 openmetrics`: 40 minutes of 15-second samples ending at --end (default now),
 for a canary (track="canary") beside its primary (track="primary").
 
+The data ends at --end and every query of `tollgate eval` looks back from
+now, so load and query it at once: it goes stale within minutes (see the
+README's walkthrough).
+
 Services:
-  checkout        healthy: 0.05% errors, p95 about 210 ms, steady conversion
+  checkout        healthy: 0.005% errors, p95 about 210 ms, steady conversion;
+                  promotes at every stage of the bundled canary policy, whose
+                  tightest gate (full-rollout) wants an error rate under 0.01%
   payments-spike  errors jump to 5% for the last 10 minutes
   search-slow     canary p95 about 2.5 s throughout
   cart-drop       canary conversion 20% below the primary's
@@ -21,18 +27,21 @@ BUCKETS = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
 FAST = [0.5, 0.9, 0.97, 0.995, 0.999, 1.0, 1.0]
 SLOW = [0.01, 0.02, 0.05, 0.1, 0.3, 0.97, 1.0]
 RPS = 100.0
+# A healthy service's error share: under every stage's limit of the bundled
+# canary policy (0.1%, 0.05%, 0.01%), with room to spare.
+HEALTHY_ERRORS = 0.00005
 
 
 def services(end):
     """(service, track) -> functions of time giving error share, latency
     profile and conversion share."""
     spike_from = end - 10 * 60
-    healthy = dict(err=lambda t: 0.0005, lat=lambda t: FAST, conv=lambda t: 0.3)
+    healthy = dict(err=lambda t: HEALTHY_ERRORS, lat=lambda t: FAST, conv=lambda t: 0.3)
     out = {}
     for svc in ["checkout", "payments-spike", "search-slow", "cart-drop"]:
         for track in ["canary", "primary"]:
             out[(svc, track)] = dict(healthy)
-    out[("payments-spike", "canary")]["err"] = lambda t: 0.05 if t > spike_from else 0.0005
+    out[("payments-spike", "canary")]["err"] = lambda t: 0.05 if t > spike_from else HEALTHY_ERRORS
     out[("search-slow", "canary")]["lat"] = lambda t: SLOW
     out[("cart-drop", "canary")]["conv"] = lambda t: 0.24
     return out

@@ -1,7 +1,8 @@
 //! First-party plugins, compiled from `plugins/` at build time and embedded,
-//! so the bundled policies need no other files.
+//! and the bundled policies of `policies/`, so neither needs other files.
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+include!(concat!(env!("OUT_DIR"), "/bundled_policies.rs"));
 
 /// The component bytes of the first-party plugin called `name`.
 pub fn plugin(name: &str) -> Option<&'static [u8]> {
@@ -14,4 +15,20 @@ pub fn plugin(name: &str) -> Option<&'static [u8]> {
 /// The names of every first-party plugin.
 pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTIN_PLUGINS.iter().map(|(n, _)| *n)
+}
+
+/// The text of the bundled policy called `name` (its file is `NAME.yaml`,
+/// and its `metadata.name` is `NAME`).
+pub fn policy(name: &str) -> Option<&'static str> {
+    BUNDLED_POLICIES
+        .iter()
+        .find(|(file, _)| file.strip_suffix(".yaml") == Some(name))
+        .map(|(_, text)| *text)
+}
+
+/// The names of the bundled policies, sorted.
+pub fn policy_names() -> impl Iterator<Item = &'static str> {
+    BUNDLED_POLICIES
+        .iter()
+        .filter_map(|(file, _)| file.strip_suffix(".yaml"))
 }

@@ -1,5 +1,6 @@
 //! The four DORA figures, derived from the decision log, beside the
-//! release process's targets and its "high performers" benchmarks.
+//! release process's targets and where each stands among DORA's bands
+//! (elite, high, medium, low).
 //!
 //! Times are the decisions' `taken_at` (the snapshot's clock), so a report
 //! over the same log is the same wherever it is computed.
@@ -14,6 +15,113 @@ use serde::Serialize;
 
 use crate::store::Summary;
 
+/// Where a figure stands among DORA's performance clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Band {
+    Elite,
+    High,
+    Medium,
+    Low,
+}
+
+impl Band {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Elite => "elite",
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+        }
+    }
+}
+
+/// A metric's bands, best first: each band's upper (or, where more is
+/// better, lower) bound in the figure's unit, and how it reads. The bounds
+/// follow the clusters of DORA's State of DevOps reports: deploying daily
+/// or on demand, lead times and restores under a day or an hour, and few
+/// changes failing are elite.
+struct Bands {
+    /// Whether a larger value is better (deployments per day).
+    larger_is_better: bool,
+    /// `(band, bound, words)`; the last band has no bound.
+    bands: [(Band, f64, &'static str); 4],
+}
+
+impl Bands {
+    /// The band `value` falls in.
+    fn of(&self, value: f64) -> Band {
+        self.bands
+            .iter()
+            .find(|(_, bound, _)| {
+                if self.larger_is_better {
+                    value >= *bound
+                } else {
+                    value < *bound
+                }
+            })
+            .map_or(Band::Low, |(band, _, _)| *band)
+    }
+
+    fn words(&self, band: Band) -> &'static str {
+        self.bands
+            .iter()
+            .find(|(b, _, _)| *b == band)
+            .map_or("", |(_, _, w)| w)
+    }
+
+    /// Where the figure stands, and what the band above would take:
+    /// `high: weekly to daily; elite: daily or more`.
+    fn benchmark(&self, band: Option<Band>) -> String {
+        let elite = format!("elite: {}", self.words(Band::Elite));
+        match band {
+            Some(Band::Elite) => elite,
+            Some(b) => format!("{}: {}; {elite}", b.as_str(), self.words(b)),
+            None => elite,
+        }
+    }
+}
+
+const DEPLOYMENT_FREQUENCY: Bands = Bands {
+    larger_is_better: true,
+    bands: [
+        (Band::Elite, 1.0, "daily or more (on demand)"),
+        (Band::High, 1.0 / 7.0, "weekly to daily"),
+        (Band::Medium, 1.0 / 30.0, "monthly to weekly"),
+        (Band::Low, 0.0, "less than monthly"),
+    ],
+};
+
+const LEAD_TIME_HOURS: Bands = Bands {
+    larger_is_better: false,
+    bands: [
+        (Band::Elite, 24.0, "under a day"),
+        (Band::High, 7.0 * 24.0, "a day to a week"),
+        (Band::Medium, 30.0 * 24.0, "a week to a month"),
+        (Band::Low, f64::INFINITY, "more than a month"),
+    ],
+};
+
+const CHANGE_FAILURE_PERCENT: Bands = Bands {
+    larger_is_better: false,
+    bands: [
+        (Band::Elite, 5.0, "under 5%"),
+        (Band::High, 15.0, "5-15%"),
+        (Band::Medium, 30.0, "15-30%"),
+        (Band::Low, f64::INFINITY, "30% or more"),
+    ],
+};
+
+const RESTORE_MINUTES: Bands = Bands {
+    larger_is_better: false,
+    bands: [
+        (Band::Elite, 60.0, "under an hour"),
+        (Band::High, 24.0 * 60.0, "an hour to a day"),
+        (Band::Medium, 7.0 * 24.0 * 60.0, "a day to a week"),
+        (Band::Low, f64::INFINITY, "more than a week"),
+    ],
+};
+
 /// One figure with what it is measured against.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figure {
@@ -25,10 +133,35 @@ pub struct Figure {
     pub samples: usize,
     /// The release process's target, as it writes it.
     pub target: &'static str,
-    /// Its industry benchmark, as it writes it.
-    pub benchmark: &'static str,
+    /// Where the value stands among DORA's bands (`None` without a value).
+    pub band: Option<Band>,
+    /// The band in words, and what the elite band takes.
+    pub benchmark: String,
     /// Whether the value meets the target (`None` without a value).
     pub meets_target: Option<bool>,
+}
+
+impl Figure {
+    fn new(
+        name: &'static str,
+        value: Option<f64>,
+        unit: &'static str,
+        samples: usize,
+        (target, meets): (&'static str, fn(f64) -> bool),
+        bands: &Bands,
+    ) -> Self {
+        let band = value.map(|v| bands.of(v));
+        Self {
+            name,
+            value,
+            unit,
+            samples,
+            target,
+            band,
+            benchmark: bands.benchmark(band),
+            meets_target: value.map(meets),
+        }
+    }
 }
 
 /// The report for one service over a window.
@@ -70,12 +203,15 @@ pub fn compute(service: &str, since: i64, until: i64, events: &[Summary]) -> Dor
         .filter(|e| e.final_stage && e.decision == "promote")
         .collect();
     let rollbacks: Vec<&&Summary> = events.iter().filter(|e| e.decision == "rollback").collect();
-    let days = ((until - since) as f64 / 86_400.0).max(f64::MIN_POSITIVE);
+    let days = (until.saturating_sub(since) as f64 / 86_400.0).max(f64::MIN_POSITIVE);
     let per_day =
         (!deployments.is_empty() || until > since).then(|| deployments.len() as f64 / days);
     let leads: Vec<f64> = deployments
         .iter()
-        .filter_map(|d| d.oldest_commit.map(|c| (d.taken_at - c) as f64 / 3600.0))
+        .filter_map(|d| {
+            d.oldest_commit
+                .map(|c| d.taken_at.saturating_sub(c) as f64 / 3600.0)
+        })
         .collect();
     let restores: Vec<f64> = rollbacks
         .iter()
@@ -83,7 +219,7 @@ pub fn compute(service: &str, since: i64, until: i64, events: &[Summary]) -> Dor
             deployments
                 .iter()
                 .find(|d| d.taken_at > r.taken_at)
-                .map(|d| (d.taken_at - r.taken_at) as f64 / 60.0)
+                .map(|d| d.taken_at.saturating_sub(r.taken_at) as f64 / 60.0)
         })
         .collect();
     let failure_rate = (!deployments.is_empty())
@@ -99,42 +235,38 @@ pub fn compute(service: &str, since: i64, until: i64, events: &[Summary]) -> Dor
         deployments: deployments.len(),
         rollbacks: rollbacks.len(),
         figures: vec![
-            Figure {
-                name: "deployment_frequency",
-                value: per_day,
-                unit: "deployments/day",
-                samples: deployments.len(),
-                target: "Daily",
-                benchmark: "Weekly (High Performers: Daily)",
-                meets_target: per_day.map(|v| v >= 1.0),
-            },
-            Figure {
-                name: "lead_time_for_changes",
-                value: lead,
-                unit: "hours (median)",
-                samples: lead_samples,
-                target: "<1 day",
-                benchmark: "1-7 days (High Performers: <1 day)",
-                meets_target: lead.map(|v| v < 24.0),
-            },
-            Figure {
-                name: "change_failure_rate",
-                value: failure_rate,
-                unit: "%",
-                samples: deployments.len(),
-                target: "<5%",
-                benchmark: "0-15% (High Performers: 0-5%)",
-                meets_target: failure_rate.map(|v| v < 5.0),
-            },
-            Figure {
-                name: "time_to_restore",
-                value: restore,
-                unit: "minutes (median)",
-                samples: restore_samples,
-                target: "<1 hour",
-                benchmark: "<1 hour (High Performers)",
-                meets_target: restore.map(|v| v < 60.0),
-            },
+            Figure::new(
+                "deployment_frequency",
+                per_day,
+                "deployments/day",
+                deployments.len(),
+                ("Daily", |v| v >= 1.0),
+                &DEPLOYMENT_FREQUENCY,
+            ),
+            Figure::new(
+                "lead_time_for_changes",
+                lead,
+                "hours (median)",
+                lead_samples,
+                ("<1 day", |v| v < 24.0),
+                &LEAD_TIME_HOURS,
+            ),
+            Figure::new(
+                "change_failure_rate",
+                failure_rate,
+                "%",
+                deployments.len(),
+                ("<5%", |v| v < 5.0),
+                &CHANGE_FAILURE_PERCENT,
+            ),
+            Figure::new(
+                "time_to_restore",
+                restore,
+                "minutes (median)",
+                restore_samples,
+                ("<1 hour", |v| v < 60.0),
+                &RESTORE_MINUTES,
+            ),
         ],
     }
 }
@@ -199,6 +331,31 @@ mod tests {
         assert!((cfr - 100.0 / 3.0).abs() < 1e-9, "{cfr}");
         assert_eq!(f("time_to_restore").value, Some(30.0));
         assert_eq!(f("time_to_restore").meets_target, Some(true));
+        // Where each figure stands, not one fixed text.
+        assert_eq!(f("deployment_frequency").band, Some(Band::High));
+        assert_eq!(
+            f("deployment_frequency").benchmark,
+            "high: weekly to daily; elite: daily or more (on demand)"
+        );
+        assert_eq!(f("lead_time_for_changes").band, Some(Band::Elite));
+        assert_eq!(f("lead_time_for_changes").benchmark, "elite: under a day");
+        assert_eq!(f("change_failure_rate").band, Some(Band::Low));
+        assert_eq!(f("time_to_restore").band, Some(Band::Elite));
+    }
+
+    #[test]
+    fn bands_have_inclusive_bounds_on_the_better_side() {
+        assert_eq!(DEPLOYMENT_FREQUENCY.of(1.0), Band::Elite);
+        assert_eq!(DEPLOYMENT_FREQUENCY.of(0.99), Band::High);
+        assert_eq!(DEPLOYMENT_FREQUENCY.of(1.0 / 7.0), Band::High);
+        assert_eq!(DEPLOYMENT_FREQUENCY.of(0.1), Band::Medium);
+        assert_eq!(DEPLOYMENT_FREQUENCY.of(0.0), Band::Low);
+        assert_eq!(LEAD_TIME_HOURS.of(23.9), Band::Elite);
+        assert_eq!(LEAD_TIME_HOURS.of(24.0), Band::High);
+        assert_eq!(LEAD_TIME_HOURS.of(800.0), Band::Low);
+        assert_eq!(CHANGE_FAILURE_PERCENT.of(4.9), Band::Elite);
+        assert_eq!(CHANGE_FAILURE_PERCENT.of(20.0), Band::Medium);
+        assert_eq!(RESTORE_MINUTES.of(90.0), Band::High);
     }
 
     #[test]
@@ -207,6 +364,8 @@ mod tests {
         let f = |n: &str| r.figures.iter().find(|f| f.name == n).unwrap().clone();
         assert_eq!(f("deployment_frequency").value, Some(0.0));
         assert_eq!(f("change_failure_rate").value, None);
+        assert_eq!(f("change_failure_rate").band, None);
         assert_eq!(f("time_to_restore").meets_target, None);
+        assert_eq!(f("deployment_frequency").band, Some(Band::Low));
     }
 }

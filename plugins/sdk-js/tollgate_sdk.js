@@ -14,17 +14,29 @@ export class Settings {
   constructor(config) {
     this.values = new Map(config.map(([key, value]) => [key, value.val]));
     this.read = new Set();
+    this.asked = [];
   }
 
   get(key) {
     this.read.add(key);
+    if (!this.asked.includes(key)) this.asked.push(key);
     return this.values.get(key);
+  }
+
+  /** The error for a missing `key`, naming a given key that reads like a
+   * misspelling of it (`mn` for `min`). */
+  required(key) {
+    const typos = [...this.values.keys()]
+      .filter((k) => !this.read.has(k) && closest(k, [key]) === key)
+      .map((k) => `; \`${k}\` is not a setting: did you mean \`${key}\`?`)
+      .join("");
+    return `\`${key}\` is required${typos}`;
   }
 
   number(key, fallback) {
     let v = this.get(key);
     if (v === undefined) {
-      if (fallback === undefined) throw `\`${key}\` is required`;
+      if (fallback === undefined) throw this.required(key);
       return fallback;
     }
     if (typeof v === "bigint") v = Number(v);
@@ -36,7 +48,7 @@ export class Settings {
   integer(key, fallback) {
     const v = this.get(key);
     if (v === undefined) {
-      if (fallback === undefined) throw `\`${key}\` is required`;
+      if (fallback === undefined) throw this.required(key);
       return fallback;
     }
     if (typeof v !== "bigint") throw `\`${key}\` must be a whole number, not ${typeof v}`;
@@ -46,7 +58,7 @@ export class Settings {
   text(key, fallback) {
     const v = this.get(key);
     if (v === undefined) {
-      if (fallback === undefined) throw `\`${key}\` is required`;
+      if (fallback === undefined) throw this.required(key);
       return fallback;
     }
     if (typeof v !== "string") throw `\`${key}\` must be text, not ${typeof v}`;
@@ -62,8 +74,42 @@ export class Settings {
 
   finish() {
     const unknown = [...this.values.keys()].filter((k) => !this.read.has(k)).sort();
-    if (unknown.length > 0) throw `unknown setting(s): ${unknown.map((k) => `\`${k}\``).join(", ")}`;
+    if (unknown.length > 0) {
+      const named = (k) => {
+        const meant = closest(k, this.asked);
+        return meant ? `\`${k}\` (did you mean \`${meant}\`?)` : `\`${k}\``;
+      };
+      throw `unknown setting(s): ${unknown.map(named).join(", ")}; settings: ${this.asked.join(", ") || "none"}`;
+    }
   }
+}
+
+/** Edit distance, counting a swap of neighbours as one edit. */
+function distance(a, b) {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+  for (let j = 0; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The known setting a mistyped key most likely meant, as the host judges
+ * typos: within one edit per three characters (at least one). */
+function closest(typed, known) {
+  let best;
+  for (const k of known) {
+    if (k === typed) continue;
+    const d = distance(typed, k);
+    if (d <= Math.max(Math.floor(k.length / 3), 1) && (best === undefined || d < best[0])) best = [d, k];
+  }
+  return best === undefined ? undefined : best[1];
 }
 
 /** The [timestamp, value] points of `metric` in the window ending at the

@@ -20,16 +20,30 @@ class Settings:
     def __init__(self, config):
         self._values = {key: value.value for key, value in config}
         self._read = set()
+        self._asked = []
 
     def _get(self, key):
         self._read.add(key)
+        if key not in self._asked:
+            self._asked.append(key)
         return self._values.get(key)
+
+    def _required(self, key):
+        """The error for a missing `key`, naming a given key that reads
+        like a misspelling of it (`mn` for `min`)."""
+        unread = [k for k in self._values if k not in self._read]
+        typos = "".join(
+            f"; `{k}` is not a setting: did you mean `{key}`?"
+            for k in unread
+            if _closest(k, [key]) == key
+        )
+        return Err(f"`{key}` is required{typos}")
 
     def number(self, key, default=None):
         value = self._get(key)
         if value is None:
             if default is None:
-                raise Err(f"`{key}` is required")
+                raise self._required(key)
             return float(default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Err(f"`{key}` must be a number, not {type(value).__name__}")
@@ -41,7 +55,7 @@ class Settings:
         value = self._get(key)
         if value is None:
             if default is None:
-                raise Err(f"`{key}` is required")
+                raise self._required(key)
             return int(default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise Err(f"`{key}` must be a whole number, not {type(value).__name__}")
@@ -51,7 +65,7 @@ class Settings:
         value = self._get(key)
         if value is None:
             if default is None:
-                raise Err(f"`{key}` is required")
+                raise self._required(key)
             return default
         if not isinstance(value, str):
             raise Err(f"`{key}` must be text, not {type(value).__name__}")
@@ -68,7 +82,46 @@ class Settings:
     def finish(self):
         unknown = sorted(set(self._values) - self._read)
         if unknown:
-            raise Err("unknown setting(s): " + ", ".join(f"`{k}`" for k in unknown))
+
+            def named(key):
+                meant = _closest(key, self._asked)
+                return f"`{key}` (did you mean `{meant}`?)" if meant else f"`{key}`"
+
+            settings = ", ".join(self._asked) or "none"
+            raise Err(
+                "unknown setting(s): "
+                + ", ".join(named(k) for k in unknown)
+                + f"; settings: {settings}"
+            )
+
+
+def _distance(a, b):
+    """Edit distance, counting a swap of neighbours as one edit."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+def _closest(typed, known):
+    """The known setting a mistyped key most likely meant, as the host
+    judges typos: within one edit per three characters (at least one)."""
+    best = None
+    for k in known:
+        if k == typed:
+            continue
+        d = _distance(typed, k)
+        if d <= max(len(k) // 3, 1) and (best is None or d < best[0]):
+            best = (d, k)
+    return best[1] if best else None
 
 
 def points(snapshot, metric, window_seconds=None, selector=(), baseline=False):

@@ -116,6 +116,16 @@ fn server_errors_and_network_errors_exit_2_naming_the_url() {
     let (code, _, err) = eval(&args, None);
     assert_eq!(code, 2);
     assert!(err.contains("401") && err.contains(&url), "{err}");
+    // Without a token, the error says where the token goes.
+    assert!(
+        err.contains("no token was sent: set `TOLLGATE_TOKEN`"),
+        "{err}"
+    );
+    let (_, _, err) = eval(&args, Some("not-a-token-0123456789"));
+    assert!(
+        err.contains("the server does not know the token in `TOLLGATE_TOKEN`"),
+        "{err}"
+    );
     let (code, _, err) = eval(
         &[
             "--policy",
@@ -129,6 +139,24 @@ fn server_errors_and_network_errors_exit_2_naming_the_url() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("unknown policy `nope`"), "{err}");
+    // The server names its policies, and the closest to a typo, itself.
+    assert!(
+        err.contains("; policies: canary, ci-pipeline, ci-quality-gates"),
+        "{err}"
+    );
+    let (code, _, err) = eval(
+        &[
+            "--policy",
+            "canry",
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--server",
+            &url,
+        ],
+        Some(TOKEN),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `canary`?"), "{err}");
     let (code, _, err) = eval(
         &[
             "--policy",

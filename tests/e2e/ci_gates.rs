@@ -174,7 +174,15 @@ fn table_and_junit_formats_render_the_decision() {
         &snapshot,
     );
     assert_eq!(junit.code, 1);
-    assert!(junit.stdout.contains("failures=\"1\""), "{}", junit.stdout);
+    // The failing gate, and the decision (a rollback) as a failure too.
+    assert!(junit.stdout.contains("failures=\"2\""), "{}", junit.stdout);
+    assert!(
+        junit
+            .stdout
+            .contains("<failure message=\"key gate `test-coverage` failed"),
+        "{}",
+        junit.stdout
+    );
     assert!(
         junit
             .stdout
@@ -246,8 +254,19 @@ fn stage_all_runs_the_pipeline_in_order_and_stops_at_the_first_failure() {
         "{}",
         junit.stdout
     );
+    // One suite per stage evaluated; the deciding stage's holds the
+    // decision, which fails: 11 gates and the decision, 2 failures.
     assert!(
-        junit.stdout.contains(r#"tests="11" failures="1""#),
+        junit
+            .stdout
+            .contains(r#"<testsuites name="tollgate ci-pipeline" tests="12" failures="2""#),
+        "{}",
+        junit.stdout
+    );
+    assert!(
+        junit
+            .stdout
+            .contains(r#"<testsuite name="ci-pipeline/code-integration" tests="6" failures="0""#),
         "{}",
         junit.stdout
     );

@@ -224,3 +224,52 @@ fn serve_refuses_settings_under_which_it_could_never_answer() {
         assert!(!run.stderr.contains("listening"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_misspelt_setting_or_field_is_named_with_what_it_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    // `treshold` for `threshold`: the plugin names both, not only the
+    // missing setting.
+    let policy = write(
+        dir.path(),
+        "p.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: p}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: threshold, with: {metric: x, op: '<', treshold: 1}}\n      - {name: h, plugin: threshold, with: {metric: x, op: '<', threshold: 1, unti: ms}}\n",
+    );
+    let run = tollgate(&["validate", policy.to_str().unwrap()], "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "p.yaml:7: invalid settings for gate `g` (plugin `threshold`): `threshold` is required (or `baseline_margin_percent` to compare with the baseline); `treshold` is not a setting: did you mean `threshold`?"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("unknown setting `unti`; did you mean `unit`?"),
+        "{}",
+        run.stderr
+    );
+    // `wiht:` for `with:`: the policy reader suggests it before the list.
+    let policy = write(
+        dir.path(),
+        "q.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: q}\nstages:\n  - name: s\n    gates:\n      - name: g\n        plugin: thresold\n        wiht: {metric: x, op: '<', threshold: 1}\n",
+    );
+    let run = tollgate(&["validate", policy.to_str().unwrap()], "");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "q.yaml:9: unknown field `wiht` in gate 1 of stage `s`; did you mean `with`? expected one of name,"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "unknown plugin `thresold` in gate `g`; did you mean `threshold`? known plugins:"
+        ),
+        "{}",
+        run.stderr
+    );
+}

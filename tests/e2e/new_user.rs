@@ -240,9 +240,19 @@ fn validate_exits_2_for_a_missing_file() {
 fn eval_names_a_missing_policy_file_and_prints_the_cause_once() {
     let run = tollgate(&["eval", "--policy", "/no/such/policy.yaml"], "");
     assert_eq!(run.code, 2, "{}", run.stderr);
+    // The cause once, then what there is instead.
+    assert!(
+        run.stderr.trim().starts_with(
+            "error: cannot read policy `/no/such/policy.yaml`: No such file or directory (os error 2); bundled policies: canary,"
+        ),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
-        run.stderr.trim(),
-        "error: cannot read policy `/no/such/policy.yaml`: No such file or directory (os error 2)"
+        run.stderr.matches("No such file").count(),
+        1,
+        "{}",
+        run.stderr
     );
 }
 
@@ -347,4 +357,659 @@ fn release_hygiene_license_and_a_changelog_from_the_history() {
         }
     }
     assert!(checked >= 10, "{checked}");
+}
+
+/// `tollgate` with `args` in `dir`, without the environment's token or
+/// log, so what it finds is what `dir` holds.
+fn tollgate_at(dir: &std::path::Path, args: &[&str]) -> crate::support::Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("TOLLGATE_CACHE_DIR", crate::support::cache_dir())
+        .env_remove("TOLLGATE_STORE")
+        .env_remove("TOLLGATE_TOKEN")
+        .output()
+        .unwrap();
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_bundled_policy_is_named_without_a_file_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = repo("tests/fixtures/ci-passing.json");
+    let run = tollgate_at(
+        dir.path(),
+        &[
+            "eval",
+            "-p",
+            "ci-quality-gates",
+            "-s",
+            snap.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("PROMOTE  payments 3.4.1 · policy ci-quality-gates"),
+        "{}",
+        run.stdout
+    );
+    // A file of that name wins over the bundled policy.
+    std::fs::write(dir.path().join("ci-quality-gates"), "not: [a policy").unwrap();
+    let run = tollgate_at(
+        dir.path(),
+        &[
+            "eval",
+            "-p",
+            "ci-quality-gates",
+            "-s",
+            snap.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+}
+
+#[test]
+fn a_misspelt_policy_name_or_file_gets_the_closest_and_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tollgate_at(dir.path(), &["eval", "-p", "canry", "--metric", "x=1"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot read policy `canry`")
+            && run.stderr.contains("did you mean `canary`?")
+            && run.stderr.contains(
+                "bundled policies: canary, ci-pipeline, ci-quality-gates, ci-reports, environment-promotion"
+            ),
+        "{}",
+        run.stderr
+    );
+    let typo = repo("policies/ci-quality-gate.yaml");
+    let run = tollgate_at(
+        dir.path(),
+        &["eval", "-p", typo.to_str().unwrap(), "--metric", "x=1"],
+    );
+    assert_eq!(run.code, 2);
+    let meant = repo("policies/ci-quality-gates.yaml");
+    assert!(
+        run.stderr
+            .contains(&format!("did you mean `{}`?", meant.display()))
+            && run.stderr.contains("canary.yaml, ci-pipeline.yaml"),
+        "{}",
+        run.stderr
+    );
+    // A bundled name written as a file in a directory that has no such file.
+    let run = tollgate_at(dir.path(), &["validate", "hotfix.yaml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("did you mean the bundled policy `hotfix`"),
+        "{}",
+        run.stderr
+    );
+    let run = tollgate_at(dir.path(), &["validate", "hotfix"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// The XML parses, whatever a decision or an error put in it.
+fn assert_well_formed(xml: &str) {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML ({e}): {xml}"),
+        }
+    }
+}
+
+#[test]
+fn junit_fails_the_decision_itself_when_it_holds_or_rolls_back() {
+    // Every gate that ran passed; one had no data: a hold, and before
+    // this, a green suite (failures="0") beside a failed job.
+    let dir = tempfile::tempdir().unwrap();
+    let snap = crate::support::write(
+        dir.path(),
+        "s.json",
+        crate::support::values(&[
+            ("test_coverage_percent", 90.0),
+            ("lint_errors", 0.0),
+            ("vulnerabilities_critical", 0.0),
+            ("performance_regression_percent", 1.0),
+            ("response_time_p95_ms", 120.0),
+        ])
+        .to_string()
+        .as_bytes(),
+    );
+    let policy = repo("policies/ci-quality-gates.yaml");
+    let run = crate::support::eval_files(&policy, &snap, &["--format", "junit"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let xml = run.stdout;
+    assert_well_formed(&xml);
+    assert!(
+        xml.contains(r#"<testcase classname="ci-quality-gates/ci" name="decision""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"type="hold"/>"#), "{xml}");
+    assert_eq!(suite_count(&xml, "failures"), 1, "{xml}");
+    assert_eq!(suite_count(&xml, "skipped"), 1, "{xml}");
+    // A promote passes it.
+    let passing = repo("tests/fixtures/ci-passing.json");
+    let run = crate::support::eval_files(&policy, &passing, &["--format", "junit"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.contains(r#"name="decision" time="0.000000"/>"#),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(suite_count(&run.stdout, "failures"), 0);
+}
+
+#[test]
+fn without_a_decision_junit_and_json_still_report_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tollgate_at(dir.path(), &["eval", "-p", "nope", "--format", "junit"]);
+    assert_eq!(run.code, 2);
+    assert_well_formed(&run.stdout);
+    assert!(run.stdout.contains(r#"errors="1""#), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(r#"<error message="cannot read policy `nope`"#),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("cannot read policy `nope`"),
+        "{}",
+        run.stderr
+    );
+    let run = tollgate_at(
+        dir.path(),
+        &["eval", "-p", "ci-quality-gates", "--format", "json"],
+    );
+    assert_eq!(run.code, 2);
+    let report = run.json();
+    assert!(report.get("decision").is_none(), "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no telemetry"),
+        "{report}"
+    );
+    // The table is for people: the error goes to stderr only.
+    let run = tollgate_at(dir.path(), &["eval", "-p", "ci-quality-gates"]);
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""));
+}
+
+#[test]
+fn junit_gives_each_stage_of_a_pipeline_its_own_suite() {
+    let snap = repo("tests/fixtures/ci-pipeline-passing.json");
+    let run = tollgate(
+        &[
+            "eval",
+            "-p",
+            "ci-pipeline",
+            "-s",
+            snap.to_str().unwrap(),
+            "--stage",
+            "all",
+            "--metric",
+            "tests_failed=3",
+            "--format",
+            "junit",
+        ],
+        "",
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let xml = run.stdout;
+    assert_well_formed(&xml);
+    let suites: Vec<&str> = xml
+        .split("<testsuite name=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .collect();
+    assert_eq!(
+        suites,
+        [
+            "ci-pipeline/code-integration",
+            "ci-pipeline/automated-testing"
+        ],
+        "{xml}"
+    );
+    // Each suite counts its own cases; the total adds them up.
+    let (mut tests, mut failures) = (0, 0);
+    for suite in xml.split("<testsuite ").skip(1) {
+        let body = suite.split("</testsuite>").next().unwrap();
+        let count = |attr: &str| -> usize {
+            body.split(&format!("{attr}=\""))
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(count("tests"), body.matches("<testcase ").count(), "{body}");
+        assert_eq!(
+            count("failures"),
+            body.matches("<failure ").count(),
+            "{body}"
+        );
+        tests += count("tests");
+        failures += count("failures");
+    }
+    let all = xml.split("<testsuites ").nth(1).unwrap();
+    let total = |attr: &str| -> usize {
+        all.split(&format!("{attr}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!((total("tests"), total("failures")), (tests, failures));
+}
+
+#[test]
+fn attributes_and_partial_snapshots_come_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "-p",
+            "ci-pipeline",
+            "--stage",
+            "security-compliance",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let run = tollgate_at(dir.path(), &args);
+        assert_ne!(run.code, 2, "{}", run.stderr);
+        run.gate("approved-base-images")
+    };
+    let g = gate(&["--attribute", "base_image=python:3.12"]);
+    assert_eq!(g["verdict"], "fail", "{g}");
+    assert!(g["reason"].as_str().unwrap().contains("docker.io"), "{g}");
+    let g = gate(&["--attribute", "base_image=registry.example.com/base:1"]);
+    assert_eq!(g["verdict"], "pass", "{g}");
+    // A file that only adds attributes needs no `taken_at`: like the
+    // flags, it is about now.
+    crate::support::write(
+        dir.path(),
+        "attrs.json",
+        br#"{"attributes": {"base_image": "ghcr.io/example-org/base:2"}}"#,
+    );
+    let run = tollgate_at(
+        dir.path(),
+        &[
+            "eval",
+            "-p",
+            "ci-pipeline",
+            "--stage",
+            "security-compliance",
+            "-s",
+            "attrs.json",
+            "--metric",
+            "secrets_detected=0",
+            "--format",
+            "json",
+        ],
+    );
+    assert_ne!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.gate("approved-base-images")["verdict"], "pass");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let taken_at = run.json()["taken_at"].as_i64().unwrap();
+    assert!((now - taken_at).abs() < 60, "{taken_at} is not now ({now})");
+    // The attribute flag wins over the file's.
+    let run = tollgate_at(
+        dir.path(),
+        &[
+            "eval",
+            "-p",
+            "ci-pipeline",
+            "--stage",
+            "security-compliance",
+            "-s",
+            "attrs.json",
+            "--attribute",
+            "base_image=python:3.12",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(run.gate("approved-base-images")["verdict"], "fail");
+}
+
+#[test]
+fn a_decision_without_a_service_says_so_in_the_table_and_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tollgate_at(
+        dir.path(),
+        &[
+            "eval",
+            "-p",
+            "ci-quality-gates",
+            "--metric",
+            "lint_errors=3",
+            "--log",
+            "log.db",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let header = run.stdout.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "ROLLBACK  (no service) · policy ci-quality-gates · stage ci"
+    );
+    let list = tollgate_at(dir.path(), &["decisions", "list", "--log", "log.db"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let row = list.stdout.lines().nth(1).unwrap();
+    assert!(
+        row.contains("  (no service)     -          ci-quality-gates"),
+        "{row}"
+    );
+}
+
+#[test]
+fn eval_help_names_every_report_kind_the_parser_takes() {
+    // The parser's own list of kinds, from its refusal.
+    let refused = tollgate(&["eval", "-p", "canary", "--report", "nope=x"], "");
+    let kinds = refused
+        .stderr
+        .split("expected ")
+        .nth(1)
+        .unwrap()
+        .split(['\n', '\''])
+        .next()
+        .unwrap()
+        .replace(" or ", ", ");
+    let kinds: Vec<&str> = kinds.split(", ").map(str::trim).collect();
+    assert_eq!(kinds.len(), 9, "{kinds:?}");
+    let help = tollgate(&["eval", "--help"], "").stdout;
+    let report = help
+        .split("--report")
+        .nth(1)
+        .unwrap()
+        .split("--metric")
+        .next()
+        .unwrap();
+    for kind in kinds {
+        assert!(
+            report.contains(kind),
+            "`--report` help lacks `{kind}`: {report}"
+        );
+    }
+}
+
+/// The summary and the action plan name the trigger that decided: the
+/// first that fired the strongest, in the policy's order.
+#[test]
+fn a_trigger_rollback_names_the_same_trigger_in_summary_and_plan() {
+    let run = eval_canary("canary-error-spike.json", "json", &["--elapsed", "20m"]);
+    let d = run.json();
+    assert_eq!(d["decision"], "rollback");
+    let summary = d["summary"].as_str().unwrap();
+    let fired: Vec<&str> = d["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["fire"] == "immediate-rollback")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        fired.len() >= 2,
+        "two triggers fire on the spike: {fired:?}"
+    );
+    assert!(
+        summary.starts_with(&format!("trigger `{}` fired", fired[0])),
+        "{summary}"
+    );
+    let rollback = d["actions"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["type"] == "rollback")
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        rollback.starts_with(&format!("trigger `{}`", fired[0])),
+        "the plan names another trigger than the summary: {rollback} / {summary}"
+    );
+}
+
+#[test]
+fn read_commands_never_create_a_decision_log() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["decisions", "list"],
+        vec!["decisions", "show", "01a2489d-deb5-7113-88f4-9e78db03482b"],
+        vec!["decisions", "prune", "--retain", "90d"],
+        vec!["replay", "--all"],
+        vec!["report", "dora", "--service", "checkout"],
+    ] {
+        let run = tollgate_at(dir.path(), &args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stdout);
+        assert!(
+            run.stderr
+                .contains("no decision log at `.tollgate/tollgate.db`: nothing was logged there"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            !dir.path().join(".tollgate").exists(),
+            "{args:?} created a log"
+        );
+    }
+    // Named explicitly, the same.
+    let run = tollgate_at(dir.path(), &["decisions", "list", "--log", "typo.db"]);
+    assert_eq!(run.code, 2);
+    assert!(!dir.path().join("typo.db").exists());
+}
+
+#[test]
+fn decisions_show_prints_trigger_state_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = repo("tests/fixtures/canary-error-spike.json");
+    let mut id = String::new();
+    // The second evaluation reads the state the first left.
+    for _ in 0..2 {
+        let run = tollgate_at(
+            dir.path(),
+            &[
+                "eval",
+                "-p",
+                "canary",
+                "-s",
+                snap.to_str().unwrap(),
+                "--stage",
+                "initial-canary",
+                "--elapsed",
+                "20m",
+                "--log",
+                "log.db",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        id = run.json()["decision_id"].as_str().unwrap().to_string();
+    }
+    let show = tollgate_at(dir.path(), &["decisions", "show", &id, "--log", "log.db"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let record = show.json();
+    let breaker = record["state_in"]["circuit-breaker"].as_str().unwrap();
+    assert!(
+        breaker.starts_with("open ") || breaker.starts_with("closed "),
+        "{breaker}"
+    );
+    let table = tollgate_at(
+        dir.path(),
+        &[
+            "decisions",
+            "show",
+            &id,
+            "--log",
+            "log.db",
+            "--format",
+            "table",
+        ],
+    );
+    assert!(
+        table.stdout.contains("TRIGGER STATE READ"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .stdout
+            .contains(&format!("circuit-breaker (version 1): {breaker}")),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn audit_prints_a_table_for_people_and_json_for_programs() {
+    let table = tollgate(&["audit", "--format", "table", "threshold", "thresold"], "");
+    assert_eq!(table.code, 1);
+    let mut lines = table.stdout.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("PLUGIN     VERDICT   WORLD  WIT"),
+        "{header}"
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with("threshold  accepted  gate   0.1.1"),
+        "{row}"
+    );
+    assert!(
+        table
+            .stdout
+            .contains("did you mean the first-party plugin `threshold`?"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("  digest      sha256:"),
+        "{}",
+        table.stdout
+    );
+    // Not on a terminal, the default is the JSON programs read.
+    let json = tollgate(&["audit", "threshold"], "");
+    assert_eq!(json.json()[0]["plugin"], "threshold");
+}
+
+#[test]
+fn serve_help_lists_every_token_scope() {
+    let help = tollgate(&["serve", "--help"], "").stdout;
+    let tokens = help
+        .split("--tokens-file")
+        .nth(1)
+        .unwrap()
+        .split("--insecure-no-auth")
+        .next()
+        .unwrap();
+    for scope in [
+        "`evaluate`",
+        "`evaluate:a,b`",
+        "`read`",
+        "`approve`",
+        "`admin`",
+        "`as:NAME`",
+        "`group:a,b`",
+    ] {
+        assert!(tokens.contains(scope), "{scope}: {tokens}");
+    }
+}
+
+#[test]
+fn test_outside_a_checkout_says_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tollgate_at(dir.path(), &["test"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("no `policies` directory here")
+            && run.stderr.contains("`tollgate test my-gate`"),
+        "{}",
+        run.stderr
+    );
+    let run = tollgate_at(dir.path(), &["test", "my-gaet"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot read `my-gaet`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn man_pages_exist_for_every_command_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tollgate(&["man", "--dir", dir.path().to_str().unwrap()], "");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for page in [
+        "tollgate.1",
+        "tollgate-eval.1",
+        "tollgate-decisions-list.1",
+        "tollgate-plugin-build.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page}: {pages:?}");
+    }
+    for page in &pages {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        for named in text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| w.ends_with("(1)"))
+        {
+            let file = format!("{}.1", named.trim_end_matches("(1)").replace("\\-", "-"));
+            assert!(
+                pages.contains(&file),
+                "{page} names {named}, which has no page"
+            );
+        }
+        assert!(
+            text.contains(".SH \"EXIT STATUS\"") || text.contains(".SH EXIT STATUS"),
+            "{page}"
+        );
+    }
+    let eval = std::fs::read_to_string(dir.path().join("tollgate-eval.1")).unwrap();
+    assert!(
+        eval.contains("TOLLGATE_TOKEN") && eval.contains("\\-\\-attribute"),
+        "{eval}"
+    );
+    assert!(eval.contains("hold or rollback"), "{eval}");
+    // One page on stdout, and a typo is named.
+    let one = tollgate(&["man", "decisions", "list"], "");
+    assert!(
+        one.stdout.contains(".TH tollgate-decisions-list 1"),
+        "{}",
+        &one.stdout[..200.min(one.stdout.len())]
+    );
+    assert!(one.stdout.contains("TOLLGATE_STORE"));
+    let typo = tollgate(&["man", "evl"], "");
+    assert_eq!(typo.code, 2);
+    assert!(
+        typo.stderr.contains("did you mean `eval`?"),
+        "{}",
+        typo.stderr
+    );
 }

@@ -187,7 +187,119 @@ fn plugin_new_build_and_test_a_python_gate() {
     let run = tollgate_in(home.path(), &["validate", policy.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
-        run.stderr.contains("unknown setting(s): `mni`"),
+        run.stderr
+            .contains("unknown setting(s): `mni` (did you mean `min`?); settings: "),
+        "{}",
+        run.stderr
+    );
+    // Misspelt instead of given: the typo is named beside the setting it
+    // left missing, not only "`min` is required".
+    std::fs::write(&policy, text.replace("{ min: 80 }", "{ mn: 80 }")).unwrap();
+    let run = tollgate_in(home.path(), &["validate", policy.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("`min` is required; `mn` is not a setting: did you mean `min`?"),
+        "{}",
+        run.stderr
+    );
+    // A syntax error is shown first, with its file and line, in a few
+    // lines; componentize-py's traceback and backtrace only on request.
+    let app = home.path().join("py-cov/app.py");
+    let source = std::fs::read_to_string(&app).unwrap();
+    let (line, broken) = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.starts_with("def ") && l.ends_with(':'))
+        .map(|(i, l)| (i + 1, l.trim_end_matches(':').to_string()))
+        .unwrap();
+    std::fs::write(&app, source.replacen(&format!("{broken}:"), &broken, 1)).unwrap();
+    let run = tollgate_in(home.path(), &["plugin", "build", "py-cov"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    let first = run.stderr.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!("error: py-cov/app.py:{line}: SyntaxError: expected ':'"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.lines().count() <= 6, "{}", run.stderr);
+    assert!(!run.stderr.contains("Stack backtrace"), "{}", run.stderr);
+    assert!(run.stderr.contains("--verbose"), "{}", run.stderr);
+    let verbose = tollgate_in(home.path(), &["plugin", "build", "py-cov", "--verbose"]);
+    assert_eq!(verbose.code, 2);
+    assert!(verbose.stderr.contains("Caused by:"), "{}", verbose.stderr);
+    assert!(
+        verbose.stderr.lines().count() > run.stderr.lines().count(),
+        "{}",
+        verbose.stderr
+    );
+}
+
+/// A Rust project depends on the SDK of the tollgate checkout it is made
+/// in, not on the tree the binary happened to be built from; `--sdk` and
+/// `TOLLGATE_SDK` take a checkout or the crate.
+#[test]
+fn plugin_new_depends_on_the_sdk_of_the_checkout_it_runs_in() {
+    let checkout = tempfile::tempdir().unwrap();
+    let sdk = checkout.path().join("plugins/sdk");
+    std::fs::create_dir_all(&sdk).unwrap();
+    std::fs::write(
+        sdk.join("Cargo.toml"),
+        "[package]\nname = \"tollgate-sdk\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let work = checkout.path().join("gates");
+    std::fs::create_dir(&work).unwrap();
+    let sdk = std::fs::canonicalize(&sdk).unwrap();
+    let dependency = |project: &Path| {
+        std::fs::read_to_string(project.join("Cargo.toml"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("tollgate-sdk"))
+            .unwrap()
+            .to_string()
+    };
+    let run = tollgate_in(&work, &["plugin", "new", "here-gate"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        dependency(&work.join("here-gate")),
+        format!("tollgate-sdk = {{ path = \"{}\" }}", sdk.display())
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("tollgate-sdk: {}", sdk.display())),
+        "{}",
+        run.stdout
+    );
+    // Elsewhere, `--sdk` names the checkout.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = tollgate_in(
+        elsewhere.path(),
+        &[
+            "plugin",
+            "new",
+            "there-gate",
+            "--sdk",
+            checkout.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(dependency(&elsewhere.path().join("there-gate")).contains(&sdk.display().to_string()));
+    let run = tollgate_in(
+        elsewhere.path(),
+        &[
+            "plugin",
+            "new",
+            "no-gate",
+            "--sdk",
+            elsewhere.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("is neither the tollgate-sdk crate nor a tollgate checkout"),
         "{}",
         run.stderr
     );

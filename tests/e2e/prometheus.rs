@@ -179,6 +179,58 @@ fn cli_decisions_from_a_real_prometheus() {
     assert_eq!(g["gates"][0]["verdict"], "inconclusive");
 }
 
+/// "Healthy" in the demo means healthy at every stage: the tightest error
+/// gate (full rollout, < 0.01% over 30 minutes) passes too.
+#[test]
+fn the_demo_healthy_service_promotes_at_every_canary_stage() {
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
+    for (stage, elapsed) in [
+        ("initial-canary", "20m"),
+        ("expanded-canary", "35m"),
+        ("full-rollout", "35m"),
+    ] {
+        let policy = repo("policies/canary.yaml");
+        let run = tollgate(
+            &[
+                "eval",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--stage",
+                stage,
+                "--elapsed",
+                elapsed,
+                "--service",
+                "checkout",
+                "--version",
+                "2.1.0",
+                "--prometheus",
+                &prom.url,
+                "--format",
+                "json",
+            ],
+            "",
+        );
+        let d = run.json();
+        assert_eq!(
+            (run.code, d["decision"].as_str()),
+            (0, Some("promote")),
+            "{stage}: {}",
+            d["summary"]
+        );
+        assert!(
+            d["gates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["verdict"] == "pass"),
+            "{stage}: {}",
+            d["gates"]
+        );
+    }
+}
+
 #[test]
 fn an_explicit_snapshot_wins_over_queried_series_of_the_same_name() {
     let Some(prom) = start() else {
@@ -216,7 +268,16 @@ fn prometheus_faults_are_errors_never_verdicts() {
         &["--prometheus-timeout", "2s"],
     );
     assert_eq!(unreachable.code, 2, "{}", unreachable.stdout);
-    assert!(unreachable.stdout.is_empty());
+    // No decision, but a JSON report of the error for whatever reads stdout.
+    let report = unreachable.json();
+    assert!(report.get("decision").is_none(), "{report}");
+    assert!(
+        report["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot query Prometheus at http://127.0.0.1:1"),
+        "{report}"
+    );
     assert!(
         unreachable
             .stderr

@@ -176,7 +176,7 @@ impl Scratch {
 /// Blocks another test runs in an equivalent form, by their first command.
 const EQUIVALENTS: &[(&str, &str)] = &[(
     "coverage run",
-    "reports::* run pytest, coverage and ruff on tests/fixtures/pyproject and evaluate their reports",
+    "reports::* run pytest, coverage and ruff on tests/fixtures/pyproject and evaluate their reports with ci-reports",
 )];
 
 /// Runs one console block's steps as one bash script, so `$?` and

@@ -87,3 +87,39 @@ fn the_coverage_gate_gives_the_same_verdicts_in_rust_python_and_javascript() {
         assert!(run.stderr.contains("`min`"), "{lang}: {}", run.stderr);
     }
 }
+
+/// What the docs say of an interpreted gate's memory holds: the Python and
+/// JavaScript gates run under the 16 MiB default (their interpreter's heap
+/// takes about 12.3 and 9.1 MiB of it), and half the default is too little.
+#[test]
+fn interpreted_gates_run_in_the_default_memory_and_not_in_half_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (lang, tool) in [("python", "componentize-py"), ("js", "componentize-js")] {
+        let Some(plugin) = build(lang, tool) else {
+            continue;
+        };
+        let policy = |memory: &str| {
+            write(
+                dir.path(),
+                &format!("{lang}-{}.yaml", memory.len()),
+                format!(
+                    "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: memory-{lang}}}\nplugins:\n  coverage: {{path: {}}}\nstages:\n  - name: ci\n    gates:\n      - name: coverage\n        plugin: coverage\n        deadline: 2s\n{memory}        with: {{min: 80}}\n",
+                    plugin.display()
+                )
+                .as_bytes(),
+            )
+        };
+        let snap = snapshot(Some(91.0), Some(90.5));
+        // No `memory:`: the 16 MiB default.
+        let run = crate::support::eval(&policy(""), &snap, None);
+        assert_eq!(run.code, 0, "{lang}: {}{}", run.stdout, run.stderr);
+        assert_eq!(run.gate("coverage")["verdict"], "pass", "{lang}");
+        let run = crate::support::eval(&policy("        memory: 8MiB\n"), &snap, None);
+        assert_eq!(run.code, 2, "{lang} ran in 8 MiB: {}", run.stdout);
+        assert!(
+            run.stderr.contains("memory limit 8 MiB exceeded"),
+            "{lang}: {}",
+            run.stderr
+        );
+    }
+}

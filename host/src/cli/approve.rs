@@ -110,23 +110,62 @@ pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
         println!("no approvals for {service} {version}");
         return Ok(Exit::Success);
     }
-    println!("WHEN                  NAME                  STAGE      BY (GROUPS)  COMMENT");
-    for a in approvals {
-        let when = time::OffsetDateTime::from_unix_timestamp(a.at_ms.div_euclid(1000))
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_default();
-        println!(
-            "{when:20}  {:20}  {:9}  {} ({})  {}",
-            a.name,
-            a.stage.as_deref().unwrap_or("*"),
-            a.approver,
-            a.groups.join(", "),
-            crate::text::escape_control(&a.comment)
-        );
-    }
+    let rows: Vec<[String; 5]> = approvals
+        .iter()
+        .map(|a| {
+            let when = time::OffsetDateTime::from_unix_timestamp(a.at_ms.div_euclid(1000))
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            let by = if a.groups.is_empty() {
+                a.approver.clone()
+            } else {
+                format!("{} ({})", a.approver, a.groups.join(", "))
+            };
+            [
+                when,
+                a.name.clone(),
+                a.stage.clone().unwrap_or_else(|| "*".into()),
+                by,
+                a.comment.clone(),
+            ]
+            .map(|cell| crate::text::escape_control(&cell).into_owned())
+        })
+        .collect();
+    print!(
+        "{}",
+        columns(&["WHEN", "NAME", "STAGE", "BY (GROUPS)", "COMMENT"], &rows)
+    );
     Ok(Exit::Success)
+}
+
+/// Rows under headers, each column as wide as its widest cell and the last
+/// one left ragged.
+fn columns<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(*headers);
+    for row in rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    out
 }

@@ -1,15 +1,29 @@
 //! `tollgate audit`: what a plugin is and exactly what it may do.
 
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use super::Exit;
 use crate::audit::PluginReport;
+
+/// How `audit` prints its reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// A summary table, then each plugin's imports, exports and WASI.
+    Table,
+    /// The full reports, as `GET /v1/plugins` gives them.
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
     /// Component files, or names of first-party plugins.
     #[arg(required = true)]
     plugins: Vec<String>,
+    /// Output format [default: table on a terminal, json otherwise].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Check each file's SSH signature (`FILE.sig`) against this
     /// `allowed_signers` file; without it the signing key is shown, untrusted.
     #[arg(long)]
@@ -18,31 +32,7 @@ pub(crate) struct AuditArgs {
 
 /// The first-party plugin a mistyped name most likely meant.
 fn suggestion(arg: &str) -> Option<&'static str> {
-    crate::builtin::names()
-        .map(|n| (strsim_distance(arg, n), n))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
-}
-
-/// Levenshtein distance, for short names.
-fn strsim_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    crate::suggest::closest(arg, crate::builtin::names())
 }
 
 /// The report for one argument; a path that cannot be read is a refused
@@ -102,7 +92,8 @@ fn report(
     report
 }
 
-/// Prints one JSON report per plugin; exit 1 if any plugin would be refused.
+/// Prints one report per plugin, as a table or JSON; exit 1 if any plugin
+/// would be refused.
 pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let allowed = args
@@ -115,12 +106,155 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
         .iter()
         .map(|a| report(&runtime, a, allowed.as_ref()))
         .collect();
-    println!("{}", serde_json::to_string_pretty(&reports)?);
+    let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Json
+    });
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Table => print!("{}", table(&reports)),
+    }
     Ok(Exit::failed_if(
         reports
             .iter()
             .any(|r| r.verdict == crate::audit::Acceptance::Refused),
     ))
+}
+
+/// Bytes as people read them: `118.4 KiB`, `17.6 MiB`.
+fn size(bytes: usize) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The reports for a person: one summary line per plugin, then what each
+/// imports and exports, its WASI interfaces grouped by what they get, and
+/// the limits every plugin runs under.
+fn table(reports: &[PluginReport]) -> String {
+    use crate::text::escape_control as esc;
+    let rows: Vec<[String; 6]> = reports
+        .iter()
+        .map(|r| {
+            let info = r.info.as_ref();
+            [
+                esc(&r.plugin).into_owned(),
+                match r.verdict {
+                    crate::audit::Acceptance::Accepted => "accepted".into(),
+                    crate::audit::Acceptance::Refused => "REFUSED".into(),
+                },
+                info.map_or("-".into(), |i| i.world.as_str().to_string()),
+                info.map_or("-".into(), |i| esc(&i.wit_version).into_owned()),
+                r.size_bytes.map_or("-".into(), size),
+                esc(&r.source).into_owned(),
+            ]
+        })
+        .collect();
+    let headers = ["PLUGIN", "VERDICT", "WORLD", "WIT", "SIZE", "SOURCE"];
+    let mut widths = headers.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            s.push_str(cell);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(headers);
+    for row in &rows {
+        out.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    for r in reports {
+        let _ = writeln!(out, "\n{}", esc(&r.plugin));
+        if let Some(reason) = &r.reason {
+            let _ = writeln!(out, "  refused     {}", esc(reason));
+        }
+        if let Some(d) = &r.digest {
+            let _ = writeln!(out, "  digest      {d}");
+        }
+        let signature = match &r.signature {
+            None if r.source.starts_with("builtin:") => {
+                "none needed (part of the binary)".to_string()
+            }
+            None => "unsigned".to_string(),
+            Some(s) => format!(
+                "{}{}{}",
+                s.key,
+                if s.principals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.principals.join(", "))
+                },
+                if s.trusted {
+                    ", trusted"
+                } else {
+                    ", not checked against allowed signers"
+                }
+            ),
+        };
+        if r.digest.is_some() {
+            let _ = writeln!(out, "  signature   {}", esc(&signature));
+        }
+        let Some(info) = &r.info else {
+            continue;
+        };
+        let tollgate: Vec<&str> = info
+            .imports
+            .iter()
+            .map(String::as_str)
+            .filter(|i| !i.starts_with("wasi:"))
+            .collect();
+        let _ = writeln!(out, "  imports     {}", esc(&tollgate.join(", ")));
+        let _ = writeln!(out, "  exports     {}", esc(&info.exports.join(", ")));
+        if info.wasi.is_empty() {
+            out.push_str("  wasi        none\n");
+        } else {
+            // Grouped by what the host gives: a Python plugin imports
+            // dozens of interfaces, nearly all inert.
+            let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+            for w in &info.wasi {
+                match groups.iter_mut().find(|(a, _)| *a == w.access) {
+                    Some((_, list)) => list.push(&w.interface),
+                    None => groups.push((&w.access, vec![&w.interface])),
+                }
+            }
+            let _ = writeln!(out, "  wasi        {} interface(s):", info.wasi.len());
+            for (access, interfaces) in groups {
+                let _ = writeln!(out, "    {}: {}", esc(access), esc(&interfaces.join(", ")));
+            }
+        }
+        for c in &r.capabilities {
+            let _ = writeln!(out, "  capability  {}", esc(c));
+        }
+    }
+    let l = crate::audit::LimitsReport::host();
+    let _ = writeln!(
+        out,
+        "\nlimits of every call: deadline {} ms by default (a policy may set up to {} ms), memory {} by default (up to {}), wasm stack {}, reason {} bytes, {} details, trigger state {} bytes",
+        l.default_deadline_ms,
+        l.max_deadline_ms,
+        crate::engine::human_bytes(l.default_memory_bytes),
+        crate::engine::human_bytes(l.max_memory_bytes),
+        crate::engine::human_bytes(l.wasm_stack_bytes),
+        l.max_reason_bytes,
+        l.max_details,
+        l.max_state_bytes
+    );
+    out
 }
 
 #[cfg(test)]

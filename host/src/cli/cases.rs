@@ -142,7 +142,7 @@ impl CaseLog {
     fn commit(
         &self,
         loaded: &policy::LoadedPolicy,
-        snapshot: &Snapshot,
+        (snapshot, approvals): (&Snapshot, &[crate::approvals::Approval]),
         asked: crate::store::Asked,
         state: crate::journal::Prefetched,
         decision: &mut crate::decision::Decision,
@@ -151,6 +151,7 @@ impl CaseLog {
             decision,
             loaded,
             snapshot,
+            approvals,
             asked,
             state,
             crate::journal::Asker::default(),
@@ -290,11 +291,15 @@ fn run_case(
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        // A case is a what-if at its snapshot's time, so that windows and
+        // approval ages give the same answer on any day the suite runs.
         let request = Request {
             stage: case.stage.as_deref(),
             elapsed,
             schedule,
             approvals: &approvals,
+            decided_at: snapshot.taken_at,
+            what_if: true,
         };
         let keys = crate::journal::state_keys(loaded, &snapshot);
         let preset = keys
@@ -317,7 +322,7 @@ fn run_case(
                 advance_state: false,
             };
             let state = crate::journal::Prefetched::new(&keys, preset, false);
-            log.commit(loaded, &snapshot, asked, state, &mut decision)?;
+            log.commit(loaded, (&snapshot, &approvals), asked, state, &mut decision)?;
         }
         Ok(decision)
     })();

@@ -2,6 +2,19 @@
 //! one (`eval --server`, `approve`, `approvals`). The token comes from
 //! `TOLLGATE_TOKEN`.
 
+/// A server's non-2xx answer: the URL, the status, the error code of its
+/// JSON body, and the message with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{url} answered {status}: {message}{hint}")]
+pub(crate) struct Refused {
+    pub(crate) url: String,
+    pub(crate) status: reqwest::StatusCode,
+    /// `{"error": {"code"}}` of the body, when it has one.
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
+    pub(crate) hint: String,
+}
+
 /// Sends `body` (a GET when `None`) to `path` under `server` and returns
 /// the JSON answer; a non-2xx answer is an error carrying the server's
 /// message.
@@ -14,7 +27,10 @@ pub(crate) fn call(
         .join(path)
         .map_err(|e| anyhow::anyhow!("`{server}`: {e}"))?;
     let shown = url.as_str().to_string();
-    let token = std::env::var("TOLLGATE_TOKEN").ok();
+    let token = std::env::var("TOLLGATE_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let sent_token = token.is_some();
     crate::sources::prometheus::install_crypto();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -44,11 +60,34 @@ pub(crate) fn call(
             .await
             .map_err(|e| anyhow::anyhow!("reading the answer of {shown}: {}", root_cause(&e)))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
+            let body = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let code = body
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+            let message = body
+                .as_ref()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-            anyhow::bail!("{shown} answered {status}: {message}");
+            let hint = match (status.as_u16(), sent_token) {
+                (401, false) => {
+                    "; no token was sent: set `TOLLGATE_TOKEN` to a token from the server's token file"
+                }
+                (401, true) => {
+                    "; the server does not know the token in `TOLLGATE_TOKEN`"
+                }
+                (403, _) => {
+                    "; the token in `TOLLGATE_TOKEN` lacks the scope this needs (see the server's token file)"
+                }
+                _ => "",
+            };
+            return Err(Refused {
+                url: shown,
+                status,
+                code,
+                message: crate::text::escape_control(&message).into_owned(),
+                hint: hint.to_string(),
+            }
+            .into());
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| anyhow::anyhow!("{shown} answered something that is not JSON: {e}"))

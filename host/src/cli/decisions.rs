@@ -18,6 +18,28 @@ struct LogArg {
     log: String,
 }
 
+impl LogArg {
+    /// Opens the log to read it. A command that reads the log never
+    /// creates one: where there is none, that is the answer.
+    async fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let spec = self.log.as_str();
+        if spec == "memory" {
+            anyhow::bail!(
+                "`memory` keeps no decision log; give the log `serve` or `eval --log` wrote (--log DB or TOLLGATE_STORE)"
+            );
+        }
+        let is_postgres = spec.starts_with("postgres://") || spec.starts_with("postgresql://");
+        let path = std::path::Path::new(spec.strip_prefix("sqlite:").unwrap_or(spec));
+        if !is_postgres && !spec.trim().is_empty() && !path.exists() {
+            anyhow::bail!(
+                "no decision log at `{}`: nothing was logged there (`tollgate eval --log` and `tollgate serve` write one); name the log with --log DB or TOLLGATE_STORE",
+                escape_control(&path.display().to_string())
+            );
+        }
+        Ok(crate::store::open(spec).await?)
+    }
+}
+
 /// Plain lines or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
@@ -142,13 +164,22 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
         match args.command {
             DecisionsCommand::List(a) => list(a).await,
             DecisionsCommand::Show { id, log, format } => {
-                let store = crate::store::open(&log.log).await?;
+                let store = log.open_existing().await?;
                 let record = store
                     .decision(&id)
                     .await?
                     .with_context(|| format!("no decision `{}` in the log", escape_control(&id)))?;
                 match format {
-                    Format::Json => println!("{}", serde_json::to_string_pretty(&record)?),
+                    Format::Json => {
+                        let mut shown = serde_json::to_value(&record)?;
+                        shown["state_in"] = record
+                            .state_in
+                            .iter()
+                            .map(|(name, hex)| (name.clone(), readable_state(hex)))
+                            .collect::<serde_json::Map<_, _>>()
+                            .into();
+                        println!("{}", serde_json::to_string_pretty(&shown)?);
+                    }
                     Format::Table => {
                         println!(
                             "decision {} · recorded {} · token {} · trace {}",
@@ -165,13 +196,37 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
                                 false
                             )
                         );
+                        let states: Vec<_> = record
+                            .state_in
+                            .iter()
+                            .filter(|(_, hex)| !hex.is_empty())
+                            .collect();
+                        if !states.is_empty() {
+                            println!("\nTRIGGER STATE READ");
+                            for (name, hex) in states {
+                                let version = record
+                                    .state_versions
+                                    .get(name)
+                                    .map(|v| format!(" (version {v})"))
+                                    .unwrap_or_default();
+                                let text = match readable_state(hex) {
+                                    serde_json::Value::String(text) => text,
+                                    other => other.to_string(),
+                                };
+                                println!(
+                                    "{}{version}: {}",
+                                    escape_control(name),
+                                    escape_control(&text)
+                                );
+                            }
+                        }
                     }
                 }
                 Ok(Exit::Success)
             }
             DecisionsCommand::Prune { retain, log } => {
                 crate::store::check_retain(retain).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let store = crate::store::open(&log.log).await?;
+                let store = log.open_existing().await?;
                 let cutoff = crate::store::now_ms()
                     .saturating_sub(i64::try_from(retain.as_millis()).unwrap_or(i64::MAX));
                 let pruned = store.prune(cutoff).await?;
@@ -185,8 +240,18 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// Trigger state as a person reads it: the text it is (the first-party
+/// triggers keep text such as `open last_seen=… opened_at=…`; JSON is
+/// text too), or `{"hex": …}` only when the bytes are not UTF-8.
+fn readable_state(hex: &str) -> serde_json::Value {
+    match hex::decode(hex).map(String::from_utf8) {
+        Ok(Ok(text)) => serde_json::Value::String(text),
+        _ => serde_json::json!({ "hex": hex }),
+    }
+}
+
 async fn list(a: ListArgs) -> anyhow::Result<Exit> {
-    let store = crate::store::open(&a.log.log).await?;
+    let store = a.log.open_existing().await?;
     let limit = usize::try_from(a.limit).unwrap_or(1000);
     let filter = Filter {
         service: a.service,
@@ -218,8 +283,16 @@ async fn list(a: ListArgs) -> anyhow::Result<Exit> {
                     "{:<36}  {:<20}  {:<16} {:<10} {:<18} {:<16} {:<8}  {}",
                     s.decision_id,
                     time(s.taken_at),
-                    escape_control(&s.service),
-                    escape_control(&s.version),
+                    if s.service.is_empty() {
+                        super::render::NO_SERVICE.into()
+                    } else {
+                        escape_control(&s.service)
+                    },
+                    if s.version.is_empty() {
+                        "-".into()
+                    } else {
+                        escape_control(&s.version)
+                    },
                     s.policy,
                     s.stage,
                     s.decision,
@@ -239,7 +312,7 @@ async fn list(a: ListArgs) -> anyhow::Result<Exit> {
 pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<Exit> {
     let runtime = Arc::new(super::runtime()?);
     block_on(async {
-        let store = crate::store::open(&args.log.log).await?;
+        let store = args.log.open_existing().await?;
         let ids = if args.all {
             all_ids(store.as_ref()).await?
         } else {
@@ -300,6 +373,44 @@ pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<Exit> {
     })
 }
 
+/// When the window holds no decision of `service`, says on stderr where
+/// the service's decisions are, so an empty report is not mistaken for a
+/// team that never deployed: times are the snapshots', and a log of last
+/// year's snapshots is empty over the last 30 days.
+async fn note_outside_window(
+    store: &dyn Store,
+    service: &str,
+    since: i64,
+    until: i64,
+) -> anyhow::Result<()> {
+    let filter = Filter {
+        service: Some(service.to_string()),
+        ..Filter::default()
+    };
+    let all = crate::store::all(store, &filter).await?;
+    let (Some(first), Some(last)) = (
+        all.iter().map(|s| s.taken_at).min(),
+        all.iter().map(|s| s.taken_at).max(),
+    ) else {
+        eprintln!(
+            "note: the log holds no decision of `{}`",
+            escape_control(service)
+        );
+        return Ok(());
+    };
+    eprintln!(
+        "note: no decision of `{}` was taken from {} to {}; its {} logged decision(s) were taken from {} to {}: move the window with --until {} (and --window)",
+        escape_control(service),
+        time(since),
+        time(until),
+        all.len(),
+        time(first),
+        time(last),
+        time(last.saturating_add(1)),
+    );
+    Ok(())
+}
+
 async fn all_ids(store: &dyn Store) -> anyhow::Result<Vec<String>> {
     let all = crate::store::all(store, &Filter::default()).await?;
     Ok(all.into_iter().map(|s| s.decision_id).collect())
@@ -314,10 +425,13 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
         format,
     } = args.command;
     block_on(async {
-        let store = crate::store::open(&log.log).await?;
+        let store = log.open_existing().await?;
         let until = until.unwrap_or_else(|| crate::store::now_ms() / 1000);
         let since = until.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
         let report = crate::dora::from_store(store.as_ref(), &service, since, until).await?;
+        if report.deployments == 0 && report.rollbacks == 0 {
+            note_outside_window(store.as_ref(), &service, since, until).await?;
+        }
         match format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             Format::Table => {
@@ -330,8 +444,8 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
                     report.rollbacks
                 );
                 println!(
-                    "{:<24} {:>12}  {:<18} {:<8} {:<7} BENCHMARK",
-                    "METRIC", "VALUE", "UNIT", "TARGET", "MET"
+                    "{:<24} {:>12}  {:<18} {:<8} {:<4} {:<7} BENCHMARK",
+                    "METRIC", "VALUE", "UNIT", "TARGET", "MET", "BAND"
                 );
                 for f in &report.figures {
                     let value = f
@@ -343,8 +457,14 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
                         None => "-",
                     };
                     println!(
-                        "{:<24} {:>12}  {:<18} {:<8} {:<7} {}",
-                        f.name, value, f.unit, f.target, met, f.benchmark
+                        "{:<24} {:>12}  {:<18} {:<8} {:<4} {:<7} {}",
+                        f.name,
+                        value,
+                        f.unit,
+                        f.target,
+                        met,
+                        f.band.map_or("-", crate::dora::Band::as_str),
+                        f.benchmark
                     );
                 }
             }

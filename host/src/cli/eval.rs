@@ -12,7 +12,9 @@ use crate::state::{FileStore, MemoryStore};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvalArgs {
-    /// Policy file (YAML).
+    /// Policy file (YAML), or a bundled policy's name (`canary`,
+    /// `ci-quality-gates`, `ci-reports`, …; a name that is neither lists
+    /// them). With `--server`, the server's policy name.
     #[arg(long, short = 'p')]
     policy: PathBuf,
     #[command(flatten)]
@@ -91,12 +93,75 @@ fn remote(args: &EvalArgs, server: &reqwest::Url) -> anyhow::Result<crate::decis
     if let Some(e) = args.elapsed {
         body["elapsed"] = serde_json::Value::from(format!("{}s", e.as_secs()));
     }
-    let answer = super::client::call(server, "v1/evaluate", Some(&body))?;
+    let answer = super::client::call(server, "v1/evaluate", Some(&body))
+        .map_err(|e| with_known_policies(e, server, &name))?;
     serde_json::from_value(answer)
         .map_err(|e| anyhow::anyhow!("{server} answered something that is not a decision: {e}"))
 }
 
+/// Evaluates and prints the decision. When no decision can be made, a
+/// machine-readable format still gets a report: a JUnit file with the error
+/// as a test case, or a JSON object with the error, so the file a CI job
+/// collects can be parsed and says why (the error goes to stderr as well).
+/// A server's "unknown policy" with the closest of the policies it serves
+/// and their list, asked of the server itself; any other error as is.
+fn with_known_policies(e: anyhow::Error, server: &reqwest::Url, name: &str) -> anyhow::Error {
+    let Some(refused) = e.downcast_ref::<super::client::Refused>() else {
+        return e;
+    };
+    if refused.code.as_deref() != Some("unknown_policy") {
+        return e;
+    }
+    let Ok(listed) = super::client::call(server, "v1/policies", None) else {
+        return e;
+    };
+    let names: Vec<String> = listed["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    if names.is_empty() || refused.message.contains("; policies:") {
+        return e;
+    }
+    let meant = crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
+    anyhow::anyhow!(
+        "{}{meant}; the server's policies: {}",
+        e,
+        crate::text::escape_control(&names.join(", "))
+    )
+}
+
 pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
+    let format = args.format;
+    let policy = args.policy.display().to_string();
+    decide(args).inspect_err(|e| {
+        if let Some(report) = render::error_report(format, &policy, &format!("{e:#}")) {
+            print!("{report}");
+        }
+    })
+}
+
+fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
+    // `--at` asks what the policy would decide at another time: a what-if,
+    // which must neither be logged nor move trigger state.
+    let what_if = args.sources.at();
+    if what_if.is_some() {
+        let refused = if args.log.is_some() {
+            Some("--log")
+        } else if args.state.is_some() {
+            Some("--state")
+        } else if args.server.is_some() {
+            Some("--server")
+        } else {
+            None
+        };
+        if let Some(flag) = refused {
+            anyhow::bail!(
+                "`--at` makes a what-if evaluation as at another time, which `{flag}` cannot take: a logged, stateful or server decision is made at the deciding host's clock; drop `--at`"
+            );
+        }
+    }
     if let Some(server) = &args.server {
         let decision = remote(&args, server)?;
         return Ok(print(&decision, args.format));
@@ -122,6 +187,8 @@ pub(crate) fn run(args: EvalArgs) -> anyhow::Result<Exit> {
         elapsed: args.elapsed,
         schedule: args.schedule,
         approvals: &[],
+        decided_at: what_if.unwrap_or_else(crate::evaluate::clock_now),
+        what_if: what_if.is_some(),
     };
     if let Some(spec) = &args.log {
         let decision = logged(spec, &args, &loaded, &request, &snapshot, evidence)?;
@@ -155,6 +222,13 @@ fn logged(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // A shared log holds trigger state other evaluations read: telemetry
+    // from ahead of this host's clock may not move it.
+    crate::evaluate::check_clock(
+        snapshot,
+        request.decided_at,
+        crate::evaluate::DEFAULT_MAX_CLOCK_SKEW,
+    )?;
     runtime.block_on(async {
         let store = crate::store::open(spec).await?;
         // The approval gates judge what the log holds for this release.
@@ -204,6 +278,7 @@ fn logged(
                 &mut decision,
                 loaded,
                 snapshot,
+                request.approvals,
                 asked.clone(),
                 state,
                 Asker::default(),

@@ -51,10 +51,12 @@ struct NewArgs {
     /// Where to create it (default: ./NAME). It must not exist or be empty.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// The `tollgate-sdk` crate to depend on: a path to its directory, or a
-    /// git URL (`https://…`, with `#TAG` to pin a tag). Default: the SDK of
-    /// the tollgate source tree this binary was built from.
-    #[arg(long)]
+    /// The `tollgate-sdk` crate a Rust project depends on: a path (the
+    /// crate, or a tollgate checkout holding it in `plugins/sdk`), or a git
+    /// URL (`https://…`, with `#TAG` to pin a tag). Default: the SDK of the
+    /// tollgate checkout the project is created in, else of the tree this
+    /// binary was built from when it is on this machine.
+    #[arg(long, env = "TOLLGATE_SDK")]
     sdk: Option<String>,
 }
 
@@ -63,12 +65,16 @@ struct BuildArgs {
     /// The project directory.
     #[arg(default_value = ".")]
     dir: PathBuf,
+    /// Show the build tool's whole output when it fails (componentize-py's
+    /// Python traceback and Rust backtrace), not only the error.
+    #[arg(long, short = 'v')]
+    verbose: bool,
 }
 
 pub(crate) fn run(args: PluginArgs) -> anyhow::Result<Exit> {
     match args.command {
         PluginCommand::New(args) => new(args),
-        PluginCommand::Build(args) => build(&args.dir),
+        PluginCommand::Build(args) => build(&args.dir, args.verbose),
     }
 }
 
@@ -122,7 +128,7 @@ mod interpreted {
 fn interpreted_limits(policy: &str, name: &str) -> String {
     policy.replace(
         &format!("    plugin: {name}\n"),
-        &format!("    plugin: {name}\n    # A Python or JavaScript component needs more than the 16 MiB default.\n    memory: 256MiB\n    deadline: 2s\n"),
+        &format!("    plugin: {name}\n    # The interpreter's heap takes 9-13 MiB of this before the rule runs;\n    # 256 MiB leaves the rule room for its own data.\n    memory: 256MiB\n    deadline: 2s\n"),
     )
 }
 
@@ -147,37 +153,85 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `[dependencies]` line for the SDK.
-fn sdk_dependency(sdk: Option<&str>) -> anyhow::Result<String> {
+/// Whether `dir` is the `tollgate-sdk` crate.
+fn is_sdk(dir: &Path) -> bool {
+    crate::files::read_text(&dir.join("Cargo.toml")).is_ok_and(|manifest| {
+        manifest
+            .lines()
+            .any(|l| l.replace(' ', "") == "name=\"tollgate-sdk\"")
+    })
+}
+
+/// The SDK crate in `dir`: `dir` itself, or a tollgate checkout's
+/// `plugins/sdk`.
+fn sdk_in(dir: &Path) -> Option<PathBuf> {
+    [dir.to_path_buf(), dir.join("plugins/sdk")]
+        .into_iter()
+        .find(|d| is_sdk(d))
+        .and_then(|d| std::fs::canonicalize(d).ok())
+}
+
+/// The SDK of the tollgate checkout that holds `start` (or one of its
+/// parents), if any.
+fn sdk_above(start: &Path) -> Option<PathBuf> {
+    let start = std::path::absolute(start).ok()?;
+    start.ancestors().find_map(sdk_in)
+}
+
+/// The `[dependencies]` line for the SDK, and where it comes from, in
+/// words. `sdk` is a path (an SDK crate or a checkout) or a git URL with
+/// an optional `#TAG`; without it, the SDK of the checkout the project is
+/// created in (or the current directory is in), else of the tree this
+/// binary was built from when that is still on this machine.
+fn sdk_dependency(sdk: Option<&str>, project: &Path) -> anyhow::Result<(String, String)> {
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let path_dependency = |path: &Path| {
+        format!(
+            "tollgate-sdk = {{ path = {} }}",
+            quote(&path.to_string_lossy())
+        )
+    };
     match sdk {
         Some(url) if url.starts_with("https://") || url.starts_with("git@") => {
-            Ok(match url.split_once('#') {
+            let line = match url.split_once('#') {
                 Some((repo, tag)) => format!(
                     "tollgate-sdk = {{ git = {}, tag = {} }}",
                     quote(repo),
                     quote(tag)
                 ),
                 None => format!("tollgate-sdk = {{ git = {} }}", quote(url)),
-            })
+            };
+            Ok((line, format!("git {url}")))
         }
         Some(path) => {
-            let path = std::fs::canonicalize(path)
-                .with_context(|| format!("the SDK directory `{path}`"))?;
-            Ok(format!(
-                "tollgate-sdk = {{ path = {} }}",
-                quote(&path.to_string_lossy())
-            ))
+            let dir = Path::new(path);
+            let found = sdk_in(dir).with_context(|| {
+                format!(
+                    "`{path}` is neither the tollgate-sdk crate nor a tollgate checkout (with plugins/sdk)"
+                )
+            })?;
+            Ok((path_dependency(&found), found.display().to_string()))
         }
         None => {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-            match std::fs::canonicalize(&source) {
-                Ok(path) if path.join("Cargo.toml").is_file() => Ok(format!(
-                    "tollgate-sdk = {{ path = {} }}",
-                    quote(&path.to_string_lossy())
+            let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            let parent = project.parent().unwrap_or(Path::new("."));
+            if let Some(found) = sdk_above(parent).or_else(|| sdk_above(&here)) {
+                return Ok((
+                    path_dependency(&found),
+                    format!("{}, the tollgate checkout's here", found.display()),
+                ));
+            }
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+            match sdk_in(&built_from) {
+                Some(found) => Ok((
+                    path_dependency(&found),
+                    format!(
+                        "{}, of the tree this tollgate was built from (no tollgate checkout holds this directory)",
+                        found.display()
+                    ),
                 )),
-                _ => bail!(
-                    "this tollgate was built without its source tree beside it; say where the SDK is with --sdk PATH or --sdk https://…/tollgate#vX.Y.Z"
+                None => bail!(
+                    "no tollgate checkout holds this directory, and the tree this tollgate was built from is not on this machine; say where the SDK is: --sdk PATH (a checkout, or its plugins/sdk) or --sdk https://…/tollgate#vX.Y.Z (also TOLLGATE_SDK)"
                 ),
             }
         }
@@ -200,6 +254,7 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
         Kind::Trigger => "trigger",
         Kind::Action => "action",
     };
+    let mut sdk_source = None;
     let files: Vec<(&str, String)> = match args.lang {
         Lang::Rust => {
             let [source, policy, test] = match args.kind {
@@ -207,7 +262,8 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
                 Kind::Trigger => rust::TRIGGER,
                 Kind::Action => rust::ACTION,
             };
-            let sdk = sdk_dependency(args.sdk.as_deref())?;
+            let (sdk, from) = sdk_dependency(args.sdk.as_deref(), &dir)?;
+            sdk_source = Some(from);
             let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
             vec![
                 ("Cargo.toml", fill(rust::CARGO)),
@@ -276,15 +332,22 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
         name = args.name,
         dir = dir.display()
     );
+    if let Some(from) = sdk_source {
+        println!(
+            "tollgate-sdk: {}; change it in {}",
+            crate::text::escape_control(&from),
+            dir.join("Cargo.toml").display()
+        );
+    }
     Ok(Exit::Success)
 }
 
 /// Builds a Rust project's `cdylib` for `wasm32-unknown-unknown`, wraps the
 /// module into a component next to `Cargo.toml`, and reports it.
-fn build(dir: &Path) -> anyhow::Result<Exit> {
+fn build(dir: &Path, verbose: bool) -> anyhow::Result<Exit> {
     let manifest = dir.join("Cargo.toml");
     if dir.join("pyproject.toml").is_file() && dir.join("app.py").is_file() {
-        return build_python(dir);
+        return build_python(dir, verbose);
     }
     if dir.join("package.json").is_file() {
         return build_js(dir);
@@ -344,8 +407,10 @@ fn pyproject(dir: &Path, key: &str) -> anyhow::Result<String> {
         .with_context(|| format!("`{}` has no `{key} = \"…\"`", path.display()))
 }
 
-/// Runs componentize-py over the project's `app.py` for its world.
-fn build_python(dir: &Path) -> anyhow::Result<Exit> {
+/// Runs componentize-py over the project's `app.py` for its world. When it
+/// fails, the Python error comes first, with its file and line; its whole
+/// output (a wrapper traceback and a Rust backtrace) only with `verbose`.
+fn build_python(dir: &Path, verbose: bool) -> anyhow::Result<Exit> {
     let name = pyproject(dir, "name")?;
     check_name(&name)?;
     let world = pyproject(dir, "world").unwrap_or_else(|_| "gate".into());
@@ -354,21 +419,102 @@ fn build_python(dir: &Path) -> anyhow::Result<Exit> {
     let sdk = tempfile::tempdir().context("creating a directory for the SDK module")?;
     std::fs::write(sdk.path().join("tollgate_sdk.py"), python::SDK)
         .context("writing the SDK module")?;
-    let status = Command::new("componentize-py")
+    let mut command = Command::new("componentize-py");
+    command
         .args(["-d", "wit", "-w", &world, "componentize", "app", "-p", "."])
         .arg("-p")
         .arg(sdk.path())
         .arg("-o")
         .arg(format!("{name}.wasm"))
         .current_dir(dir)
-        .status()
-        .context("running componentize-py (pip install componentize-py)")?;
-    if !status.success() {
-        bail!("componentize-py failed ({status})");
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped());
+    if !verbose {
+        // componentize-py reports through `anyhow`, which appends a Rust
+        // backtrace whenever `RUST_BACKTRACE` is set.
+        command.env("RUST_LIB_BACKTRACE", "0");
     }
+    let output = command
+        .output()
+        .context("running componentize-py (pip install componentize-py)")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        if verbose {
+            eprint!("{stderr}");
+        }
+        bail!(
+            "{}\n(componentize-py failed ({}); `tollgate plugin build --verbose` shows its whole output)",
+            python_error(&stderr, dir),
+            output.status
+        );
+    }
+    eprint!("{stderr}");
     let out = dir.join(format!("{name}.wasm"));
     let component = std::fs::read(&out).with_context(|| format!("reading `{}`", out.display()))?;
     report_built(&name, &out, &component)
+}
+
+/// The error in componentize-py's output, as a person reads it: the
+/// exception with the project file and line first (`app.py:8:
+/// SyntaxError: expected ':'`), then the lines that show where. The
+/// wrapper around it (componentize-py's own traceback, `Caused by:`, a Rust
+/// backtrace) is left out. Paths componentize-py mounts (`/0/` for the
+/// project, `/1/` for the SDK module) are given back their names. The
+/// caller prints it as an error, whose lines are escaped.
+fn python_error(stderr: &str, dir: &Path) -> String {
+    let text = stderr.split("\nStack backtrace:").next().unwrap_or(stderr);
+    // The inner error follows the wrapper's `AssertionError: `.
+    let inner = text.split_once("AssertionError: ").map_or(text, |(_, e)| e);
+    let inner = inner.split("\n\nCaused by:").next().unwrap_or(inner);
+    let project = format!("\"{}/", dir.display());
+    let inner = inner
+        .replace("\"/0/", &project)
+        .replace("\"/1/", "\"(tollgate SDK)/");
+    let lines: Vec<&str> = inner.lines().filter(|l| !l.trim().is_empty()).collect();
+    let Some((exception, before)) = lines.split_last() else {
+        return "componentize-py failed without saying why".into();
+    };
+    // The innermost `File "…", line N` is where the error is.
+    let place = before
+        .iter()
+        .rposition(|l| l.trim_start().starts_with("File \"") && l.contains("\", line "));
+    let Some(at) = place else {
+        return lines.join("\n");
+    };
+    let location = before[at].trim_start();
+    let file = location
+        .trim_start_matches("File \"")
+        .split('"')
+        .next()
+        .unwrap_or_default();
+    let line = location
+        .split(", line ")
+        .nth(1)
+        .map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or(rest)
+        })
+        .unwrap_or_default();
+    let mut out = format!("{file}:{line}: {}", exception.trim());
+    // A syntax error shows the line and a caret; a traceback shows the calls.
+    let context: Vec<&str> = if exception.contains("SyntaxError")
+        || exception.contains("IndentationError")
+        || exception.contains("TabError")
+    {
+        before[at + 1..].to_vec()
+    } else {
+        before
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("Traceback (most recent call last)"))
+            .collect()
+    };
+    for l in context {
+        out.push('\n');
+        out.push_str(l);
+    }
+    out
 }
 
 /// Runs componentize-js over the source `package.json` names
@@ -460,4 +606,34 @@ fn cdylib_artifact(messages: &[u8]) -> anyhow::Result<PathBuf> {
     found.context(
         "the build produced no `cdylib` .wasm: add `[lib] crate-type = [\"cdylib\"]` to Cargo.toml",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// componentize-py 0.25's output for a missing `:` with
+    /// `RUST_BACKTRACE=1`, cut after the backtrace's first frames.
+    const SYNTAX: &str = "Traceback (most recent call last):\n  File \"/root/.pyenv/versions/3.11.7/bin/componentize-py\", line 8, in <module>\n    sys.exit(script())\n             ^^^^^^^^\nAssertionError:   File \"/0/app.py\", line 8\n    def settings(config)\n                        ^\nSyntaxError: expected ':'\n\n\nCaused by:\n    SyntaxError: expected ':' (app.py, line 8)\n\nStack backtrace:\n   0: <anyhow::Error>::msg::<alloc::string::String>\n   1: anyhow::__private::format_err\n";
+
+    const IMPORT: &str = "Traceback (most recent call last):\n  File \"/usr/bin/componentize-py\", line 8, in <module>\n    sys.exit(script())\n             ^^^^^^^^\nAssertionError: Traceback (most recent call last):\n  File \"/0/app.py\", line 1, in <module>\n    import nonexistent_module\nModuleNotFoundError: No module named 'nonexistent_module'\n\n\nCaused by:\n    ModuleNotFoundError: No module named 'nonexistent_module'\n";
+
+    #[test]
+    fn a_python_error_comes_first_with_its_file_and_line() {
+        let shown = python_error(SYNTAX, Path::new("my-gate"));
+        assert_eq!(
+            shown,
+            "my-gate/app.py:8: SyntaxError: expected ':'\n    def settings(config)\n                        ^"
+        );
+        let shown = python_error(IMPORT, Path::new("my-gate"));
+        assert_eq!(
+            shown,
+            "my-gate/app.py:1: ModuleNotFoundError: No module named 'nonexistent_module'\n  File \"my-gate/app.py\", line 1, in <module>\n    import nonexistent_module"
+        );
+        let shown = python_error(
+            "Traceback (most recent call last):\nAssertionError: failed to read path for WIT [wit]\n",
+            Path::new("."),
+        );
+        assert_eq!(shown, "failed to read path for WIT [wit]");
+    }
 }

@@ -161,14 +161,22 @@ fn table(d: &Decision, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "{}  {} {} · policy {} · stage {}",
+        "{}  {} · policy {} · stage {}",
         paint(&d.decision.as_str().to_uppercase(), outcome_color, color),
-        d.service,
-        d.version,
+        release(&d.service, &d.version),
         d.policy,
         d.stage
     );
     let _ = writeln!(out, "{}", d.summary);
+    if d.what_if
+        && let Some(at) = d.decided_at
+    {
+        let _ = writeln!(
+            out,
+            "what-if: decided as at {}, not at this host's clock; nothing was logged and no trigger state advanced",
+            crate::evaluate::rfc3339(at)
+        );
+    }
     if !d.pipeline.is_empty() {
         let width = d
             .pipeline
@@ -336,6 +344,20 @@ fn table(d: &Decision, color: bool) -> String {
     out
 }
 
+/// What a table names a release by: `checkout 2.1.0`, or `(no service)`
+/// when the snapshot names none, rather than a blank.
+pub(crate) fn release(service: &str, version: &str) -> String {
+    match (service.is_empty(), version.is_empty()) {
+        (true, true) => NO_SERVICE.to_string(),
+        (true, false) => format!("{NO_SERVICE} {version}"),
+        (false, true) => service.to_string(),
+        (false, false) => format!("{service} {version}"),
+    }
+}
+
+/// How tables show a decision whose snapshot names no service.
+pub(crate) const NO_SERVICE: &str = "(no service)";
+
 /// One action in words.
 fn describe(a: &Action) -> String {
     match a {
@@ -369,84 +391,220 @@ enum Case {
     Output(String),
 }
 
-fn junit(d: &Decision) -> String {
+/// One test case with its class and time.
+struct TestCase {
+    name: String,
+    us: u64,
+    case: Case,
+}
+
+/// One `<testsuite>`: a stage's gates, and for the stage that decided, its
+/// triggers and the decision itself.
+struct Suite {
+    name: String,
+    properties: Vec<(&'static str, String)>,
+    cases: Vec<TestCase>,
+}
+
+impl Suite {
+    fn count(&self, f: fn(&Case) -> bool) -> usize {
+        self.cases.iter().filter(|c| f(&c.case)).count()
+    }
+
+    fn micros(&self) -> u64 {
+        self.cases.iter().map(|c| c.us).sum()
+    }
+}
+
+/// A gate as a test case: how it counted decides the element, so an
+/// ignored error is not a failure and an inconclusive gate that holds is
+/// skipped.
+fn gate_case(g: &crate::decision::GateResult) -> TestCase {
     use crate::decision::Counted;
-    let suite = format!("{}/{}", d.policy, d.stage);
-    // With `--stage all`, each stage evaluated is a suite of its own.
-    let staged: Vec<(String, &crate::decision::GateResult)> = if d.pipeline.is_empty() {
-        d.gates.iter().map(|g| (suite.clone(), g)).collect()
+    let case = match (g.verdict, g.counted_as) {
+        (Verdict::Error, Counted::Fail) => Case::Error(g.reason.clone()),
+        (_, Counted::Fail) => Case::Failure(g.reason.clone(), "fail"),
+        (_, Counted::Inconclusive) => Case::Skipped(g.reason.clone()),
+        (_, Counted::Warn) => Case::Output(format!("warn: {}", g.reason)),
+        (_, Counted::Ignored) => {
+            Case::Output(format!("ignored ({}): {}", g.verdict.as_str(), g.reason))
+        }
+        (_, Counted::Pass) => Case::Pass,
+    };
+    TestCase {
+        name: g.name.clone(),
+        us: g.duration_us,
+        case,
+    }
+}
+
+/// A trigger as a test case: anything that bears on the decision is a
+/// failure, so a CI job reading JUnit sees a hold or a rollback a trigger
+/// caused.
+fn trigger_case(t: &crate::decision::TriggerResult) -> TestCase {
+    let case = if t.error {
+        Case::Error(t.reason.clone())
+    } else {
+        match t.fire {
+            Fire::None => Case::Pass,
+            Fire::ImmediateRollback => Case::Failure(t.reason.clone(), "immediate-rollback"),
+            f if t.holds => Case::Failure(t.reason.clone(), f.as_str()),
+            f => Case::Output(format!("{}: {}", f.as_str(), t.reason)),
+        }
+    };
+    TestCase {
+        name: format!("trigger {}", t.name),
+        us: t.duration_us,
+        case,
+    }
+}
+
+/// The decision as a test case of its own: a hold or a rollback fails it,
+/// so a report never shows a green suite beside a failed job.
+fn decision_case(d: &Decision) -> TestCase {
+    let case = match d.decision {
+        Outcome::Promote => Case::Pass,
+        Outcome::Hold => Case::Failure(d.summary.clone(), "hold"),
+        Outcome::Rollback => Case::Failure(d.summary.clone(), "rollback"),
+    };
+    TestCase {
+        name: "decision".into(),
+        us: 0,
+        case,
+    }
+}
+
+/// The decision as JUnit XML: one `<testsuite>` per stage evaluated (one,
+/// or each stage of `--stage all`), each gate a test case; the stage that
+/// decided also holds the triggers and the decision.
+fn junit(d: &Decision) -> String {
+    type Stage<'a> = (
+        &'a str,
+        crate::decision::StageResult,
+        Option<f64>,
+        &'a [crate::decision::GateResult],
+    );
+    let stages: Vec<Stage<'_>> = if d.pipeline.is_empty() {
+        vec![(d.stage.as_str(), d.stage_result, d.score, &d.gates)]
     } else {
         d.pipeline
             .iter()
-            .flat_map(|run| {
-                let suite = format!("{}/{}", d.policy, run.stage);
-                run.gates.iter().map(move |g| (suite.clone(), g))
+            .map(|r| {
+                (
+                    r.stage.as_str(),
+                    r.stage_result,
+                    r.score,
+                    r.gates.as_slice(),
+                )
             })
             .collect()
     };
-    // Gates: how they counted decides the element, so an ignored error
-    // is not a failure and an inconclusive gate that holds is skipped.
-    let gates: Vec<(String, String, u64, Case)> = staged
+    let last = stages.len().saturating_sub(1);
+    let suites: Vec<Suite> = stages
         .into_iter()
-        .map(|(suite, g)| {
-            let case = match (g.verdict, g.counted_as) {
-                (Verdict::Error, Counted::Fail) => Case::Error(g.reason.clone()),
-                (_, Counted::Fail) => Case::Failure(g.reason.clone(), "fail"),
-                (_, Counted::Inconclusive) => Case::Skipped(g.reason.clone()),
-                (_, Counted::Warn) => Case::Output(format!("warn: {}", g.reason)),
-                (_, Counted::Ignored) => {
-                    Case::Output(format!("ignored ({}): {}", g.verdict.as_str(), g.reason))
-                }
-                (_, Counted::Pass) => Case::Pass,
-            };
-            (suite, g.name.clone(), g.duration_us, case)
+        .enumerate()
+        .map(|(i, (stage, result, score, gates))| {
+            let mut cases: Vec<TestCase> = gates.iter().map(gate_case).collect();
+            let mut properties = vec![
+                ("stage", stage.to_string()),
+                ("stage_result", result.as_str().to_string()),
+            ];
+            if let Some(s) = score {
+                properties.push(("score", number(Some(s))));
+            }
+            if i == last {
+                cases.extend(d.triggers.iter().map(trigger_case));
+                cases.push(decision_case(d));
+                properties.push(("decision", d.decision.as_str().to_string()));
+                properties.push(("summary", d.summary.clone()));
+            }
+            Suite {
+                name: format!("{}/{stage}", d.policy),
+                properties,
+                cases,
+            }
         })
         .collect();
-    // Triggers: anything that bears on the decision is a failure, so a CI
-    // job reading JUnit sees a hold or a rollback a trigger caused.
-    let triggers = d.triggers.iter().map(|t| {
-        let case = if t.error {
-            Case::Error(t.reason.clone())
-        } else {
-            match t.fire {
-                Fire::None => Case::Pass,
-                Fire::ImmediateRollback => Case::Failure(t.reason.clone(), "immediate-rollback"),
-                f if t.holds => Case::Failure(t.reason.clone(), f.as_str()),
-                f => Case::Output(format!("{}: {}", f.as_str(), t.reason)),
-            }
-        };
-        (
-            format!("{suite}/triggers"),
-            t.name.clone(),
-            t.duration_us,
-            case,
-        )
-    });
-    let cases: Vec<_> = gates.into_iter().chain(triggers).collect();
-    let count = |f: fn(&Case) -> bool| cases.iter().filter(|c| f(&c.3)).count();
-    let failures = count(|c| matches!(c, Case::Failure(..)));
-    let errors = count(|c| matches!(c, Case::Error(_)));
-    let skipped = count(|c| matches!(c, Case::Skipped(_)));
-    let total_us: u64 = cases.iter().map(|c| c.2).sum();
+    write_suites(&format!("tollgate {}", d.policy), &suites)
+}
+
+/// A report that carries an error instead of a decision, in `format`, so
+/// that `--format junit > report.xml` (or json) leaves a file its reader
+/// can parse, and shows why there is no decision. `None` for the table,
+/// whose reader is a person: the error goes to stderr.
+pub fn error_report(format: Format, policy: &str, message: &str) -> Option<String> {
+    match format {
+        Format::Table => None,
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&serde_json::json!({
+                "error": { "message": message }
+            }))
+            .unwrap_or_default();
+            s.push('\n');
+            Some(s)
+        }
+        Format::Junit => {
+            let policy = escape_control(policy);
+            let suite = Suite {
+                name: policy.to_string(),
+                properties: vec![("decision", "error".into())],
+                cases: vec![TestCase {
+                    name: "evaluation".into(),
+                    us: 0,
+                    case: Case::Error(escape_control(message).into_owned()),
+                }],
+            };
+            Some(write_suites(&format!("tollgate {policy}"), &[suite]))
+        }
+    }
+}
+
+fn write_suites(name: &str, suites: &[Suite]) -> String {
+    let total = |f: fn(&Case) -> bool| suites.iter().map(|s| s.count(f)).sum::<usize>();
+    let tests: usize = suites.iter().map(|s| s.cases.len()).sum();
+    let failures = total(|c| matches!(c, Case::Failure(..)));
+    let errors = total(|c| matches!(c, Case::Error(_)));
+    let skipped = total(|c| matches!(c, Case::Skipped(_)));
+    let us: u64 = suites.iter().map(Suite::micros).sum();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.6}\">",
-        escape(&suite),
-        cases.len(),
-        total_us as f64 / 1e6
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.6}\">",
+        escape(name),
+        us as f64 / 1e6
     );
+    for suite in suites {
+        write_suite(&mut out, suite);
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn write_suite(out: &mut String, suite: &Suite) {
     let _ = writeln!(
         out,
-        "  <properties><property name=\"decision\" value=\"{}\"/><property name=\"summary\" value=\"{}\"/></properties>",
-        d.decision.as_str(),
-        escape(&d.summary)
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.6}\">",
+        escape(&suite.name),
+        suite.cases.len(),
+        suite.count(|c| matches!(c, Case::Failure(..))),
+        suite.count(|c| matches!(c, Case::Error(_))),
+        suite.count(|c| matches!(c, Case::Skipped(_))),
+        suite.micros() as f64 / 1e6
     );
-    for (class, name, us, case) in &cases {
+    out.push_str("    <properties>");
+    for (name, value) in &suite.properties {
         let _ = write!(
             out,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\"",
-            escape(class),
+            "<property name=\"{name}\" value=\"{}\"/>",
+            escape(value)
+        );
+    }
+    out.push_str("</properties>\n");
+    for TestCase { name, us, case } in &suite.cases {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\"",
+            escape(&suite.name),
             escape(name),
             *us as f64 / 1e6
         );
@@ -455,35 +613,34 @@ fn junit(d: &Decision) -> String {
             Case::Skipped(r) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
                     escape(r)
                 );
             }
             Case::Failure(r, kind) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <failure message=\"{}\" type=\"{kind}\"/>\n  </testcase>",
+                    ">\n      <failure message=\"{}\" type=\"{kind}\"/>\n    </testcase>",
                     escape(r)
                 );
             }
             Case::Error(r) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <error message=\"{}\" type=\"error\"/>\n  </testcase>",
+                    ">\n      <error message=\"{}\" type=\"error\"/>\n    </testcase>",
                     escape(r)
                 );
             }
             Case::Output(text) => {
                 let _ = writeln!(
                     out,
-                    ">\n    <system-out>{}</system-out>\n  </testcase>",
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
                     escape(text)
                 );
             }
         }
     }
-    out.push_str("</testsuite>\n");
-    out
+    out.push_str("  </testsuite>\n");
 }
 
 #[cfg(test)]

@@ -27,8 +27,16 @@ pub(crate) struct ServeArgs {
     /// YAML config file; flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Token file (one token per line, ` admin` to allow reloads); also
-    /// `TOLLGATE_TOKENS_FILE`.
+    /// Token file; also `TOLLGATE_TOKENS_FILE`. One token (16 characters or
+    /// more) per line, then its scopes: `evaluate` (every policy) or
+    /// `evaluate:a,b` (those policies), either limited to services after `@`
+    /// (`evaluate:canary@checkout,cart`, `evaluate:*@team-a-*`; `*` and `?`
+    /// match), `read` (policies, plugins, decisions, metrics, OpenAPI),
+    /// `approve` or `approve@SERVICE,…` (record approvals), `admin` (reload,
+    /// and everything else); no scope means `evaluate read`. SIGHUP and
+    /// `POST /v1/admin/reload` read it again. An approver is named
+    /// by `as:NAME` and `group:a,b`. `#` starts a comment. Example:
+    /// `alice-token-0123456789ab approve read as:alice group:release-managers`.
     #[arg(long)]
     tokens_file: Option<PathBuf>,
     /// Serve without authentication. For local use only.
@@ -40,6 +48,10 @@ pub(crate) struct ServeArgs {
     /// Evaluations in flight before 503 [default: 64].
     #[arg(long)]
     max_concurrency: Option<usize>,
+    /// Evaluations one token may have in flight before 503, so one token
+    /// cannot take every slot [default: half of --max-concurrency].
+    #[arg(long)]
+    max_concurrency_per_token: Option<usize>,
     /// Per-request timeout, e.g. `10s` [default: 10s].
     #[arg(long, value_parser = humantime::parse_duration)]
     request_timeout: Option<Duration>,
@@ -49,9 +61,25 @@ pub(crate) struct ServeArgs {
     /// Directory the Flagger and Argo endpoints may read `snapshot_file`s from.
     #[arg(long)]
     snapshot_dir: Option<PathBuf>,
+    /// How far a request's `taken_at` may be ahead of this server's clock
+    /// before it is refused with 422 [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_clock_skew: Option<Duration>,
     /// Connections open at once; more are closed on accept [default: 4096].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Replays of logged decisions one token may start: `N/s`, `N/m` or
+    /// `N/h`; past it 429 with `Retry-After` [default: 10/m].
+    #[arg(long)]
+    replay_rate: Option<crate::server::Rate>,
+    /// Evaluations one token may start, on every evaluate route: `N/s`,
+    /// `N/m` or `N/h`; past it 429 with `Retry-After` [default: no limit].
+    #[arg(long)]
+    evaluate_rate: Option<crate::server::Rate>,
+    /// Approvals one token may record: `N/s`, `N/m` or `N/h`; past it 429
+    /// with `Retry-After` [default: no limit].
+    #[arg(long)]
+    approve_rate: Option<crate::server::Rate>,
     /// Prometheus to query for requests that send no snapshot (overrides
     /// `telemetry.prometheus.url`).
     #[arg(long)]
@@ -95,13 +123,18 @@ struct FileConfig {
     insecure_no_auth: Option<bool>,
     log_format: Option<String>,
     max_concurrency: Option<usize>,
+    max_concurrency_per_token: Option<usize>,
     request_timeout: Option<String>,
     grace_period: Option<String>,
     body_limit: Option<usize>,
     snapshot_dir: Option<PathBuf>,
+    max_clock_skew: Option<String>,
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
+    replay_rate: Option<String>,
+    evaluate_rate: Option<String>,
+    approve_rate: Option<String>,
     telemetry: Option<TelemetryFile>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -215,6 +248,14 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     Ok(config)
 }
 
+fn rate(field: &str, text: Option<&str>) -> anyhow::Result<Option<crate::server::Rate>> {
+    text.map(|t| {
+        t.parse()
+            .map_err(|e: String| anyhow::anyhow!("`{field}`: {e}"))
+    })
+    .transpose()
+}
+
 fn duration(field: &str, text: Option<&str>) -> anyhow::Result<Option<Duration>> {
     text.map(|t| {
         humantime::parse_duration(t).with_context(|| format!("`{field}`: `{t}` is not a duration"))
@@ -250,6 +291,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .max_concurrency
             .or(file.max_concurrency)
             .unwrap_or(defaults.max_concurrency),
+        max_concurrency_per_token: args
+            .max_concurrency_per_token
+            .or(file.max_concurrency_per_token),
         grace_period: args
             .grace_period
             .or(duration("grace_period", file.grace_period.as_deref())?)
@@ -263,6 +307,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .or(file.max_connections)
             .unwrap_or(defaults.max_connections),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+        replay_rate: args
+            .replay_rate
+            .or(rate("replay_rate", file.replay_rate.as_deref())?)
+            .or(defaults.replay_rate),
+        evaluate_rate: args
+            .evaluate_rate
+            .or(rate("evaluate_rate", file.evaluate_rate.as_deref())?),
+        approve_rate: args
+            .approve_rate
+            .or(rate("approve_rate", file.approve_rate.as_deref())?),
+        max_clock_skew: args
+            .max_clock_skew
+            .or(duration("max_clock_skew", file.max_clock_skew.as_deref())?)
+            .unwrap_or(defaults.max_clock_skew),
         tls: match (
             args.tls_cert.or(file.tls_cert),
             args.tls_key.or(file.tls_key),

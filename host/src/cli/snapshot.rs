@@ -20,7 +20,8 @@ enum SnapshotCommand {
 
 #[derive(Debug, clap::Args)]
 struct BuildArgs {
-    /// Policy whose `metrics:` say what to query (needed with --prometheus).
+    /// Policy file, or a bundled policy's name, whose `metrics:` say what to
+    /// query (needed with --prometheus).
     #[arg(long, short = 'p')]
     policy: Option<PathBuf>,
     /// Stage whose duration is the default query window.
@@ -34,15 +35,10 @@ pub(crate) fn run(args: SnapshotArgs) -> anyhow::Result<Exit> {
     let SnapshotCommand::Build(args) = args.command;
     let policy = match &args.policy {
         Some(path) => {
-            let text = crate::files::read_text(path)
-                .map_err(|e| anyhow::anyhow!("cannot read policy `{}`: {e}", path.display()))?;
-            let base = path.parent().unwrap_or(std::path::Path::new("."));
-            Some(crate::policy::parse(&text, base).map_err(|p| {
-                anyhow::anyhow!(
-                    "policy `{}` is invalid:\n{}",
-                    path.display(),
-                    p.render(Some(&path.display().to_string()))
-                )
+            let super::policy_arg::PolicyText { shown, text, base } =
+                super::policy_arg::read(path)?;
+            Some(crate::policy::parse(&text, &base).map_err(|p| {
+                anyhow::anyhow!("policy `{shown}` is invalid:\n{}", p.render(Some(&shown)))
             })?)
         }
         None => None,

@@ -41,18 +41,35 @@ pub(crate) struct SourceArgs {
     /// unix seconds) [default: the snapshot's `taken_at`, else now].
     #[arg(long, value_parser = parse_time)]
     at: Option<i64>,
-    /// A CI report, `KIND=FILE`: coverage (lcov, Cobertura), tests (JUnit),
-    /// lint or security (SARIF). Repeatable.
-    #[arg(long = "report", value_parser = sources::parse_report)]
+    /// A CI report, `KIND=FILE`, read into metrics. Repeatable. KIND is one
+    /// of: coverage (lcov, Cobertura XML), tests (JUnit XML), lint (SARIF),
+    /// security (SARIF, by `security-severity`), complexity (radon `cc -j`),
+    /// maintainability (radon `mi -j`), duplication (jscpd JSON), secrets
+    /// (detect-secrets or gitleaks JSON), dependencies (pip-audit JSON).
+    #[arg(long = "report", value_name = "KIND=FILE", value_parser = sources::parse_report)]
     reports: Vec<(ReportKind, PathBuf)>,
     /// An ad-hoc value, `NAME=VALUE`; wins over every other source. Repeatable.
-    #[arg(long = "metric", value_parser = sources::parse_metric)]
+    #[arg(long = "metric", value_name = "NAME=VALUE", value_parser = sources::parse_metric)]
     metrics: Vec<(String, f64)>,
+    /// A snapshot attribute, `KEY=VALUE` (e.g. `base_image=python:3.12`
+    /// for `approved-registries`, `author=alice`); wins over the snapshot
+    /// file's. Repeatable.
+    #[arg(long = "attribute", value_name = "KEY=VALUE", value_parser = sources::parse_attribute)]
+    attributes: Vec<(String, String)>,
 }
 
 use crate::sources::parse_time;
 
-fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
+/// Unix seconds now: the time of a snapshot that does not say.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Reads the `--snapshot` file; it may be partial (no `taken_at`, no
+/// `service`, …), and then `taken_at` is `default_at`.
+fn read_snapshot(source: &str, default_at: i64) -> anyhow::Result<Snapshot> {
     let bytes = if source == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -70,17 +87,24 @@ fn read_snapshot(source: &str) -> anyhow::Result<Snapshot> {
         crate::files::read_limited(Path::new(source), MAX_SNAPSHOT_BYTES)
             .with_context(|| format!("cannot read snapshot `{source}`"))?
     };
-    Snapshot::from_json(&bytes).with_context(|| format!("invalid snapshot `{source}`"))
+    Snapshot::from_partial_json(&bytes, default_at)
+        .with_context(|| format!("invalid snapshot `{source}`"))
 }
 
 impl SourceArgs {
+    /// `--at`, when given: the time the caller asks to evaluate as at.
+    pub(crate) fn at(&self) -> Option<i64> {
+        self.at
+    }
+
     /// `(service, version)` when they are all these flags give: a server
     /// can then query its own Prometheus for them.
     pub(crate) fn identity_only(&self) -> Option<(String, String)> {
         let nothing_else = self.snapshot.is_none()
             && self.prometheus.is_none()
             && self.reports.is_empty()
-            && self.metrics.is_empty();
+            && self.metrics.is_empty()
+            && self.attributes.is_empty();
         let service = self.service.clone()?;
         nothing_else.then(|| (service, self.release_version.clone().unwrap_or_default()))
     }
@@ -110,11 +134,17 @@ impl SourceArgs {
         policy: Option<&Policy>,
         stage: Option<&str>,
     ) -> anyhow::Result<(Snapshot, Option<Evidence>)> {
-        let snapshot = self.snapshot.as_deref().map(read_snapshot).transpose()?;
+        let default_at = self.at.unwrap_or_else(now);
+        let snapshot = self
+            .snapshot
+            .as_deref()
+            .map(|s| read_snapshot(s, default_at))
+            .transpose()?;
         let prometheus = self.prometheus()?;
         if prometheus.is_none()
             && self.reports.is_empty()
             && self.metrics.is_empty()
+            && self.attributes.is_empty()
             && let Some(s) = snapshot
         {
             return Ok((s, None));
@@ -126,13 +156,17 @@ impl SourceArgs {
             at: self.at,
             reports: self.reports.clone(),
             values: self.metrics.clone(),
+            attributes: self.attributes.clone(),
         };
         if inputs.is_empty() && prometheus.is_none() {
-            anyhow::bail!("no telemetry: give --snapshot, --prometheus, --report or --metric");
+            anyhow::bail!(
+                "no telemetry: give --snapshot, --prometheus, --report, --metric or --attribute"
+            );
         }
         let at = sources::evaluation_time(&inputs);
         let mut evidence = Evidence {
             values: inputs.values.iter().cloned().collect(),
+            attributes: inputs.attributes.iter().cloned().collect(),
             ..Evidence::default()
         };
         let queried = match (&prometheus, policy) {

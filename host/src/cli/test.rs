@@ -8,8 +8,8 @@ use crate::policy::PluginCache;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TestArgs {
-    /// Test files, or directories searched for `*.test.yaml`.
-    #[arg(default_value = "policies")]
+    /// Test files, or directories searched for `*.test.yaml` [default:
+    /// `policies`, as in a tollgate checkout or a project laid out like one].
     paths: Vec<PathBuf>,
     /// Commit each case's decision to this decision log (a SQLite file or
     /// `postgres://…`), so `tollgate replay` can check them.
@@ -17,13 +17,37 @@ pub(crate) struct TestArgs {
     log: Option<String>,
 }
 
+/// Where `tollgate test` looks when given nothing.
+const DEFAULT_DIR: &str = "policies";
+
 pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let log = args.log.as_deref().map(cases::CaseLog::open).transpose()?;
     let mut cache = PluginCache::new();
-    let files = cases::discover(&args.paths)?;
+    let paths = if args.paths.is_empty() {
+        let default = PathBuf::from(DEFAULT_DIR);
+        if !default.is_dir() {
+            anyhow::bail!(
+                "no `{DEFAULT_DIR}` directory here to run the tests of; name the test files or the directories that hold them: `tollgate test my-gate` (a project `plugin new` made), `tollgate test path/to/policies` (the bundled policies' tests are in a tollgate checkout's `policies/`)"
+            );
+        }
+        vec![default]
+    } else {
+        args.paths
+    };
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        anyhow::bail!(
+            "cannot read `{}`: no such file or directory; give test files (`*.test.yaml`) or directories that hold them",
+            crate::text::escape_control(&missing.display().to_string())
+        );
+    }
+    let files = cases::discover(&paths)?;
     if files.is_empty() {
-        anyhow::bail!("no `*.test.yaml` files under {:?}", args.paths);
+        let shown: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
+        anyhow::bail!(
+            "no `*.test.yaml` files under {}",
+            crate::text::escape_control(&shown.join(", "))
+        );
     }
     let (mut passed, mut failed) = (0, 0);
     for file in &files {

@@ -54,15 +54,15 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<Exit> {
                 );
                 continue;
             }
-            if let Err(e) = crate::files::read_text(&file) {
-                unreadable += 1;
-                super::print_error(&anyhow::anyhow!(
-                    "cannot read policy `{}`: {e}",
-                    file.display()
-                ));
-                continue;
-            }
-            match super::load_policy(&runtime, &file) {
+            let text = match super::policy_arg::read(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    unreadable += 1;
+                    super::print_error(&e);
+                    continue;
+                }
+            };
+            match super::load_text(&runtime, text) {
                 Ok(loaded) => {
                     let gates: usize = loaded.policy.stages.iter().map(|s| s.gates.len()).sum();
                     println!(

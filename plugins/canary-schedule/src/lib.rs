@@ -45,7 +45,7 @@ fn plan(ctx: &Context) -> Result<Vec<Action>, String> {
         }
         Outcome::Inconclusive => {
             return Ok(vec![Action::Hold(format!(
-                "{here} is inconclusive: waiting for data"
+                "{here} is inconclusive: held until its inconclusive gates decide (their reasons say what they wait for)"
             ))]);
         }
         Outcome::Warning => {

@@ -570,7 +570,7 @@ mod tests {
         assert_eq!(
             judge::<JunitReport>(&[("path", "/r".into()), ("alowed", 1i64.into())], &s)
                 .unwrap_err(),
-            "unknown setting `alowed`"
+            "unknown setting `alowed`; settings: path, allowed_failures, min_tests"
         );
     }
 }

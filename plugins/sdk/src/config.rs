@@ -14,6 +14,11 @@ use crate::gate::{ConfigValue, Scalar};
 pub struct Settings<'a> {
     entries: &'a [(String, ConfigValue)],
     read: RefCell<BTreeSet<&'a str>>,
+    /// Every key the plugin asked for, in order, present or not: the
+    /// settings it knows, for "did you mean" and the list of settings.
+    asked: RefCell<Vec<String>>,
+    /// The keys asked for that the configuration does not hold.
+    missing: RefCell<Vec<String>>,
 }
 
 impl<'a> Settings<'a> {
@@ -23,13 +28,51 @@ impl<'a> Settings<'a> {
         Self {
             entries,
             read: RefCell::new(BTreeSet::new()),
+            asked: RefCell::new(Vec::new()),
+            missing: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn ask(&self, key: &str) {
+        let mut asked = self.asked.borrow_mut();
+        if !asked.iter().any(|k| k == key) {
+            asked.push(key.to_string());
         }
     }
 
     fn lookup(&self, key: &str) -> Option<&'a ConfigValue> {
-        let entry = self.entries.iter().find(|(k, _)| k == key)?;
+        self.ask(key);
+        let Some(entry) = self.entries.iter().find(|(k, _)| k == key) else {
+            self.missing.borrow_mut().push(key.to_string());
+            return None;
+        };
         self.read.borrow_mut().insert(entry.0.as_str());
         Some(&entry.1)
+    }
+
+    /// The keys given that nothing has read yet.
+    fn unread(&self) -> Vec<&'a str> {
+        let read = self.read.borrow();
+        self.entries
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !read.contains(k))
+            .collect()
+    }
+
+    /// What to add to an error when reading stopped on it: each key given
+    /// that reads like a misspelling of a setting that was asked for and
+    /// missing (`mn` for a required `min`), since that key is most likely
+    /// why the setting is missing.
+    pub fn typo_hint(&self) -> String {
+        let missing = self.missing.borrow();
+        self.unread()
+            .into_iter()
+            .filter_map(|given| {
+                closest(given, missing.iter().map(String::as_str))
+                    .map(|meant| format!("; `{given}` is not a setting: did you mean `{meant}`?"))
+            })
+            .collect()
     }
 
     /// A required text value.
@@ -146,6 +189,7 @@ impl<'a> Settings<'a> {
 
     /// Every `prefix.name: text` entry as `(name, value)`, e.g. a label selector.
     pub fn text_map(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        self.ask(prefix);
         let dotted = format!("{prefix}.");
         let mut out = Vec::new();
         for (key, value) in self.entries {
@@ -168,6 +212,7 @@ impl<'a> Settings<'a> {
     /// How many `prefix.N.…` entries there are (indices 0 to N-1 in order),
     /// for lists of maps such as `steps.0.weight`.
     pub fn indexed_len(&self, prefix: &str) -> usize {
+        self.ask(prefix);
         let dotted = format!("{prefix}.");
         let mut n = 0;
         while self.entries.iter().any(|(k, _)| {
@@ -180,18 +225,70 @@ impl<'a> Settings<'a> {
         n
     }
 
-    /// Fails on the first key that was never read, naming it.
+    /// Fails on the first key that was never read, naming it and the
+    /// setting it most likely meant, or else the settings there are.
     pub fn finish(&self) -> Result<(), String> {
-        let read = self.read.borrow();
-        match self
-            .entries
-            .iter()
-            .find(|(k, _)| !read.contains(k.as_str()))
-        {
-            Some((key, _)) => Err(format!("unknown setting `{key}`")),
-            None => Ok(()),
+        let Some(key) = self.unread().into_iter().next() else {
+            return Ok(());
+        };
+        let asked = self.asked.borrow();
+        // A dotted key (`steps.0.weight`) belongs to the map or list its
+        // first segment names: settings are named by that segment.
+        let mut known: Vec<&str> = Vec::new();
+        for k in asked.iter() {
+            let head = k.split('.').next().unwrap_or(k);
+            if !known.contains(&head) {
+                known.push(head);
+            }
+        }
+        let head = key.split('.').next().unwrap_or(key);
+        Err(match closest(head, known.iter().copied()) {
+            Some(meant) => format!("unknown setting `{key}`; did you mean `{meant}`?"),
+            None if known.is_empty() => {
+                format!("unknown setting `{key}`; this plugin takes no settings")
+            }
+            None => format!("unknown setting `{key}`; settings: {}", known.join(", ")),
+        })
+    }
+}
+
+/// Edit distance, counting a swap of neighbours as one edit.
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let width = b.len() + 1;
+    let mut d = vec![0usize; (a.len() + 1) * width];
+    for (i, row) in d.chunks_mut(width).enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d.iter_mut().enumerate().take(width) {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[(i - 1) * width + j] + 1)
+                .min(d[i * width + j - 1] + 1)
+                .min(d[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[(i - 2) * width + j - 2] + 1);
+            }
+            d[i * width + j] = best;
         }
     }
+    d[a.len() * width + b.len()]
+}
+
+/// The setting a mistyped key most likely meant: the nearest within one
+/// edit per three characters (at least one), as the host judges typos.
+fn closest<'k>(typed: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    known
+        .into_iter()
+        .filter(|k| *k != typed)
+        .map(|k| (distance(typed, k), k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
 }
 
 /// The longest duration a setting may hold: a year. Longer ones are typos,
@@ -246,6 +343,32 @@ mod tests {
         assert_eq!(s.indexed_len("steps"), 2);
         assert_eq!(s.opt_integer("steps.0.weight"), Ok(Some(5)));
         assert_eq!(s.opt_integer("steps.1.weight"), Ok(Some(25)));
-        assert_eq!(s.finish(), Err("unknown setting `typo`".to_string()));
+        assert_eq!(
+            s.finish(),
+            Err("unknown setting `typo`; settings: steps".to_string())
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_beside_the_setting_it_left_missing() {
+        let entries = vec![("mn".to_string(), ConfigValue::Integer(80))];
+        let s = Settings::new(&entries);
+        assert_eq!(s.opt_text("metric"), Ok(None));
+        assert_eq!(s.number("min"), Err("`min` is required".to_string()));
+        assert_eq!(
+            s.typo_hint(),
+            "; `mn` is not a setting: did you mean `min`?"
+        );
+        let entries = vec![
+            ("min".to_string(), ConfigValue::Integer(80)),
+            ("max_dorp".to_string(), ConfigValue::Integer(1)),
+        ];
+        let s = Settings::new(&entries);
+        assert_eq!(s.number("min"), Ok(80.0));
+        assert_eq!(s.opt_number("max_drop"), Ok(None));
+        assert_eq!(
+            s.finish(),
+            Err("unknown setting `max_dorp`; did you mean `max_drop`?".to_string())
+        );
     }
 }

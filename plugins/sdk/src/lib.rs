@@ -64,6 +64,27 @@ pub fn install_panic_hook() {
     });
 }
 
+/// A duration as a reason says it: days spelled out (`1 day`, `2 days
+/// 16h`), the rest as `humantime` writes it (`15m`, `1h 30m`); never the
+/// `1day` humantime writes. The host words durations the same way.
+pub fn human_duration(d: Duration) -> String {
+    const DAY: u64 = 86_400;
+    let days = d.as_secs() / DAY;
+    let rest = d - Duration::from_secs(days * DAY);
+    let mut out = match days {
+        0 => String::new(),
+        1 => "1 day".to_string(),
+        n => format!("{n} days"),
+    };
+    if !rest.is_zero() || days == 0 {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&humantime::format_duration(rest).to_string());
+    }
+    out
+}
+
 /// The `(timestamp, value)` pairs of `metric` matching `selector` within
 /// `window` (all points when `None`), oldest first: what every aggregation
 /// and comparison in the SDK takes.

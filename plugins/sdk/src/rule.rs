@@ -46,8 +46,13 @@ use crate::trigger::TriggerResult;
 pub trait View {
     fn service(&self) -> String;
     fn version(&self) -> String;
-    /// The snapshot's time, unix seconds: the plugin's clock.
+    /// When the telemetry was observed, unix seconds: the caller's clock,
+    /// which positions the metric windows.
     fn taken_at(&self) -> i64;
+    /// When the decision is made, unix seconds: the host's clock (the
+    /// `decided_at` a replay reuses), never the caller's. Judge "is it
+    /// allowed now?" (release windows, freezes) at this time.
+    fn now(&self) -> i64;
     /// Matching series, each with only its windowed points.
     fn series(&self, query: &Query) -> Vec<Series>;
     /// Matching points pooled across series, oldest first.
@@ -99,6 +104,9 @@ impl View for crate::gate::Snapshot {
     fn taken_at(&self) -> i64 {
         crate::gate::Snapshot::taken_at(self)
     }
+    fn now(&self) -> i64 {
+        crate::gate::now()
+    }
     fn series(&self, query: &Query) -> Vec<Series> {
         crate::gate::Snapshot::series(self, query)
     }
@@ -120,6 +128,9 @@ pub struct MemorySnapshot {
     pub service: String,
     pub version: String,
     pub taken_at: i64,
+    /// The decision time [`View::now`] returns; a test that sets none
+    /// decides at `taken_at`.
+    pub decided_at: Option<i64>,
     pub metrics: Vec<Series>,
     pub baseline: Vec<Series>,
     pub attributes: Vec<(String, String)>,
@@ -155,6 +166,12 @@ impl MemorySnapshot {
         self
     }
 
+    /// Decides at `decided_at` (unix seconds) rather than at `taken_at`.
+    pub fn with_decided_at(mut self, decided_at: i64) -> Self {
+        self.decided_at = Some(decided_at);
+        self
+    }
+
     /// Sets an attribute.
     pub fn with_attribute(mut self, key: &str, value: &str) -> Self {
         self.attributes.push((key.into(), value.into()));
@@ -182,6 +199,9 @@ impl View for MemorySnapshot {
     }
     fn taken_at(&self) -> i64 {
         self.taken_at
+    }
+    fn now(&self) -> i64 {
+        self.decided_at.unwrap_or(self.taken_at)
     }
     fn series(&self, query: &Query) -> Vec<Series> {
         let set = match query.track {
@@ -281,7 +301,7 @@ fn read_settings<T>(
     read: impl FnOnce(&Settings) -> Result<T, String>,
 ) -> Result<T, String> {
     let s = Settings::new(config);
-    let settings = read(&s)?;
+    let settings = read(&s).map_err(|e| format!("{e}{}", s.typo_hint()))?;
     s.finish()?;
     Ok(settings)
 }
@@ -537,7 +557,7 @@ mod tests {
         assert_eq!(second.reason, "2 breach(es) in a row");
         assert_eq!(
             check::<TwoInARow>(&[("max", 0.1.into()), ("maxx", 1.0.into())], &bad, &[]).err(),
-            Some("unknown setting `maxx`".to_string())
+            Some("unknown setting `maxx`; did you mean `max`?".to_string())
         );
     }
 

@@ -303,7 +303,17 @@ mod tests {
         c.push(("treshold", ConfigValue::Number(1.0)));
         assert_eq!(
             Rule::parse(&cfg(&c)).err().unwrap(),
-            "unknown setting `treshold`"
+            "unknown setting `treshold`; did you mean `threshold`?"
+        );
+        // Misspelt instead of given: the typo is named beside what it left out.
+        let c = vec![
+            base()[0].clone(),
+            base()[1].clone(),
+            ("treshold", ConfigValue::Number(1.0)),
+        ];
+        assert_eq!(
+            Rule::parse(&cfg(&c)).err().unwrap(),
+            "`threshold` is required (or `baseline_margin_percent` to compare with the baseline); `treshold` is not a setting: did you mean `threshold`?"
         );
         let mut c = base();
         c.push(("window", ConfigValue::Text("0s".into())));

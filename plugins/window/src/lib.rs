@@ -1,5 +1,7 @@
 //! The `window` gate: allows or denies promotion by calendar, at the
-//! snapshot's `taken_at` (so a replay gives the same answer).
+//! decision time the host gives (`decided_at`: the server's clock, never the
+//! snapshot's `taken_at`, so a back-dated snapshot cannot slip out of a
+//! freeze; a replay reuses the logged time and gives the same answer).
 //!
 //! ```yaml
 //! - name: release-window
@@ -284,10 +286,9 @@ fn instant(text: &str, zone: &TimeZone) -> Result<Timestamp, String> {
 }
 
 fn human(minutes: i64) -> String {
-    humantime::format_duration(Duration::from_secs(
+    tollgate_sdk::human_duration(Duration::from_secs(
         u64::try_from(minutes).unwrap_or(0) * 60,
     ))
-    .to_string()
 }
 
 fn detail(key: &str, value: impl Into<String>) -> Detail {
@@ -305,7 +306,7 @@ fn finding(verdict: Verdict, reason: String, details: Vec<Detail>) -> Finding {
     }
 }
 
-/// The gate: a pure function of the settings and the snapshot's time.
+/// The gate: a pure function of the settings and the decision time.
 pub struct ReleaseWindow;
 
 impl GateRule for ReleaseWindow {
@@ -314,7 +315,7 @@ impl GateRule for ReleaseWindow {
         Rule::read(s)
     }
     fn judge(rule: &Rule, snapshot: &dyn View) -> Finding {
-        let mut found = rule.evaluate(snapshot.taken_at());
+        let mut found = rule.evaluate(snapshot.now());
         found
             .details
             .push(detail("timezone", rule.zone_name.clone()));
@@ -381,7 +382,7 @@ mod tests {
         assert_eq!(f.verdict, Verdict::Inconclusive);
         assert_eq!(
             f.reason,
-            "frozen: 2026-11-27 19:00 (Fri) CET is inside deny window `friday-evening` (`0 17 * * fri` for 2days 16h), which ends at 2026-11-30 09:00 (Mon) CET"
+            "frozen: 2026-11-27 19:00 (Fri) CET is inside deny window `friday-evening` (`0 17 * * fri` for 2 days 16h), which ends at 2026-11-30 09:00 (Mon) CET"
         );
     }
 
