@@ -173,7 +173,10 @@ impl std::str::FromStr for Schedule {
 }
 
 /// Who decides when a stage has run long enough.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The policy's stage `duration`: a stage whose time in it is unknown
     /// holds rather than promote early.

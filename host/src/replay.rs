@@ -206,12 +206,7 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
         })
         .collect::<Result<_, _>>()?;
     let mut prefetched = Prefetched::new(&keys, state, false);
-    let schedule: Schedule = record.asked.schedule.parse().map_err(|e| {
-        invalid(format!(
-            "logged schedule `{}`: expected {e}",
-            record.asked.schedule
-        ))
-    })?;
+    let schedule: Schedule = record.asked.schedule;
     let request = Request {
         stage: record.asked.stage.as_deref(),
         elapsed: record.asked.elapsed_ms.map(Duration::from_millis),

@@ -171,8 +171,8 @@ pub struct StoredAnswer {
 pub struct Asked {
     pub stage: Option<String>,
     pub elapsed_ms: Option<u64>,
-    /// `policy` or `caller`.
-    pub schedule: String,
+    /// Who kept the stage clock; logged as `policy` or `caller`.
+    pub schedule: crate::evaluate::Schedule,
     /// Whether the triggers' new state was kept.
     pub advance_state: bool,
 }

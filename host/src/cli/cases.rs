@@ -318,7 +318,7 @@ fn run_case(
             let asked = crate::store::Asked {
                 stage: case.stage.clone(),
                 elapsed_ms: elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                schedule: schedule.as_str().to_string(),
+                schedule,
                 advance_state: false,
             };
             let state = crate::journal::Prefetched::new(&keys, preset, false);

@@ -35,7 +35,7 @@ pub(crate) struct EvalArgs {
     elapsed: Option<std::time::Duration>,
     /// Who keeps the stage clock: `policy` (a stage with a `duration` holds
     /// while the time in it is unknown) or `caller` (durations not checked).
-    #[arg(long, value_enum, default_value_t = Schedule::Policy)]
+    #[arg(long, default_value = "policy", value_parser = schedule_parser())]
     schedule: Schedule,
     /// Evaluate on a running `tollgate serve` instead of here: `--policy` is
     /// then the server's policy name (or a file, whose `metadata.name` is
@@ -48,6 +48,14 @@ pub(crate) struct EvalArgs {
     /// Without `--state`, trigger state is kept in the log too.
     #[arg(long, num_args = 0..=1, default_missing_value = crate::store::DEFAULT_PATH, conflicts_with = "server")]
     log: Option<String>,
+}
+
+/// `--schedule`'s words, listed in `--help` and completions; the domain
+/// type stays free of the CLI's.
+fn schedule_parser() -> impl clap::builder::TypedValueParser<Value = Schedule> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["policy", "caller"])
+        .try_map(|s| s.parse::<Schedule>())
 }
 
 /// The policy name to ask a server for: a file's `metadata.name`, or the
@@ -74,7 +82,7 @@ fn remote(args: &EvalArgs, server: &reqwest::Url) -> anyhow::Result<crate::decis
     let name = policy_name(&args.policy)?;
     let mut body = serde_json::json!({
         "policy": name,
-        "schedule": match args.schedule { Schedule::Policy => "policy", Schedule::Caller => "caller" },
+        "schedule": args.schedule.as_str(),
     });
     match args.sources.identity_only() {
         // Only a service and version: the server queries its Prometheus.
@@ -249,7 +257,7 @@ fn logged(
             elapsed_ms: args
                 .elapsed
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            schedule: args.schedule.as_str().to_string(),
+            schedule: args.schedule,
             advance_state: true,
         };
         for attempt in 0..journal::MAX_ATTEMPTS {

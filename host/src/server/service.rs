@@ -311,7 +311,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         elapsed_ms: job
             .elapsed
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        schedule: job.schedule.as_str().to_string(),
+        schedule: job.schedule,
         advance_state,
     };
     let asker = Asker {
