@@ -148,6 +148,18 @@ pub fn duration(d: std::time::Duration) -> String {
     out
 }
 
+/// Formats a byte count the way policies write it (`16 MiB`): the largest
+/// unit that divides it exactly, so a limit reads as the policy wrote it.
+pub fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +216,13 @@ mod tests {
             escape_control("p95 412 ms ≤ 500 ms"),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn byte_counts_use_the_largest_exact_unit() {
+        assert_eq!(human_bytes(16 << 20), "16 MiB");
+        assert_eq!(human_bytes(512 << 10), "512 KiB");
+        assert_eq!(human_bytes(1536), "1536 bytes");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! What a trigger or an action plugin answers, as the host checked it.
+//! What a gate, a trigger or an action plugin answers, as the host checked it.
 //!
 //! These types belong to the sandbox, the bottom layer; the decision record
 //! re-exports them rather than the engine importing the decision's.
@@ -68,4 +68,35 @@ pub enum Action {
     Rollback { reason: String },
     BumpVersion { version: String },
     FlagRollout(FlagRollout),
+}
+
+/// A gate's answer, checked against the output bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub verdict: Verdict,
+    pub reason: String,
+    pub observed: Option<f64>,
+    pub threshold: Option<f64>,
+    pub details: Vec<(String, String)>,
+}
+
+/// The verdicts a gate plugin can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+    Inconclusive,
+}
+
+/// A trigger's answer, checked against the output bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerFinding {
+    pub fire: Fire,
+    pub reason: String,
+    pub observed: Option<f64>,
+    pub threshold: Option<f64>,
+    pub details: Vec<(String, String)>,
+    /// The state for the next check.
+    pub state: Vec<u8>,
 }

@@ -40,11 +40,40 @@ pub(crate) struct Cache {
 }
 
 /// Why a cache directory is not used; said once, then plugins compile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[error("compile cache `{path}` not used: {why}")]
 pub struct CacheSkipped {
     pub path: PathBuf,
-    pub why: String,
+    pub why: CacheError,
+}
+
+/// What is wrong with a cache directory or its key. Each names the path; an
+/// I/O cause is part of the message, not a `source()`, so it prints once.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("`{}`: {error}", dir.display())]
+    Stat { dir: PathBuf, error: std::io::Error },
+    #[error("`{}` is a symbolic link", .0.display())]
+    Symlink(PathBuf),
+    #[error("`{}` is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("`{}` is owned by uid {owner}, not by this user (uid {user})", dir.display())]
+    NotOwned { dir: PathBuf, owner: u32, user: u32 },
+    #[error("`{}` has mode {mode:o}: group or others may write to it", dir.display())]
+    Writable { dir: PathBuf, mode: u32 },
+    #[error("cannot create `{}`: {error}", dir.display())]
+    Create { dir: PathBuf, error: std::io::Error },
+    #[error("{0}")]
+    KeyMetadata(std::io::Error),
+    #[error("key `{}` has mode {mode:o}: others may read it", path.display())]
+    KeyReadable { path: PathBuf, mode: u32 },
+    #[error("key `{}`: {error}", path.display())]
+    Key {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("key `{}` could not be read", .0.display())]
+    KeyUnread(PathBuf),
 }
 
 fn uid() -> u32 {
@@ -53,38 +82,42 @@ fn uid() -> u32 {
 
 /// Checks that `dir` is a real directory (not a symlink), owned by this
 /// user, and writable by no one else.
-fn check_private(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("`{}`: {e}", dir.display()))?;
+fn check_private(dir: &Path) -> Result<(), CacheError> {
+    let meta = std::fs::symlink_metadata(dir).map_err(|error| CacheError::Stat {
+        dir: dir.to_path_buf(),
+        error,
+    })?;
     if meta.file_type().is_symlink() {
-        return Err(format!("`{}` is a symbolic link", dir.display()));
+        return Err(CacheError::Symlink(dir.to_path_buf()));
     }
     if !meta.is_dir() {
-        return Err(format!("`{}` is not a directory", dir.display()));
+        return Err(CacheError::NotADirectory(dir.to_path_buf()));
     }
     if meta.uid() != uid() {
-        return Err(format!(
-            "`{}` is owned by uid {}, not by this user (uid {})",
-            dir.display(),
-            meta.uid(),
-            uid()
-        ));
+        return Err(CacheError::NotOwned {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+            user: uid(),
+        });
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "`{}` has mode {:o}: group or others may write to it",
-            dir.display(),
-            meta.mode() & 0o7777
-        ));
+        return Err(CacheError::Writable {
+            dir: dir.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     Ok(())
 }
 
-fn create_private(dir: &Path) -> Result<(), String> {
+fn create_private(dir: &Path) -> Result<(), CacheError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))
+        .map_err(|error| CacheError::Create {
+            dir: dir.to_path_buf(),
+            error,
+        })
 }
 
 /// Opens a regular file owned by this user without following a symlink.
@@ -111,7 +144,7 @@ impl Cache {
     /// with the reason when either directory could be written by someone
     /// else, or the key is unreadable or shared.
     pub(crate) fn open(root: &Path) -> Result<Self, CacheSkipped> {
-        let skipped = |why: String| CacheSkipped {
+        let skipped = |why: CacheError| CacheSkipped {
             path: root.to_path_buf(),
             why,
         };
@@ -126,22 +159,24 @@ impl Cache {
 
     /// Reads the cache key, or creates it (mode 0600, exclusive create, so
     /// two processes starting together agree on one key).
-    fn key(dir: &Path) -> Result<[u8; KEY_BYTES], String> {
+    fn key(dir: &Path) -> Result<[u8; KEY_BYTES], CacheError> {
         let path = dir.join("key");
+        let key_error = |error| CacheError::Key {
+            path: path.clone(),
+            error,
+        };
         for _ in 0..2 {
             match open_own_file(&path) {
                 Ok(mut f) => {
-                    let meta = f.metadata().map_err(|e| e.to_string())?;
+                    let meta = f.metadata().map_err(CacheError::KeyMetadata)?;
                     if meta.mode() & 0o077 != 0 {
-                        return Err(format!(
-                            "key `{}` has mode {:o}: others may read it",
-                            path.display(),
-                            meta.mode() & 0o7777
-                        ));
+                        return Err(CacheError::KeyReadable {
+                            path: path.clone(),
+                            mode: meta.mode() & 0o7777,
+                        });
                     }
                     let mut key = [0u8; KEY_BYTES];
-                    f.read_exact(&mut key)
-                        .map_err(|e| format!("key `{}`: {e}", path.display()))?;
+                    f.read_exact(&mut key).map_err(key_error)?;
                     return Ok(key);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -159,18 +194,18 @@ impl Cache {
                         Ok(mut f) => {
                             f.write_all(&key)
                                 .and_then(|()| f.sync_all())
-                                .map_err(|e| format!("key `{}`: {e}", path.display()))?;
+                                .map_err(key_error)?;
                             return Ok(key);
                         }
                         // Another process created it first: read theirs.
                         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(format!("key `{}`: {e}", path.display())),
+                        Err(e) => return Err(key_error(e)),
                     }
                 }
-                Err(e) => return Err(format!("key `{}`: {e}", path.display())),
+                Err(e) => return Err(key_error(e)),
             }
         }
-        Err(format!("key `{}` could not be read", path.display()))
+        Err(CacheError::KeyUnread(path))
     }
 
     fn path(&self, digest: Digest) -> PathBuf {
@@ -269,7 +304,8 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         let err = Cache::open(&link).unwrap_err();
-        assert!(err.why.contains("symbolic link"), "{err}");
+        assert!(matches!(err.why, CacheError::Symlink(_)), "{err}");
+        assert!(err.to_string().ends_with("is a symbolic link"), "{err}");
     }
 
     #[test]

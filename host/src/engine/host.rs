@@ -35,7 +35,7 @@ pub(crate) struct HostState {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: usize,
     /// Set by the epoch callback when the call's time ran out.
-    pub(crate) out_of_time: Option<super::OutOfTime>,
+    pub(crate) out_of_time: Option<super::limits::OutOfTime>,
     /// The inert WASI context, built on the plugin's first WASI call.
     pub(crate) wasi: Option<super::wasi::WasiState>,
     /// Directories this call may read through WASI.

@@ -31,6 +31,29 @@ impl World {
     }
 }
 
+/// What the host learnt about a plugin at load, for audits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginInfo {
+    pub world: World,
+    /// The WIT package version the plugin was built against.
+    pub wit_version: String,
+    /// Every interface the component imports.
+    pub imports: Vec<String>,
+    /// Every interface or function the component exports.
+    pub exports: Vec<String>,
+    /// The WASI interfaces among the imports, with what each gives the
+    /// plugin (all inert, or a read-only directory where a gate is granted one).
+    #[serde(rename = "wasi_imports")]
+    pub wasi: Vec<WasiImport>,
+}
+
+/// One WASI interface a plugin imports, and what the host gives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WasiImport {
+    pub interface: String,
+    pub access: String,
+}
+
 /// A component whose imports or exports this host refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImportCheckError {
@@ -50,6 +73,26 @@ pub enum ImportCheckError {
     SeveralWorlds,
     #[error("`{0}` carries no version")]
     Unversioned(String),
+}
+
+/// A component whose world's exports do not have the types the WIT declares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportCheckError {
+    #[error("exports no `{0}…` interface")]
+    NoInterface(String),
+    #[error("export `{0}` not found")]
+    NotFound(String),
+    #[error("`{export}` export `{name}` is not a function")]
+    NotAFunction { export: String, name: String },
+    #[error("`{export}` does not export `{name}`")]
+    Missing { export: String, name: String },
+    /// `message` is the first line of wasmtime's type mismatch.
+    #[error("`{export}` export `{name}` has the wrong type: {message}")]
+    WrongType {
+        export: String,
+        name: &'static str,
+        message: String,
+    },
 }
 
 /// Splits `tollgate:plugin/gate-api@0.1.0` into the interface and version.
@@ -86,7 +129,7 @@ fn check_version(found: &str) -> Result<(), ImportCheckError> {
 pub(super) fn inspect(
     engine: &Engine,
     component: &Component,
-) -> Result<super::PluginInfo, ImportCheckError> {
+) -> Result<PluginInfo, ImportCheckError> {
     let ty = component.component_type();
     let mut imports = Vec::new();
     let mut wit_version: Option<String> = None;
@@ -95,7 +138,7 @@ pub(super) fn inspect(
         if name.starts_with("wasi:") {
             let access = super::wasi::access(name)
                 .ok_or_else(|| ImportCheckError::NotGranted(name.to_string()))?;
-            wasi.push(super::WasiImport {
+            wasi.push(WasiImport {
                 interface: name.to_string(),
                 access: access.to_string(),
             });
@@ -121,9 +164,9 @@ pub(super) fn inspect(
             }
             check_version(version)?;
             let found = match iface {
-                "gate-api" => Some(super::World::Gate),
-                "trigger-api" => Some(super::World::Trigger),
-                "action-api" => Some(super::World::Action),
+                "gate-api" => Some(World::Gate),
+                "trigger-api" => Some(World::Trigger),
+                "action-api" => Some(World::Action),
                 _ => None,
             };
             if let Some(found) = found {
@@ -137,7 +180,7 @@ pub(super) fn inspect(
         exports.push(name.to_string());
     }
     let world = world.ok_or(ImportCheckError::NoWorld)?;
-    Ok(super::PluginInfo {
+    Ok(PluginInfo {
         world,
         wit_version: wit_version.unwrap_or_default(),
         imports,
@@ -152,8 +195,8 @@ pub(super) fn inspect(
 /// the first evaluation.
 pub(super) fn typecheck<T>(
     pre: &wasmtime::component::InstancePre<T>,
-    info: &super::PluginInfo,
-) -> Result<(), String> {
+    info: &PluginInfo,
+) -> Result<(), ExportCheckError> {
     use wasmtime::component::Resource;
     use wasmtime::component::types::ComponentItem;
 
@@ -170,23 +213,28 @@ pub(super) fn typecheck<T>(
         .exports
         .iter()
         .find(|e| e.starts_with(&api))
-        .ok_or_else(|| format!("exports no `{api}…` interface"))?;
+        .ok_or_else(|| ExportCheckError::NoInterface(api.clone()))?;
     let component = pre.component();
     let cx = pre.instance_type();
     let (_, instance) = component
         .get_export(None, export.as_str())
-        .ok_or_else(|| format!("export `{export}` not found"))?;
+        .ok_or_else(|| ExportCheckError::NotFound(export.clone()))?;
     let func = |name: &str| match component.get_export(Some(&instance), name) {
         Some((ComponentItem::ComponentFunc(f), _)) => Ok(f),
-        Some(_) => Err(format!("`{export}` export `{name}` is not a function")),
-        None => Err(format!("`{export}` does not export `{name}`")),
+        Some(_) => Err(ExportCheckError::NotAFunction {
+            export: export.clone(),
+            name: name.to_string(),
+        }),
+        None => Err(ExportCheckError::Missing {
+            export: export.clone(),
+            name: name.to_string(),
+        }),
     };
     let wrong = |name: &'static str| {
-        move |e: wasmtime::Error| {
-            format!(
-                "`{export}` export `{name}` has the wrong type: {}",
-                crate::text::first_line(&e.root_cause().to_string())
-            )
+        move |e: wasmtime::Error| ExportCheckError::WrongType {
+            export: export.clone(),
+            name,
+            message: crate::text::first_line(&e.root_cause().to_string()).into_owned(),
         }
     };
     func("validate-config")?
