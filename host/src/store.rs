@@ -277,17 +277,24 @@ impl std::fmt::Display for Cursor {
     }
 }
 
-impl std::str::FromStr for Cursor {
-    type Err = String;
+/// Why a cursor cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    /// No `_` between the time and the decision id.
+    #[error("a cursor is `<taken_at>_<decision id>`, as `next_cursor` gives it")]
+    Shape,
+    /// The part before the `_` is not a number.
+    #[error("cursor time `{0}` is not a number")]
+    Time(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (t, id) = s.split_once('_').ok_or_else(|| {
-            "a cursor is `<taken_at>_<decision id>`, as `next_cursor` gives it".to_string()
-        })?;
+impl std::str::FromStr for Cursor {
+    type Err = CursorError;
+
+    fn from_str(s: &str) -> Result<Self, CursorError> {
+        let (t, id) = s.split_once('_').ok_or(CursorError::Shape)?;
         Ok(Self {
-            taken_at: t
-                .parse()
-                .map_err(|_| format!("cursor time `{t}` is not a number"))?,
+            taken_at: t.parse().map_err(|_| CursorError::Time(t.to_string()))?,
             decision_id: id.to_string(),
         })
     }
@@ -448,14 +455,21 @@ pub const DEFAULT_PATH: &str = ".tollgate/tollgate.db";
 /// misread unit) would delete every decision as soon as it is made.
 pub const MIN_RETAIN: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// A retention shorter than [`MIN_RETAIN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`retain` is {}; it must be at least {}: a retention this short deletes decisions almost as soon as they are made",
+    humantime::format_duration(self.retain),
+    humantime::format_duration(MIN_RETAIN)
+)]
+pub struct RetainTooShort {
+    pub retain: std::time::Duration,
+}
+
 /// Refuses a retention shorter than [`MIN_RETAIN`].
-pub fn check_retain(retain: std::time::Duration) -> Result<(), String> {
+pub fn check_retain(retain: std::time::Duration) -> Result<(), RetainTooShort> {
     if retain < MIN_RETAIN {
-        return Err(format!(
-            "`retain` is {}; it must be at least {}: a retention this short deletes decisions almost as soon as they are made",
-            humantime::format_duration(retain),
-            humantime::format_duration(MIN_RETAIN)
-        ));
+        return Err(RetainTooShort { retain });
     }
     Ok(())
 }
@@ -472,6 +486,41 @@ pub fn verify(kind: &str, digest: &Digest, bytes: &[u8]) -> Result<(), StoreErro
             actual,
         })
     }
+}
+
+/// Blob digests a writer remembers as stored before it forgets them all:
+/// snapshots rarely repeat, so keeping every digest would grow the cache by
+/// one per decision.
+const MAX_KNOWN_BLOBS: usize = 10_000;
+
+/// Refuses a schema `version` newer than the `known` migrations.
+fn check_schema(store: &str, version: i64, known: usize) -> Result<(), StoreError> {
+    let known = i64::try_from(known).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError::Invalid {
+            store: store.to_string(),
+            message: format!(
+                "schema version {version} is newer than this tollgate knows ({known}); upgrade tollgate"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A logged record from its stored JSON.
+fn decode_record(store: &str, id: &str, json: &str) -> Result<Record, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Invalid {
+        store: store.to_string(),
+        message: format!("record `{id}` cannot be read: {e}"),
+    })
+}
+
+/// An approval from its stored JSON.
+fn decode_approval(store: &str, json: &str) -> Result<crate::approvals::Approval, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Invalid {
+        store: store.to_string(),
+        message: format!("an approval cannot be read: {e}"),
+    })
 }
 
 /// Unix milliseconds now.

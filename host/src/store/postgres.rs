@@ -202,15 +202,7 @@ impl PgStore {
             .await
             .map_err(|e| self.fail(e))?
             .get(0);
-        let known = i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX);
-        if version > known {
-            return Err(StoreError::Invalid {
-                store: self.shown.clone(),
-                message: format!(
-                    "schema version {version} is newer than this tollgate knows ({known}); upgrade tollgate"
-                ),
-            });
-        }
+        super::check_schema(&self.shown, i64::from(version), MIGRATIONS.len())?;
         for (i, sql) in MIGRATIONS
             .iter()
             .enumerate()
@@ -325,7 +317,7 @@ impl PgStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Snapshots rarely repeat: the cache is bounded, not one per decision.
-        if known.len() > 10_000 {
+        if known.len() > super::MAX_KNOWN_BLOBS {
             known.clear();
         }
         known.extend(commit.blobs.iter().map(|b| b.digest));
@@ -423,14 +415,8 @@ impl Store for PgStore {
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
-            row.map(|r| {
-                let json: String = r.get(0);
-                serde_json::from_str(&json).map_err(|e| StoreError::Invalid {
-                    store: self.shown.clone(),
-                    message: format!("record `{id}` cannot be read: {e}"),
-                })
-            })
-            .transpose()
+            row.map(|r| super::decode_record(&self.shown, id, r.get(0)))
+                .transpose()
         })
     }
 
@@ -597,13 +583,7 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| self.fail(e))?;
             rows.iter()
-                .map(|row| {
-                    let json: String = row.get(0);
-                    serde_json::from_str(&json).map_err(|e| StoreError::Invalid {
-                        store: self.shown.clone(),
-                        message: format!("an approval cannot be read: {e}"),
-                    })
-                })
+                .map(|row| super::decode_approval(&self.shown, row.get(0)))
                 .collect()
         })
     }
