@@ -4,6 +4,7 @@
 //! `tower::ServiceExt::oneshot` and no socket; [`serve`] binds it, handles
 //! signals (SIGTERM/SIGINT drain, SIGHUP reload) and runs until shutdown.
 
+mod access;
 mod approvals;
 mod auth;
 mod catalog;
@@ -17,6 +18,7 @@ mod limits;
 mod listen;
 mod metrics;
 mod policies;
+mod respond;
 mod service;
 pub mod telemetry;
 mod tls;
@@ -30,10 +32,10 @@ use axum::middleware;
 use axum::routing::{get, post};
 
 pub use self::auth::Tokens;
-pub use self::config::ServerConfig;
+pub use self::config::{ConfigError, ServerConfig};
 pub use self::error::ApiError;
 pub use self::limits::{
-    Rate, UNAUTHENTICATED_BODY_LIMIT, UNAUTHENTICATED_BYTES, UNAUTHENTICATED_WAIT,
+    Rate, RateError, UNAUTHENTICATED_BODY_LIMIT, UNAUTHENTICATED_BYTES, UNAUTHENTICATED_WAIT,
 };
 pub use self::listen::ConnectionLimits;
 pub use self::policies::{PolicySet, ReloadError};
@@ -226,14 +228,6 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What keeps serving after a reload failed with `e`: nothing was swapped.
-fn kept_on_failure(e: &ReloadError) -> &'static str {
-    match e {
-        ReloadError::Tokens(_) => "the previous tokens and policies keep serving",
-        _ => "the previous policies keep serving",
-    }
-}
-
 /// Prunes decisions older than `retain`, at start and every hour.
 async fn prune_every_hour(store: Arc<dyn crate::store::Store>, retain: std::time::Duration) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -289,7 +283,7 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         };
         while hup.recv().await.is_some() {
             if let Err(e) = reload_state.reload().await {
-                let kept = kept_on_failure(&e);
+                let kept = e.kept_on_failure();
                 tracing::error!(error = %e, "reload failed; {kept}");
             }
             if let (Some(swap), Some(files)) = (&reload_tls, &reload_state.inner.config.tls) {

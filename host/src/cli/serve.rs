@@ -251,7 +251,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
 fn rate(field: &str, text: Option<&str>) -> anyhow::Result<Option<crate::server::Rate>> {
     text.map(|t| {
         t.parse()
-            .map_err(|e: String| anyhow::anyhow!("`{field}`: {e}"))
+            .map_err(|e: crate::server::RateError| anyhow::anyhow!("`{field}`: {e}"))
     })
     .transpose()
 }

@@ -9,13 +9,10 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{RawBody, parse_json, unique_query};
+use super::auth::{Approver, shown};
+use super::extract::{RawBody, parse_json, shown_message, shown_path, unique_query};
 use super::{ApiError, AppState};
 use crate::approvals::{APPROVAL, Approval, check_name};
-
-/// Who is approving: the token's holder.
-#[derive(Debug, Clone)]
-pub(super) struct Approver(pub(super) super::auth::Grant);
 
 /// Longest service, version, stage.
 const MAX_FIELD: usize = 256;
@@ -66,8 +63,7 @@ pub(super) async fn record(
     let name = match &body.item {
         Some(item) => {
             check_name(item).map_err(|e| {
-                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
-                    .field("item")
+                ApiError::unprocessable("invalid_request", shown_message(&e)).field("item")
             })?;
             item.clone()
         }
@@ -121,10 +117,10 @@ pub(super) async fn list(
             "invalid_request",
             format!(
                 "unknown parameter `{}`; expected service and version",
-                super::auth::shown(k)
+                shown(k)
             ),
         )
-        .field(super::extract::shown_path(k)));
+        .field(shown_path(k)));
     }
     let get = |name: &'static str| {
         query.get(name).ok_or_else(|| {

@@ -1,9 +1,12 @@
-//! What `GET /v1/policies` shows of a loaded policy.
+//! What the catalog shows: a loaded policy (`GET /v1/policies`) and the
+//! plugins the policies use (`GET /v1/plugins`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::PolicySet;
+use crate::audit::PluginReport;
 use crate::digest::Digest;
 use crate::policy::{LoadedPolicy, OnError, OnNoData, Scoring};
 
@@ -120,4 +123,78 @@ impl<'a> PolicyView<'a> {
             metrics: p.metrics.iter().map(|m| m.name.as_str()).collect(),
         }
     }
+}
+
+/// Every plugin the policies of `set` use and every first-party one, as
+/// `tollgate audit` reports them, each with the policies that use it and
+/// the directories they grant it.
+pub(super) fn plugin_reports(set: &PolicySet) -> Vec<PluginReport> {
+    let mut plugins: BTreeMap<String, PluginReport> = BTreeMap::new();
+    for (policy, loaded, _) in set.iter() {
+        for (name, p) in &loaded.plugins {
+            let source = if crate::builtin::plugin(name).is_some() {
+                format!("builtin:{name}")
+            } else {
+                loaded
+                    .policy
+                    .plugins
+                    .get(name)
+                    .map_or_else(|| name.clone(), |d| d.path.display().to_string())
+            };
+            let entry = plugins
+                .entry(p.digest().to_string())
+                .or_insert_with(|| PluginReport::accepted(name, &source, p));
+            if entry.signature.is_none() {
+                entry.signature = loaded.signers.get(name).cloned();
+            }
+            entry
+                .capabilities
+                .extend(grants_of(policy, &loaded.policy, name));
+            entry
+                .used_by
+                .get_or_insert_with(Vec::new)
+                .push(policy.clone());
+        }
+    }
+    for (name, p) in set.builtins() {
+        plugins.entry(p.digest().to_string()).or_insert_with(|| {
+            let mut report = PluginReport::accepted(name, &format!("builtin:{name}"), p);
+            report.used_by = Some(Vec::new());
+            report
+        });
+    }
+    plugins.into_values().collect()
+}
+
+/// The directories `policy` grants to the uses of plugin `name`.
+fn grants_of(policy: &str, p: &crate::policy::Policy, name: &str) -> Vec<String> {
+    let uses = p
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.gates
+                .iter()
+                .map(|g| (g.name.as_str(), g.plugin.as_str(), &g.limits))
+        })
+        .chain(
+            p.triggers
+                .iter()
+                .map(|t| (t.name.as_str(), t.plugin.as_str(), &t.limits)),
+        )
+        .chain(
+            p.actions
+                .iter()
+                .map(|a| (a.name.as_str(), a.plugin.as_str(), &a.limits)),
+        );
+    uses.filter(|(_, plugin, _)| *plugin == name)
+        .flat_map(|(what, _, limits)| {
+            limits.files.iter().map(move |f| {
+                format!(
+                    "files:{policy}/{what}: {} -> {} (read-only)",
+                    f.host.display(),
+                    f.guest
+                )
+            })
+        })
+        .collect()
 }

@@ -20,12 +20,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::access::AccessFacts;
 use super::auth::{Caller, Grant};
 use super::extract::{
     RawBody, Scope, compat_input, parse_elapsed, parse_json, source_fields, unique_query,
 };
-use super::handlers::{decision_body, json_response};
-use super::service::{AccessFacts, Input, Job, run_evaluation};
+use super::respond::{decision_body, json_response};
+use super::service::{Input, Job, run_evaluation};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Outcome};
 use crate::evaluate::Schedule;
@@ -308,7 +309,7 @@ pub(super) async fn argo_get(
     Path(policy): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let grant = evaluate_grant(caller, &policy)?;
+    let grant = caller.evaluate_grant(&policy)?;
     let query = unique_query(query.as_deref(), "query")?;
     let scope = Scope {
         grant: &grant,
@@ -334,7 +335,7 @@ async fn argo_answer(
     policy: String,
     stage: Option<String>,
     elapsed: Option<std::time::Duration>,
-    input: super::service::Input,
+    input: Input,
     grant: Grant,
 ) -> Result<Response, ApiError> {
     let d = run_evaluation(
@@ -380,7 +381,7 @@ pub(super) async fn argo_post(
     Path(policy): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
-    let grant = evaluate_grant(caller, &policy)?;
+    let grant = caller.evaluate_grant(&policy)?;
     let body: ArgoBody = parse_json(&bytes)?;
     let scope = Scope {
         grant: &grant,
@@ -389,18 +390,6 @@ pub(super) async fn argo_post(
     let input = source_fields!(body).input(&state, "", scope).await?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
     argo_answer(&state, policy, body.stage, elapsed, input, grant).await
-}
-
-/// 401/403 unless the caller's token may evaluate `policy`; returns what
-/// the token may do, for the service check once the service is known.
-pub(super) fn evaluate_grant(caller: Caller, policy: &str) -> Result<Grant, ApiError> {
-    match caller {
-        Caller::Token(g) => {
-            g.check_evaluate(policy)?;
-            Ok(g)
-        }
-        Caller::Unauthenticated => Err(ApiError::unauthorized()),
-    }
 }
 
 #[cfg(test)]

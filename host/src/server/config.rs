@@ -112,6 +112,20 @@ impl Default for ServerConfig {
 /// and a small snapshot.
 const MIN_BODY_LIMIT: usize = 1024;
 
+/// Settings under which the server could start but never answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{name}` is 0; it must be at least 1")]
+    Zero { name: &'static str },
+    #[error("`{name}` is 0s; it must be longer")]
+    NoTime { name: &'static str },
+    #[error("`body_limit` is {limit} bytes; it must be at least {MIN_BODY_LIMIT}")]
+    BodyLimit { limit: usize },
+    /// A retention that deletes decisions almost as soon as they are made.
+    #[error(transparent)]
+    Retain(#[from] crate::store::RetainTooShort),
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
@@ -120,7 +134,7 @@ impl ServerConfig {
     /// Refuses settings under which the server could start but never
     /// answer: no slot, no connection, a timeout of zero, a body limit too
     /// small for any request, or a retention that deletes every decision.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ConfigError> {
         let at_least_one = [
             ("max_concurrency", self.max_concurrency),
             (
@@ -129,22 +143,21 @@ impl ServerConfig {
             ),
             ("max_connections", self.max_connections),
         ];
-        if let Some((name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("`{name}` is 0; it must be at least 1"));
+        if let Some(&(name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero { name });
         }
         let timeouts = [
             ("request_timeout", self.request_timeout),
             ("header_read_timeout", self.header_read_timeout),
             ("body_read_timeout", self.body_read_timeout),
         ];
-        if let Some((name, _)) = timeouts.iter().find(|(_, d)| d.is_zero()) {
-            return Err(format!("`{name}` is 0s; it must be longer"));
+        if let Some(&(name, _)) = timeouts.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::NoTime { name });
         }
         if self.body_limit < MIN_BODY_LIMIT {
-            return Err(format!(
-                "`body_limit` is {} bytes; it must be at least {MIN_BODY_LIMIT}",
-                self.body_limit
-            ));
+            return Err(ConfigError::BodyLimit {
+                limit: self.body_limit,
+            });
         }
         if let Some(retain) = self.retain {
             crate::store::check_retain(retain)?;
@@ -179,5 +192,44 @@ impl ServerConfig {
             require_signature: self.require_signature,
             allowed_signers,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_could_never_answer_is_refused() {
+        let problem = |c: ServerConfig| c.check().unwrap_err().to_string();
+        assert_eq!(
+            problem(ServerConfig {
+                max_connections: 0,
+                ..ServerConfig::default()
+            }),
+            "`max_connections` is 0; it must be at least 1"
+        );
+        assert_eq!(
+            problem(ServerConfig {
+                body_read_timeout: Duration::ZERO,
+                ..ServerConfig::default()
+            }),
+            "`body_read_timeout` is 0s; it must be longer"
+        );
+        assert_eq!(
+            problem(ServerConfig {
+                body_limit: 10,
+                ..ServerConfig::default()
+            }),
+            "`body_limit` is 10 bytes; it must be at least 1024"
+        );
+        assert!(
+            problem(ServerConfig {
+                retain: Some(Duration::from_secs(60)),
+                ..ServerConfig::default()
+            })
+            .starts_with("`retain` is 1m; it must be at least 1h")
+        );
+        assert!(ServerConfig::default().check().is_ok());
     }
 }

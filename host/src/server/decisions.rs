@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::extract::unique_query;
+use super::extract::{duration_problem, shown_message, shown_path, unique_query};
 use super::{ApiError, AppState};
 use crate::replay::ReplayError;
 use crate::store::{Cursor, Filter, StoreError};
@@ -35,7 +35,7 @@ fn time_param(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64
         .get(name)
         .map(|t| {
             crate::sources::parse_time(t).map_err(|e| {
-                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
+                ApiError::unprocessable("invalid_request", shown_message(&e))
                     .field(name.to_string())
             })
         })
@@ -56,7 +56,7 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
                 KNOWN.join(", ")
             ),
         )
-        .field(super::extract::shown_path(k)));
+        .field(shown_path(k)));
     }
     if let Some(d) = query.get("decision")
         && !["promote", "hold", "rollback"].contains(&d.as_str())
@@ -85,7 +85,7 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
         .get("cursor")
         .map(|c| {
             c.parse::<Cursor>().map_err(|e| {
-                ApiError::unprocessable("invalid_request", super::extract::shown_message(&e))
+                ApiError::unprocessable("invalid_request", shown_message(&e.to_string()))
                     .field("cursor")
             })
         })
@@ -236,7 +236,7 @@ pub(super) async fn dora(
                 format!(
                     "`window` `{}` is not a duration: {}",
                     crate::text::shown(w),
-                    super::extract::duration_problem(&e)
+                    duration_problem(&e)
                 ),
             )
             .field("window")

@@ -1,24 +1,24 @@
 //! The endpoints.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Caller;
-use super::catalog::PolicyView;
-use super::extract::{BodyReadTimeout, RawBody, parse_elapsed, parse_json, source_fields};
+use super::access::AccessFacts;
+use super::auth::{Caller, Grant};
+use super::catalog::{PolicyView, plugin_reports};
+use super::extract::{
+    BodyReadTimeout, EvaluateBody, RawBody, Scope, idempotency_key, parse_elapsed, parse_json,
+    parse_schedule, source_fields,
+};
 use super::metrics::RequestLabels;
-use super::service::{AccessFacts, Answer, Job, run_evaluation};
+use super::respond::{decision_body, json_response};
+use super::service::{Answer, Job, run_evaluation};
 use super::{ApiError, AppState};
-use crate::decision::Decision;
 use crate::digest::Digest;
 use crate::store::{IdempotencyKey, StoredAnswer};
 
@@ -111,42 +111,6 @@ pub(super) async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The request body of `POST /v1/evaluate`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EvaluateBody {
-    policy: String,
-    stage: Option<String>,
-    /// Time already spent in the stage, e.g. `20m`.
-    elapsed: Option<String>,
-    /// `policy` (default) or `caller`: who keeps the stage clock.
-    schedule: Option<String>,
-    snapshot: Option<Box<serde_json::value::RawValue>>,
-    snapshot_file: Option<String>,
-    service: Option<String>,
-    version: Option<String>,
-    at: Option<serde_json::Value>,
-}
-
-/// The decision with its id, as JSON bytes.
-pub(super) fn decision_body(decision: &Decision) -> Vec<u8> {
-    serde_json::to_vec(decision).unwrap_or_default()
-}
-
-pub(super) fn json_response(status: u16, body: Arc<[u8]>, replayed: bool) -> Response {
-    let mut r = Response::new(Body::from(body.to_vec()));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if replayed {
-        r.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    r
-}
-
 /// `POST /v1/evaluate`.
 pub(super) async fn evaluate(
     State(state): State<AppState>,
@@ -154,29 +118,13 @@ pub(super) async fn evaluate(
     headers: HeaderMap,
     RawBody(bytes): RawBody,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_idempotency_key",
-                        "`Idempotency-Key` must be 1 to 255 visible characters",
-                    )
-                    .field("Idempotency-Key")
-                })?;
-            Some(k.to_string())
-        }
-    };
+    let key = idempotency_key(&headers)?;
     let body_digest = Digest::of(&bytes);
     let body: EvaluateBody = parse_json(&bytes)?;
     // The caller's scope first: a key is looked up only within it, (token,
     // policy, key), so another caller's key neither replays, conflicts,
     // nor shows that it exists.
-    let grant = super::compat::evaluate_grant(caller, &body.policy)?;
+    let grant = caller.evaluate_grant(&body.policy)?;
     let key = key.map(|key| IdempotencyKey {
         token_id: grant.id.clone(),
         policy: body.policy.clone(),
@@ -187,29 +135,13 @@ pub(super) async fn evaluate(
     {
         return replay_or_conflict(&grant, stored, body_digest);
     }
-    let scope = super::extract::Scope {
+    let scope = Scope {
         grant: &grant,
         policy: &body.policy,
     };
     let input = source_fields!(body).input(&state, "", scope).await?;
     let elapsed = parse_elapsed(body.elapsed.as_deref())?;
-    let schedule = body
-        .schedule
-        .as_deref()
-        .map(|s| {
-            s.parse::<crate::evaluate::Schedule>().map_err(|expected| {
-                ApiError::unprocessable(
-                    "invalid_request",
-                    format!(
-                        "`schedule` is `{}`; expected {expected}",
-                        crate::text::shown(s)
-                    ),
-                )
-                .field("schedule")
-            })
-        })
-        .transpose()?
-        .unwrap_or_default();
+    let schedule = parse_schedule(body.schedule.as_deref())?;
     let answer = run_evaluation(
         &state,
         Job {
@@ -239,7 +171,7 @@ pub(super) async fn evaluate(
 /// for the same body, a 422 for another body. A token since limited to
 /// other services is not shown the answer.
 fn replay_or_conflict(
-    grant: &super::auth::Grant,
+    grant: &Grant,
     stored: StoredAnswer,
     body: Digest,
 ) -> Result<Response, ApiError> {
@@ -290,76 +222,7 @@ pub(super) async fn get_policy(
 /// plugin the policies use and every first-party one, with the policies
 /// that use each.
 pub(super) async fn list_plugins(State(state): State<AppState>) -> Json<Value> {
-    use crate::audit::PluginReport;
-    let set = state.policies();
-    let mut plugins: BTreeMap<String, PluginReport> = BTreeMap::new();
-    for (policy, loaded, _) in set.iter() {
-        for (name, p) in &loaded.plugins {
-            let source = if crate::builtin::plugin(name).is_some() {
-                format!("builtin:{name}")
-            } else {
-                loaded
-                    .policy
-                    .plugins
-                    .get(name)
-                    .map_or_else(|| name.clone(), |d| d.path.display().to_string())
-            };
-            let entry = plugins
-                .entry(p.digest().to_string())
-                .or_insert_with(|| PluginReport::accepted(name, &source, p));
-            if entry.signature.is_none() {
-                entry.signature = loaded.signers.get(name).cloned();
-            }
-            entry
-                .capabilities
-                .extend(grants_of(policy, &loaded.policy, name));
-            entry
-                .used_by
-                .get_or_insert_with(Vec::new)
-                .push(policy.clone());
-        }
-    }
-    for (name, p) in set.builtins() {
-        plugins.entry(p.digest().to_string()).or_insert_with(|| {
-            let mut report = PluginReport::accepted(name, &format!("builtin:{name}"), p);
-            report.used_by = Some(Vec::new());
-            report
-        });
-    }
-    Json(json!({"plugins": plugins.into_values().collect::<Vec<_>>()}))
-}
-
-/// The directories `policy` grants to the uses of plugin `name`.
-fn grants_of(policy: &str, p: &crate::policy::Policy, name: &str) -> Vec<String> {
-    let uses = p
-        .stages
-        .iter()
-        .flat_map(|s| {
-            s.gates
-                .iter()
-                .map(|g| (g.name.as_str(), g.plugin.as_str(), &g.limits))
-        })
-        .chain(
-            p.triggers
-                .iter()
-                .map(|t| (t.name.as_str(), t.plugin.as_str(), &t.limits)),
-        )
-        .chain(
-            p.actions
-                .iter()
-                .map(|a| (a.name.as_str(), a.plugin.as_str(), &a.limits)),
-        );
-    uses.filter(|(_, plugin, _)| *plugin == name)
-        .flat_map(|(what, _, limits)| {
-            limits.files.iter().map(move |f| {
-                format!(
-                    "files:{policy}/{what}: {} -> {} (read-only)",
-                    f.host.display(),
-                    f.guest
-                )
-            })
-        })
-        .collect()
+    Json(json!({"plugins": plugin_reports(&state.policies())}))
 }
 
 /// `POST /v1/admin/reload`.
@@ -369,7 +232,7 @@ pub(super) async fn reload(State(state): State<AppState>) -> Result<Json<Value>,
             json!({"reloaded": true, "policies": set.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>()}),
         )),
         Err(e) => {
-            let kept = super::kept_on_failure(&e);
+            let kept = e.kept_on_failure();
             tracing::error!(error = %e, "reload failed; {kept}");
             Err(ApiError::unprocessable(
                 "reload_failed",

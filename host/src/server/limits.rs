@@ -53,17 +53,27 @@ pub const DEFAULT_REPLAY_RATE: Rate = Rate {
     per: Duration::from_secs(60),
 };
 
-impl FromStr for Rate {
-    type Err = String;
+/// A rate that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("`{text}` is not a rate: write N/s, N/m or N/h, e.g. `10/m`")]
+    NotARate { text: String },
+    #[error("`{text}` allows nothing: a rate is at least 1 per period")]
+    Nothing { text: String },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a rate: write N/s, N/m or N/h, e.g. `10/m`");
+impl Rate {
+    /// Reads `N/s`, `N/m` or `N/h` (also `N/min`, `N/hour`…), `N` at least 1.
+    pub fn parse(s: &str) -> Result<Self, RateError> {
+        let bad = || RateError::NotARate {
+            text: s.to_string(),
+        };
         let (count, unit) = s.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         if count == 0 {
-            return Err(format!(
-                "`{s}` allows nothing: a rate is at least 1 per period"
-            ));
+            return Err(RateError::Nothing {
+                text: s.to_string(),
+            });
         }
         let per = match unit.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
@@ -72,6 +82,15 @@ impl FromStr for Rate {
             _ => return Err(bad()),
         };
         Ok(Self { count, per })
+    }
+}
+
+/// [`Rate::parse`], for `str::parse`.
+impl FromStr for Rate {
+    type Err = RateError;
+
+    fn from_str(s: &str) -> Result<Self, RateError> {
+        Self::parse(s)
     }
 }
 
@@ -266,8 +285,9 @@ impl Limits {
     /// at once when it announces more than [`UNAUTHENTICATED_BODY_LIMIT`];
     /// otherwise each chunk, as it arrives, takes its bytes from the budget
     /// shared by every such request, waiting at most
-    /// [`UNAUTHENTICATED_WAIT`] in all for room (then the read fails, and
-    /// [`super::extract::RawBody`] answers 503 with `Retry-After`). The
+    /// [`UNAUTHENTICATED_WAIT`] in all for room (then the read fails with
+    /// [`BudgetFull`], which the body extractor answers 503 with
+    /// `Retry-After`). The
     /// bytes stay taken until the returned [`HeldBytes`] and the body are
     /// both dropped: hold it until the response is made.
     pub(super) fn unauthenticated(&self, req: Request) -> Result<(HeldBytes, Request), ApiError> {
@@ -433,6 +453,14 @@ mod tests {
         assert!("0/m".parse::<Rate>().is_err());
         assert!("10".parse::<Rate>().is_err());
         assert!("10/d".parse::<Rate>().is_err());
+        assert_eq!(
+            Rate::parse("0/m").unwrap_err().to_string(),
+            "`0/m` allows nothing: a rate is at least 1 per period"
+        );
+        assert_eq!(
+            Rate::parse("10/d").unwrap_err().to_string(),
+            "`10/d` is not a rate: write N/s, N/m or N/h, e.g. `10/m`"
+        );
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub enum ReloadError {
     Tokens(String),
 }
 
+impl ReloadError {
+    /// What keeps serving after a reload failed with this error: nothing
+    /// was swapped.
+    pub(super) fn kept_on_failure(&self) -> &'static str {
+        match self {
+            Self::Tokens(_) => "the previous tokens and policies keep serving",
+            _ => "the previous policies keep serving",
+        }
+    }
+}
+
 /// Loaded policies by name, with where each came from and the worker
 /// budget each may hold.
 pub struct PolicySet {
