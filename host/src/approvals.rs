@@ -18,21 +18,41 @@
 //!
 //! A missing approval is inconclusive, so the stage holds until it comes.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Verdict;
 use crate::engine::{ConfigValue, PluginConfig, Scalar};
 use crate::snapshot::Snapshot;
 
-/// The gates the host evaluates itself.
-pub const HOST_GATES: [&str; 2] = ["approval", "checklist"];
+/// A gate the host evaluates itself, from the store's approvals, rather
+/// than a plugin in the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostGate {
+    /// `approval`: enough distinct approvers.
+    Approval,
+    /// `checklist`: every named attestation.
+    Checklist,
+}
 
-/// Whether `plugin` names a host gate.
-pub fn is_host_gate(plugin: &str) -> bool {
-    HOST_GATES.contains(&plugin)
+impl HostGate {
+    /// Every host gate.
+    pub const ALL: [Self; 2] = [Self::Approval, Self::Checklist];
+
+    /// The name a policy's `plugin:` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approval => "approval",
+            Self::Checklist => "checklist",
+        }
+    }
+
+    /// The host gate called `name`, if one is.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == name)
+    }
 }
 
 /// The name an approval carries when it is not a checklist item.
@@ -166,9 +186,9 @@ fn texts(key: &str, v: &ConfigValue) -> Result<Vec<String>, String> {
 }
 
 impl Rule {
-    /// Parses the settings of host gate `plugin`; unknown keys are refused.
-    pub fn parse(plugin: &str, config: &PluginConfig) -> Result<Self, String> {
-        let checklist = plugin == "checklist";
+    /// Parses the settings of host gate `host`; unknown keys are refused.
+    pub fn parse(host: HostGate, config: &PluginConfig) -> Result<Self, String> {
+        let checklist = host == HostGate::Checklist;
         let mut rule = Self {
             items: if checklist {
                 Vec::new()
@@ -228,30 +248,31 @@ impl Rule {
     }
 
     /// Judges the approvals on record for the snapshot's release at
-    /// `stage`, as at `decided_at` (unix seconds): a verdict, a reason, and
-    /// who counted for each item. Approvals recorded after `decided_at` do
-    /// not exist yet, and `max_age` is measured back from it.
+    /// `stage`, as at `decided_at` (unix seconds): who counted for each
+    /// item, and who did not and why. Approvals recorded after `decided_at`
+    /// do not exist yet, and `max_age` is measured back from it.
     pub fn judge(
         &self,
         approvals: &[Approval],
         snapshot: &Snapshot,
         stage: &str,
         decided_at: i64,
-    ) -> (Verdict, String, Vec<(String, String)>) {
+    ) -> Judgement<'_> {
+        let mut judged = Judgement {
+            rule: self,
+            release: format!("{} {}", snapshot.service, snapshot.version),
+            no_author: false,
+            tallies: Vec::new(),
+            set_aside: Vec::new(),
+        };
         let author = snapshot
             .attributes
             .get("author")
             .map(|a| identity_key(a))
             .filter(|a| !a.is_empty());
-        let release = format!("{} {}", snapshot.service, snapshot.version);
         if self.require_author && author.is_none() && !self.allow_author {
-            return (
-                Verdict::Inconclusive,
-                format!(
-                    "{release} names no `author` (a snapshot attribute), which this gate requires so that nobody approves their own change"
-                ),
-                Vec::new(),
-            );
+            judged.no_author = true;
+            return judged;
         }
         let now_ms = decided_at.saturating_mul(1000);
         // Everything recorded within the decision's second existed then.
@@ -259,12 +280,11 @@ impl Rule {
         let oldest_ms = self
             .max_age
             .map(|a| now_ms.saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)));
-        let mut details = Vec::new();
-        let mut missing = Vec::new();
-        let mut set_aside = BTreeSet::new();
+        // Shown in the order of their text, each once.
+        let mut set_aside = BTreeMap::new();
         for item in &self.items {
             // One person counts once, however they spell their name.
-            let mut who = std::collections::BTreeMap::new();
+            let mut who = BTreeMap::new();
             for a in approvals {
                 if a.name != *item
                     || a.service != snapshot.service
@@ -273,80 +293,195 @@ impl Rule {
                 {
                     continue;
                 }
-                if a.at_ms >= latest_ms {
-                    set_aside.insert(format!("{} (recorded after the decision)", a.approver));
+                let why = if a.at_ms >= latest_ms {
+                    Some(Why::AfterDecision)
                 } else if oldest_ms.is_some_and(|o| a.at_ms < o) {
-                    set_aside.insert(format!("{} (too old)", a.approver));
+                    Some(Why::TooOld)
                 } else if !self.allow_author
                     && author.as_deref() == Some(identity_key(&a.approver).as_str())
                 {
-                    set_aside.insert(format!("{} (the author)", a.approver));
+                    Some(Why::Author)
                 } else if !self.groups.is_empty()
                     && !a.groups.iter().any(|g| self.groups.contains(g))
                 {
-                    set_aside.insert(format!(
-                        "{} (not in {})",
-                        a.approver,
-                        self.groups.join(", ")
-                    ));
+                    Some(Why::NotInGroups)
                 } else {
-                    who.entry(identity_key(&a.approver))
-                        .or_insert_with(|| a.approver.clone());
+                    None
+                };
+                match why {
+                    Some(why) => {
+                        let aside = SetAside {
+                            approver: a.approver.clone(),
+                            why,
+                        };
+                        set_aside.insert(self.shown(&aside), aside);
+                    }
+                    None => {
+                        who.entry(identity_key(&a.approver))
+                            .or_insert_with(|| a.approver.clone());
+                    }
                 }
             }
-            details.push((
-                item.clone(),
-                who.values().cloned().collect::<Vec<_>>().join(", "),
-            ));
-            if who.len() < self.count {
-                missing.push(format!("{item} {} of {}", who.len(), self.count));
-            }
+            judged.tallies.push(Tally {
+                item: item.clone(),
+                who: who.into_values().collect(),
+            });
         }
-        if !set_aside.is_empty() {
-            details.push((
-                "not counted".into(),
-                set_aside.into_iter().collect::<Vec<_>>().join(", "),
-            ));
-        }
-        let from = if self.groups.is_empty() {
-            String::new()
-        } else {
-            format!(" from {}", self.groups.join(" or "))
-        };
-        let age = self
-            .max_age
-            .map(|a| format!(", at most {} old", crate::text::duration(a)))
-            .unwrap_or_default();
-        if missing.is_empty() {
-            let what = if self.items == [APPROVAL] {
-                format!("{} approval(s){from}", self.count)
-            } else {
-                format!("every checklist item ({}){from}", self.items.join(", "))
-            };
-            (Verdict::Pass, format!("{release} has {what}{age}"), details)
-        } else {
-            let what = if self.items == [APPROVAL] {
-                format!("waiting for approval: {}", missing.join("; "))
-            } else {
-                // The groups and the age bind every item, not the last one.
-                let each = if from.is_empty() && age.is_empty() {
-                    ""
-                } else {
-                    "; each attested"
-                };
-                format!("checklist incomplete: {}{each}", missing.join("; "))
-            };
-            (
-                Verdict::Inconclusive,
-                format!("{release}: {what}{from}{age}"),
-                details,
-            )
-        }
+        judged.set_aside = set_aside.into_values().collect();
+        judged
     }
 
     /// How many approvals in all the rule requires.
     pub fn required(&self) -> usize {
         self.items.len() * self.count
+    }
+
+    /// An approval set aside, as the gate's details show it.
+    fn shown(&self, aside: &SetAside) -> String {
+        let why = match aside.why {
+            Why::AfterDecision => "recorded after the decision".to_string(),
+            Why::TooOld => "too old".to_string(),
+            Why::Author => "the author".to_string(),
+            Why::NotInGroups => format!("not in {}", self.groups.join(", ")),
+        };
+        format!("{} ({why})", aside.approver)
+    }
+}
+
+/// What a host gate found, as data: who counted for each required item,
+/// and who did not and why. Its `Display` is the gate's reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement<'r> {
+    rule: &'r Rule,
+    /// The release judged, `service version`.
+    release: String,
+    /// The rule requires an author and the release names none, so nobody
+    /// was counted.
+    pub no_author: bool,
+    /// Who counted for each required item, in the rule's order.
+    pub tallies: Vec<Tally>,
+    /// The approvals on record that did not count, in the order shown.
+    pub set_aside: Vec<SetAside>,
+}
+
+/// The people who counted for one required item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// `approval`, or the checklist item.
+    pub item: String,
+    /// One name per person, as they first spelt it.
+    pub who: Vec<String>,
+}
+
+/// An approval on record that did not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub approver: String,
+    pub why: Why,
+}
+
+/// Why an approval did not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Recorded after the decision time: it did not exist yet.
+    AfterDecision,
+    /// Older than `max_age` at the decision time.
+    TooOld,
+    /// Given by the change's author.
+    Author,
+    /// The approver is in none of the rule's groups.
+    NotInGroups,
+}
+
+impl Judgement<'_> {
+    /// Whether every item has enough approvers: the gate passes; otherwise
+    /// it is inconclusive until they come.
+    pub fn met(&self) -> bool {
+        !self.no_author && self.missing().next().is_none()
+    }
+
+    /// How many approvers counted, over every item.
+    pub fn counted(&self) -> usize {
+        self.tallies.iter().map(|t| t.who.len()).sum()
+    }
+
+    /// How many approvals in all the rule requires.
+    pub fn required(&self) -> usize {
+        self.rule.required()
+    }
+
+    /// Who counted for each item, and who did not (`not counted`).
+    pub fn details(&self) -> BTreeMap<String, String> {
+        let mut details: BTreeMap<String, String> = self
+            .tallies
+            .iter()
+            .map(|t| (t.item.clone(), t.who.join(", ")))
+            .collect();
+        if !self.set_aside.is_empty() {
+            let shown: Vec<String> = self.set_aside.iter().map(|a| self.rule.shown(a)).collect();
+            details.insert("not counted".into(), shown.join(", "));
+        }
+        details
+    }
+
+    /// The items short of approvers.
+    fn missing(&self) -> impl Iterator<Item = &Tally> {
+        self.tallies
+            .iter()
+            .filter(|t| t.who.len() < self.rule.count)
+    }
+}
+
+impl fmt::Display for Judgement<'_> {
+    /// The reason: what the release has, or what it still waits for.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (rule, release) = (self.rule, &self.release);
+        if self.no_author {
+            return write!(
+                f,
+                "{release} names no `author` (a snapshot attribute), which this gate requires so that nobody approves their own change"
+            );
+        }
+        let from = if rule.groups.is_empty() {
+            String::new()
+        } else {
+            format!(" from {}", rule.groups.join(" or "))
+        };
+        let age = rule
+            .max_age
+            .map(|a| format!(", at most {} old", crate::text::duration(a)))
+            .unwrap_or_default();
+        let approval = rule.items == [APPROVAL];
+        if self.met() {
+            return if approval {
+                write!(f, "{release} has {} approval(s){from}{age}", rule.count)
+            } else {
+                write!(
+                    f,
+                    "{release} has every checklist item ({}){from}{age}",
+                    rule.items.join(", ")
+                )
+            };
+        }
+        let missing: Vec<String> = self
+            .missing()
+            .map(|t| format!("{} {} of {}", t.item, t.who.len(), rule.count))
+            .collect();
+        let missing = missing.join("; ");
+        if approval {
+            write!(f, "{release}: waiting for approval: {missing}{from}{age}")
+        } else {
+            // The groups and the age bind every item, not the last one.
+            let each = if from.is_empty() && age.is_empty() {
+                ""
+            } else {
+                "; each attested"
+            };
+            write!(
+                f,
+                "{release}: checklist incomplete: {missing}{each}{from}{age}"
+            )
+        }
     }
 }
 
@@ -389,7 +524,7 @@ mod tests {
     #[test]
     fn two_distinct_approvers_from_the_group_and_not_the_author() {
         let rule = Rule::parse(
-            "approval",
+            HostGate::Approval,
             &config(&[
                 ("count", ConfigValue::Integer(2)),
                 (
@@ -410,28 +545,30 @@ mod tests {
             approval("dave", &rm, now - 60_000),
         ];
         let at = now / 1000;
-        let (v, reason, _) = rule.judge(&approvals, &snapshot(Some("dave")), "prod", at);
-        assert_eq!(v, Verdict::Inconclusive);
+        let judged = rule.judge(&approvals, &snapshot(Some("dave")), "prod", at);
+        assert!(!judged.met());
         assert_eq!(
-            reason,
+            judged.to_string(),
             "checkout 2.1.0: waiting for approval: approval 1 of 2 from release-managers, at most 1 day old"
         );
-        let (v, reason, details) = rule.judge(&approvals, &snapshot(Some("erin")), "prod", at);
-        assert_eq!(v, Verdict::Pass, "{reason}");
+        let judged = rule.judge(&approvals, &snapshot(Some("erin")), "prod", at);
+        assert!(judged.met(), "{judged}");
+        assert_eq!((judged.counted(), judged.required()), (2, 2));
+        assert_eq!(judged.tallies[0].who, ["alice", "dave"]);
         assert_eq!(
-            details[0],
-            ("approval".to_string(), "alice, dave".to_string())
+            judged.details()["not counted"],
+            "bob (not in release-managers), carol (too old)"
         );
         assert_eq!(
-            details[1].1,
-            "bob (not in release-managers), carol (too old)"
+            judged.set_aside.iter().map(|a| a.why).collect::<Vec<_>>(),
+            [Why::NotInGroups, Why::TooOld]
         );
     }
 
     #[test]
     fn a_checklist_needs_every_item_and_settings_are_checked() {
         let rule = Rule::parse(
-            "checklist",
+            HostGate::Checklist,
             &config(&[(
                 "items",
                 ConfigValue::List(vec![
@@ -443,51 +580,68 @@ mod tests {
         .unwrap();
         let mut a = approval("sre1", &[], 0);
         a.name = "monitoring-ready".into();
-        let (v, reason, _) = rule.judge(&[a], &snapshot(None), "prod", 1_764_000_000);
-        assert_eq!(v, Verdict::Inconclusive);
+        let judged = rule.judge(&[a], &snapshot(None), "prod", 1_764_000_000);
+        assert!(!judged.met());
         assert_eq!(
-            reason,
+            judged.to_string(),
             "checkout 2.1.0: checklist incomplete: rollback-plan-tested 0 of 1"
         );
+        assert_eq!((judged.counted(), judged.required()), (1, 2));
         assert_eq!(
-            Rule::parse("approval", &config(&[("cuont", ConfigValue::Integer(2))])).unwrap_err(),
+            Rule::parse(
+                HostGate::Approval,
+                &config(&[("cuont", ConfigValue::Integer(2))])
+            )
+            .unwrap_err(),
             "unknown setting `cuont`; expected count, groups, max_age, allow_author, require_author"
         );
         assert_eq!(
-            Rule::parse("checklist", &config(&[])).unwrap_err(),
+            Rule::parse(HostGate::Checklist, &config(&[])).unwrap_err(),
             "`items` must name at least one checklist item"
         );
-        assert!(Rule::parse("approval", &config(&[("count", ConfigValue::Integer(0))])).is_err());
+        assert!(
+            Rule::parse(
+                HostGate::Approval,
+                &config(&[("count", ConfigValue::Integer(0))])
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn the_author_is_compared_trimmed_and_case_folded_and_can_be_required() {
-        let rule = Rule::parse("approval", &config(&[])).unwrap();
+        let rule = Rule::parse(HostGate::Approval, &config(&[])).unwrap();
         let at = 1_764_000_000;
         let alice = [approval("alice", &[], at * 1000 - 1)];
         for author in ["ALICE", "Alice", " alice ", "ａｌｉｃｅ"] {
-            let (v, _, details) = rule.judge(&alice, &snapshot(Some(author)), "prod", at);
-            assert_eq!(v, Verdict::Inconclusive, "author {author:?}");
-            assert_eq!(details[1].1, "alice (the author)");
+            let judged = rule.judge(&alice, &snapshot(Some(author)), "prod", at);
+            assert!(!judged.met(), "author {author:?}");
+            assert_eq!(judged.details()["not counted"], "alice (the author)");
         }
-        let (v, _, _) = rule.judge(&alice, &snapshot(None), "prod", at);
-        assert_eq!(v, Verdict::Pass, "no author, nothing required");
+        assert!(
+            rule.judge(&alice, &snapshot(None), "prod", at).met(),
+            "no author, nothing required"
+        );
         let strict = Rule::parse(
-            "approval",
+            HostGate::Approval,
             &config(&[("require_author", ConfigValue::Boolean(true))]),
         )
         .unwrap();
-        let (v, reason, _) = strict.judge(&alice, &snapshot(None), "prod", at);
-        assert_eq!(v, Verdict::Inconclusive);
-        assert!(reason.contains("names no `author`"), "{reason}");
-        let (v, _, _) = strict.judge(&alice, &snapshot(Some("bob")), "prod", at);
-        assert_eq!(v, Verdict::Pass);
+        let judged = strict.judge(&alice, &snapshot(None), "prod", at);
+        assert!(!judged.met() && judged.no_author);
+        assert!(judged.details().is_empty() && judged.counted() == 0);
+        assert!(judged.to_string().contains("names no `author`"), "{judged}");
+        assert!(
+            strict
+                .judge(&alice, &snapshot(Some("bob")), "prod", at)
+                .met()
+        );
     }
 
     #[test]
     fn approvals_are_judged_at_the_decision_time_not_the_snapshot_time() {
         let rule = Rule::parse(
-            "approval",
+            HostGate::Approval,
             &config(&[("max_age", ConfigValue::Text("1h".into()))]),
         )
         .unwrap();
@@ -495,16 +649,16 @@ mod tests {
         let fresh = [approval("bob", &[], decided * 1000 - 60_000)];
         // The snapshot's taken_at (1_764_000_000) plays no part: one hour
         // later the same approval is stale.
-        assert_eq!(
-            rule.judge(&fresh, &snapshot(None), "p", decided).0,
-            Verdict::Pass
-        );
-        let (v, _, details) = rule.judge(&fresh, &snapshot(None), "p", decided + 3600);
-        assert_eq!(v, Verdict::Inconclusive);
-        assert_eq!(details[1].1, "bob (too old)");
+        assert!(rule.judge(&fresh, &snapshot(None), "p", decided).met());
+        let judged = rule.judge(&fresh, &snapshot(None), "p", decided + 3600);
+        assert!(!judged.met());
+        assert_eq!(judged.details()["not counted"], "bob (too old)");
         // An approval recorded after the decision did not exist then.
-        let (v, _, details) = rule.judge(&fresh, &snapshot(None), "p", decided - 120);
-        assert_eq!(v, Verdict::Inconclusive);
-        assert_eq!(details[1].1, "bob (recorded after the decision)");
+        let judged = rule.judge(&fresh, &snapshot(None), "p", decided - 120);
+        assert!(!judged.met());
+        assert_eq!(
+            judged.details()["not counted"],
+            "bob (recorded after the decision)"
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::decision::{
 };
 use crate::digest::Digest;
 use crate::engine::{self, ActionContext, Finding, StageInfo};
-use crate::policy::{Gate, LoadedPolicy};
+use crate::policy::{Gate, GateKind, LoadedPolicy};
 use crate::snapshot::Snapshot;
 use crate::state::{MemoryStore, StateError, StateKey, StateStore};
 
@@ -172,10 +172,22 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+/// Refuses a `stage` the policy does not have (nor [`ALL_STAGES`]) before
+/// anything is gathered for it; the name is shown escaped and cut short,
+/// as it comes from the caller.
+pub fn check_stage(policy: &crate::policy::Policy, stage: Option<&str>) -> Result<(), EvalError> {
+    match stage {
+        Some(s) if !is_known_stage(policy, s) => Err(EvalError::UnknownStage {
+            policy: policy.name.to_string(),
+            stage: crate::text::shown(s),
+            available: policy.stage_names(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Who decides when a stage has run long enough.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Schedule {
     /// The policy's stage `duration`: a stage whose time in it is unknown
@@ -210,9 +222,9 @@ pub fn evaluate(
     )
 }
 
-/// The stage name that asks for every stage of a policy in order (a
-/// policy may not name a stage so).
-pub const ALL_STAGES: &str = "all";
+/// The stage name that asks for every stage in order: the policy format
+/// reserves it.
+pub use crate::policy::ALL_STAGES;
 
 /// Whether `stage` names a stage of `policy`, or is [`ALL_STAGES`].
 pub fn is_known_stage(policy: &crate::policy::Policy, stage: &str) -> bool {
@@ -341,11 +353,10 @@ fn evaluate_stage(
     let gates: Vec<GateResult> = stage
         .gates
         .iter()
-        .map(|gate| {
-            if crate::approvals::is_host_gate(&gate.plugin) {
-                run_host_gate(gate, request, &snapshot, stage.name.as_str())
-            } else {
-                run_gate(loaded, gate, input.clone())
+        .map(|gate| match &gate.kind {
+            GateKind::Plugin => run_gate(loaded, gate, input.clone()),
+            GateKind::Host(rule) => {
+                run_host_gate(gate, rule, request, &snapshot, stage.name.as_str())
             }
         })
         .collect();
@@ -403,12 +414,11 @@ fn evaluate_stage(
     // Every plugin the policy uses, not only this stage's: a replay loads
     // the whole policy, so the record must hold all of their bytes.
     let plugins = policy
-        .stages
-        .iter()
-        .flat_map(|s| s.gates.iter().map(|g| &g.plugin))
-        .chain(policy.triggers.iter().map(|t| &t.plugin))
-        .chain(policy.actions.iter().map(|a| &a.plugin))
-        .filter_map(|name| loaded.plugins.get(name).map(|p| (name.clone(), p.digest())))
+        .plugin_uses()
+        .filter_map(|u| {
+            let plugin = loaded.plugins.get(u.plugin)?;
+            Some((u.plugin.to_string(), plugin.digest()))
+        })
         .collect();
     Ok(Decision {
         decision_id: None,
@@ -448,60 +458,36 @@ fn evaluate_stage(
 
 /// Whether any stage of `policy` has an `approval` or `checklist` gate.
 pub fn uses_approvals(policy: &crate::policy::Policy) -> bool {
-    policy
-        .stages
-        .iter()
-        .flat_map(|s| &s.gates)
-        .any(|g| crate::approvals::is_host_gate(&g.plugin))
+    policy.uses_approvals()
 }
 
-/// A gate the host judges from the recorded approvals.
+/// A gate the host judges from the recorded approvals, by its rule.
 fn run_host_gate(
     gate: &Gate,
+    rule: &crate::approvals::Rule,
     request: &Request<'_>,
     snapshot: &Snapshot,
     stage: &str,
 ) -> GateResult {
     let started = std::time::Instant::now();
-    let (verdict, reason, observed, threshold, details) =
-        match crate::approvals::Rule::parse(&gate.plugin, &gate.config) {
-            Ok(rule) => {
-                let (verdict, reason, details) =
-                    rule.judge(request.approvals, snapshot, stage, request.decided_at);
-                let found = details
-                    .iter()
-                    .filter(|(k, _)| k != "not counted")
-                    .map(|(_, who)| who.split(", ").filter(|w| !w.is_empty()).count())
-                    .sum::<usize>();
-                (
-                    verdict,
-                    reason,
-                    Some(found as f64),
-                    Some(rule.required() as f64),
-                    details.into_iter().collect(),
-                )
-            }
-            // Checked at load; this guards the invariant.
-            Err(e) => (
-                Verdict::Error,
-                format!("invalid settings: {e}"),
-                None,
-                None,
-                BTreeMap::new(),
-            ),
-        };
+    let judged = rule.judge(request.approvals, snapshot, stage, request.decided_at);
+    let verdict = if judged.met() {
+        Verdict::Pass
+    } else {
+        Verdict::Inconclusive
+    };
     GateResult {
         name: gate.name.to_string(),
         plugin: gate.plugin.clone(),
         verdict,
         counted_as: counted_as(gate, verdict),
-        reason,
-        observed,
-        threshold,
+        reason: judged.to_string(),
+        observed: Some(judged.counted() as f64),
+        threshold: Some(judged.required() as f64),
         weight: gate.weight,
         key: gate.key,
         dry_run: gate.dry_run,
-        details,
+        details: judged.details(),
         logs: Vec::new(),
         cause: None,
         duration_us: micros(started.elapsed()),

@@ -5,6 +5,7 @@ mod load;
 mod parse;
 mod reader;
 mod schema;
+pub mod template;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -13,14 +14,18 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::digest::Digest;
-use crate::engine::{Limits, PluginConfig};
+use crate::engine::{Limits, PluginConfig, World};
 
 pub use self::load::{LoadedPolicy, PluginCache, Trust, load, load_recorded, load_with};
 pub use self::parse::parse;
-pub use self::schema::policy_schema;
+pub use self::schema::{policy_reference, policy_schema};
 
 /// The `apiVersion` this host reads.
 pub const API_VERSION: &str = "tollgate.dev/v1";
+
+/// The stage name that asks for every stage of a policy in order (a
+/// policy may not name a stage so).
+pub const ALL_STAGES: &str = "all";
 
 /// A policy or stage name: lowercase letters, digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -246,12 +251,25 @@ impl FromStr for OnError {
     }
 }
 
+/// What judges a gate, decided once when the policy is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateKind {
+    /// The plugin the gate's `plugin` names, in the sandbox.
+    Plugin,
+    /// The host itself, from the recorded approvals (`approval`,
+    /// `checklist`), by the rule its settings give.
+    Host(crate::approvals::Rule),
+}
+
 /// One gate: a plugin, its configuration and how its verdict counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
     pub name: Name,
     pub description: Option<String>,
+    /// The plugin as the policy names it, a host gate's name included: what
+    /// a decision records.
     pub plugin: String,
+    pub kind: GateKind,
     pub config: PluginConfig,
     pub weight: f64,
     /// A failing key gate fails the stage whatever the score.
@@ -262,6 +280,19 @@ pub struct Gate {
     pub on_error: OnError,
     pub limits: Limits,
     /// The line of the gate in the policy file.
+    pub line: usize,
+}
+
+/// A gate, trigger or action that runs a plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Use<'a> {
+    /// What it is, and so what the plugin must export.
+    pub world: World,
+    pub name: &'a Name,
+    pub plugin: &'a str,
+    pub config: &'a PluginConfig,
+    pub limits: &'a Limits,
+    /// Its line in the policy file.
     pub line: usize,
 }
 
@@ -297,6 +328,50 @@ impl Policy {
     /// The names of every stage, in order, for messages.
     pub fn stage_names(&self) -> Vec<String> {
         self.stages.iter().map(|s| s.name.to_string()).collect()
+    }
+
+    /// Whether any stage has a host gate (`approval`, `checklist`), which
+    /// reads the release's recorded approvals.
+    pub fn uses_approvals(&self) -> bool {
+        self.stages
+            .iter()
+            .flat_map(|s| &s.gates)
+            .any(|g| matches!(g.kind, GateKind::Host(_)))
+    }
+
+    /// Every gate, trigger and action that runs a plugin, in that order:
+    /// what the load resolves and asks to check its settings.
+    pub fn plugin_uses(&self) -> impl Iterator<Item = Use<'_>> {
+        let gates = self
+            .stages
+            .iter()
+            .flat_map(|s| &s.gates)
+            .filter(|g| g.kind == GateKind::Plugin)
+            .map(|g| Use {
+                world: World::Gate,
+                name: &g.name,
+                plugin: &g.plugin,
+                config: &g.config,
+                limits: &g.limits,
+                line: g.line,
+            });
+        let triggers = self.triggers.iter().map(|t| Use {
+            world: World::Trigger,
+            name: &t.name,
+            plugin: &t.plugin,
+            config: &t.config,
+            limits: &t.limits,
+            line: t.line,
+        });
+        let actions = self.actions.iter().map(|a| Use {
+            world: World::Action,
+            name: &a.name,
+            plugin: &a.plugin,
+            config: &a.config,
+            limits: &a.limits,
+            line: a.line,
+        });
+        gates.chain(triggers).chain(actions)
     }
 
     /// The stage called `name`, or the first stage when `name` is `None`.

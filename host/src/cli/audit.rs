@@ -54,7 +54,9 @@ fn report(
             match crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES) {
                 Ok(bytes) => (name, arg.to_string(), bytes),
                 Err(e) => {
-                    let hint = if e.is_not_found() && crate::approvals::is_host_gate(arg) {
+                    let hint = if e.is_not_found()
+                        && crate::approvals::HostGate::named(arg).is_some()
+                    {
                         format!(
                             "; `{arg}` is a gate the host evaluates from recorded approvals, not a plugin: it runs no code of its own and reaches only the store's approvals"
                         )

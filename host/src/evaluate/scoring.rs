@@ -472,6 +472,7 @@ mod tests {
             name: "g".parse().unwrap(),
             description: None,
             plugin: "threshold".into(),
+            kind: crate::policy::GateKind::Plugin,
             config: Vec::new(),
             weight: 1.0,
             key: false,

@@ -1,13 +1,13 @@
 //! Resolving a policy's plugins: read, pin-check, compile, and ask each gate's
 //! plugin whether its configuration is acceptable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Policy, Problem, Problems};
+use super::{Policy, Problem, Problems, Use};
 use crate::digest::Digest;
-use crate::engine::{Plugin, Runtime, World};
+use crate::engine::{Plugin, Runtime};
 
 /// Compiled plugins shared between policies, by digest, so a plugin used by
 /// several policies is compiled once.
@@ -62,7 +62,13 @@ pub fn load_with(
     shared: &BTreeMap<String, super::PluginDecl>,
     trust: &Trust,
 ) -> Result<LoadedPolicy, Problems> {
-    load_inner(runtime, cache, text, base_dir, shared, None, trust)
+    load_inner(
+        runtime,
+        text,
+        base_dir,
+        shared,
+        Source::Files { cache, trust },
+    )
 }
 
 /// Loads a logged policy for replay: its text as logged, and each plugin
@@ -88,184 +94,83 @@ pub fn load_recorded(
         .collect();
     load_inner(
         runtime,
-        &mut PluginCache::new(),
         text,
         Path::new("."),
         &shared,
-        Some(plugins),
-        &Trust::default(),
+        Source::Logged(plugins),
     )
+}
+
+/// Where a policy's plugins come from: files and the first-party set, or
+/// a decision record's bytes.
+enum Source<'a> {
+    Files {
+        cache: &'a mut PluginCache,
+        trust: &'a Trust,
+    },
+    Logged(&'a BTreeMap<String, Arc<[u8]>>),
 }
 
 fn load_inner(
     runtime: &Runtime,
-    cache: &mut PluginCache,
     text: &str,
     base_dir: &Path,
     shared: &BTreeMap<String, super::PluginDecl>,
-    logged: Option<&BTreeMap<String, Arc<[u8]>>>,
-    trust: &Trust,
+    source: Source<'_>,
 ) -> Result<LoadedPolicy, Problems> {
-    let mut policy = super::parse::parse_with(text, base_dir, shared)?;
+    let super::parse::Parsed {
+        mut policy,
+        refused,
+    } = super::parse::parse_with(text, base_dir, shared)?;
     let mut problems = Vec::new();
-    if logged.is_none() {
-        resolve_grants(&mut policy, base_dir, &mut problems);
-    }
-    let mut plugins = BTreeMap::new();
     let mut signers = BTreeMap::new();
-    // The policy's own allowed signers win over the host's.
-    let trust = match &policy.allowed_signers {
-        Some(path) => match crate::signature::AllowedSigners::read(path) {
-            Ok(a) => Trust {
-                require_signature: trust.require_signature || policy.require_signature,
-                allowed_signers: Some(Arc::new(a)),
-            },
-            Err(e) => {
-                return Err(Problems(vec![Problem {
-                    line: None,
-                    message: e.to_string(),
-                }]));
-            }
-        },
-        None => Trust {
-            require_signature: trust.require_signature || policy.require_signature,
-            allowed_signers: trust.allowed_signers.clone(),
-        },
-    };
-    let trust = if logged.is_some() {
-        Trust::default()
-    } else {
-        trust
-    };
-    // Host gates (approval, checklist) are no plugin: nothing to resolve.
-    let used: std::collections::BTreeSet<&str> = policy
-        .stages
-        .iter()
-        .flat_map(|s| s.gates.iter().map(|g| g.plugin.as_str()))
-        .chain(policy.triggers.iter().map(|t| t.plugin.as_str()))
-        .chain(policy.actions.iter().map(|a| a.plugin.as_str()))
-        .filter(|p| !crate::approvals::is_host_gate(p))
-        .collect();
-    for (name, decl) in &policy.plugins {
-        if crate::approvals::is_host_gate(name) {
-            problems.push(Problem {
-                line: Some(decl.line).filter(|l| *l > 0),
-                message: format!(
-                    "plugin name `{name}` is reserved for the host's `{name}` gate; name the plugin otherwise"
-                ),
-            });
-        }
-    }
-    for name in &used {
-        let resolved = match logged {
-            Some(logged) => resolve_logged(runtime, logged, name),
-            None => resolve(runtime, cache, &policy, name, &trust, &mut signers),
-        };
-        match resolved {
-            Ok(p) => {
-                plugins.insert((*name).to_string(), p);
-            }
-            Err(problem) => problems.push(problem),
-        }
-    }
-    // A plugin the policy declares must resolve even when no gate uses it
-    // yet: a missing file or a wrong digest is a problem now, not the day a
-    // gate starts using it. (Shared plugin-directory entries have no line.)
-    for (name, decl) in &policy.plugins {
-        if decl.line > 0
-            && logged.is_none()
-            && !used.contains(name.as_str())
-            && let Err(problem) = resolve(runtime, cache, &policy, name, &trust, &mut signers)
-        {
-            problems.push(problem);
-        }
-    }
-    // Every gate, trigger and action: its plugin's world, then its settings.
-    let uses = policy
-        .stages
-        .iter()
-        .flat_map(|s| {
-            s.gates.iter().map(|g| {
-                (
-                    World::Gate,
-                    "gate",
-                    &g.name,
-                    &g.plugin,
-                    &g.config,
-                    g.limits.clone(),
-                    g.line,
-                )
-            })
-        })
-        .chain(policy.triggers.iter().map(|t| {
-            (
-                World::Trigger,
-                "trigger",
-                &t.name,
-                &t.plugin,
-                &t.config,
-                t.limits.clone(),
-                t.line,
-            )
-        }))
-        .chain(policy.actions.iter().map(|a| {
-            (
-                World::Action,
-                "action",
-                &a.name,
-                &a.plugin,
-                &a.config,
-                a.limits.clone(),
-                a.line,
-            )
-        }));
-    for (world, role, name, plugin_name, config, limits, line) in uses {
-        if crate::approvals::is_host_gate(plugin_name) {
-            let message = if world == World::Gate {
-                match crate::approvals::Rule::parse(plugin_name, config) {
-                    Ok(_) => continue,
-                    Err(e) => format!(
-                        "invalid settings for gate `{name}` (host gate `{plugin_name}`): {e}"
-                    ),
+    let plugins = match source {
+        Source::Files { cache, trust } => {
+            resolve_grants(&mut policy, base_dir, &mut problems);
+            let trust = policy_trust(&policy, trust).map_err(|problem| Problems(vec![problem]))?;
+            reserved_names(&policy, &mut problems);
+            let mut resolve_one =
+                |name: &str| resolve(runtime, cache, &policy, name, &trust, &mut signers);
+            let used = used_plugins(&policy);
+            let plugins = resolve_used(&used, &mut resolve_one, &mut problems);
+            // A plugin the policy declares must resolve even when no gate
+            // uses it yet: a missing file or a wrong digest is a problem
+            // now, not the day a gate starts using it. (Shared
+            // plugin-directory entries have no line.)
+            for (name, decl) in &policy.plugins {
+                if decl.line > 0
+                    && !used.contains(name.as_str())
+                    && let Err(problem) = resolve_one(name)
+                {
+                    problems.push(problem);
                 }
-            } else {
-                format!("`{plugin_name}` is a gate the host evaluates, not a {role}")
-            };
-            problems.push(Problem {
-                line: Some(line),
-                message,
-            });
-            continue;
+            }
+            plugins
         }
-        let Some(plugin) = plugins.get(plugin_name) else {
-            continue;
-        };
-        if plugin.info().world != world {
-            problems.push(Problem {
-                line: Some(line),
-                message: format!(
-                    "plugin `{plugin_name}` of {role} `{name}` is a {} plugin, not a {role}",
-                    plugin.info().world.as_str()
-                ),
-            });
-            continue;
+        Source::Logged(logged) => {
+            // The policy is read as any other, its allowed-signers file
+            // included; its plugins are the record's bytes, which ran, so
+            // no signature is asked of them.
+            policy_trust(&policy, &Trust::default()).map_err(|problem| Problems(vec![problem]))?;
+            reserved_names(&policy, &mut problems);
+            let used = used_plugins(&policy);
+            resolve_used(
+                &used,
+                &mut |name| resolve_logged(runtime, logged, name),
+                &mut problems,
+            )
         }
-        let call = plugin.validate_config(config, limits);
-        let message = match call.result {
-            Ok(Ok(())) => continue,
-            Ok(Err(msg)) => format!(
-                "invalid settings for {role} `{name}` (plugin `{plugin_name}`): {}",
-                crate::text::escape_control(&msg)
-            ),
-            Err(e) => format!(
-                "plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"
-            ),
-        };
-        problems.push(Problem {
-            line: Some(line),
-            message,
-        });
+    };
+    // Every use, its plugin's world then its settings; the parser's
+    // refusals where those uses were written.
+    let mut refused = refused.into_iter().peekable();
+    for (i, u) in policy.plugin_uses().enumerate() {
+        while let Some(r) = refused.next_if(|r| r.before <= i) {
+            problems.push(r.problem);
+        }
+        problems.extend(check_settings(&u, &plugins));
     }
+    problems.extend(refused.map(|r| r.problem));
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
@@ -275,6 +180,99 @@ fn load_inner(
         text: text.into(),
         plugins,
         signers,
+    })
+}
+
+/// The signatures a policy's plugins need: the host's demands and the
+/// policy's own, whose allowed signers win over the host's.
+fn policy_trust(policy: &Policy, host: &Trust) -> Result<Trust, Problem> {
+    let require_signature = host.require_signature || policy.require_signature;
+    let allowed_signers = match &policy.allowed_signers {
+        Some(path) => Some(Arc::new(
+            crate::signature::AllowedSigners::read(path).map_err(|e| Problem {
+                line: None,
+                message: e.to_string(),
+            })?,
+        )),
+        None => host.allowed_signers.clone(),
+    };
+    Ok(Trust {
+        require_signature,
+        allowed_signers,
+    })
+}
+
+/// Declared plugins may not take a host gate's name.
+fn reserved_names(policy: &Policy, problems: &mut Vec<Problem>) {
+    for (name, decl) in &policy.plugins {
+        if crate::approvals::HostGate::named(name).is_some() {
+            problems.push(Problem {
+                line: Some(decl.line).filter(|l| *l > 0),
+                message: format!(
+                    "plugin name `{name}` is reserved for the host's `{name}` gate; name the plugin otherwise"
+                ),
+            });
+        }
+    }
+}
+
+/// The plugins the policy's uses name. (Host gates are no plugin.)
+fn used_plugins(policy: &Policy) -> BTreeSet<&str> {
+    policy.plugin_uses().map(|u| u.plugin).collect()
+}
+
+/// Each used plugin, resolved; a plugin that does not resolve is a problem.
+fn resolve_used(
+    used: &BTreeSet<&str>,
+    resolve: &mut dyn FnMut(&str) -> Result<Arc<Plugin>, Problem>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Arc<Plugin>> {
+    let mut plugins = BTreeMap::new();
+    for name in used {
+        match resolve(name) {
+            Ok(p) => {
+                plugins.insert((*name).to_string(), p);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    plugins
+}
+
+/// A use's problem, if any: a plugin of another world, or settings the
+/// plugin refuses (or could not check).
+fn check_settings(u: &Use<'_>, plugins: &BTreeMap<String, Arc<Plugin>>) -> Option<Problem> {
+    let Use {
+        world,
+        name,
+        plugin: plugin_name,
+        config,
+        limits,
+        line,
+    } = *u;
+    let role = world.as_str();
+    let plugin = plugins.get(plugin_name)?;
+    let message = if plugin.info().world == world {
+        let call = plugin.validate_config(config, limits.clone());
+        match call.result {
+            Ok(Ok(())) => return None,
+            Ok(Err(msg)) => format!(
+                "invalid settings for {role} `{name}` (plugin `{plugin_name}`): {}",
+                crate::text::escape_control(&msg)
+            ),
+            Err(e) => format!(
+                "plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"
+            ),
+        }
+    } else {
+        format!(
+            "plugin `{plugin_name}` of {role} `{name}` is a {} plugin, not a {role}",
+            plugin.info().world.as_str()
+        )
+    };
+    Some(Problem {
+        line: Some(line),
+        message,
     })
 }
 

@@ -1,18 +1,24 @@
 //! From YAML text to a [`Policy`], reporting every problem with its line.
 //!
 //! This pass has no side effects: it neither reads plugin files nor runs them.
+//! The keys each part may have come from the format's types
+//! ([`super::schema`]); the readers here check each value.
+
+mod metrics;
+mod plugins;
+mod settings;
+mod stages;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use super::reader::{Entries, Reader};
-use super::yaml::{self, Node, Value};
+use super::schema::{MetadataDoc, PolicyDoc, keys};
+use super::yaml::{self, Node};
 use super::{
-    API_VERSION, ActionStep, Gate, MetricSource, Name, OnError, OnNoData, PluginDecl, Policy,
-    Problem, Problems, Scoring, Stage, Tracks, Trigger,
+    API_VERSION, GateKind, Name, PluginDecl, Policy, Problem, Problems, Scoring, Stage, Trigger,
 };
-use crate::engine::{ConfigValue, Limits, MAX_DEADLINE, PluginConfig, Scalar};
 
 /// The largest policy file read.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
@@ -20,16 +26,33 @@ pub const MAX_POLICY_BYTES: usize = 1 << 20;
 /// Parses policy YAML into a [`Policy`], or returns every problem found.
 /// Relative plugin paths are resolved against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Policy, Problems> {
-    parse_with(text, base_dir, &BTreeMap::new())
+    parse_with(text, base_dir, &BTreeMap::new()).map(|parsed| parsed.policy)
+}
+
+/// A policy as read, with the settings problems that are the load's to
+/// report.
+pub(super) struct Parsed {
+    pub(super) policy: Policy,
+    /// Host-gate settings the rule refuses, and host gates used as a
+    /// trigger or action: those uses are left out of `policy`, and the load
+    /// reports these among the plugins' answers about their own settings.
+    pub(super) refused: Vec<Refusal>,
+}
+
+/// A use of a plugin or host gate refused for its settings, reported just
+/// before the `before`-th use in [`Policy::plugin_uses`].
+pub(super) struct Refusal {
+    pub(super) before: usize,
+    pub(super) problem: Problem,
 }
 
 /// Like [`parse`], with `shared` user plugins (a server's plugin directory)
 /// available to the policy besides those it declares; its own win.
-pub fn parse_with(
+pub(super) fn parse_with(
     text: &str,
     base_dir: &Path,
     shared: &BTreeMap<String, PluginDecl>,
-) -> Result<Policy, Problems> {
+) -> Result<Parsed, Problems> {
     if text.len() > MAX_POLICY_BYTES {
         return Err(Problems(vec![Problem {
             line: None,
@@ -48,7 +71,10 @@ pub fn parse_with(
     let mut r = Reader::new();
     let policy = read_policy(&mut r, &root, base_dir, shared);
     match policy {
-        Some(p) if r.problems.is_empty() => Ok(p),
+        Some(mut policy) if r.problems.is_empty() => {
+            let refused = host_gates(&mut policy);
+            Ok(Parsed { policy, refused })
+        }
         _ => {
             if r.problems.is_empty() {
                 r.problem(root.line, "policy is incomplete".into());
@@ -56,6 +82,69 @@ pub fn parse_with(
             Err(Problems(r.problems))
         }
     }
+}
+
+/// Makes each gate that names a host gate one, by the rule its settings
+/// give. A host gate whose settings the rule refuses, and a trigger or
+/// action that names a host gate, leave the policy and are refused.
+fn host_gates(policy: &mut Policy) -> Vec<Refusal> {
+    use crate::approvals::{HostGate, Rule};
+    let mut refused = Vec::new();
+    // Plugin uses kept so far: where the load reports a refusal.
+    let mut uses = 0;
+    let mut refuse = |before: usize, line: usize, message: String| {
+        refused.push(Refusal {
+            before,
+            problem: Problem {
+                line: Some(line),
+                message,
+            },
+        });
+    };
+    for stage in &mut policy.stages {
+        stage.gates.retain_mut(|g| {
+            let Some(host) = HostGate::named(&g.plugin) else {
+                uses += 1;
+                return true;
+            };
+            match Rule::parse(host, &g.config) {
+                Ok(rule) => {
+                    g.kind = GateKind::Host(rule);
+                    true
+                }
+                Err(e) => {
+                    refuse(
+                        uses,
+                        g.line,
+                        format!(
+                            "invalid settings for gate `{}` (host gate `{}`): {e}",
+                            g.name, g.plugin
+                        ),
+                    );
+                    false
+                }
+            }
+        });
+    }
+    let mut misplaced = |plugin: &str, role: &str, line: usize| {
+        if HostGate::named(plugin).is_none() {
+            uses += 1;
+            return true;
+        }
+        refuse(
+            uses,
+            line,
+            format!("`{plugin}` is a gate the host evaluates, not a {role}"),
+        );
+        false
+    };
+    policy
+        .triggers
+        .retain(|t| misplaced(&t.plugin, "trigger", t.line));
+    policy
+        .actions
+        .retain(|a| misplaced(&a.plugin, "action", a.line));
+    refused
 }
 
 fn get<'a>(entries: &'a Entries, key: &str) -> Option<&'a Node> {
@@ -68,7 +157,66 @@ fn read_policy(
     base_dir: &Path,
     shared: &BTreeMap<String, PluginDecl>,
 ) -> Option<Policy> {
-    let top = r.map(root, "the policy", FIELDS.policy)?;
+    let top = r.map(root, "the policy", keys::<PolicyDoc>())?;
+    read_envelope(r, root, top);
+    let (name, description) = read_metadata(r, root, top);
+    let mut plugins = match get(top, "plugins") {
+        None => BTreeMap::new(),
+        Some(n) => plugins::read_plugins(r, n, base_dir),
+    };
+    for (name, decl) in shared {
+        if crate::builtin::plugin(name).is_none() {
+            plugins.entry(name.clone()).or_insert_with(|| decl.clone());
+        }
+    }
+    let scoring = match get(top, "scoring") {
+        None => Scoring::default(),
+        Some(n) => stages::read_scoring(r, n, Scoring::default(), "the policy"),
+    };
+    let stages = match get(top, "stages") {
+        None => {
+            r.problem(
+                root.line,
+                "missing field `stages`; a policy needs at least one stage".into(),
+            );
+            Vec::new()
+        }
+        Some(n) => stages::read_stages(r, n, scoring, &plugins),
+    };
+    let triggers = match get(top, "triggers") {
+        None => Vec::new(),
+        Some(n) => triggers::read_triggers(r, n, &plugins),
+    };
+    check_trigger_stages(r, &triggers, &stages);
+    let actions = match get(top, "actions") {
+        None => Vec::new(),
+        Some(n) => triggers::read_actions(r, n, &plugins),
+    };
+    let metrics = match get(top, "metrics") {
+        None => Vec::new(),
+        Some(n) => metrics::read_metric_sources(r, n),
+    };
+    let tracks = match get(top, "tracks") {
+        None => super::Tracks::default(),
+        Some(n) => metrics::read_tracks(r, n),
+    };
+    let (require_signature, allowed_signers) = read_signing(r, root, top, base_dir);
+    Some(Policy {
+        name: name?,
+        description,
+        plugins,
+        stages,
+        triggers,
+        actions,
+        metrics,
+        tracks,
+        require_signature,
+        allowed_signers,
+    })
+}
+
+/// `apiVersion` and `kind`: what the document says it is.
+fn read_envelope(r: &mut Reader, root: &Node, top: &Entries) {
     match get(top, "apiVersion") {
         None => r.problem(
             root.line,
@@ -95,60 +243,37 @@ fn read_policy(
             }
         }
     }
-    let (name, description) = match get(top, "metadata") {
+}
+
+/// The policy's `metadata`: its name (`None` when missing or invalid, as
+/// reported) and description.
+fn read_metadata(r: &mut Reader, root: &Node, top: &Entries) -> (Option<Name>, Option<String>) {
+    let Some(meta) = get(top, "metadata") else {
+        r.problem(
+            root.line,
+            "missing field `metadata` with the policy's `name`".into(),
+        );
+        return (None, None);
+    };
+    let Some(m) = r.map(meta, "`metadata`", keys::<MetadataDoc>()) else {
+        return (None, None);
+    };
+    let name = match get(m, "name") {
+        Some(n) => r.name(n, "`metadata.name`"),
         None => {
-            r.problem(
-                root.line,
-                "missing field `metadata` with the policy's `name`".into(),
-            );
-            (None, None)
+            r.problem(meta.line, "missing field `name` in `metadata`".into());
+            None
         }
-        Some(meta) => match r.map(meta, "`metadata`", &["name", "description"]) {
-            None => (None, None),
-            Some(m) => {
-                let name = match get(m, "name") {
-                    Some(n) => r.name(n, "`metadata.name`"),
-                    None => {
-                        r.problem(meta.line, "missing field `name` in `metadata`".into());
-                        None
-                    }
-                };
-                let description =
-                    get(m, "description").and_then(|d| r.text(d, "`metadata.description`"));
-                (name, description)
-            }
-        },
     };
-    let mut plugins = match get(top, "plugins") {
-        None => BTreeMap::new(),
-        Some(n) => read_plugins(r, n, base_dir),
-    };
-    for (name, decl) in shared {
-        if crate::builtin::plugin(name).is_none() {
-            plugins.entry(name.clone()).or_insert_with(|| decl.clone());
-        }
-    }
-    let scoring = match get(top, "scoring") {
-        None => Scoring::default(),
-        Some(n) => read_scoring(r, n, Scoring::default(), "the policy"),
-    };
-    let stages = match get(top, "stages") {
-        None => {
-            r.problem(
-                root.line,
-                "missing field `stages`; a policy needs at least one stage".into(),
-            );
-            Vec::new()
-        }
-        Some(n) => read_stages(r, n, scoring, &plugins),
-    };
-    let triggers = match get(top, "triggers") {
-        None => Vec::new(),
-        Some(n) => read_triggers(r, n, &plugins),
-    };
-    for t in &triggers {
+    let description = get(m, "description").and_then(|d| r.text(d, "`metadata.description`"));
+    (name, description)
+}
+
+/// Each trigger's `stages` must name stages of the policy.
+fn check_trigger_stages(r: &mut Reader, triggers: &[Trigger], stages: &[Stage]) {
+    for t in triggers {
         for s in &t.stages {
-            if !stages.iter().any(|st: &Stage| st.name == *s) {
+            if !stages.iter().any(|st| st.name == *s) {
                 let known: Vec<&str> = stages.iter().map(|st| st.name.as_str()).collect();
                 r.problem(
                     t.line,
@@ -161,18 +286,16 @@ fn read_policy(
             }
         }
     }
-    let actions = match get(top, "actions") {
-        None => Vec::new(),
-        Some(n) => read_actions(r, n, &plugins),
-    };
-    let metrics = match get(top, "metrics") {
-        None => Vec::new(),
-        Some(n) => read_metric_sources(r, n),
-    };
-    let tracks = match get(top, "tracks") {
-        None => Tracks::default(),
-        Some(n) => read_tracks(r, n),
-    };
+}
+
+/// `require_signature` and `allowed_signers` (resolved against
+/// `base_dir`); the first needs the second.
+fn read_signing(
+    r: &mut Reader,
+    root: &Node,
+    top: &Entries,
+    base_dir: &Path,
+) -> (bool, Option<std::path::PathBuf>) {
     let require_signature = get(top, "require_signature")
         .and_then(|n| r.boolean(n, "`require_signature`"))
         .unwrap_or(false);
@@ -185,791 +308,13 @@ fn read_policy(
             "`require_signature: true` needs `allowed_signers`: the file of keys allowed to sign plugins".into(),
         );
     }
-    Some(Policy {
-        name: name?,
-        description,
-        plugins,
-        stages,
-        triggers,
-        actions,
-        metrics,
-        tracks,
-        require_signature,
-        allowed_signers,
-    })
-}
-
-fn read_plugins(r: &mut Reader, node: &Node, base_dir: &Path) -> BTreeMap<String, PluginDecl> {
-    let mut out = BTreeMap::new();
-    let Value::Map(entries) = &node.value else {
-        r.problem(
-            node.line,
-            format!(
-                "`plugins` must be a mapping of name to plugin, not {}",
-                node.value.kind()
-            ),
-        );
-        return out;
-    };
-    for (name, decl) in entries {
-        if name.parse::<Name>().is_err() {
-            r.problem(
-                decl.line,
-                format!("plugin name `{name}` must use lowercase letters, digits, `-`, `_` or `.`"),
-            );
-        }
-        if crate::builtin::plugin(name).is_some() {
-            r.problem(decl.line, format!("plugin `{name}` shadows the first-party plugin of that name; choose another name"));
-            continue;
-        }
-        let what = format!("plugin `{name}`");
-        let Some(fields) = r.map(decl, &what, &["path", "digest"]) else {
-            continue;
-        };
-        let path = match get(fields, "path") {
-            Some(p) => r.text(p, &format!("`path` of {what}")),
-            None => {
-                r.problem(decl.line, format!("missing field `path` in {what}"));
-                None
-            }
-        };
-        let digest = get(fields, "digest").and_then(|d| {
-            let text = r.text(d, &format!("`digest` of {what}"))?;
-            match text.parse() {
-                Ok(dg) => Some(dg),
-                Err(e) => {
-                    r.problem(d.line, format!("{e}"));
-                    None
-                }
-            }
-        });
-        if let Some(path) = path {
-            out.insert(
-                name.clone(),
-                PluginDecl {
-                    path: base_dir.join(path),
-                    digest,
-                    line: decl.line,
-                },
-            );
-        }
-    }
-    out
-}
-
-/// Longest window a metric may query.
-const MAX_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
-/// Prometheus refuses range queries of more than 11,000 points per series.
-const MAX_STEPS: u64 = 11_000;
-
-fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSource> {
-    let Value::Map(entries) = &node.value else {
-        r.problem(
-            node.line,
-            format!(
-                "`metrics` must be a mapping of metric name to source, not {}",
-                node.value.kind()
-            ),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (name, decl) in entries {
-        let what = format!("metric `{name}`");
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-            r.problem(
-                decl.line,
-                format!("{what}: a metric name is 1 to 128 visible characters"),
-            );
-            continue;
-        }
-        let Some(fields) = r.map(decl, &what, FIELDS.metric) else {
-            continue;
-        };
-        let Some(query) = get(fields, "prometheus").and_then(|q| {
-            let text = r.text(q, &format!("`prometheus` of {what}"))?;
-            match crate::sources::template::variables(&text) {
-                Ok(used) => Some((text, used.iter().any(|v| v == "track"))),
-                Err(e) => {
-                    r.problem(q.line, format!("`prometheus` of {what}: {e}"));
-                    None
-                }
-            }
-        }) else {
-            if get(fields, "prometheus").is_none() {
-                r.problem(decl.line, format!("missing field `prometheus` in {what}"));
-            }
-            continue;
-        };
-        let window = get(fields, "window")
-            .and_then(|n| r.duration(n, &format!("`window` of {what}"), MAX_WINDOW));
-        let step = get(fields, "step").map_or(Some(Duration::from_secs(30)), |n| {
-            r.duration(n, &format!("`step` of {what}"), MAX_WINDOW)
-        });
-        let Some(step) = step else { continue };
-        if step.as_secs() == 0 {
-            r.problem(decl.line, format!("`step` of {what} must be at least 1s"));
-            continue;
-        }
-        if let Some(w) = window
-            && w.as_secs() / step.as_secs() > MAX_STEPS
-        {
-            r.problem(
-                decl.line,
-                format!(
-                    "{what}: a window of {} at a step of {} is more than Prometheus's {MAX_STEPS} points; raise `step`",
-                    humantime::format_duration(w),
-                    humantime::format_duration(step)
-                ),
-            );
-            continue;
-        }
-        out.push(MetricSource {
-            name: name.clone(),
-            prometheus: query.0,
-            window,
-            step,
-            uses_track: query.1,
-            line: decl.line,
-        });
-    }
-    out
-}
-
-fn read_tracks(r: &mut Reader, node: &Node) -> Tracks {
-    let mut tracks = Tracks::default();
-    let Some(fields) = r.map(node, "`tracks`", &["current", "baseline"]) else {
-        return tracks;
-    };
-    if let Some(v) = get(fields, "current").and_then(|n| r.text(n, "`tracks.current`")) {
-        tracks.current = v;
-    }
-    if let Some(v) = get(fields, "baseline").and_then(|n| r.text(n, "`tracks.baseline`")) {
-        tracks.baseline = v;
-    }
-    tracks
-}
-
-fn read_scoring(r: &mut Reader, node: &Node, inherited: Scoring, owner: &str) -> Scoring {
-    let what = format!("`scoring` of {owner}");
-    let Some(fields) = r.map(node, &what, &["pass", "warn"]) else {
-        return inherited;
-    };
-    let pass = get(fields, "pass")
-        .and_then(|n| r.percent(n, "`scoring.pass`"))
-        .unwrap_or(inherited.pass);
-    let warn = get(fields, "warn")
-        .and_then(|n| r.percent(n, "`scoring.warn`"))
-        .unwrap_or(inherited.warn);
-    if warn > pass {
-        r.problem(
-            node.line,
-            format!("in {what}, `warn` ({warn}%) must not exceed `pass` ({pass}%)"),
-        );
-    }
-    Scoring { pass, warn }
-}
-
-fn read_stages(
-    r: &mut Reader,
-    node: &Node,
-    scoring: Scoring,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Vec<Stage> {
-    let Value::Seq(items) = &node.value else {
-        r.problem(
-            node.line,
-            format!("`stages` must be a list, not {}", node.value.kind()),
-        );
-        return Vec::new();
-    };
-    if items.is_empty() {
-        r.problem(
-            node.line,
-            "`stages` is empty; a policy needs at least one stage".into(),
-        );
-    }
-    let mut stages: Vec<Stage> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Some(fields) = r.map(item, &format!("stage {}", i + 1), FIELDS.stage) else {
-            continue;
-        };
-        let name = match get(fields, "name") {
-            Some(n) => r.name(n, "stage `name`"),
-            None => {
-                r.problem(
-                    item.line,
-                    format!("missing field `name` in stage {}", i + 1),
-                );
-                None
-            }
-        };
-        let Some(name) = name else { continue };
-        if stages.iter().any(|s| s.name == name) {
-            r.problem(item.line, format!("duplicate stage `{name}`"));
-        }
-        if name.as_str() == crate::evaluate::ALL_STAGES {
-            r.problem(
-                item.line,
-                "a stage may not be named `all`: `--stage all` evaluates every stage".to_string(),
-            );
-        }
-        let owner = format!("stage `{name}`");
-        let description = get(fields, "description").and_then(|d| r.text(d, "stage `description`"));
-        let scoring = match get(fields, "scoring") {
-            Some(n) => read_scoring(r, n, scoring, &owner),
-            None => scoring,
-        };
-        let traffic = get(fields, "traffic")
-            .and_then(|n| r.percent(n, &format!("`traffic` of {owner}")))
-            .and_then(|p| {
-                if p.fract() == 0.0 {
-                    Some(p as u8)
-                } else {
-                    r.problem(
-                        item.line,
-                        format!("`traffic` of {owner} must be a whole percentage"),
-                    );
-                    None
-                }
-            });
-        let duration = get(fields, "duration")
-            .and_then(|n| r.duration(n, &format!("`duration` of {owner}"), MAX_STAGE));
-        let gates = match get(fields, "gates") {
-            Some(n) => read_gates(r, n, &owner, plugins),
-            None => {
-                r.problem(item.line, format!("missing field `gates` in {owner}"));
-                Vec::new()
-            }
-        };
-        stages.push(Stage {
-            name,
-            description,
-            traffic,
-            duration,
-            scoring,
-            gates,
-        });
-    }
-    stages
-}
-
-/// The keys each part of a policy may have; the JSON Schema is checked
-/// against these.
-pub(super) struct Fields {
-    pub(super) policy: &'static [&'static str],
-    pub(super) stage: &'static [&'static str],
-    pub(super) gate: &'static [&'static str],
-    pub(super) trigger: &'static [&'static str],
-    pub(super) action: &'static [&'static str],
-    pub(super) metric: &'static [&'static str],
-}
-
-pub(super) const FIELDS: Fields = Fields {
-    policy: &[
-        "apiVersion",
-        "kind",
-        "metadata",
-        "plugins",
-        "scoring",
-        "stages",
-        "triggers",
-        "actions",
-        "metrics",
-        "tracks",
-        "require_signature",
-        "allowed_signers",
-    ],
-    stage: &[
-        "name",
-        "description",
-        "scoring",
-        "traffic",
-        "duration",
-        "gates",
-    ],
-    gate: &[
-        "name",
-        "description",
-        "plugin",
-        "with",
-        "weight",
-        "key",
-        "dry_run",
-        "on_no_data",
-        "on_error",
-        "deadline",
-        "memory",
-        "grants",
-    ],
-    trigger: &[
-        "name",
-        "description",
-        "plugin",
-        "with",
-        "hold",
-        "stages",
-        "deadline",
-        "memory",
-        "grants",
-    ],
-    action: &[
-        "name",
-        "description",
-        "plugin",
-        "with",
-        "deadline",
-        "memory",
-        "grants",
-    ],
-    metric: &["prometheus", "window", "step"],
-};
-
-fn read_gates(
-    r: &mut Reader,
-    node: &Node,
-    owner: &str,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Vec<Gate> {
-    let Value::Seq(items) = &node.value else {
-        r.problem(
-            node.line,
-            format!(
-                "`gates` of {owner} must be a list, not {}",
-                node.value.kind()
-            ),
-        );
-        return Vec::new();
-    };
-    if items.is_empty() {
-        r.problem(node.line, format!("{owner} has no gates"));
-    }
-    let mut gates: Vec<Gate> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Some(fields) = r.map(item, &format!("gate {} of {owner}", i + 1), FIELDS.gate) else {
-            continue;
-        };
-        let Some(name) = (match get(fields, "name") {
-            Some(n) => r.name(n, "gate `name`"),
-            None => {
-                r.problem(
-                    item.line,
-                    format!("missing field `name` in gate {} of {owner}", i + 1),
-                );
-                None
-            }
-        }) else {
-            continue;
-        };
-        if gates.iter().any(|g| g.name == name) {
-            r.problem(item.line, format!("duplicate gate `{name}` in {owner}"));
-        }
-        let what = format!("gate `{name}`");
-        let Some(PluginUse {
-            plugin,
-            config,
-            limits,
-            description,
-        }) = read_use(r, fields, item, &what, plugins)
-        else {
-            continue;
-        };
-        let weight = match get(fields, "weight") {
-            None => 1.0,
-            Some(n) => match r.number(n, &format!("`weight` of {what}")) {
-                Some(w) if (0.0..=1e6).contains(&w) => w,
-                Some(w) => {
-                    r.problem(
-                        n.line,
-                        format!("`weight` of {what} must be between 0 and 1000000, not {w}"),
-                    );
-                    1.0
-                }
-                None => 1.0,
-            },
-        };
-        let flag = |r: &mut Reader, key: &str| {
-            get(fields, key)
-                .and_then(|n| r.boolean(n, &format!("`{key}` of {what}")))
-                .unwrap_or(false)
-        };
-        let key = flag(r, "key");
-        let dry_run = flag(r, "dry_run");
-        let on_no_data = get(fields, "on_no_data")
-            .and_then(|n| r.parsed::<OnNoData>(n, &format!("`on_no_data` of {what}")))
-            .unwrap_or_default();
-        let on_error = get(fields, "on_error")
-            .and_then(|n| r.parsed::<OnError>(n, &format!("`on_error` of {what}")))
-            .unwrap_or_default();
-        gates.push(Gate {
-            name,
-            description,
-            plugin,
-            config,
-            weight,
-            key,
-            dry_run,
-            on_no_data,
-            on_error,
-            limits,
-            line: item.line,
-        });
-    }
-    gates
-}
-
-/// The longest `duration` a stage may declare.
-const MAX_STAGE: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// What every gate, trigger and action has: its plugin, settings, limits
-/// and description.
-struct PluginUse {
-    plugin: String,
-    config: PluginConfig,
-    limits: Limits,
-    description: Option<String>,
-}
-
-/// Reads the fields shared by gates, triggers and actions; `None` when the
-/// plugin is missing (already reported).
-fn read_use(
-    r: &mut Reader,
-    fields: &Entries,
-    item: &Node,
-    what: &str,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Option<PluginUse> {
-    let plugin = read_plugin_name(r, fields, item, what, plugins);
-    let config = get(fields, "with")
-        .map(|n| read_config(r, n, what))
-        .unwrap_or_default();
-    let limits = read_limits(r, fields, what);
-    let description =
-        get(fields, "description").and_then(|d| r.text(d, &format!("`description` of {what}")));
-    Some(PluginUse {
-        plugin: plugin?,
-        config,
-        limits,
-        description,
-    })
-}
-
-/// The `plugin` of a gate, trigger or action, checked against the known plugins.
-fn read_plugin_name(
-    r: &mut Reader,
-    fields: &Entries,
-    item: &Node,
-    what: &str,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Option<String> {
-    let Some(n) = get(fields, "plugin") else {
-        r.problem(item.line, format!("missing field `plugin` in {what}"));
-        return None;
-    };
-    let plugin = r.text(n, &format!("`plugin` of {what}"));
-    if let Some(p) = &plugin
-        && crate::builtin::plugin(p).is_none()
-        && !crate::approvals::is_host_gate(p)
-        && !plugins.contains_key(p)
-    {
-        let known: Vec<String> = crate::builtin::names()
-            .map(str::to_string)
-            .chain(plugins.keys().cloned())
-            .collect();
-        r.problem(
-            n.line,
-            format!(
-                "unknown plugin `{p}` in {what}{}",
-                crate::suggest::with_listing(
-                    p,
-                    known
-                        .iter()
-                        .map(String::as_str)
-                        .chain(crate::approvals::HOST_GATES),
-                    &format!("known plugins: {}", known.join(", "))
-                )
-            ),
-        );
-    }
-    plugin
-}
-
-/// `grants: { files: [ { host: DIR, guest: /PATH } ] }`: directories the
-/// plugin may read through WASI. `host` is resolved against the policy's
-/// directory when the policy loads.
-fn read_grants(r: &mut Reader, node: &Node, what: &str) -> Vec<crate::engine::wasi::FileGrant> {
-    let mut out = Vec::new();
-    let Some(g) = r.map(node, &format!("`grants` of {what}"), &["files"]) else {
-        return out;
-    };
-    let Some(files) = get(g, "files") else {
-        return out;
-    };
-    let Value::Seq(items) = &files.value else {
-        r.problem(
-            files.line,
-            format!("`grants.files` of {what} must be a list of {{host, guest}}"),
-        );
-        return out;
-    };
-    for item in items {
-        let Some(f) = r.map(item, &format!("a file grant of {what}"), &["host", "guest"]) else {
-            continue;
-        };
-        let host =
-            get(f, "host").and_then(|n| r.text(n, &format!("`host` of a file grant of {what}")));
-        let guest =
-            get(f, "guest").and_then(|n| r.text(n, &format!("`guest` of a file grant of {what}")));
-        match (host, guest) {
-            (Some(host), Some(guest)) => {
-                if !guest.starts_with('/') || guest.split('/').any(|c| c == "..") {
-                    r.problem(
-                        item.line,
-                        format!("`guest` of a file grant of {what} must be an absolute path without `..`, e.g. `/reports`"),
-                    );
-                    continue;
-                }
-                out.push(crate::engine::wasi::FileGrant {
-                    host: std::path::PathBuf::from(host),
-                    guest,
-                });
-            }
-            _ => r.problem(
-                item.line,
-                format!("a file grant of {what} needs `host` (a directory) and `guest` (where the plugin sees it)"),
-            ),
-        }
-    }
-    out
-}
-
-/// `deadline`, `memory` and `grants`, defaulting to [`Limits::default`].
-fn read_limits(r: &mut Reader, fields: &Entries, what: &str) -> Limits {
-    let defaults = Limits::default();
-    let limits = Limits {
-        files: get(fields, "grants")
-            .map(|n| read_grants(r, n, what))
-            .unwrap_or_default()
-            .into(),
-        deadline: get(fields, "deadline")
-            .and_then(|n| r.duration(n, &format!("`deadline` of {what}"), MAX_DEADLINE))
-            .unwrap_or(defaults.deadline),
-        memory: get(fields, "memory")
-            .and_then(|n| r.bytes(n, &format!("`memory` of {what}")))
-            .unwrap_or(defaults.memory),
-    };
-    // One uninterruptible instruction over the whole memory may outlast a
-    // shorter deadline: such limits would promise a bound they cannot keep.
-    let bound = crate::engine::uninterruptible_bound(limits.memory);
-    if limits.deadline < bound
-        && let Some(node) = get(fields, "deadline").or_else(|| get(fields, "memory"))
-    {
-        r.problem(
-            node.line,
-            format!(
-                "`deadline` of {what} ({}) is shorter than one instruction over its `memory` ({}) may run (about {} ms at 1 GiB/s), so it could not be kept; raise `deadline` to at least {} ms or lower `memory`",
-                humantime::format_duration(limits.deadline),
-                crate::engine::human_bytes(limits.memory),
-                bound.as_millis(),
-                bound.as_millis() + 1
-            ),
-        );
-    }
-    limits
-}
-
-/// The entries of a `triggers:` or `actions:` list, each a named mapping.
-fn named_items<'a>(
-    r: &mut Reader,
-    node: &'a Node,
-    list: &str,
-    allowed: &[&str],
-) -> Vec<(Name, &'a Node, &'a Entries)> {
-    let Value::Seq(items) = &node.value else {
-        r.problem(
-            node.line,
-            format!("`{list}` must be a list, not {}", node.value.kind()),
-        );
-        return Vec::new();
-    };
-    let mut out: Vec<(Name, &Node, &Entries)> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let Some(fields) = r.map(item, &format!("entry {} of `{list}`", i + 1), allowed) else {
-            continue;
-        };
-        let Some(name) = (match get(fields, "name") {
-            Some(n) => r.name(n, &format!("`name` in `{list}`")),
-            None => {
-                r.problem(
-                    item.line,
-                    format!("missing field `name` in entry {} of `{list}`", i + 1),
-                );
-                None
-            }
-        }) else {
-            continue;
-        };
-        if out.iter().any(|(n, _, _)| *n == name) {
-            r.problem(item.line, format!("duplicate `{name}` in `{list}`"));
-        }
-        out.push((name, item, fields));
-    }
-    out
-}
-
-fn read_triggers(
-    r: &mut Reader,
-    node: &Node,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Vec<Trigger> {
-    let mut out = Vec::new();
-    for (name, item, fields) in named_items(r, node, "triggers", FIELDS.trigger) {
-        let what = format!("trigger `{name}`");
-        let hold = get(fields, "hold")
-            .and_then(|n| r.boolean(n, &format!("`hold` of {what}")))
-            .unwrap_or(false);
-        let mut stages = Vec::new();
-        if let Some(n) = get(fields, "stages") {
-            match &n.value {
-                Value::Seq(items) => {
-                    for item in items {
-                        if let Some(s) = r.name(item, &format!("a stage of `stages` of {what}")) {
-                            stages.push(s);
-                        }
-                    }
-                }
-                _ => r.problem(
-                    n.line,
-                    format!("`stages` of {what} must be a list of stage names"),
-                ),
-            }
-        }
-        if let Some(PluginUse {
-            plugin,
-            config,
-            limits,
-            description,
-        }) = read_use(r, fields, item, &what, plugins)
-        {
-            out.push(Trigger {
-                name,
-                description,
-                plugin,
-                config,
-                hold,
-                stages,
-                limits,
-                line: item.line,
-            });
-        }
-    }
-    out
-}
-
-fn read_actions(
-    r: &mut Reader,
-    node: &Node,
-    plugins: &BTreeMap<String, PluginDecl>,
-) -> Vec<ActionStep> {
-    let mut out = Vec::new();
-    for (name, item, fields) in named_items(r, node, "actions", FIELDS.action) {
-        let what = format!("action `{name}`");
-        if let Some(PluginUse {
-            plugin,
-            config,
-            limits,
-            description,
-        }) = read_use(r, fields, item, &what, plugins)
-        {
-            out.push(ActionStep {
-                name,
-                description,
-                plugin,
-                config,
-                limits,
-                line: item.line,
-            });
-        }
-    }
-    out
-}
-
-/// Flattens a gate's `with:` mapping into typed, dotted keys.
-fn read_config(r: &mut Reader, node: &Node, what: &str) -> PluginConfig {
-    let mut out = Vec::new();
-    match &node.value {
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                flatten(r, k.clone(), v, what, &mut out);
-            }
-        }
-        other => r.problem(
-            node.line,
-            format!("`with` of {what} must be a mapping, not {}", other.kind()),
-        ),
-    }
-    out
-}
-
-fn scalar(value: &Value) -> Option<Scalar> {
-    Some(match value {
-        Value::Bool(b) => Scalar::Boolean(*b),
-        Value::Int(i) => Scalar::Integer(*i),
-        Value::Float(f) => Scalar::Number(*f),
-        Value::Str(s) => Scalar::Text(s.clone()),
-        _ => return None,
-    })
-}
-
-fn flatten(r: &mut Reader, key: String, node: &Node, what: &str, out: &mut PluginConfig) {
-    if let Value::Float(f) = node.value
-        && !f.is_finite()
-    {
-        r.problem(
-            node.line,
-            format!("setting `{key}` of {what} must be a finite number"),
-        );
-        return;
-    }
-    let value = match &node.value {
-        Value::Null => {
-            r.problem(node.line, format!("setting `{key}` of {what} is empty"));
-            return;
-        }
-        Value::Bool(b) => ConfigValue::Boolean(*b),
-        Value::Int(i) => ConfigValue::Integer(*i),
-        Value::Float(f) => ConfigValue::Number(*f),
-        Value::Str(s) => ConfigValue::Text(s.clone()),
-        Value::Map(entries) => {
-            for (k, v) in entries {
-                flatten(r, format!("{key}.{k}"), v, what, out);
-            }
-            return;
-        }
-        Value::Seq(items) => {
-            let scalars: Option<Vec<Scalar>> = items.iter().map(|n| scalar(&n.value)).collect();
-            match scalars {
-                Some(list)
-                    if items
-                        .iter()
-                        .all(|n| !matches!(n.value, Value::Float(f) if !f.is_finite())) =>
-                {
-                    ConfigValue::List(list)
-                }
-                _ => {
-                    for (i, item) in items.iter().enumerate() {
-                        flatten(r, format!("{key}.{i}"), item, what, out);
-                    }
-                    return;
-                }
-            }
-        }
-    };
-    out.push((key, value));
+    (require_signature, allowed_signers)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn problems(yaml: &str) -> Vec<String> {
@@ -1009,6 +354,42 @@ mod tests {
                 "line 9: `weight` of gate `a` must be between 0 and 1000000, not -1",
                 "line 13: unknown field `tyop` in gate 2 of stage `s`; expected one of name, description, plugin, with, weight, key, dry_run, on_no_data, on_error, deadline, memory, grants",
                 "line 12: `on_error` of gate `b` is `explode`; expected fail, warn or ignore",
+            ]
+        );
+    }
+
+    #[test]
+    fn host_gates_are_told_apart_once_and_refused_where_they_were_written() {
+        let text = format!(
+            "{MINIMAL}stages:\n  - name: s\n    gates:\n      - name: a\n        plugin: threshold\n      - name: b\n        plugin: approval\n        with: {{count: 0}}\n      - name: c\n        plugin: checklist\n        with: {{items: [x]}}\n      - name: d\n        plugin: threshold\ntriggers:\n  - name: t\n    plugin: approval\n  - name: u\n    plugin: sustained\n"
+        );
+        let Parsed { policy, refused } =
+            parse_with(&text, Path::new("."), &BTreeMap::new()).unwrap();
+        let kinds: Vec<(&str, bool)> = policy.stages[0]
+            .gates
+            .iter()
+            .map(|g| (g.name.as_str(), matches!(g.kind, GateKind::Host(_))))
+            .collect();
+        assert_eq!(kinds, [("a", false), ("c", true), ("d", false)]);
+        assert!(policy.uses_approvals());
+        let uses: Vec<&str> = policy.plugin_uses().map(|u| u.name.as_str()).collect();
+        assert_eq!(uses, ["a", "d", "u"]);
+        // Each refusal goes before the plugin use that followed it.
+        let places: Vec<(usize, String)> = refused
+            .into_iter()
+            .map(|r| (r.before, r.problem.to_string()))
+            .collect();
+        assert_eq!(
+            places,
+            [
+                (
+                    1,
+                    "line 9: invalid settings for gate `b` (host gate `approval`): `count` must be 1 to 100".to_string()
+                ),
+                (
+                    2,
+                    "line 18: `approval` is a gate the host evaluates, not a trigger".to_string()
+                ),
             ]
         );
     }

@@ -9,55 +9,16 @@
 
 use std::collections::BTreeMap;
 
-/// The variables a metric query may use.
-pub const VARIABLES: &[&str] = &["service", "version", "stage", "track"];
+use crate::policy::template::{self as syntax, Piece};
 
-/// A template that cannot be read or filled.
+/// A template that cannot be filled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error(
-        "unknown template variable `${{{0}}}`; known: ${{service}}, ${{version}}, ${{stage}}, ${{track}}"
-    )]
-    Unknown(String),
-    #[error("unterminated `${{` at byte {0}")]
-    Unterminated(usize),
+    /// The template itself does not read (a policy that loaded never has one).
+    #[error(transparent)]
+    Syntax(#[from] syntax::TemplateError),
     #[error("`{name}` value `{value}` contains a backquote, which no PromQL string can escape")]
     Backquote { name: String, value: String },
-}
-
-/// Splits a template into literal text and variable names.
-fn pieces(template: &str) -> Result<Vec<(bool, &str)>, TemplateError> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    let mut offset = 0;
-    while let Some(start) = rest.find("${") {
-        out.push((false, &rest[..start]));
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or(TemplateError::Unterminated(offset + start))?;
-        out.push((true, &after[..end]));
-        offset += start + 2 + end + 1;
-        rest = &after[end + 1..];
-    }
-    out.push((false, rest));
-    Ok(out)
-}
-
-/// The variables `template` uses, each checked against [`VARIABLES`].
-pub fn variables(template: &str) -> Result<Vec<String>, TemplateError> {
-    let mut used = Vec::new();
-    for (is_var, text) in pieces(template)? {
-        if is_var {
-            if !VARIABLES.contains(&text) {
-                return Err(TemplateError::Unknown(text.to_string()));
-            }
-            if !used.iter().any(|u| u == text) {
-                used.push(text.to_string());
-            }
-        }
-    }
-    Ok(used)
 }
 
 /// `value` escaped as the inside of a quoted PromQL string.
@@ -80,14 +41,17 @@ pub fn escape_label_value(value: &str) -> String {
 /// Fills `template` with `values`, each escaped.
 pub fn render(template: &str, values: &BTreeMap<&str, &str>) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(template.len() + 32);
-    for (is_var, text) in pieces(template)? {
-        if !is_var {
-            out.push_str(text);
-            continue;
-        }
+    for piece in syntax::pieces(template)? {
+        let text = match piece {
+            Piece::Text(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Piece::Variable(name) => name,
+        };
         let value = values
             .get(text)
-            .ok_or_else(|| TemplateError::Unknown(text.to_string()))?;
+            .ok_or_else(|| syntax::TemplateError::Unknown(text.to_string()))?;
         if value.contains('`') {
             // The value is a request's: quote a bounded, escaped piece.
             return Err(TemplateError::Backquote {
@@ -134,18 +98,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_and_unterminated_variables_are_named() {
+    fn a_variable_without_a_value_is_named() {
         assert_eq!(
-            variables("x{a=\"${servce}\"}").unwrap_err(),
-            TemplateError::Unknown("servce".into())
-        );
-        assert_eq!(
-            variables("x{a=\"${service").unwrap_err(),
-            TemplateError::Unterminated(5)
-        );
-        assert_eq!(
-            variables("${service} ${track} ${service}").unwrap(),
-            vec!["service", "track"]
+            render("up{s=\"${stage}\"}", &vars(&[("service", "a")])).unwrap_err(),
+            TemplateError::Syntax(syntax::TemplateError::Unknown("stage".into()))
         );
     }
 }
