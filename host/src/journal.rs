@@ -1,18 +1,25 @@
-//! Evaluations that leave evidence: the trigger state an evaluation reads
-//! from the store, and the record it commits there before it is reported.
+//! The one evaluation path: an [`Evaluation`] is evaluated over trigger
+//! state, committed to the store with everything needed to replay it, and
+//! only then answered. The server, `eval --log`, `tollgate test --log`
+//! ([`decide`]) and replay ([`Evaluation::evaluate`]) all go through here.
 //!
 //! State is read before the evaluation and written back with the version
 //! read, so a store shared by replicas refuses a second, concurrent advance
-//! ([`crate::store::StoreError::Conflict`]); the caller then evaluates
+//! ([`crate::store::StoreError::Conflict`]); [`decide`] then evaluates
 //! again over the state that won.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::approvals::Approval;
 use crate::decision::Decision;
 use crate::digest::Digest;
+use crate::evaluate::{EvalError, Request, evaluate_with};
 use crate::policy::LoadedPolicy;
 use crate::snapshot::Snapshot;
+use crate::sources::Evidence;
 use crate::state::{StateError, StateKey, StateStore};
 use crate::store::{
     Asked, Blob, BlobKind, Commit, Record, StateWrite, Store, StoreError, StoredAnswer, Versioned,
@@ -79,6 +86,16 @@ impl Prefetched {
         Ok(Self::new(keys, current, advance))
     }
 
+    /// The state `held` (a file's, a test case's) has for `keys`, as read,
+    /// never to be written back to a store.
+    pub fn held(held: &dyn StateStore, keys: &[StateKey]) -> Result<Self, StateError> {
+        let current = keys
+            .iter()
+            .map(|k| Ok(held.get(k)?.map(|state| Versioned { state, version: 0 })))
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(Self::new(keys, current, false))
+    }
+
     /// The version of each trigger's state read, by trigger name.
     pub fn versions(&self) -> BTreeMap<String, i64> {
         self.read
@@ -128,29 +145,171 @@ pub struct Asker {
     pub trace_id: Option<String>,
 }
 
+/// One evaluation, whole: the policy, the snapshot, the approvals on
+/// record for its release, what was asked and when it is decided, and who
+/// asked. Everything a decision is computed from is here, so the record
+/// committed for it can replay it.
+#[derive(Clone)]
+pub struct Evaluation {
+    pub loaded: Arc<LoadedPolicy>,
+    pub snapshot: Arc<Snapshot>,
+    /// The approvals the store holds for the snapshot's release (empty
+    /// when the policy has no approval gates).
+    pub approvals: Arc<[Approval]>,
+    pub asked: Asked,
+    /// When the decision is made, unix seconds (see [`Request::decided_at`]).
+    pub decided_at: i64,
+    /// Whether `decided_at` was the caller's choice (see [`Request::what_if`]).
+    pub what_if: bool,
+    pub asker: Asker,
+    /// The `Idempotency-Key` in its scope and the digest of the request
+    /// body, whose answer the commit stores.
+    pub idempotency: Option<(crate::store::IdempotencyKey, Digest)>,
+    /// What the snapshot was gathered from, carried into the decision.
+    pub evidence: Option<Evidence>,
+}
+
+impl Evaluation {
+    /// The evaluation's request, as [`evaluate_with`] takes it.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            stage: self.asked.stage.as_deref(),
+            elapsed: self.asked.elapsed(),
+            schedule: self.asked.schedule,
+            approvals: &self.approvals,
+            decided_at: self.decided_at,
+            what_if: self.what_if,
+        }
+    }
+
+    /// Evaluates over `state`, with the evidence of what the snapshot was
+    /// gathered from: the decision before it is committed.
+    pub fn evaluate(&self, state: &mut dyn StateStore) -> Result<Decision, EvalError> {
+        let mut decision = evaluate_with(
+            &self.loaded,
+            &self.request(),
+            Arc::clone(&self.snapshot),
+            state,
+        )?;
+        decision.sources.clone_from(&self.evidence);
+        Ok(decision)
+    }
+
+    /// The keys of the trigger state this evaluation reads.
+    pub fn state_keys(&self) -> Vec<StateKey> {
+        state_keys(&self.loaded, &self.snapshot)
+    }
+}
+
+impl Asked {
+    /// What a caller asked: `elapsed` is kept to the millisecond, as
+    /// [`Asked::elapsed`] gives it back to the evaluation and to replay.
+    pub fn new(
+        stage: Option<String>,
+        elapsed: Option<Duration>,
+        schedule: crate::evaluate::Schedule,
+        advance_state: bool,
+    ) -> Self {
+        Self {
+            stage,
+            elapsed_ms: elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            schedule,
+            advance_state,
+        }
+    }
+
+    /// The time already spent in the stage, as asked.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.elapsed_ms.map(Duration::from_millis)
+    }
+}
+
+/// Where the trigger state an evaluation reads comes from.
+#[derive(Debug)]
+pub enum StateFrom {
+    /// The store, read afresh for every attempt; with `advance`, the
+    /// triggers' new state is written back with the version read.
+    Store { advance: bool },
+    /// State the caller holds (a test case's, a `--state` file's): recorded
+    /// as read, while the store's is neither read nor written.
+    Held(Prefetched),
+}
+
+/// What [`decide`] answers with.
+#[derive(Debug)]
+pub enum Committed {
+    /// A new decision, committed.
+    Fresh(Box<Decision>),
+    /// The answer an earlier request with the same idempotency key got
+    /// (on this replica or another); nothing new was committed.
+    Replayed(StoredAnswer),
+}
+
+/// Evaluates, commits, and only then answers: the one path every logged
+/// decision takes. `run` evaluates once over the state it is given (the
+/// server runs it on a worker, the CLI in place) and hands the state back
+/// with what the triggers wrote. When the store's state was advanced
+/// concurrently, the evaluation runs again over the state that won, up to
+/// [`MAX_ATTEMPTS`] times; a decision is never answered uncommitted.
+pub async fn decide<E, F, Fut>(
+    store: &dyn Store,
+    evaluation: Arc<Evaluation>,
+    state: StateFrom,
+    mut run: F,
+) -> Result<Committed, E>
+where
+    E: From<StoreError>,
+    F: FnMut(Arc<Evaluation>, Prefetched) -> Fut,
+    Fut: Future<Output = Result<(Decision, Prefetched), E>>,
+{
+    let keys = evaluation.state_keys();
+    let (advance, mut held) = match state {
+        StateFrom::Store { advance } => (advance, None),
+        StateFrom::Held(p) => (false, Some(p)),
+    };
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        let read = match held.take() {
+            Some(p) => p,
+            None => Prefetched::load(store, &keys, advance).await?,
+        };
+        let (mut decision, state) = run(Arc::clone(&evaluation), read).await?;
+        let commit = commit_for(&mut decision, &evaluation, state);
+        match store.commit(commit).await {
+            Ok(()) => return Ok(Committed::Fresh(Box::new(decision))),
+            Err(StoreError::Conflict { key }) if advance => {
+                tracing::debug!(key = %key, "trigger state advanced concurrently; evaluating again");
+            }
+            Err(StoreError::KeyTaken(answer)) => return Ok(Committed::Replayed(*answer)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict {
+        key: keys.first().map(ToString::to_string).unwrap_or_default(),
+    }
+    .into())
+}
+
 /// Gives `decision` its id and builds what committing it writes: the
 /// record, every blob it references (the approvals it judged among them),
-/// the new trigger state and the idempotency answer (`key`, request body
-/// digest), if any.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one commit's whole input; issue 21 folds these into one evaluation path"
-)]
-pub fn commit_for(
-    decision: &mut Decision,
-    loaded: &LoadedPolicy,
-    snapshot: &Snapshot,
-    approvals: &[crate::approvals::Approval],
-    asked: Asked,
-    state: Prefetched,
-    asker: Asker,
-    idempotency: Option<(crate::store::IdempotencyKey, Digest)>,
-) -> Commit {
+/// the new trigger state and the idempotency answer, if any.
+pub fn commit_for(decision: &mut Decision, evaluation: &Evaluation, state: Prefetched) -> Commit {
+    let Evaluation {
+        loaded,
+        snapshot,
+        approvals,
+        asked,
+        asker,
+        idempotency,
+        ..
+    } = evaluation;
     let id = uuid::Uuid::now_v7().to_string();
     decision.decision_id = Some(id.clone());
     // The snapshot's canonical JSON: its digest is the decision's input
     // digest, so it needs no hashing here and replay can check it.
-    let body: Arc<[u8]> = serde_json::to_vec(snapshot).unwrap_or_default().into();
+    let body: Arc<[u8]> = serde_json::to_vec(&**snapshot).unwrap_or_default().into();
     let mut blobs = vec![
         Blob {
             digest: loaded.digest,
@@ -164,7 +323,7 @@ pub fn commit_for(
         },
     ];
     if !decision.approvals.is_empty() {
-        for approval in approvals {
+        for approval in approvals.iter() {
             let bytes: Arc<[u8]> = approval.canonical().into();
             let digest = Digest::of(&bytes);
             if !blobs.iter().any(|b| b.digest == digest) {
@@ -193,18 +352,18 @@ pub fn commit_for(
     let record = Record {
         decision_id: id.clone(),
         recorded_at_ms: crate::store::now_ms(),
-        asked,
+        asked: asked.clone(),
         policy_text: loaded.digest,
         snapshot_body: decision.digests.input,
         state_in: state.state_in(),
         state_versions: state.versions(),
         final_stage,
         oldest_commit: snapshot.commits.iter().map(|c| c.timestamp).min(),
-        trace_id: asker.trace_id,
-        token_id: asker.token_id,
+        trace_id: asker.trace_id.clone(),
+        token_id: asker.token_id.clone(),
         decision: decision.clone(),
     };
-    let idempotency = idempotency.map(|(key, body)| StoredAnswer {
+    let idempotency = idempotency.clone().map(|(key, body)| StoredAnswer {
         key,
         body,
         status: 200,

@@ -9,14 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::decision::Decision;
 use crate::engine::Runtime;
-use crate::evaluate::{Request, Schedule, evaluate_with, input_digest};
+use crate::evaluate::input_digest;
 use crate::journal::Prefetched;
 use crate::snapshot::Snapshot;
 use crate::state::StateKey;
@@ -206,12 +205,12 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
         })
         .collect::<Result<_, _>>()?;
     let mut prefetched = Prefetched::new(&keys, state, false);
-    let schedule: Schedule = record.asked.schedule;
-    let request = Request {
-        stage: record.asked.stage.as_deref(),
-        elapsed: record.asked.elapsed_ms.map(Duration::from_millis),
-        schedule,
-        approvals: &approvals,
+    // The logged evaluation, as the one evaluation path runs it.
+    let evaluation = crate::journal::Evaluation {
+        loaded: Arc::new(loaded),
+        snapshot: Arc::new(snapshot),
+        approvals: approvals.into(),
+        asked: record.asked.clone(),
         // Records from before `decided_at` was kept were decided at their
         // `taken_at`, so that is the time their replay judges at.
         decided_at: record
@@ -219,8 +218,12 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
             .decided_at
             .unwrap_or(record.decision.taken_at),
         what_if: record.decision.what_if,
+        asker: crate::journal::Asker::default(),
+        idempotency: None,
+        evidence: record.decision.sources.clone(),
     };
-    let replayed = evaluate_with(&loaded, &request, Arc::new(snapshot), &mut prefetched)
+    let replayed = evaluation
+        .evaluate(&mut prefetched)
         .map_err(|e| invalid(format!("{e:#}")))?;
     Ok(compare(record, &replayed))
 }

@@ -39,8 +39,18 @@ pub enum SourceError {
     Template { metric: String, message: String },
     #[error("report `{file}`: {message}")]
     Report { file: String, message: String },
-    #[error("{0}")]
-    Usage(String),
+    /// Prometheus was given but no policy says what to query.
+    #[error("querying Prometheus needs a policy, whose `metrics:` say what to query")]
+    NoPolicy,
+    /// The policy has nothing to query.
+    #[error("policy `{policy}` declares no `metrics:` to query")]
+    NoMetrics { policy: String },
+    /// The queries' `${service}` is unknown.
+    #[error("querying Prometheus needs the service (the `${{service}}` of the policy's queries)")]
+    NoService,
+    /// The service or version to query for is not a valid name.
+    #[error("`{path}` {message}")]
+    InvalidName { path: String, message: String },
 }
 
 impl SourceError {
@@ -336,6 +346,77 @@ fn overlay(set: &mut Vec<Series>, winners: Vec<Series>) {
         winners.iter().map(|s| s.name.clone()).collect();
     set.retain(|s| !names.contains(&s.name));
     set.extend(winners);
+}
+
+/// Gathers the snapshot `inputs` describe for `stage` of `policy`: the
+/// policy's `metrics:` queried from `prometheus` over the stage's window
+/// (when there is a Prometheus), report files read, and the explicit
+/// snapshot and values laid over them. It answers with the evidence of what
+/// was read, or `None` for a snapshot given whole and nothing else. Every
+/// caller (the CLI, the server, backtesting) builds its snapshot here.
+pub async fn gather(
+    prometheus: Option<&Prometheus>,
+    policy: Option<&Policy>,
+    stage: Option<&str>,
+    inputs: Inputs,
+) -> Result<(Snapshot, Option<Evidence>), SourceError> {
+    if prometheus.is_none()
+        && inputs.reports.is_empty()
+        && inputs.values.is_empty()
+        && inputs.attributes.is_empty()
+        && let Some(s) = inputs.snapshot
+    {
+        return Ok((s, None));
+    }
+    let at = evaluation_time(&inputs);
+    let mut evidence = Evidence {
+        values: inputs.values.iter().cloned().collect(),
+        attributes: inputs.attributes.iter().cloned().collect(),
+        ..Evidence::default()
+    };
+    let queried = match prometheus {
+        None => (Vec::new(), Vec::new()),
+        Some(prom) => {
+            let policy = policy.ok_or(SourceError::NoPolicy)?;
+            if policy.metrics.is_empty() {
+                return Err(SourceError::NoMetrics {
+                    policy: policy.name.to_string(),
+                });
+            }
+            let explicit = inputs.snapshot.as_ref();
+            let service = inputs
+                .service
+                .clone()
+                .or_else(|| explicit.map(|s| s.service.clone()))
+                .filter(|s| !s.is_empty())
+                .ok_or(SourceError::NoService)?;
+            let version = inputs
+                .version
+                .clone()
+                .or_else(|| explicit.map(|s| s.version.clone()))
+                .unwrap_or_default();
+            crate::snapshot::check_names(&service, &version).map_err(|e| {
+                SourceError::InvalidName {
+                    path: e.path.to_string(),
+                    message: e.message.to_string(),
+                }
+            })?;
+            let found = policy.stage(stage);
+            let window = StageWindow {
+                name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
+                duration: found.and_then(|s| s.duration),
+            };
+            let (current, baseline, queries) =
+                query_policy(prom, policy, window, &service, &version, at).await?;
+            evidence.prometheus = Some(prom.shown_url());
+            evidence.queried_at = Some(at);
+            evidence.queries = queries;
+            (current, baseline)
+        }
+    };
+    evidence.reports = read_reports(&inputs.reports)?;
+    let snapshot = assemble(inputs, at, queried, &evidence.reports);
+    Ok((snapshot, Some(evidence)))
 }
 
 /// Merges queried series, reports, an explicit snapshot and values into one

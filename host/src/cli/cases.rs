@@ -22,15 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::engine::Runtime;
-use crate::evaluate::{Request, evaluate_with};
+use crate::journal::{Committed, Evaluation, Prefetched, StateFrom};
 use crate::policy::yaml;
 use crate::policy::{self, PluginCache};
 use crate::snapshot::Snapshot;
-use crate::state::{MemoryStore, StateKey, StateStore};
+use crate::state::{MemoryStore, StateKey, StateStore as _};
 
 /// A test file that could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -139,27 +140,37 @@ impl CaseLog {
         Ok(Self { runtime, store })
     }
 
-    fn commit(
+    /// Evaluates `evaluation` over the case's `state` and commits the
+    /// decision, with the state as the case set it.
+    fn decide(
         &self,
-        loaded: &policy::LoadedPolicy,
-        (snapshot, approvals): (&Snapshot, &[crate::approvals::Approval]),
-        asked: crate::store::Asked,
-        state: crate::journal::Prefetched,
-        decision: &mut crate::decision::Decision,
-    ) -> Result<(), String> {
-        let commit = crate::journal::commit_for(
-            decision,
-            loaded,
-            snapshot,
-            approvals,
-            asked,
-            state,
-            crate::journal::Asker::default(),
-            None,
-        );
-        self.runtime
-            .block_on(self.store.commit(commit))
-            .map_err(|e| format!("the decision was not logged: {e}"))
+        evaluation: Arc<Evaluation>,
+        state: &mut MemoryStore,
+    ) -> anyhow::Result<crate::decision::Decision> {
+        let held = Prefetched::held(state, &evaluation.state_keys())?;
+        let committed = self.runtime.block_on(crate::journal::decide(
+            self.store.as_ref(),
+            evaluation,
+            StateFrom::Held(held),
+            |e, read| {
+                let decision = e.evaluate(state).map_err(anyhow::Error::from);
+                std::future::ready(decision.map(|d| (d, read)))
+            },
+        ));
+        let committed = committed.map_err(|e| {
+            if e.is::<crate::store::StoreError>() {
+                e.context("the decision was not logged")
+            } else {
+                e
+            }
+        })?;
+        match committed {
+            Committed::Fresh(d) => Ok(*d),
+            Committed::Replayed(a) => anyhow::bail!(
+                "the log answered from idempotency key `{}`, which no case gives",
+                a.key
+            ),
+        }
     }
 }
 
@@ -211,6 +222,7 @@ pub fn run_file(
             p.render(None)
         ))
     })?;
+    let loaded = Arc::new(loaded);
     Ok(file
         .cases
         .iter()
@@ -219,123 +231,116 @@ pub fn run_file(
 }
 
 fn run_case(
-    loaded: &policy::LoadedPolicy,
+    loaded: &Arc<policy::LoadedPolicy>,
     dir: &Path,
     case: &Case,
     log: Option<&CaseLog>,
 ) -> CaseResult {
-    let mut failures = Vec::new();
-    let result = (|| -> Result<crate::decision::Decision, String> {
-        let bytes = match &case.snapshot {
-            Json::String(p) => {
-                crate::files::read_limited(&dir.join(p), crate::files::MAX_SNAPSHOT_BYTES)
-                    .map_err(|e| format!("cannot read snapshot `{p}`: {e}"))?
-            }
-            inline => serde_json::to_vec(inline).map_err(|e| e.to_string())?,
-        };
-        let snapshot = Snapshot::from_json(&bytes).map_err(|e| format!("invalid snapshot: {e}"))?;
-        let elapsed = case
-            .elapsed
-            .as_deref()
-            .map(|e| {
-                humantime::parse_duration(e)
-                    .map_err(|err| format!("invalid `elapsed` `{e}`: {err}"))
-            })
-            .transpose()?;
-        let mut store = MemoryStore::default();
-        for (trigger, state) in &case.state {
-            let key = StateKey {
-                policy: loaded.policy.name.to_string(),
-                service: snapshot.service.clone(),
-                trigger: trigger.clone(),
-            };
-            store
-                .put(&key, state.clone().into_bytes())
-                .map_err(|e| e.to_string())?;
-        }
-        let schedule = case
-            .schedule
-            .as_deref()
-            .map(|s| {
-                s.parse::<crate::evaluate::Schedule>()
-                    .map_err(|expected| format!("`schedule` is `{s}`; expected {expected}"))
-            })
-            .transpose()?
-            .unwrap_or_default();
-        let approvals = case
-            .approvals
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let age = match &a.age {
-                    Some(t) => humantime::parse_duration(t)
-                        .map_err(|e| format!("approval {}: `age` `{t}`: {e}", i + 1))?,
-                    None => Duration::ZERO,
-                };
-                Ok(crate::approvals::Approval {
-                    id: format!("case-{}", i + 1),
-                    service: snapshot.service.clone(),
-                    version: snapshot.version.clone(),
-                    stage: a.stage.clone(),
-                    name: a
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| crate::approvals::APPROVAL.to_string()),
-                    approver: a.approver.clone(),
-                    groups: a.groups.clone(),
-                    comment: a.comment.clone(),
-                    at_ms: snapshot
-                        .taken_at
-                        .saturating_mul(1000)
-                        .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        // A case is a what-if at its snapshot's time, so that windows and
-        // approval ages give the same answer on any day the suite runs.
-        let request = Request {
-            stage: case.stage.as_deref(),
-            elapsed,
-            schedule,
-            approvals: &approvals,
-            decided_at: snapshot.taken_at,
-            what_if: true,
-        };
-        let keys = crate::journal::state_keys(loaded, &snapshot);
-        let preset = keys
-            .iter()
-            .map(|k| {
-                store
-                    .get(k)
-                    .map(|s| s.map(|state| crate::store::Versioned { state, version: 0 }))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let snapshot = Arc::new(snapshot);
-        let mut decision = evaluate_with(loaded, &request, Arc::clone(&snapshot), &mut store)
-            .map_err(|e| format!("{e:#}"))?;
-        if let Some(log) = log {
-            let asked = crate::store::Asked {
-                stage: case.stage.clone(),
-                elapsed_ms: elapsed.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                schedule,
-                advance_state: false,
-            };
-            let state = crate::journal::Prefetched::new(&keys, preset, false);
-            log.commit(loaded, (&snapshot, &approvals), asked, state, &mut decision)?;
-        }
-        Ok(decision)
-    })();
-    let d = match result {
-        Ok(d) => d,
-        Err(e) => {
-            return CaseResult {
-                name: case.name.clone(),
-                failures: vec![e],
-            };
-        }
+    let failures = match decide_case(loaded, dir, case, log) {
+        Ok(decision) => unmet(&case.expect, &decision),
+        Err(e) => vec![format!("{e:#}")],
     };
-    let e = &case.expect;
+    CaseResult {
+        name: case.name.clone(),
+        failures,
+    }
+}
+
+/// The case's decision, as the one evaluation path makes it: a what-if at
+/// the snapshot's time over the case's state and approvals, committed to
+/// `log` when given.
+fn decide_case(
+    loaded: &Arc<policy::LoadedPolicy>,
+    dir: &Path,
+    case: &Case,
+    log: Option<&CaseLog>,
+) -> anyhow::Result<crate::decision::Decision> {
+    let bytes = match &case.snapshot {
+        Json::String(p) => {
+            crate::files::read_limited(&dir.join(p), crate::files::MAX_SNAPSHOT_BYTES)
+                .with_context(|| format!("cannot read snapshot `{p}`"))?
+        }
+        inline => serde_json::to_vec(inline)?,
+    };
+    let snapshot = Snapshot::from_json(&bytes).context("invalid snapshot")?;
+    let elapsed = case
+        .elapsed
+        .as_deref()
+        .map(|e| humantime::parse_duration(e).with_context(|| format!("invalid `elapsed` `{e}`")))
+        .transpose()?;
+    let mut store = MemoryStore::default();
+    for (trigger, state) in &case.state {
+        let key = StateKey {
+            policy: loaded.policy.name.to_string(),
+            service: snapshot.service.clone(),
+            trigger: trigger.clone(),
+        };
+        store.put(&key, state.clone().into_bytes())?;
+    }
+    let schedule = case
+        .schedule
+        .as_deref()
+        .map(|s| {
+            s.parse::<crate::evaluate::Schedule>()
+                .map_err(|expected| anyhow::anyhow!("`schedule` is `{s}`; expected {expected}"))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let approvals = approvals(case, &snapshot)?;
+    // A case is a what-if at its snapshot's time, so that windows and
+    // approval ages give the same answer on any day the suite runs.
+    let evaluation = Evaluation {
+        loaded: Arc::clone(loaded),
+        decided_at: snapshot.taken_at,
+        snapshot: Arc::new(snapshot),
+        approvals: approvals.into(),
+        asked: crate::store::Asked::new(case.stage.clone(), elapsed, schedule, false),
+        what_if: true,
+        asker: crate::journal::Asker::default(),
+        idempotency: None,
+        evidence: None,
+    };
+    match log {
+        Some(log) => log.decide(Arc::new(evaluation), &mut store),
+        None => Ok(evaluation.evaluate(&mut store)?),
+    }
+}
+
+/// The approvals a case states, on record for its snapshot's release.
+fn approvals(case: &Case, snapshot: &Snapshot) -> anyhow::Result<Vec<crate::approvals::Approval>> {
+    case.approvals
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let age = match &a.age {
+                Some(t) => humantime::parse_duration(t)
+                    .with_context(|| format!("approval {}: `age` `{t}`", i + 1))?,
+                None => Duration::ZERO,
+            };
+            Ok(crate::approvals::Approval {
+                id: format!("case-{}", i + 1),
+                service: snapshot.service.clone(),
+                version: snapshot.version.clone(),
+                stage: a.stage.clone(),
+                name: a
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| crate::approvals::APPROVAL.to_string()),
+                approver: a.approver.clone(),
+                groups: a.groups.clone(),
+                comment: a.comment.clone(),
+                at_ms: snapshot
+                    .taken_at
+                    .saturating_mul(1000)
+                    .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+            })
+        })
+        .collect()
+}
+
+/// Every expectation of `e` that `d` does not meet.
+fn unmet(e: &Expect, d: &crate::decision::Decision) -> Vec<String> {
+    let mut failures = Vec::new();
     if let Some(want) = e.decision
         && want != d.decision
     {
@@ -413,10 +418,7 @@ fn run_case(
             ));
         }
     }
-    CaseResult {
-        name: case.name.clone(),
-        failures,
-    }
+    failures
 }
 
 /// The test files under each of `paths`: `*.test.yaml` files in directories

@@ -2,13 +2,15 @@
 
 use super::Exit;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::render::{self, Format};
 use super::sources::SourceArgs;
-use crate::evaluate::{Request, Schedule, evaluate_with};
+use crate::evaluate::Schedule;
+use crate::journal::{self, Asker, Committed, Evaluation, Prefetched, StateFrom};
 use crate::state::{FileStore, MemoryStore};
+use crate::store::Asked;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EvalArgs {
@@ -175,134 +177,108 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
         return Ok(print(&decision, args.format));
     }
     let runtime = super::runtime()?;
-    let loaded = super::load_policy(&runtime, &args.policy)?;
-    if let Some(s) = &args.stage
-        && !crate::evaluate::is_known_stage(&loaded.policy, s)
-    {
-        return Err(crate::evaluate::EvalError::UnknownStage {
-            policy: loaded.policy.name.to_string(),
-            stage: s.clone(),
-            available: loaded.policy.stage_names(),
-        }
-        .into());
-    }
+    let loaded = Arc::new(super::load_policy(&runtime, &args.policy)?);
+    crate::evaluate::check_stage(&loaded.policy, args.stage.as_deref())?;
     let (snapshot, evidence) = args
         .sources
         .build(Some(&loaded.policy), args.stage.as_deref())?;
-    let snapshot = Arc::new(snapshot);
-    let request = Request {
-        stage: args.stage.as_deref(),
-        elapsed: args.elapsed,
-        schedule: args.schedule,
-        approvals: &[],
+    let evaluation = Evaluation {
+        loaded,
+        snapshot: Arc::new(snapshot),
+        approvals: Arc::from(Vec::new()),
+        asked: Asked::new(args.stage.clone(), args.elapsed, args.schedule, true),
         decided_at: what_if.unwrap_or_else(crate::evaluate::clock_now),
         what_if: what_if.is_some(),
+        asker: Asker::default(),
+        idempotency: None,
+        evidence,
     };
-    if let Some(spec) = &args.log {
-        let decision = logged(spec, &args, &loaded, &request, &snapshot, evidence)?;
-        return Ok(print(&decision, args.format));
-    }
-    let mut decision = match &args.state {
-        Some(path) => {
-            let mut store = FileStore::open(path)?;
-            evaluate_with(&loaded, &request, snapshot, &mut store)?
-        }
-        None => evaluate_with(&loaded, &request, snapshot, &mut MemoryStore::default())?,
+    let decision = match (&args.log, &args.state) {
+        (Some(spec), state) => logged(spec, state.as_deref(), evaluation)?,
+        (None, Some(path)) => evaluation.evaluate(&mut FileStore::open(path)?)?,
+        (None, None) => evaluation.evaluate(&mut MemoryStore::default())?,
     };
-    decision.sources = evidence;
     Ok(print(&decision, args.format))
 }
 
 /// Evaluates and commits the decision to the log `spec` before it is
-/// printed. Trigger state comes from `--state` when given, else from the
-/// log, advanced with the version read (retried if another writer won).
+/// printed. Trigger state comes from the `state` file when given, else
+/// from the log, advanced with the version read.
 fn logged(
     spec: &str,
-    args: &EvalArgs,
-    loaded: &crate::policy::LoadedPolicy,
-    request: &Request<'_>,
-    snapshot: &Arc<crate::snapshot::Snapshot>,
-    evidence: Option<crate::sources::Evidence>,
+    state: Option<&Path>,
+    mut evaluation: Evaluation,
 ) -> anyhow::Result<crate::decision::Decision> {
-    use crate::journal::{self, Asker, Prefetched};
-    use crate::state::StateStore as _;
-    use crate::store::{Asked, StoreError, Versioned};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     // A shared log holds trigger state other evaluations read: telemetry
     // from ahead of this host's clock may not move it.
     crate::evaluate::check_clock(
-        snapshot,
-        request.decided_at,
+        &evaluation.snapshot,
+        evaluation.decided_at,
         crate::evaluate::DEFAULT_MAX_CLOCK_SKEW,
     )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let store = crate::store::open(spec).await?;
         // The approval gates judge what the log holds for this release.
-        let approvals = if crate::evaluate::uses_approvals(&loaded.policy) {
-            store
+        if crate::evaluate::uses_approvals(&evaluation.loaded.policy) {
+            let snapshot = &evaluation.snapshot;
+            evaluation.approvals = store
                 .approvals(&snapshot.service, &snapshot.version)
                 .await?
-        } else {
-            Vec::new()
-        };
-        let request = &Request {
-            approvals: &approvals,
-            ..request.clone()
-        };
-        let keys = journal::state_keys(loaded, snapshot);
-        let asked = Asked {
-            stage: args.stage.clone(),
-            elapsed_ms: args
-                .elapsed
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            schedule: args.schedule,
-            advance_state: true,
-        };
-        for attempt in 0..journal::MAX_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(journal::backoff(attempt)).await;
-            }
-            let (mut decision, state) = match &args.state {
-                Some(path) => {
-                    let mut file = FileStore::open(path)?;
-                    let read = keys
-                        .iter()
-                        .map(|k| Ok(file.get(k)?.map(|state| Versioned { state, version: 0 })))
-                        .collect::<Result<Vec<_>, crate::state::StateError>>()?;
-                    let decision = evaluate_with(loaded, request, Arc::clone(snapshot), &mut file)?;
-                    (decision, Prefetched::new(&keys, read, false))
-                }
-                None => {
-                    let mut state = Prefetched::load(store.as_ref(), &keys, true).await?;
-                    let decision =
-                        evaluate_with(loaded, request, Arc::clone(snapshot), &mut state)?;
-                    (decision, state)
-                }
-            };
-            decision.sources.clone_from(&evidence);
-            let commit = journal::commit_for(
-                &mut decision,
-                loaded,
-                snapshot,
-                request.approvals,
-                asked.clone(),
-                state,
-                Asker::default(),
-                None,
-            );
-            match store.commit(commit).await {
-                Ok(()) => return Ok(decision),
-                Err(StoreError::Conflict { .. }) if args.state.is_none() => {}
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context("the decision was not logged, so it is not reported"));
-                }
-            }
+                .into();
         }
-        anyhow::bail!("trigger state kept changing under this evaluation; try again")
+        let evaluation = Arc::new(evaluation);
+        let committed = match state {
+            Some(path) => {
+                let mut file = FileStore::open(path)?;
+                let held = Prefetched::held(&file, &evaluation.state_keys())?;
+                journal::decide(
+                    store.as_ref(),
+                    evaluation,
+                    StateFrom::Held(held),
+                    |e, read| std::future::ready(in_place(&e, &mut file, read)),
+                )
+                .await
+            }
+            None => {
+                journal::decide(
+                    store.as_ref(),
+                    evaluation,
+                    StateFrom::Store { advance: true },
+                    |e, mut read| {
+                        let decision = e.evaluate(&mut read).map_err(anyhow::Error::from);
+                        std::future::ready(decision.map(|d| (d, read)))
+                    },
+                )
+                .await
+            }
+        };
+        match committed.map_err(|e| {
+            if e.is::<crate::store::StoreError>() {
+                e.context("the decision was not logged, so it is not reported")
+            } else {
+                e
+            }
+        })? {
+            Committed::Fresh(decision) => Ok(*decision),
+            Committed::Replayed(answer) => anyhow::bail!(
+                "the log answered from idempotency key `{}`, which this evaluation did not give",
+                answer.key
+            ),
+        }
     })
+}
+
+/// Evaluates over state kept outside the log, recording `read` as the state
+/// it started from.
+fn in_place(
+    evaluation: &Evaluation,
+    state: &mut dyn crate::state::StateStore,
+    read: Prefetched,
+) -> anyhow::Result<(crate::decision::Decision, Prefetched)> {
+    Ok((evaluation.evaluate(state)?, read))
 }
 
 /// Prints a decision, local or remote, the same way.

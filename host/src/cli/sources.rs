@@ -11,7 +11,7 @@ use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::sources::prometheus::{Auth, Prometheus, PrometheusConfig};
 use crate::sources::reports::ReportKind;
-use crate::sources::{self, Evidence, Inputs, StageWindow};
+use crate::sources::{self, Evidence, Inputs, SourceError};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SourceArgs {
@@ -141,14 +141,6 @@ impl SourceArgs {
             .map(|s| read_snapshot(s, default_at))
             .transpose()?;
         let prometheus = self.prometheus()?;
-        if prometheus.is_none()
-            && self.reports.is_empty()
-            && self.metrics.is_empty()
-            && self.attributes.is_empty()
-            && let Some(s) = snapshot
-        {
-            return Ok((s, None));
-        }
         let inputs = Inputs {
             snapshot,
             service: self.service.clone(),
@@ -163,57 +155,22 @@ impl SourceArgs {
                 "no telemetry: give --snapshot, --prometheus, --report, --metric or --attribute"
             );
         }
-        let at = sources::evaluation_time(&inputs);
-        let mut evidence = Evidence {
-            values: inputs.values.iter().cloned().collect(),
-            attributes: inputs.attributes.iter().cloned().collect(),
-            ..Evidence::default()
-        };
-        let queried = match (&prometheus, policy) {
-            (None, _) => (Vec::new(), Vec::new()),
-            (Some(_), None) => {
-                anyhow::bail!("--prometheus needs --policy, whose `metrics:` say what to query")
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let gathered =
+            runtime.block_on(sources::gather(prometheus.as_ref(), policy, stage, inputs));
+        gathered.map_err(|e| match e {
+            SourceError::NoPolicy => {
+                anyhow::anyhow!("--prometheus needs --policy, whose `metrics:` say what to query")
             }
-            (Some(prom), Some(policy)) => {
-                if policy.metrics.is_empty() {
-                    anyhow::bail!(
-                        "policy `{}` declares no `metrics:` to query from Prometheus",
-                        policy.name
-                    );
-                }
-                let service = inputs
-                    .service
-                    .clone()
-                    .or_else(|| inputs.snapshot.as_ref().map(|s| s.service.clone()));
-                let Some(service) = service.filter(|s| !s.is_empty()) else {
-                    anyhow::bail!(
-                        "--prometheus needs --service (the `${{service}}` of the queries)"
-                    );
-                };
-                let version = inputs
-                    .version
-                    .clone()
-                    .or_else(|| inputs.snapshot.as_ref().map(|s| s.version.clone()))
-                    .unwrap_or_default();
-                let found = policy.stage(stage);
-                let window = StageWindow {
-                    name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
-                    duration: found.and_then(|s| s.duration),
-                };
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let (current, baseline, queries) = runtime.block_on(sources::query_policy(
-                    prom, policy, window, &service, &version, at,
-                ))?;
-                evidence.prometheus = Some(prom.shown_url());
-                evidence.queried_at = Some(at);
-                evidence.queries = queries;
-                (current, baseline)
+            SourceError::NoService => {
+                anyhow::anyhow!("--prometheus needs --service (the `${{service}}` of the queries)")
             }
-        };
-        evidence.reports = sources::read_reports(&inputs.reports)?;
-        let snapshot = sources::assemble(inputs, at, queried, &evidence.reports);
-        Ok((snapshot, Some(evidence)))
+            SourceError::NoMetrics { policy } => {
+                anyhow::anyhow!("policy `{policy}` declares no `metrics:` to query from Prometheus")
+            }
+            other => other.into(),
+        })
     }
 }

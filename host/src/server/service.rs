@@ -22,10 +22,10 @@ use axum::http::StatusCode;
 use super::metrics::{EvalLabels, Metrics, TrapLabels, VerdictLabels};
 use super::{ApiError, AppState};
 use crate::decision::{Decision, Verdict};
-use crate::evaluate::{EvalError, Request as EvalRequest, evaluate_with};
-use crate::journal::{self, Asker, Prefetched};
+use crate::evaluate::EvalError;
+use crate::journal::{self, Asker, Committed, Evaluation, Prefetched, StateFrom};
 use crate::snapshot::Snapshot;
-use crate::sources::{self, Evidence, Inputs, SourceError, StageWindow};
+use crate::sources::{self, Evidence, Inputs, SourceError};
 use crate::store::{Asked, StoreError, StoredAnswer};
 
 impl From<EvalError> for ApiError {
@@ -35,27 +35,6 @@ impl From<EvalError> for ApiError {
                 ApiError::not_found("unknown_stage", e.to_string()).field("stage")
             }
             EvalError::State(_) => ApiError::internal(format!("{e:#}")),
-        }
-    }
-}
-
-/// What an access log line says beyond the request itself; layers and
-/// handlers add to it on the way out.
-#[derive(Debug, Clone, Default)]
-pub(super) struct AccessFacts {
-    pub(super) token: Option<String>,
-    pub(super) decision_id: Option<String>,
-}
-
-impl AccessFacts {
-    /// Records `f` on `response`'s facts.
-    pub(super) fn note(response: &mut axum::response::Response, f: impl FnOnce(&mut AccessFacts)) {
-        let ext = response.extensions_mut();
-        if ext.get::<AccessFacts>().is_none() {
-            ext.insert(AccessFacts::default());
-        }
-        if let Some(facts) = ext.get_mut::<AccessFacts>() {
-            f(facts);
         }
     }
 }
@@ -153,31 +132,6 @@ async fn snapshot_for(
         )
         .field(snapshot_field));
     };
-    let policy = &loaded.policy;
-    if policy.metrics.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_snapshot",
-            format!(
-                "send `snapshot`: policy `{}` declares no `metrics:` to query",
-                policy.name
-            ),
-        )
-        .field(field));
-    }
-    if service.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_service",
-            "give `service` (the `${service}` of the policy's queries) or a `snapshot`",
-        )
-        .field(field));
-    }
-    if let Err(e) = crate::snapshot::check_names(&service, &version) {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            format!("`{}` {}", e.path, e.message),
-        )
-        .field(e.path));
-    }
     // A query at a time past the server's clock is refused before
     // Prometheus is asked, as a snapshot from then would be.
     if let Some(at) = at {
@@ -198,29 +152,29 @@ async fn snapshot_for(
         }
     }
     let inputs = Inputs {
-        service: Some(service.clone()),
-        version: Some(version.clone()),
+        service: Some(service),
+        version: Some(version),
         at,
         ..Inputs::default()
     };
-    let end = sources::evaluation_time(&inputs);
-    let found = policy.stage(stage);
-    let window = StageWindow {
-        name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
-        duration: found.and_then(|s| s.duration),
-    };
-    let (current, baseline, queries) =
-        sources::query_policy(prom, policy, window, &service, &version, end).await?;
-    let evidence = Evidence {
-        prometheus: Some(prom.shown_url()),
-        queried_at: Some(end),
-        queries,
-        ..Evidence::default()
-    };
-    Ok((
-        sources::assemble(inputs, end, (current, baseline), &[]),
-        Some(evidence),
-    ))
+    sources::gather(Some(prom), Some(&loaded.policy), stage, inputs)
+        .await
+        .map_err(|e| match e {
+            SourceError::NoMetrics { .. } => {
+                ApiError::unprocessable("missing_snapshot", format!("send `snapshot`: {e}"))
+                    .field(field)
+            }
+            SourceError::NoService => ApiError::unprocessable(
+                "missing_service",
+                "give `service` (the `${service}` of the policy's queries) or a `snapshot`",
+            )
+            .field(field),
+            SourceError::InvalidName { path, message } => {
+                ApiError::unprocessable("invalid_request", format!("`{path}` {message}"))
+                    .field(path)
+            }
+            other => other.into(),
+        })
 }
 
 /// What an evaluation request is answered with.
@@ -256,11 +210,14 @@ impl From<StoreError> for ApiError {
             StoreError::ApprovalsFull { .. } => {
                 ApiError::unprocessable("too_many_approvals", e.to_string())
             }
-            other => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                format!("no decision was made: {other}"),
-            ),
+            other => {
+                tracing::error!(error = %other, "the store failed; answering 503");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    format!("no decision was made: {other}"),
+                )
+            }
         }
     }
 }
@@ -278,16 +235,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     let (loaded, budget) = set
         .get_with_budget(&job.policy)
         .ok_or_else(|| set.unknown(&job.policy))?;
-    if let Some(s) = &job.stage
-        && !crate::evaluate::is_known_stage(&loaded.policy, s)
-    {
-        return Err(EvalError::UnknownStage {
-            policy: job.policy.clone(),
-            stage: super::auth::shown(s),
-            available: loaded.policy.stage_names(),
-        }
-        .into());
-    }
+    crate::evaluate::check_stage(&loaded.policy, job.stage.as_deref())?;
     check_service(&job)?;
     let (snapshot, evidence) =
         snapshot_for(state, &loaded, job.stage.as_deref(), job.input).await?;
@@ -305,23 +253,10 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     let advance_state = job.advance_state && snapshot.taken_at <= decided_at;
     let snapshot = Arc::new(snapshot);
     let store = Arc::clone(&state.inner.store);
-    let keys = journal::state_keys(&loaded, &snapshot);
-    let asked = Asked {
-        stage: job.stage.clone(),
-        elapsed_ms: job
-            .elapsed
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        schedule: job.schedule,
-        advance_state,
-    };
-    let asker = Asker {
-        token_id: job.token_id.clone(),
-        trace_id: super::telemetry::trace_id(),
-    };
     let started = Instant::now();
     // Evaluations that advance one service's trigger state on this replica
     // take turns; other replicas are kept out by the store's versions.
-    let _turn = if advance_state && !keys.is_empty() {
+    let _turn = if advance_state && !loaded.policy.triggers.is_empty() {
         let key = format!("{}/{}", loaded.policy.name, snapshot.service);
         let turn = state.inner.state_locks.turn(key);
         match tokio::time::timeout(state.inner.config.request_timeout, turn).await {
@@ -343,7 +278,6 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
             "too many evaluations in flight; retry shortly",
         ));
     };
-    let mut slot = Some(slot);
     // The approval gates judge what the store holds for this release.
     let approvals: Arc<[crate::approvals::Approval]> =
         if crate::evaluate::uses_approvals(&loaded.policy) {
@@ -354,108 +288,87 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         } else {
             Arc::from(Vec::new())
         };
-    for attempt in 0..journal::MAX_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(journal::backoff(attempt)).await;
+    let evaluation = Arc::new(Evaluation {
+        loaded: Arc::clone(&loaded),
+        snapshot,
+        approvals,
+        asked: Asked::new(job.stage, job.elapsed, job.schedule, advance_state),
+        decided_at,
+        what_if: false,
+        asker: Asker {
+            token_id: job.token_id,
+            trace_id: super::telemetry::trace_id(),
+        },
+        idempotency: job.idempotency,
+        evidence,
+    });
+    let workers = Arc::clone(&state.inner.workers);
+    let timeout = state.inner.config.request_timeout;
+    let policy = job.policy;
+    let run = |evaluation: Arc<Evaluation>, read: Prefetched| {
+        let budget = Arc::clone(&budget);
+        let workers = Arc::clone(&workers);
+        let policy = policy.clone();
+        async move {
+            let waited = async {
+                let own = budget.acquire_owned().await.ok()?;
+                let core = workers.acquire_owned().await.ok()?;
+                Some((own, core))
+            };
+            let Ok(Some(permits)) = tokio::time::timeout(timeout, waited).await else {
+                return Err(ApiError::busy(format!(
+                    "no worker free for policy `{policy}` within the request timeout; retry shortly"
+                )));
+            };
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            let parent = tracing::Span::current();
+            let (result, read) = tokio::task::spawn_blocking(move || {
+                let _held = permits;
+                let mut read = read;
+                let result = tracing::dispatcher::with_default(&dispatch, || {
+                    let span = tracing::info_span!(parent: &parent, "evaluate", policy = %evaluation.loaded.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
+                    let _entered = span.enter();
+                    let result = evaluation.evaluate(&mut read);
+                    if let Ok(d) = &result {
+                        span.record("stage", d.stage.as_str());
+                        span.record("decision", d.decision.as_str());
+                    }
+                    result
+                });
+                (result, read)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            Ok((result?, read))
         }
-        let prefetched = Prefetched::load(store.as_ref(), &keys, advance_state).await?;
-        let waited = async {
-            let own = Arc::clone(&budget).acquire_owned().await.ok()?;
-            let core = Arc::clone(&state.inner.workers)
-                .acquire_owned()
-                .await
-                .ok()?;
-            Some((own, core))
-        };
-        let Ok(Some(permits)) =
-            tokio::time::timeout(state.inner.config.request_timeout, waited).await
-        else {
-            return Err(ApiError::busy(format!(
-                "no worker free for policy `{}` within the request timeout; retry shortly",
-                job.policy
-            )));
-        };
-        let dispatch = tracing::dispatcher::get_default(Clone::clone);
-        let parent = tracing::Span::current();
-        let loaded_for_worker = Arc::clone(&loaded);
-        let snapshot_for_worker = Arc::clone(&snapshot);
-        let stage = job.stage.clone();
-        let elapsed = job.elapsed;
-        let schedule = job.schedule;
-        let approvals_for_worker = Arc::clone(&approvals);
-        let (result, prefetched) = tokio::task::spawn_blocking(move || {
-            let _held = permits;
-            let mut prefetched = prefetched;
-            let result = tracing::dispatcher::with_default(&dispatch, || {
-                let span = tracing::info_span!(parent: &parent, "evaluate", policy = %loaded_for_worker.policy.name, stage = tracing::field::Empty, decision = tracing::field::Empty);
-                let _entered = span.enter();
-                let request = EvalRequest {
-                    stage: stage.as_deref(),
-                    elapsed,
-                    schedule,
-                    approvals: &approvals_for_worker,
-                    decided_at,
-                    what_if: false,
-                };
-                let result = evaluate_with(
-                    &loaded_for_worker,
-                    &request,
-                    snapshot_for_worker,
-                    &mut prefetched,
-                );
-                if let Ok(d) = &result {
-                    span.record("stage", d.stage.as_str());
-                    span.record("decision", d.decision.as_str());
-                }
-                result
-            });
-            (result, prefetched)
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        let mut decision = result?;
-        decision.sources.clone_from(&evidence);
-        let commit = journal::commit_for(
-            &mut decision,
-            &loaded,
-            &snapshot,
-            &approvals,
-            asked.clone(),
-            prefetched,
-            asker.clone(),
-            job.idempotency.clone(),
-        );
-        match store.commit(commit).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { key }) => {
-                tracing::debug!(key = %key, "trigger state advanced concurrently; evaluating again");
-                continue;
-            }
-            Err(StoreError::KeyTaken(answer)) => return Ok(Answer::Replayed(*answer)),
-            Err(e) => {
-                tracing::error!(error = %e, policy = %job.policy, "decision not committed; answering 503");
-                return Err(e.into());
-            }
-        }
-        drop(slot.take());
-        state.inner.metrics.record(&decision, started.elapsed());
-        tracing::info!(
-            decision_id = decision.decision_id.as_deref().unwrap_or_default(),
-            policy = %decision.policy,
-            stage = %decision.stage,
-            // A text log quotes and escapes each value (`LogfmtFields`).
-            service = %decision.service,
-            version = %decision.version,
-            decision = decision.decision.as_str(),
-            reason = %decision.summary,
-            "decision"
-        );
-        return Ok(Answer::Fresh(Box::new(decision)));
-    }
-    Err(StoreError::Conflict {
-        key: keys.first().map(ToString::to_string).unwrap_or_default(),
-    }
-    .into())
+    };
+    let committed = journal::decide(
+        store.as_ref(),
+        evaluation,
+        StateFrom::Store {
+            advance: advance_state,
+        },
+        run,
+    )
+    .await?;
+    let decision = match committed {
+        Committed::Fresh(d) => d,
+        Committed::Replayed(answer) => return Ok(Answer::Replayed(answer)),
+    };
+    drop(slot);
+    state.inner.metrics.record(&decision, started.elapsed());
+    tracing::info!(
+        decision_id = decision.decision_id.as_deref().unwrap_or_default(),
+        policy = %decision.policy,
+        stage = %decision.stage,
+        // A text log quotes and escapes each value (`LogfmtFields`).
+        service = %decision.service,
+        version = %decision.version,
+        decision = decision.decision.as_str(),
+        reason = %decision.summary,
+        "decision"
+    );
+    Ok(Answer::Fresh(decision))
 }
 
 /// One async lock per `policy/service` whose trigger state is advanced.
@@ -517,5 +430,317 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The evaluation service through its seam, the store: conflicts,
+    //! failures and idempotent answers are injected there, with the real
+    //! runtime, the bundled policies and the memory store behind it.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::server::{ServerConfig, Tokens};
+    use crate::snapshot::{Point, Series};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Commit, Store, StoreFuture};
+
+    /// How the seam answers commits.
+    #[derive(Clone, Copy)]
+    enum Commits {
+        /// Refuse the first `n` as concurrent advances, then commit.
+        Conflict(usize),
+        /// Fail every one, as a full disk would.
+        Fail,
+        /// Answer every one as a key another request took first.
+        Taken,
+    }
+
+    /// A memory store whose commits are answered as `commits` says, and
+    /// which counts what it was asked.
+    struct Seam {
+        inner: MemoryStore,
+        commits: Commits,
+        attempts: AtomicUsize,
+        reads: AtomicUsize,
+        /// Commits that went through.
+        committed: Arc<AtomicUsize>,
+        /// The last commit's `advance_state` and count of state writes.
+        last: std::sync::Mutex<Option<(bool, usize)>>,
+    }
+
+    impl Seam {
+        fn new(commits: Commits) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryStore::default(),
+                commits,
+                attempts: AtomicUsize::new(0),
+                reads: AtomicUsize::new(0),
+                committed: Arc::new(AtomicUsize::new(0)),
+                last: std::sync::Mutex::new(None),
+            })
+        }
+    }
+
+    impl Store for Seam {
+        fn describe(&self) -> String {
+            "seam".into()
+        }
+        fn logs_decisions(&self) -> bool {
+            true
+        }
+        fn read_state<'a>(
+            &'a self,
+            keys: &'a [String],
+        ) -> StoreFuture<'a, Vec<Option<crate::store::Versioned>>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.read_state(keys)
+        }
+        fn answer<'a>(
+            &'a self,
+            key: &'a crate::store::IdempotencyKey,
+        ) -> StoreFuture<'a, Option<StoredAnswer>> {
+            self.inner.answer(key)
+        }
+        fn token_key(&self) -> [u8; crate::store::TOKEN_KEY_BYTES] {
+            self.inner.token_key()
+        }
+        fn commit(&self, commit: Commit) -> StoreFuture<'_, ()> {
+            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut last) = self.last.lock() {
+                *last = Some((commit.record.asked.advance_state, commit.state.len()));
+            }
+            match self.commits {
+                Commits::Conflict(n) if attempt < n => Box::pin(async move {
+                    Err(StoreError::Conflict {
+                        key: "canary/checkout/error-rate-spike".into(),
+                    })
+                }),
+                Commits::Conflict(_) => {
+                    let committed = Arc::clone(&self.committed);
+                    let done = self.inner.commit(commit);
+                    Box::pin(async move {
+                        done.await?;
+                        committed.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                }
+                Commits::Fail => Box::pin(async {
+                    Err(StoreError::Unavailable {
+                        store: "seam".into(),
+                        message: "disk full".into(),
+                    })
+                }),
+                Commits::Taken => {
+                    let answer = StoredAnswer {
+                        key: crate::store::IdempotencyKey {
+                            token_id: "token".into(),
+                            policy: "canary".into(),
+                            key: "k".into(),
+                        },
+                        body: crate::digest::Digest::of(b"{}"),
+                        status: 200,
+                        response: Arc::from(&b"{}"[..]),
+                        decision_id: "first".into(),
+                    };
+                    Box::pin(async move { Err(StoreError::KeyTaken(Box::new(answer))) })
+                }
+            }
+        }
+        fn decision<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<crate::store::Record>> {
+            self.inner.decision(id)
+        }
+        fn list<'a>(
+            &'a self,
+            filter: &'a crate::store::Filter,
+        ) -> StoreFuture<'a, Vec<crate::store::Summary>> {
+            self.inner.list(filter)
+        }
+        fn blob<'a>(
+            &'a self,
+            digest: &'a crate::digest::Digest,
+        ) -> StoreFuture<'a, Option<Vec<u8>>> {
+            self.inner.blob(digest)
+        }
+        fn prune(&self, before_ms: i64) -> StoreFuture<'_, crate::store::Pruned> {
+            self.inner.prune(before_ms)
+        }
+        fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+            self.inner.add_approval(approval)
+        }
+        fn approvals<'a>(
+            &'a self,
+            service: &'a str,
+            version: &'a str,
+        ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+            self.inner.approvals(service, version)
+        }
+    }
+
+    fn state_over(store: Arc<Seam>) -> AppState {
+        // One runtime for every test, so its compile cache compiles each
+        // bundled plugin once.
+        static RUNTIME: std::sync::OnceLock<Arc<crate::engine::Runtime>> =
+            std::sync::OnceLock::new();
+        let runtime = RUNTIME
+            .get_or_init(|| Arc::new(crate::engine::Runtime::with_slots(32).expect("runtime")));
+        AppState::new(
+            ServerConfig::default(),
+            Arc::clone(runtime),
+            Tokens::disabled(),
+            store,
+        )
+        .expect("the bundled policies load")
+    }
+
+    /// A healthy canary observed `ahead` seconds from now.
+    fn snapshot(ahead: i64) -> Snapshot {
+        let at = crate::evaluate::clock_now() + ahead;
+        let series = |name: &str, value: f64| Series {
+            name: name.into(),
+            labels: [("track".to_string(), "canary".to_string())].into(),
+            points: (0..10)
+                .map(|i| Point {
+                    timestamp: at - 600 + 60 * i,
+                    value,
+                })
+                .collect(),
+        };
+        Snapshot {
+            service: "checkout".into(),
+            version: "2.1.0".into(),
+            taken_at: at,
+            metrics: vec![
+                series("error_rate", 0.0005),
+                series("response_time_p95_ms", 120.0),
+            ],
+            baseline: Vec::new(),
+            attributes: Default::default(),
+            commits: Vec::new(),
+        }
+    }
+
+    fn job(stage: Option<&str>, snapshot: Snapshot) -> Job {
+        Job {
+            policy: "canary".into(),
+            stage: stage.map(str::to_string),
+            elapsed: Some(Duration::from_secs(3600)),
+            input: Input::Given(snapshot),
+            advance_state: true,
+            schedule: crate::evaluate::Schedule::Policy,
+            token_id: None,
+            grant: super::super::auth::Grant::open(),
+            idempotency: None,
+        }
+    }
+
+    fn logged(store: &Seam) -> usize {
+        store.committed.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_concurrent_advance_is_evaluated_again_and_committed_once() {
+        let store = Seam::new(Commits::Conflict(2));
+        let state = state_over(Arc::clone(&store));
+        let answer = run_evaluation(&state, job(None, snapshot(-60))).await;
+        let Ok(Answer::Fresh(decision)) = answer else {
+            panic!("expected a fresh decision");
+        };
+        assert!(decision.decision_id.is_some());
+        assert_eq!(store.attempts.load(Ordering::SeqCst), 3);
+        // The state is read again for every attempt: the evaluation runs
+        // over the state that won.
+        assert_eq!(store.reads.load(Ordering::SeqCst), 3);
+        assert_eq!(logged(&store), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn advances_that_keep_conflicting_answer_busy_and_log_nothing() {
+        let store = Seam::new(Commits::Conflict(usize::MAX));
+        let state = state_over(Arc::clone(&store));
+        let Err(e) = run_evaluation(&state, job(None, snapshot(-60))).await else {
+            panic!("expected 503");
+        };
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(e.message.contains("retried 16 times"), "{}", e.message);
+        assert_eq!(store.attempts.load(Ordering::SeqCst), journal::MAX_ATTEMPTS);
+        assert_eq!(logged(&store), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_that_cannot_commit_answers_503_with_no_decision() {
+        let store = Seam::new(Commits::Fail);
+        let state = state_over(Arc::clone(&store));
+        let Err(e) = run_evaluation(&state, job(None, snapshot(-60))).await else {
+            panic!("expected 503");
+        };
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+        );
+        assert!(e.message.contains("disk full"), "{}", e.message);
+        assert_eq!(store.attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_answered_first_is_replayed_not_decided_again() {
+        let store = Seam::new(Commits::Taken);
+        let state = state_over(Arc::clone(&store));
+        let Ok(Answer::Replayed(answer)) = run_evaluation(&state, job(None, snapshot(-60))).await
+        else {
+            panic!("expected the stored answer");
+        };
+        assert_eq!(answer.decision_id, "first");
+        assert_eq!(store.attempts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_stage_is_refused_before_state_is_read() {
+        let store = Seam::new(Commits::Conflict(0));
+        let state = state_over(Arc::clone(&store));
+        let Err(e) = run_evaluation(&state, job(Some("nope\u{1b}[31m"), snapshot(-60))).await
+        else {
+            panic!("expected 404");
+        };
+        assert_eq!((e.status, e.code), (StatusCode::NOT_FOUND, "unknown_stage"));
+        assert!(!e.message.contains('\u{1b}'), "{}", e.message);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 0);
+        assert_eq!(store.attempts.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn telemetry_from_past_the_clock_is_refused_and_nothing_committed() {
+        let store = Seam::new(Commits::Conflict(0));
+        let state = state_over(Arc::clone(&store));
+        let Err(e) = run_evaluation(&state, job(None, snapshot(3600))).await else {
+            panic!("expected 422");
+        };
+        assert_eq!(e.code, "taken_at_in_future");
+        assert_eq!(store.attempts.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn telemetry_ahead_within_the_skew_is_judged_but_moves_no_state() {
+        let store = Seam::new(Commits::Conflict(0));
+        let state = state_over(Arc::clone(&store));
+        let Ok(Answer::Fresh(decision)) = run_evaluation(&state, job(None, snapshot(20))).await
+        else {
+            panic!("expected a decision");
+        };
+        assert!(decision.decision_id.is_some());
+        assert_eq!(*store.last.lock().expect("lock"), Some((false, 0)));
+        // The same evaluation from the past advances both triggers' state.
+        let _ = run_evaluation(&state, job(None, snapshot(-60))).await;
+        let triggers = state
+            .policies()
+            .get_with_budget("canary")
+            .map(|(p, _)| p.policy.triggers.len());
+        assert!(triggers > Some(0));
+        assert_eq!(
+            *store.last.lock().expect("lock"),
+            triggers.map(|n| (true, n))
+        );
     }
 }
