@@ -63,7 +63,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| Snapshot::from_json(black_box(&bytes)))
     });
 
-    let component = tollgate::builtin::plugin("threshold").unwrap_or_default();
+    let component = tollgate::policy::builtin::plugin("threshold").unwrap_or_default();
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     group.bench_function("compile threshold plugin", |b| {

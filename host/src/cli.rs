@@ -44,8 +44,8 @@ impl Exit {
     }
 
     /// 0 for promote, 1 for hold or rollback.
-    pub fn for_decision(d: &crate::decision::Decision) -> Self {
-        Self::failed_if(d.decision != crate::decision::Outcome::Promote)
+    pub fn for_decision(d: &crate::evaluate::decision::Decision) -> Self {
+        Self::failed_if(d.decision != crate::evaluate::decision::Outcome::Promote)
     }
 }
 
@@ -169,10 +169,10 @@ pub(crate) fn print_error(e: &anyhow::Error) {
     let text = format!("{e:#}");
     let mut lines = text.lines();
     if let Some(first) = lines.next() {
-        eprintln!("error: {}", crate::text::escape_control(first));
+        eprintln!("error: {}", crate::base::text::escape_control(first));
     }
     for line in lines {
-        eprintln!("{}", crate::text::escape_control(line));
+        eprintln!("{}", crate::base::text::escape_control(line));
     }
 }
 
@@ -181,7 +181,7 @@ pub(crate) fn print_error(e: &anyhow::Error) {
 /// else `$XDG_CACHE_HOME/tollgate`, else `~/.cache/tollgate`.
 fn runtime() -> anyhow::Result<Runtime> {
     runtime_with(CLI_SLOTS, |n| {
-        eprintln!("note: {}", crate::text::escape_control(n));
+        eprintln!("note: {}", crate::base::text::escape_control(n));
     })
 }
 

@@ -3,25 +3,27 @@
 //!
 //! It is the bottom layer: it knows nothing of policies, decisions or HTTP.
 
-pub mod answer;
+pub(crate) mod answer;
 mod bindings;
 mod cache;
 mod call;
 mod error;
+mod handle;
 mod host;
 mod inspect;
 mod limits;
 mod output;
+pub mod report;
 mod runtime;
+pub mod signature;
 mod ticker;
-pub mod wasi;
+pub(crate) mod wasi;
 
-pub use self::answer::{Finding, TriggerFinding, Verdict};
+pub use self::answer::{Finding, LogLine, PluginVerdict, TriggerFinding};
 pub use self::bindings::types::{ConfigValue, Scalar};
 pub use self::cache::{CacheError, CacheSkipped};
 pub use self::call::{ActionContext, Call, Input, Plugin, PluginConfig, StageInfo};
 pub use self::error::{CallError, EngineError, LoadError};
-pub use self::host::LogLine;
 pub use self::inspect::{
     ExportCheckError, ImportCheckError, PluginInfo, WIT_VERSION, WasiImport, World,
 };
@@ -32,4 +34,4 @@ pub use self::limits::{
 };
 pub use self::runtime::{COMPILED_IN_MEMORY, Runtime};
 // Byte counts are worded by the text layer; `engine::human_bytes` stays a path.
-pub use crate::text::human_bytes;
+pub use crate::base::text::human_bytes;

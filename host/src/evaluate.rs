@@ -20,17 +20,20 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use crate::decision::{
+use crate::base::digest::Digest;
+use crate::engine::{self, ActionContext, Finding, StageInfo};
+use crate::evaluate::decision::{
     ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageRun, TriggerResult,
     Verdict,
 };
-use crate::digest::Digest;
-use crate::engine::{self, ActionContext, Finding, StageInfo};
+use crate::evaluate::trigger_state::{EphemeralState, StateError, StateKey, TriggerState};
 use crate::policy::{Gate, GateKind, LoadedPolicy};
 use crate::snapshot::Snapshot;
-use crate::state::{MemoryStore, StateError, StateKey, StateStore};
 
+pub mod decision;
+pub(crate) mod rollout;
 mod scoring;
+pub(crate) mod trigger_state;
 
 use self::scoring::{StageVerdict, counted_as, decide, escalate_by_actions, escalate_by_triggers};
 
@@ -65,7 +68,7 @@ pub struct Request<'a> {
     pub schedule: Schedule,
     /// The approvals on record for the snapshot's release, for the
     /// `approval` and `checklist` gates (read from the store by the caller).
-    pub approvals: &'a [crate::approvals::Approval],
+    pub approvals: &'a [crate::policy::approvals::Approval],
     /// When the decision is made, unix seconds: the evaluating host's clock
     /// (or a replay's logged one), never the caller's `taken_at`. Release
     /// windows and freezes, approval ages, and which approvals exist yet are
@@ -129,7 +132,7 @@ pub fn check_clock(snapshot: &Snapshot, now: i64, max_skew: Duration) -> Result<
                 return Err(ahead(
                     format!(
                         "a point of `{}` in `{track}`",
-                        crate::text::escape_control(&series.name)
+                        crate::base::text::escape_control(&series.name)
                     ),
                     p.timestamp,
                 ));
@@ -160,14 +163,16 @@ impl Schedule {
 }
 
 impl std::str::FromStr for Schedule {
-    type Err = String;
+    type Err = crate::base::text::NotOneOf;
 
     /// `policy` or `caller`; the error names both.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "policy" => Ok(Self::Policy),
             "caller" => Ok(Self::Caller),
-            _ => Err("policy or caller".into()),
+            _ => Err(crate::base::text::NotOneOf {
+                expected: "policy or caller",
+            }),
         }
     }
 }
@@ -179,7 +184,7 @@ pub fn check_stage(policy: &crate::policy::Policy, stage: Option<&str>) -> Resul
     match stage {
         Some(s) if !is_known_stage(policy, s) => Err(EvalError::UnknownStage {
             policy: policy.name.to_string(),
-            stage: crate::text::shown(s),
+            stage: crate::base::text::shown(s),
             available: policy.stage_names(),
         }),
         _ => Ok(()),
@@ -218,7 +223,7 @@ pub fn evaluate(
             what_if: false,
         },
         snapshot,
-        &mut MemoryStore::default(),
+        &mut EphemeralState::default(),
     )
 }
 
@@ -238,7 +243,7 @@ pub fn evaluate_with(
     loaded: &LoadedPolicy,
     request: &Request<'_>,
     snapshot: Arc<Snapshot>,
-    state: &mut dyn StateStore,
+    state: &mut dyn TriggerState,
 ) -> Result<Decision, EvalError> {
     if request.stage == Some(ALL_STAGES) {
         return evaluate_pipeline(loaded, request, snapshot, state);
@@ -250,11 +255,11 @@ pub fn evaluate_with(
 /// aside until [`Overlay::apply`]: the stages a pipeline passes through see
 /// the state, and only the stage it stops at advances it, once.
 struct Overlay<'a> {
-    base: &'a mut dyn StateStore,
+    base: &'a mut dyn TriggerState,
     writes: BTreeMap<String, (StateKey, Vec<u8>)>,
 }
 
-impl StateStore for Overlay<'_> {
+impl TriggerState for Overlay<'_> {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         match self.writes.get(&key.to_string()) {
             Some((_, state)) => Ok(Some(state.clone())),
@@ -284,7 +289,7 @@ fn evaluate_pipeline(
     loaded: &LoadedPolicy,
     request: &Request<'_>,
     snapshot: Arc<Snapshot>,
-    state: &mut dyn StateStore,
+    state: &mut dyn TriggerState,
 ) -> Result<Decision, EvalError> {
     let stages = &loaded.policy.stages;
     let mut runs = Vec::new();
@@ -336,7 +341,7 @@ fn evaluate_stage(
     loaded: &LoadedPolicy,
     request: &Request<'_>,
     snapshot: Arc<Snapshot>,
-    state: &mut dyn StateStore,
+    state: &mut dyn TriggerState,
 ) -> Result<Decision, EvalError> {
     let policy = &loaded.policy;
     let stage = policy
@@ -448,7 +453,7 @@ fn evaluate_stage(
             request
                 .approvals
                 .iter()
-                .map(crate::approvals::Approval::reference)
+                .map(crate::policy::approvals::Approval::reference)
                 .collect()
         } else {
             Vec::new()
@@ -464,7 +469,7 @@ pub fn uses_approvals(policy: &crate::policy::Policy) -> bool {
 /// A gate the host judges from the recorded approvals, by its rule.
 fn run_host_gate(
     gate: &Gate,
-    rule: &crate::approvals::Rule,
+    rule: &crate::policy::approvals::Rule,
     request: &Request<'_>,
     snapshot: &Snapshot,
     stage: &str,
@@ -518,7 +523,7 @@ fn run_triggers(
     loaded: &LoadedPolicy,
     stage: &str,
     input: &engine::Input,
-    state: &mut dyn StateStore,
+    state: &mut dyn TriggerState,
 ) -> Result<Vec<TriggerResult>, EvalError> {
     let snapshot = &input.snapshot;
     let mut out = Vec::new();
@@ -663,10 +668,10 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, input: engine::Input) -> GateRes
             details,
         }) => {
             result.verdict = match verdict {
-                engine::Verdict::Pass => Verdict::Pass,
-                engine::Verdict::Warn => Verdict::Warn,
-                engine::Verdict::Fail => Verdict::Fail,
-                engine::Verdict::Inconclusive => Verdict::Inconclusive,
+                engine::PluginVerdict::Pass => Verdict::Pass,
+                engine::PluginVerdict::Warn => Verdict::Warn,
+                engine::PluginVerdict::Fail => Verdict::Fail,
+                engine::PluginVerdict::Inconclusive => Verdict::Inconclusive,
             };
             result.reason = reason;
             result.observed = observed;

@@ -3,28 +3,28 @@
 //! Quality gates are sandboxed WebAssembly components. The host evaluates a
 //! policy's gates over a telemetry snapshot and answers with a decision
 //! (promote, hold or rollback) and a reason for every gate.
+//!
+//! The crate root holds one module per layer, bottom first; each names only
+//! the layers before it (`tests/e2e/layers.rs` checks it):
+//!
+//! 1. [`base`]: text made safe to show, digests, bounded file reads.
+//! 2. [`snapshot`]: the telemetry a decision is computed over.
+//! 3. [`engine`]: the sandbox that runs plugins, and what each may do.
+//! 4. [`policy`]: the policy format, loaded with its plugins.
+//! 5. [`sources`]: telemetry gathered into a snapshot.
+//! 6. [`evaluate`]: a policy evaluated over a snapshot into a decision.
+//! 7. [`store`]: the decision log, trigger state and idempotency keys.
+//! 8. [`decide`]: the one evaluation path: evaluate, commit, answer, replay.
+//! 9. [`server`]: the HTTP service.
+//! 10. [`cli`]: the command line.
 
-pub mod approvals;
-pub mod audit;
-pub mod builtin;
+pub mod base;
 pub mod cli;
-pub mod decision;
-pub mod digest;
-pub mod dora;
+mod decide;
 pub mod engine;
 pub mod evaluate;
-pub mod files;
-pub mod journal;
-pub mod memory;
 pub mod policy;
-pub mod replay;
-pub mod rollout;
-mod schema;
 pub mod server;
-pub mod signature;
 pub mod snapshot;
 pub mod sources;
-pub mod state;
 pub mod store;
-pub mod suggest;
-pub mod text;

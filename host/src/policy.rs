@@ -1,19 +1,22 @@
 //! Policies: what they say (the model), how they are read from YAML with every
 //! problem reported, and how their plugins are resolved, checked and compiled.
 
+pub(crate) mod approvals;
+pub mod builtin;
 mod load;
 mod parse;
 mod reader;
 mod schema;
-pub mod template;
+pub(crate) mod template;
 pub mod yaml;
 
+use crate::base::text::NotOneOf;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use crate::engine::{Limits, PluginConfig, World};
 
 pub use self::load::{LoadedPolicy, PluginCache, Trust, load, load_recorded, load_with};
@@ -212,15 +215,17 @@ pub enum OnNoData {
 }
 
 impl FromStr for OnNoData {
-    type Err = String;
+    type Err = NotOneOf;
 
     /// `inconclusive`, `fail` or `pass`; the error lists them.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, NotOneOf> {
         match s {
             "inconclusive" => Ok(Self::Inconclusive),
             "fail" => Ok(Self::Fail),
             "pass" => Ok(Self::Pass),
-            _ => Err("inconclusive, fail or pass".into()),
+            _ => Err(NotOneOf {
+                expected: "inconclusive, fail or pass",
+            }),
         }
     }
 }
@@ -238,15 +243,17 @@ pub enum OnError {
 }
 
 impl FromStr for OnError {
-    type Err = String;
+    type Err = NotOneOf;
 
     /// `fail`, `warn` or `ignore`; the error lists them.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, NotOneOf> {
         match s {
             "fail" => Ok(Self::Fail),
             "warn" => Ok(Self::Warn),
             "ignore" => Ok(Self::Ignore),
-            _ => Err("fail, warn or ignore".into()),
+            _ => Err(NotOneOf {
+                expected: "fail, warn or ignore",
+            }),
         }
     }
 }
@@ -258,7 +265,7 @@ pub enum GateKind {
     Plugin,
     /// The host itself, from the recorded approvals (`approval`,
     /// `checklist`), by the rule its settings give.
-    Host(crate::approvals::Rule),
+    Host(crate::policy::approvals::Rule),
 }
 
 /// One gate: a plugin, its configuration and how its verdict counts.

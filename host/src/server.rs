@@ -301,13 +301,13 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     });
 
     // Freed plugin answers go back to the OS rather than staying in the
-    // heap; see `crate::memory`.
-    crate::memory::bound_retention();
+    // heap; see `crate::base::heap`.
+    crate::base::heap::bound_retention();
     tokio::spawn(async {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         loop {
             every.tick().await;
-            let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            let _ = tokio::task::spawn_blocking(crate::base::heap::trim).await;
         }
     });
 

@@ -7,8 +7,8 @@
 //! `--metric`, the explicit snapshot, report files, Prometheus.
 
 pub mod prometheus;
-pub mod reports;
-pub mod template;
+pub(crate) mod reports;
+pub(crate) mod template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,7 +87,7 @@ pub struct QueryEvidence {
 pub struct ReportEvidence {
     pub kind: ReportKind,
     pub file: String,
-    pub digest: crate::digest::Digest,
+    pub digest: crate::base::digest::Digest,
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -138,39 +138,70 @@ impl Inputs {
     }
 }
 
+/// A value given for a source (`--metric`, `--attribute`, `--report`, a
+/// time) that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("`{arg}`: expected {shape}")]
+    Shape { arg: String, shape: &'static str },
+    #[error("`{arg}`: the {what} name is empty")]
+    EmptyName { arg: String, what: &'static str },
+    #[error("`{arg}`: `{value}` is not a finite number")]
+    NotFinite { arg: String, value: String },
+    #[error("`{text}` is neither unix seconds nor RFC 3339: {cause}")]
+    Time {
+        text: String,
+        cause: time::error::Parse,
+    },
+    #[error(transparent)]
+    ReportKind(#[from] reports::UnknownReportKind),
+}
+
 /// Parses `KEY=VALUE` for `--attribute`.
-pub fn parse_attribute(arg: &str) -> Result<(String, String), String> {
-    let (key, value) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("`{arg}`: expected KEY=VALUE, e.g. base_image=python:3.12"))?;
+pub fn parse_attribute(arg: &str) -> Result<(String, String), ArgError> {
+    let (key, value) = arg.split_once('=').ok_or_else(|| ArgError::Shape {
+        arg: arg.to_string(),
+        shape: "KEY=VALUE, e.g. base_image=python:3.12",
+    })?;
     if key.is_empty() {
-        return Err(format!("`{arg}`: the attribute name is empty"));
+        return Err(ArgError::EmptyName {
+            arg: arg.to_string(),
+            what: "attribute",
+        });
     }
     Ok((key.to_string(), value.to_string()))
 }
 
 /// Parses `NAME=VALUE` for `--metric`.
-pub fn parse_metric(arg: &str) -> Result<(String, f64), String> {
-    let (name, value) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("`{arg}`: expected NAME=VALUE"))?;
+pub fn parse_metric(arg: &str) -> Result<(String, f64), ArgError> {
+    let (name, value) = arg.split_once('=').ok_or_else(|| ArgError::Shape {
+        arg: arg.to_string(),
+        shape: "NAME=VALUE",
+    })?;
     let value: f64 = value
         .trim()
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite())
-        .ok_or_else(|| format!("`{arg}`: `{value}` is not a finite number"))?;
+        .ok_or_else(|| ArgError::NotFinite {
+            arg: arg.to_string(),
+            value: value.to_string(),
+        })?;
     if name.is_empty() {
-        return Err(format!("`{arg}`: the metric name is empty"));
+        return Err(ArgError::EmptyName {
+            arg: arg.to_string(),
+            what: "metric",
+        });
     }
     Ok((name.to_string(), value))
 }
 
 /// Parses `KIND=FILE` for `--report`.
-pub fn parse_report(arg: &str) -> Result<(ReportKind, PathBuf), String> {
-    let (kind, file) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("`{arg}`: expected KIND=FILE, e.g. coverage=lcov.info"))?;
+pub fn parse_report(arg: &str) -> Result<(ReportKind, PathBuf), ArgError> {
+    let (kind, file) = arg.split_once('=').ok_or_else(|| ArgError::Shape {
+        arg: arg.to_string(),
+        shape: "KIND=FILE, e.g. coverage=lcov.info",
+    })?;
     Ok((kind.parse()?, PathBuf::from(file)))
 }
 
@@ -181,11 +212,14 @@ fn now() -> i64 {
 }
 
 /// Unix seconds or RFC 3339, as every time flag and parameter takes it.
-pub fn parse_time(s: &str) -> Result<i64, String> {
+pub fn parse_time(s: &str) -> Result<i64, ArgError> {
     s.parse::<i64>().or_else(|_| {
         time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
             .map(|t| t.unix_timestamp())
-            .map_err(|e| format!("`{s}` is neither unix seconds nor RFC 3339: {e}"))
+            .map_err(|cause| ArgError::Time {
+                text: s.to_string(),
+                cause,
+            })
     })
 }
 
@@ -482,7 +516,7 @@ mod tests {
         let report = ReportEvidence {
             kind: ReportKind::Coverage,
             file: "lcov.info".into(),
-            digest: crate::digest::Digest::of(b""),
+            digest: crate::base::digest::Digest::of(b""),
             metrics: [("test_coverage_percent".to_string(), 70.0)].into(),
         };
         let inputs = Inputs {
@@ -527,6 +561,7 @@ mod tests {
         assert!(
             parse_report("cov=lcov.info")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown report kind")
         );
     }

@@ -24,9 +24,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::Decision;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::evaluate::decision::Decision;
 
+pub(crate) mod dora;
 pub mod memory;
 pub mod postgres;
 pub mod sqlite;
@@ -78,27 +79,27 @@ impl StoreError {
     /// what the store counted inside the inserting transaction; `None`
     /// when there is room.
     pub fn approvals_full(
-        approval: &crate::approvals::Approval,
+        approval: &crate::policy::approvals::Approval,
         release: usize,
         by_approver: usize,
     ) -> Option<Self> {
         let full = |held: usize, what: String, whom| {
             Some(Self::ApprovalsFull {
-                service: crate::text::escape_control(&approval.service).into_owned(),
-                version: crate::text::escape_control(&approval.version).into_owned(),
+                service: crate::base::text::escape_control(&approval.service).into_owned(),
+                version: crate::base::text::escape_control(&approval.version).into_owned(),
                 held,
                 what,
                 whom,
             })
         };
-        if release >= crate::approvals::MAX_PER_RELEASE {
+        if release >= crate::policy::approvals::MAX_PER_RELEASE {
             full(release, "approvals and attestations".into(), "one release")
-        } else if by_approver >= crate::approvals::MAX_PER_APPROVER {
+        } else if by_approver >= crate::policy::approvals::MAX_PER_APPROVER {
             full(
                 by_approver,
                 format!(
                     "approvals and attestations by {}",
-                    crate::text::escape_control(&approval.approver)
+                    crate::base::text::escape_control(&approval.approver)
                 ),
                 "one approver on one release",
             )
@@ -371,13 +372,13 @@ pub trait Store: Send + Sync {
     fn prune(&self, before_ms: i64) -> StoreFuture<'_, Pruned>;
     /// Records an approval or attestation, durably, before the caller is
     /// told it was recorded.
-    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()>;
+    fn add_approval(&self, approval: crate::policy::approvals::Approval) -> StoreFuture<'_, ()>;
     /// The approvals on record for one release, oldest first.
     fn approvals<'a>(
         &'a self,
         service: &'a str,
         version: &'a str,
-    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>>;
+    ) -> StoreFuture<'a, Vec<crate::policy::approvals::Approval>>;
 }
 
 /// Opens the store `spec` names: `memory`, `postgres://…` (or
@@ -516,7 +517,10 @@ fn decode_record(store: &str, id: &str, json: &str) -> Result<Record, StoreError
 }
 
 /// An approval from its stored JSON.
-fn decode_approval(store: &str, json: &str) -> Result<crate::approvals::Approval, StoreError> {
+fn decode_approval(
+    store: &str,
+    json: &str,
+) -> Result<crate::policy::approvals::Approval, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Invalid {
         store: store.to_string(),
         message: format!("an approval cannot be read: {e}"),

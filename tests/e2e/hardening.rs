@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tollgate::decision::Verdict;
 use tollgate::engine::Runtime;
+use tollgate::evaluate::decision::Verdict;
 use tollgate::policy::{self, PluginCache};
 use tollgate::snapshot::Snapshot;
 
@@ -28,7 +28,7 @@ fn one_gate(dir: &Path, name: &str, limits: &str) -> std::path::PathBuf {
     write(dir, "h.yaml", text.as_bytes())
 }
 
-fn evaluate_once(path: &Path) -> tollgate::decision::Decision {
+fn evaluate_once(path: &Path) -> tollgate::evaluate::decision::Decision {
     let runtime = Runtime::new().unwrap();
     let mut cache = PluginCache::new();
     let text = std::fs::read_to_string(path).unwrap();

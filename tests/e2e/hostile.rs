@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate::decision::{Outcome, Verdict};
 use tollgate::engine::Runtime;
+use tollgate::evaluate::decision::{Outcome, Verdict};
 use tollgate::policy::{self, PluginCache};
 use tollgate::snapshot::Snapshot;
 
@@ -93,7 +93,7 @@ fn assert_contained(hostile: &str, limits: &str, cause: &str, message: &str, dea
             gate.duration_us
         );
         // It fails closed, and the gate after it still judges correctly.
-        assert_eq!(gate.counted_as, tollgate::decision::Counted::Fail);
+        assert_eq!(gate.counted_as, tollgate::evaluate::decision::Counted::Fail);
         assert_eq!(d.decision, Outcome::Rollback, "{hostile}: {}", d.summary);
         assert_eq!(d.gates[1].verdict, Verdict::Pass);
         assert_eq!(d.gates[1].observed, Some(85.0));

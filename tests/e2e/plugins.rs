@@ -3,7 +3,7 @@
 use crate::support::{eval, values, write};
 
 fn policy_with_plugin(dir: &std::path::Path, digest: &str) -> std::path::PathBuf {
-    let bytes = tollgate::builtin::plugin("threshold").unwrap();
+    let bytes = tollgate::policy::builtin::plugin("threshold").unwrap();
     write(dir, "my-gate.wasm", bytes);
     let text = format!(
         "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: custom}}\nplugins:\n  my-gate: {{path: my-gate.wasm, digest: \"{digest}\"}}\nstages:\n  - name: s\n    gates:\n      - name: cov\n        plugin: my-gate\n        with: {{metric: cov, op: '>=', threshold: 80}}\n"
@@ -14,7 +14,8 @@ fn policy_with_plugin(dir: &std::path::Path, digest: &str) -> std::path::PathBuf
 #[test]
 fn a_pinned_plugin_with_the_right_digest_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let digest = tollgate::digest::Digest::of(tollgate::builtin::plugin("threshold").unwrap());
+    let digest =
+        tollgate::base::digest::Digest::of(tollgate::policy::builtin::plugin("threshold").unwrap());
     let policy = policy_with_plugin(dir.path(), &digest.to_string());
     let run = eval(&policy, &values(&[("cov", 91.0)]), None);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -61,7 +62,7 @@ fn a_file_that_is_not_a_component_is_refused() {
     let text = std::fs::read_to_string(&policy).unwrap();
     let garbage = b"definitely not wasm";
     write(dir.path(), "my-gate.wasm", garbage);
-    let digest = tollgate::digest::Digest::of(garbage);
+    let digest = tollgate::base::digest::Digest::of(garbage);
     let text = text.replace(&format!("sha256:{}", "0".repeat(64)), &digest.to_string());
     std::fs::write(&policy, text).unwrap();
     let run = eval(&policy, &values(&[("cov", 91.0)]), None);
@@ -92,8 +93,10 @@ fn audit_reports_what_a_plugin_imports_and_refuses_what_the_host_does_not_link()
     );
     assert_eq!(
         p["digest"],
-        tollgate::digest::Digest::of(tollgate::builtin::plugin("circuit-breaker").unwrap())
-            .to_string()
+        tollgate::base::digest::Digest::of(
+            tollgate::policy::builtin::plugin("circuit-breaker").unwrap()
+        )
+        .to_string()
     );
 
     let dir = tempfile::tempdir().unwrap();

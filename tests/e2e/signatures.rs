@@ -24,7 +24,7 @@ fn keygen(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Signs `file` with `key` for `namespace`, as a team would.
 fn sign(key: &Path, namespace: &str, file: &Path) {
-    let _ = std::fs::remove_file(tollgate::signature::sig_path(file));
+    let _ = std::fs::remove_file(tollgate::engine::signature::sig_path(file));
     let out = Command::new("ssh-keygen")
         .args(["-Y", "sign", "-n", namespace, "-f"])
         .arg(key)
@@ -55,7 +55,7 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let plugin = write(
         dir,
         "my-gate.wasm",
-        tollgate::builtin::plugin("threshold").unwrap(),
+        tollgate::policy::builtin::plugin("threshold").unwrap(),
     );
     let policy = write(
         dir,
@@ -116,7 +116,7 @@ fn a_plugin_signed_by_an_allowed_key_loads_and_audit_names_the_signer() {
         ])
         .arg(dir.path().join("allowed_signers"))
         .arg("-s")
-        .arg(tollgate::signature::sig_path(&plugin))
+        .arg(tollgate::engine::signature::sig_path(&plugin))
         .stdin(std::fs::File::open(&plugin).unwrap())
         .output()
         .unwrap();
@@ -193,7 +193,7 @@ fn a_server_can_require_signed_plugins_in_its_plugin_directory() {
     let plugin = write(
         &plugins,
         "my-gate.wasm",
-        tollgate::builtin::plugin("threshold").unwrap(),
+        tollgate::policy::builtin::plugin("threshold").unwrap(),
     );
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();

@@ -66,7 +66,7 @@ pub(crate) fn approve(args: ApproveArgs) -> anyhow::Result<Exit> {
         .unwrap_or_default();
     println!(
         "recorded {} `{}` of {} {}{} by {}{} ({})",
-        if a["name"] == crate::approvals::APPROVAL {
+        if a["name"] == crate::policy::approvals::APPROVAL {
             "approval"
         } else {
             "attestation"
@@ -104,7 +104,7 @@ pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(Exit::Success);
     }
-    let approvals: Vec<crate::approvals::Approval> =
+    let approvals: Vec<crate::policy::approvals::Approval> =
         serde_json::from_value(answer["approvals"].clone())?;
     if approvals.is_empty() {
         println!("no approvals for {service} {version}");
@@ -132,7 +132,7 @@ pub(crate) fn list(args: ApprovalsArgs) -> anyhow::Result<Exit> {
                 by,
                 a.comment.clone(),
             ]
-            .map(|cell| crate::text::escape_control(&cell).into_owned())
+            .map(|cell| crate::base::text::escape_control(&cell).into_owned())
         })
         .collect();
     print!(

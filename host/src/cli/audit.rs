@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 
 use super::Exit;
-use crate::audit::PluginReport;
+use crate::engine::report::PluginReport;
 
 /// How `audit` prints its reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +32,7 @@ pub(crate) struct AuditArgs {
 
 /// The first-party plugin a mistyped name most likely meant.
 fn suggestion(arg: &str) -> Option<&'static str> {
-    crate::suggest::closest(arg, crate::builtin::names())
+    crate::base::suggest::closest(arg, crate::policy::builtin::names())
 }
 
 /// The report for one argument; a path that cannot be read is a refused
@@ -41,9 +41,9 @@ fn suggestion(arg: &str) -> Option<&'static str> {
 fn report(
     runtime: &crate::engine::Runtime,
     arg: &str,
-    allowed: Option<&crate::signature::AllowedSigners>,
+    allowed: Option<&crate::engine::signature::AllowedSigners>,
 ) -> PluginReport {
-    let (name, source, bytes) = match crate::builtin::plugin(arg) {
+    let (name, source, bytes) = match crate::policy::builtin::plugin(arg) {
         Some(b) if !Path::new(arg).exists() => {
             (arg.to_string(), format!("builtin:{arg}"), b.to_vec())
         }
@@ -51,11 +51,14 @@ fn report(
             let name = Path::new(arg)
                 .file_stem()
                 .map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned());
-            match crate::files::read_limited(Path::new(arg), crate::files::MAX_PLUGIN_BYTES) {
+            match crate::base::files::read_limited(
+                Path::new(arg),
+                crate::base::files::MAX_PLUGIN_BYTES,
+            ) {
                 Ok(bytes) => (name, arg.to_string(), bytes),
                 Err(e) => {
                     let hint = if e.is_not_found()
-                        && crate::approvals::HostGate::named(arg).is_some()
+                        && crate::policy::approvals::HostGate::named(arg).is_some()
                     {
                         format!(
                             "; `{arg}` is a gate the host evaluates from recorded approvals, not a plugin: it runs no code of its own and reaches only the store's approvals"
@@ -80,7 +83,7 @@ fn report(
     let signature = if source.starts_with("builtin:") {
         Ok(None)
     } else {
-        crate::signature::check(&name, Path::new(arg), &bytes, allowed, allowed.is_some())
+        crate::engine::signature::check(&name, Path::new(arg), &bytes, allowed, allowed.is_some())
     };
     let signature = match signature {
         Ok(s) => s,
@@ -101,7 +104,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
     let allowed = args
         .allowed_signers
         .as_deref()
-        .map(crate::signature::AllowedSigners::read)
+        .map(crate::engine::signature::AllowedSigners::read)
         .transpose()?;
     let reports: Vec<PluginReport> = args
         .plugins
@@ -117,11 +120,9 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
         Format::Table => print!("{}", table(&reports)),
     }
-    Ok(Exit::failed_if(
-        reports
-            .iter()
-            .any(|r| r.verdict == crate::audit::Acceptance::Refused),
-    ))
+    Ok(Exit::failed_if(reports.iter().any(|r| {
+        r.verdict == crate::engine::report::Acceptance::Refused
+    })))
 }
 
 /// Bytes as people read them: `118.4 KiB`, `17.6 MiB`.
@@ -140,7 +141,7 @@ fn size(bytes: usize) -> String {
 /// imports and exports, its WASI interfaces grouped by what they get, and
 /// the limits every plugin runs under.
 fn table(reports: &[PluginReport]) -> String {
-    use crate::text::escape_control as esc;
+    use crate::base::text::escape_control as esc;
     let rows: Vec<[String; 6]> = reports
         .iter()
         .map(|r| {
@@ -148,8 +149,8 @@ fn table(reports: &[PluginReport]) -> String {
             [
                 esc(&r.plugin).into_owned(),
                 match r.verdict {
-                    crate::audit::Acceptance::Accepted => "accepted".into(),
-                    crate::audit::Acceptance::Refused => "REFUSED".into(),
+                    crate::engine::report::Acceptance::Accepted => "accepted".into(),
+                    crate::engine::report::Acceptance::Refused => "REFUSED".into(),
                 },
                 info.map_or("-".into(), |i| i.world.as_str().to_string()),
                 info.map_or("-".into(), |i| esc(&i.wit_version).into_owned()),
@@ -243,7 +244,7 @@ fn table(reports: &[PluginReport]) -> String {
             let _ = writeln!(out, "  capability  {}", esc(c));
         }
     }
-    let l = crate::audit::LimitsReport::host();
+    let l = crate::engine::report::LimitsReport::host();
     let _ = writeln!(
         out,
         "\nlimits of every call: deadline {} ms by default (a policy may set up to {} ms), memory {} by default (up to {}), wasm stack {}, reason {} bytes, {} details, trigger state {} bytes",

@@ -26,12 +26,12 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::decide::{Committed, Evaluation, Prefetched, StateFrom};
 use crate::engine::Runtime;
-use crate::journal::{Committed, Evaluation, Prefetched, StateFrom};
+use crate::evaluate::trigger_state::{EphemeralState, StateKey, TriggerState as _};
 use crate::policy::yaml;
 use crate::policy::{self, PluginCache};
 use crate::snapshot::Snapshot;
-use crate::state::{MemoryStore, StateKey, StateStore as _};
 
 /// A test file that could not be run at all.
 #[derive(Debug, thiserror::Error)]
@@ -89,15 +89,15 @@ struct CaseApproval {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
-    decision: Option<crate::decision::Outcome>,
+    decision: Option<crate::evaluate::decision::Outcome>,
     /// With `stage: all`, the stage the evaluation stopped at.
     stage: Option<String>,
-    stage_result: Option<crate::decision::StageResult>,
+    stage_result: Option<crate::evaluate::decision::StageResult>,
     summary_contains: Option<String>,
     #[serde(default)]
-    gates: BTreeMap<String, crate::decision::Verdict>,
+    gates: BTreeMap<String, crate::evaluate::decision::Verdict>,
     #[serde(default)]
-    triggers: BTreeMap<String, crate::decision::Fire>,
+    triggers: BTreeMap<String, crate::evaluate::decision::Fire>,
     actions: Option<Vec<Json>>,
 }
 
@@ -145,10 +145,10 @@ impl CaseLog {
     fn decide(
         &self,
         evaluation: Arc<Evaluation>,
-        state: &mut MemoryStore,
-    ) -> anyhow::Result<crate::decision::Decision> {
+        state: &mut EphemeralState,
+    ) -> anyhow::Result<crate::evaluate::decision::Decision> {
         let held = Prefetched::held(state, &evaluation.state_keys())?;
-        let committed = self.runtime.block_on(crate::journal::decide(
+        let committed = self.runtime.block_on(crate::decide::run(
             self.store.as_ref(),
             evaluation,
             StateFrom::Held(held),
@@ -186,7 +186,8 @@ pub fn run_file(
         file: path.display().to_string(),
         message,
     };
-    let text = crate::files::read_text(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text =
+        crate::base::files::read_text(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     let node = yaml::parse(&text).map_err(|e| fail(format!("invalid YAML: {e}")))?;
     let file: CaseFile = serde_path_to_error::deserialize(node.to_json())
         .map_err(|e| fail(format!("{}: {}", e.path(), e.inner())))?;
@@ -203,7 +204,7 @@ pub fn run_file(
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let policy_path = dir.join(&file.policy);
-    let policy_text = crate::files::read_text(&policy_path).map_err(|e| {
+    let policy_text = crate::base::files::read_text(&policy_path).map_err(|e| {
         fail(format!(
             "cannot read policy `{}`: {e}",
             policy_path.display()
@@ -254,10 +255,10 @@ fn decide_case(
     dir: &Path,
     case: &Case,
     log: Option<&CaseLog>,
-) -> anyhow::Result<crate::decision::Decision> {
+) -> anyhow::Result<crate::evaluate::decision::Decision> {
     let bytes = match &case.snapshot {
         Json::String(p) => {
-            crate::files::read_limited(&dir.join(p), crate::files::MAX_SNAPSHOT_BYTES)
+            crate::base::files::read_limited(&dir.join(p), crate::base::files::MAX_SNAPSHOT_BYTES)
                 .with_context(|| format!("cannot read snapshot `{p}`"))?
         }
         inline => serde_json::to_vec(inline)?,
@@ -268,7 +269,7 @@ fn decide_case(
         .as_deref()
         .map(|e| humantime::parse_duration(e).with_context(|| format!("invalid `elapsed` `{e}`")))
         .transpose()?;
-    let mut store = MemoryStore::default();
+    let mut store = EphemeralState::default();
     for (trigger, state) in &case.state {
         let key = StateKey {
             policy: loaded.policy.name.to_string(),
@@ -296,7 +297,7 @@ fn decide_case(
         approvals: approvals.into(),
         asked: crate::store::Asked::new(case.stage.clone(), elapsed, schedule, false),
         what_if: true,
-        asker: crate::journal::Asker::default(),
+        asker: crate::decide::Asker::default(),
         idempotency: None,
         evidence: None,
     };
@@ -307,7 +308,10 @@ fn decide_case(
 }
 
 /// The approvals a case states, on record for its snapshot's release.
-fn approvals(case: &Case, snapshot: &Snapshot) -> anyhow::Result<Vec<crate::approvals::Approval>> {
+fn approvals(
+    case: &Case,
+    snapshot: &Snapshot,
+) -> anyhow::Result<Vec<crate::policy::approvals::Approval>> {
     case.approvals
         .iter()
         .enumerate()
@@ -317,7 +321,7 @@ fn approvals(case: &Case, snapshot: &Snapshot) -> anyhow::Result<Vec<crate::appr
                     .with_context(|| format!("approval {}: `age` `{t}`", i + 1))?,
                 None => Duration::ZERO,
             };
-            Ok(crate::approvals::Approval {
+            Ok(crate::policy::approvals::Approval {
                 id: format!("case-{}", i + 1),
                 service: snapshot.service.clone(),
                 version: snapshot.version.clone(),
@@ -325,7 +329,7 @@ fn approvals(case: &Case, snapshot: &Snapshot) -> anyhow::Result<Vec<crate::appr
                 name: a
                     .name
                     .clone()
-                    .unwrap_or_else(|| crate::approvals::APPROVAL.to_string()),
+                    .unwrap_or_else(|| crate::policy::approvals::APPROVAL.to_string()),
                 approver: a.approver.clone(),
                 groups: a.groups.clone(),
                 comment: a.comment.clone(),
@@ -339,7 +343,7 @@ fn approvals(case: &Case, snapshot: &Snapshot) -> anyhow::Result<Vec<crate::appr
 }
 
 /// Every expectation of `e` that `d` does not meet.
-fn unmet(e: &Expect, d: &crate::decision::Decision) -> Vec<String> {
+fn unmet(e: &Expect, d: &crate::evaluate::decision::Decision) -> Vec<String> {
     let mut failures = Vec::new();
     if let Some(want) = e.decision
         && want != d.decision

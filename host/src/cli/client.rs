@@ -84,7 +84,7 @@ pub(crate) fn call(
                 url: shown,
                 status,
                 code,
-                message: crate::text::escape_control(&message).into_owned(),
+                message: crate::base::text::escape_control(&message).into_owned(),
                 hint: hint.to_string(),
             }
             .into());

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use super::Exit;
+use crate::base::text::escape_control;
 use crate::store::{Cursor, Filter, Store};
-use crate::text::escape_control;
 
 /// Where the log is: a SQLite file or `postgres://…`.
 #[derive(Debug, clap::Args)]
@@ -321,7 +321,8 @@ pub(crate) fn replay(args: ReplayArgs) -> anyhow::Result<Exit> {
         let mut identical = 0usize;
         let mut reports = Vec::new();
         for id in &ids {
-            let report = crate::replay::replay(store.as_ref(), Arc::clone(&runtime), id).await;
+            let report =
+                crate::decide::replay::replay(store.as_ref(), Arc::clone(&runtime), id).await;
             match &report {
                 Ok(r) if r.identical => identical += 1,
                 _ => {}
@@ -428,7 +429,7 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
         let store = log.open_existing().await?;
         let until = until.unwrap_or_else(|| crate::store::now_ms() / 1000);
         let since = until.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
-        let report = crate::dora::from_store(store.as_ref(), &service, since, until).await?;
+        let report = crate::store::dora::from_store(store.as_ref(), &service, since, until).await?;
         if report.deployments == 0 && report.rollbacks == 0 {
             note_outside_window(store.as_ref(), &service, since, until).await?;
         }
@@ -463,7 +464,7 @@ pub(crate) fn report(args: ReportArgs) -> anyhow::Result<Exit> {
                         f.unit,
                         f.target,
                         met,
-                        f.band.map_or("-", crate::dora::Band::as_str),
+                        f.band.map_or("-", crate::store::dora::Band::as_str),
                         f.benchmark
                     );
                 }

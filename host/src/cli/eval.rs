@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::render::{self, Format};
 use super::sources::SourceArgs;
+use crate::decide::{self, Asker, Committed, Evaluation, Prefetched, StateFrom};
 use crate::evaluate::Schedule;
-use crate::journal::{self, Asker, Committed, Evaluation, Prefetched, StateFrom};
-use crate::state::{FileStore, MemoryStore};
+use crate::evaluate::trigger_state::{EphemeralState, StateFile};
 use crate::store::Asked;
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +66,7 @@ fn policy_name(arg: &std::path::Path) -> anyhow::Result<String> {
     if !arg.exists() {
         return Ok(arg.display().to_string());
     }
-    let text = crate::files::read_text(arg)
+    let text = crate::base::files::read_text(arg)
         .map_err(|e| anyhow::anyhow!("cannot read policy `{}`: {e}", arg.display()))?;
     let base = arg.parent().unwrap_or(std::path::Path::new("."));
     let policy = crate::policy::parse(&text, base).map_err(|p| {
@@ -80,7 +80,10 @@ fn policy_name(arg: &std::path::Path) -> anyhow::Result<String> {
 }
 
 /// Sends the evaluation to `server` and returns its decision.
-fn remote(args: &EvalArgs, server: &reqwest::Url) -> anyhow::Result<crate::decision::Decision> {
+fn remote(
+    args: &EvalArgs,
+    server: &reqwest::Url,
+) -> anyhow::Result<crate::evaluate::decision::Decision> {
     let name = policy_name(&args.policy)?;
     let mut body = serde_json::json!({
         "policy": name,
@@ -134,11 +137,11 @@ fn with_known_policies(e: anyhow::Error, server: &reqwest::Url, name: &str) -> a
     if names.is_empty() || refused.message.contains("; policies:") {
         return e;
     }
-    let meant = crate::suggest::did_you_mean(name, names.iter().map(String::as_str));
+    let meant = crate::base::suggest::did_you_mean(name, names.iter().map(String::as_str));
     anyhow::anyhow!(
         "{}{meant}; the server's policies: {}",
         e,
-        crate::text::escape_control(&names.join(", "))
+        crate::base::text::escape_control(&names.join(", "))
     )
 }
 
@@ -195,8 +198,8 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
     };
     let decision = match (&args.log, &args.state) {
         (Some(spec), state) => logged(spec, state.as_deref(), evaluation)?,
-        (None, Some(path)) => evaluation.evaluate(&mut FileStore::open(path)?)?,
-        (None, None) => evaluation.evaluate(&mut MemoryStore::default())?,
+        (None, Some(path)) => evaluation.evaluate(&mut StateFile::open(path)?)?,
+        (None, None) => evaluation.evaluate(&mut EphemeralState::default())?,
     };
     Ok(print(&decision, args.format))
 }
@@ -208,7 +211,7 @@ fn logged(
     spec: &str,
     state: Option<&Path>,
     mut evaluation: Evaluation,
-) -> anyhow::Result<crate::decision::Decision> {
+) -> anyhow::Result<crate::evaluate::decision::Decision> {
     // A shared log holds trigger state other evaluations read: telemetry
     // from ahead of this host's clock may not move it.
     crate::evaluate::check_clock(
@@ -232,9 +235,9 @@ fn logged(
         let evaluation = Arc::new(evaluation);
         let committed = match state {
             Some(path) => {
-                let mut file = FileStore::open(path)?;
+                let mut file = StateFile::open(path)?;
                 let held = Prefetched::held(&file, &evaluation.state_keys())?;
-                journal::decide(
+                decide::run(
                     store.as_ref(),
                     evaluation,
                     StateFrom::Held(held),
@@ -243,7 +246,7 @@ fn logged(
                 .await
             }
             None => {
-                journal::decide(
+                decide::run(
                     store.as_ref(),
                     evaluation,
                     StateFrom::Store { advance: true },
@@ -275,14 +278,14 @@ fn logged(
 /// it started from.
 fn in_place(
     evaluation: &Evaluation,
-    state: &mut dyn crate::state::StateStore,
+    state: &mut dyn crate::evaluate::trigger_state::TriggerState,
     read: Prefetched,
-) -> anyhow::Result<(crate::decision::Decision, Prefetched)> {
+) -> anyhow::Result<(crate::evaluate::decision::Decision, Prefetched)> {
     Ok((evaluation.evaluate(state)?, read))
 }
 
 /// Prints a decision, local or remote, the same way.
-fn print(decision: &crate::decision::Decision, format: Format) -> Exit {
+fn print(decision: &crate::evaluate::decision::Decision, format: Format) -> Exit {
     let stdout = std::io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::render(decision, format, color));

@@ -1,7 +1,7 @@
 //! `tollgate flag`: is this user in this flag's rollout?
 
 use super::Exit;
-use crate::rollout::{Rollout, bucket};
+use crate::evaluate::rollout::{Rollout, bucket};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct FlagArgs {
@@ -22,15 +22,24 @@ pub(crate) struct FlagArgs {
     user_segments: Vec<String>,
 }
 
-fn percent(s: &str) -> Result<f64, String> {
+/// A `--percent` that is not one.
+#[derive(Debug, thiserror::Error)]
+enum PercentError {
+    #[error("`{0}` is not a percentage")]
+    NotANumber(String),
+    #[error("`{0}` is not between 0 and 100")]
+    OutOfRange(String),
+}
+
+fn percent(s: &str) -> Result<f64, PercentError> {
     let v: f64 = s
         .trim_end_matches('%')
         .parse()
-        .map_err(|_| format!("`{s}` is not a percentage"))?;
+        .map_err(|_| PercentError::NotANumber(s.to_string()))?;
     if (0.0..=100.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("`{s}` is not between 0 and 100"))
+        Err(PercentError::OutOfRange(s.to_string()))
     }
 }
 

@@ -56,8 +56,8 @@ pub(crate) fn run(args: ManArgs) -> anyhow::Result<Exit> {
             };
             anyhow::bail!(
                 "`{at}` has no subcommand `{}`{}",
-                crate::text::escape_control(word),
-                crate::suggest::with_listing(
+                crate::base::text::escape_control(word),
+                crate::base::suggest::with_listing(
                     word,
                     names.iter().copied(),
                     &format!("subcommands: {}", names.join(", "))

@@ -147,7 +147,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     if !ok {
         bail!(
             "plugin name `{}` must start with a lowercase letter and use only lowercase letters, digits and `-` (at most 64)",
-            crate::text::escape_control(name)
+            crate::base::text::escape_control(name)
         );
     }
     Ok(())
@@ -155,7 +155,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 
 /// Whether `dir` is the `tollgate-sdk` crate.
 fn is_sdk(dir: &Path) -> bool {
-    crate::files::read_text(&dir.join("Cargo.toml")).is_ok_and(|manifest| {
+    crate::base::files::read_text(&dir.join("Cargo.toml")).is_ok_and(|manifest| {
         manifest
             .lines()
             .any(|l| l.replace(' ', "") == "name=\"tollgate-sdk\"")
@@ -335,7 +335,7 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
     if let Some(from) = sdk_source {
         println!(
             "tollgate-sdk: {}; change it in {}",
-            crate::text::escape_control(&from),
+            crate::base::text::escape_control(&from),
             dir.join("Cargo.toml").display()
         );
     }
@@ -398,8 +398,8 @@ fn build(dir: &Path, verbose: bool) -> anyhow::Result<Exit> {
 /// A `key = "value"` of the project's `pyproject.toml`.
 fn pyproject(dir: &Path, key: &str) -> anyhow::Result<String> {
     let path = dir.join("pyproject.toml");
-    let text =
-        crate::files::read_text(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    let text = crate::base::files::read_text(&path)
+        .with_context(|| format!("reading `{}`", path.display()))?;
     text.lines()
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| k.trim() == key)
@@ -522,8 +522,8 @@ fn python_error(stderr: &str, dir: &Path) -> String {
 /// HTTP features StarlingMonkey would otherwise import left out.
 fn build_js(dir: &Path) -> anyhow::Result<Exit> {
     let path = dir.join("package.json");
-    let text =
-        crate::files::read_text(&path).with_context(|| format!("reading `{}`", path.display()))?;
+    let text = crate::base::files::read_text(&path)
+        .with_context(|| format!("reading `{}`", path.display()))?;
     let package: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("`{}` is not JSON", path.display()))?;
     let name = package["name"]
@@ -568,14 +568,19 @@ fn report_built(name: &str, out: &Path, component: &[u8]) -> anyhow::Result<Exit
     let runtime = super::runtime()?;
     let shown = out.to_string_lossy();
     let report = match runtime.load(name, component) {
-        Ok(plugin) => crate::audit::PluginReport::accepted(name, &shown, &plugin),
-        Err(e) => crate::audit::PluginReport::refused(name, &shown, Some(component), e.to_string()),
+        Ok(plugin) => crate::engine::report::PluginReport::accepted(name, &shown, &plugin),
+        Err(e) => crate::engine::report::PluginReport::refused(
+            name,
+            &shown,
+            Some(component),
+            e.to_string(),
+        ),
     };
     println!("built {} ({} bytes)", out.display(), component.len());
-    println!("digest: {}", crate::digest::Digest::of(component));
+    println!("digest: {}", crate::base::digest::Digest::of(component));
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(Exit::failed_if(
-        report.verdict == crate::audit::Acceptance::Refused,
+        report.verdict == crate::engine::report::Acceptance::Refused,
     ))
 }
 

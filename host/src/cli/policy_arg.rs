@@ -27,7 +27,7 @@ pub(crate) fn read(arg: &Path) -> anyhow::Result<PolicyText> {
     let missing = !arg.exists() && arg.symlink_metadata().is_err();
     if missing
         && is_name(arg)
-        && let Some(text) = crate::builtin::policy(&shown)
+        && let Some(text) = crate::policy::builtin::policy(&shown)
     {
         return Ok(PolicyText {
             shown: format!("bundled:{shown}.yaml"),
@@ -35,7 +35,7 @@ pub(crate) fn read(arg: &Path) -> anyhow::Result<PolicyText> {
             base: PathBuf::from("."),
         });
     }
-    match crate::files::read_text(arg) {
+    match crate::base::files::read_text(arg) {
         Ok(text) => Ok(PolicyText {
             base: arg.parent().unwrap_or(Path::new(".")).to_path_buf(),
             shown,
@@ -43,12 +43,12 @@ pub(crate) fn read(arg: &Path) -> anyhow::Result<PolicyText> {
         }),
         Err(e) if e.is_not_found() => Err(anyhow::anyhow!(
             "cannot read policy `{}`: {e}{}",
-            crate::text::escape_control(&shown),
+            crate::base::text::escape_control(&shown),
             not_found_hint(arg)
         )),
         Err(e) => Err(anyhow::anyhow!(
             "cannot read policy `{}`: {e}",
-            crate::text::escape_control(&shown)
+            crate::base::text::escape_control(&shown)
         )),
     }
 }
@@ -56,15 +56,15 @@ pub(crate) fn read(arg: &Path) -> anyhow::Result<PolicyText> {
 /// What a missing policy most likely meant, and what there is: for a bare
 /// name the bundled policies, for a path the policy files beside it.
 fn not_found_hint(arg: &Path) -> String {
-    let bundled: Vec<&str> = crate::builtin::policy_names().collect();
+    let bundled: Vec<&str> = crate::policy::builtin::policy_names().collect();
     let listing = format!("bundled policies: {}", bundled.join(", "));
     if is_name(arg) {
         let typed = arg.to_string_lossy();
-        let meant = crate::suggest::closest(&typed, bundled.iter().copied());
+        let meant = crate::base::suggest::closest(&typed, bundled.iter().copied());
         return hint(meant.map(|m| format!("`{m}`")), &listing);
     }
     if let Some(stem) = arg.file_stem().map(|s| s.to_string_lossy())
-        && crate::builtin::policy(&stem).is_some()
+        && crate::policy::builtin::policy(&stem).is_some()
     {
         return hint(
             Some(format!(
@@ -93,7 +93,7 @@ fn not_found_hint(arg: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let meant = crate::suggest::closest(&typed, siblings.iter().map(String::as_str))
+    let meant = crate::base::suggest::closest(&typed, siblings.iter().map(String::as_str))
         .map(|s| format!("`{}`", dir.join(s).display()));
     hint(
         meant,
@@ -106,7 +106,7 @@ fn hint(meant: Option<String>, listing: &str) -> String {
     match meant {
         Some(m) => format!(
             "; did you mean {}? {listing}",
-            crate::text::escape_control(&m)
+            crate::base::text::escape_control(&m)
         ),
         None => format!("; {listing}"),
     }

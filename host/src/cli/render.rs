@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use quick_xml::escape::escape;
 
-use crate::decision::{Action, Decision, Fire, Outcome, Verdict};
-use crate::text::escape_control;
+use crate::base::text::escape_control;
+use crate::evaluate::decision::{Action, Decision, Fire, Outcome, Verdict};
 
 /// Output formats of `tollgate eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -136,8 +136,8 @@ fn number(v: Option<f64>) -> String {
 }
 
 /// How a verdict counted, when that differs from what the plugin said.
-fn verdict_cell(g: &crate::decision::GateResult) -> String {
-    use crate::decision::Counted;
+fn verdict_cell(g: &crate::evaluate::decision::GateResult) -> String {
+    use crate::evaluate::decision::Counted;
     let counted = match g.counted_as {
         Counted::Pass => "pass",
         Counted::Warn => "warn",
@@ -209,7 +209,7 @@ fn table(d: &Decision, color: bool) -> String {
     let inconclusive = d
         .gates
         .iter()
-        .filter(|g| g.counted_as == crate::decision::Counted::Inconclusive)
+        .filter(|g| g.counted_as == crate::evaluate::decision::Counted::Inconclusive)
         .count();
     let mut scoring = match d.score {
         // The summary already gives the score: give the bands only.
@@ -419,8 +419,8 @@ impl Suite {
 /// A gate as a test case: how it counted decides the element, so an
 /// ignored error is not a failure and an inconclusive gate that holds is
 /// skipped.
-fn gate_case(g: &crate::decision::GateResult) -> TestCase {
-    use crate::decision::Counted;
+fn gate_case(g: &crate::evaluate::decision::GateResult) -> TestCase {
+    use crate::evaluate::decision::Counted;
     let case = match (g.verdict, g.counted_as) {
         (Verdict::Error, Counted::Fail) => Case::Error(g.reason.clone()),
         (_, Counted::Fail) => Case::Failure(g.reason.clone(), "fail"),
@@ -441,7 +441,7 @@ fn gate_case(g: &crate::decision::GateResult) -> TestCase {
 /// A trigger as a test case: anything that bears on the decision is a
 /// failure, so a CI job reading JUnit sees a hold or a rollback a trigger
 /// caused.
-fn trigger_case(t: &crate::decision::TriggerResult) -> TestCase {
+fn trigger_case(t: &crate::evaluate::decision::TriggerResult) -> TestCase {
     let case = if t.error {
         Case::Error(t.reason.clone())
     } else {
@@ -480,9 +480,9 @@ fn decision_case(d: &Decision) -> TestCase {
 fn junit(d: &Decision) -> String {
     type Stage<'a> = (
         &'a str,
-        crate::decision::StageResult,
+        crate::evaluate::decision::StageResult,
         Option<f64>,
-        &'a [crate::decision::GateResult],
+        &'a [crate::evaluate::decision::GateResult],
     );
     let stages: Vec<Stage<'_>> = if d.pipeline.is_empty() {
         vec![(d.stage.as_str(), d.stage_result, d.score, &d.gates)]

@@ -43,7 +43,7 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     insecure_no_auth: bool,
     /// Log line format [default: text].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = log_format_parser())]
     log_format: Option<LogFormat>,
     /// Evaluations in flight before 503 [default: 64].
     #[arg(long)]
@@ -168,7 +168,7 @@ struct PrometheusFile {
 }
 
 fn secret(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = crate::files::read_text(path)
+    let text = crate::base::files::read_text(path)
         .with_context(|| format!("cannot read {what} `{}`", path.display()))?;
     Ok(text.trim().to_string())
 }
@@ -219,7 +219,7 @@ fn prometheus_config(
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = crate::files::read_text(path)
+    let text = crate::base::files::read_text(path)
         .with_context(|| format!("cannot read config `{}`", path.display()))?;
     let node = crate::policy::yaml::parse(&text)
         .map_err(|e| anyhow::anyhow!("config `{}`: {e}", path.display()))?;
@@ -246,6 +246,16 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         *p = base.join(&*p);
     }
     Ok(config)
+}
+
+/// `--log-format`'s words, listed in `--help` and completions; the
+/// server's type stays free of the CLI's.
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["text", "json"]).map(|s| match s.as_str() {
+        "json" => LogFormat::Json,
+        _ => LogFormat::Text,
+    })
 }
 
 fn rate(field: &str, text: Option<&str>) -> anyhow::Result<Option<crate::server::Rate>> {

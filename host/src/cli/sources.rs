@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::files::MAX_SNAPSHOT_BYTES;
+use crate::base::files::MAX_SNAPSHOT_BYTES;
 use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::sources::prometheus::{Auth, Prometheus, PrometheusConfig};
@@ -84,7 +84,7 @@ fn read_snapshot(source: &str, default_at: i64) -> anyhow::Result<Snapshot> {
         }
         bytes
     } else {
-        crate::files::read_limited(Path::new(source), MAX_SNAPSHOT_BYTES)
+        crate::base::files::read_limited(Path::new(source), MAX_SNAPSHOT_BYTES)
             .with_context(|| format!("cannot read snapshot `{source}`"))?
     };
     Snapshot::from_partial_json(&bytes, default_at)
@@ -118,7 +118,7 @@ impl SourceArgs {
             config.timeout = t;
         }
         if let Some(path) = &self.prometheus_token_file {
-            let token = crate::files::read_text(path)
+            let token = crate::base::files::read_text(path)
                 .with_context(|| format!("cannot read token file `{}`", path.display()))?;
             config.auth = Some(Auth::Bearer(token.trim().to_string()));
         }

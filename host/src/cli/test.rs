@@ -38,7 +38,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
     if let Some(missing) = paths.iter().find(|p| !p.exists()) {
         anyhow::bail!(
             "cannot read `{}`: no such file or directory; give test files (`*.test.yaml`) or directories that hold them",
-            crate::text::escape_control(&missing.display().to_string())
+            crate::base::text::escape_control(&missing.display().to_string())
         );
     }
     let files = cases::discover(&paths)?;
@@ -46,7 +46,7 @@ pub(crate) fn run(args: TestArgs) -> anyhow::Result<Exit> {
         let shown: Vec<String> = paths.iter().map(|p| format!("`{}`", p.display())).collect();
         anyhow::bail!(
             "no `*.test.yaml` files under {}",
-            crate::text::escape_control(&shown.join(", "))
+            crate::base::text::escape_control(&shown.join(", "))
         );
     }
     let (mut passed, mut failed) = (0, 0);

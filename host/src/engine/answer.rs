@@ -73,7 +73,7 @@ pub enum Action {
 /// A gate's answer, checked against the output bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    pub verdict: Verdict,
+    pub verdict: PluginVerdict,
     pub reason: String,
     pub observed: Option<f64>,
     pub threshold: Option<f64>,
@@ -82,7 +82,7 @@ pub struct Finding {
 
 /// The verdicts a gate plugin can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum PluginVerdict {
     Pass,
     Warn,
     Fail,
@@ -99,4 +99,11 @@ pub struct TriggerFinding {
     pub details: Vec<(String, String)>,
     /// The state for the next check.
     pub state: Vec<u8>,
+}
+
+/// A plugin log line, kept in the evaluation's bounded buffer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    pub level: String,
+    pub message: String,
 }

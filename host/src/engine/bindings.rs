@@ -7,7 +7,7 @@ pub(crate) mod gate {
         world: "gate",
         path: "../wit",
         with: {
-            "tollgate:plugin/snapshot.snapshot": crate::engine::host::SnapshotHandle,
+            "tollgate:plugin/snapshot.snapshot": crate::engine::handle::SnapshotHandle,
         },
         imports: { default: trappable },
         additional_derives: [PartialEq],

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 
 type Tag = Hmac<Sha256>;
 

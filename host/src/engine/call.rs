@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
+use super::answer::LogLine;
 use super::answer::{Action, Finding, StageResult, TriggerFinding};
 use super::bindings::action::ActionPre;
 use super::bindings::action::exports::tollgate::plugin::action_api as wit_action;
@@ -13,11 +14,11 @@ use super::bindings::gate::GatePre;
 use super::bindings::trigger::TriggerPre;
 use super::bindings::types::ConfigValue;
 use super::error::CallError;
-use super::host::{HostState, LogLine};
+use super::host::HostState;
 use super::inspect::{PluginInfo, World};
 use super::limits::{Budget, Limits, MAX_REASON_BYTES, OutOfTime};
 use super::output::{check_finding, check_plan, check_trigger};
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use crate::snapshot::Snapshot;
 
 /// A plugin configuration: flattened keys with typed values, in policy order.
@@ -308,7 +309,7 @@ fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
             };
             match panic.or_else(stderr) {
                 Some(message) => {
-                    CallError::Panic(crate::text::escape_control(message).into_owned())
+                    CallError::Panic(crate::base::text::escape_control(message).into_owned())
                 }
                 None => CallError::Trap(t),
             }
@@ -342,7 +343,7 @@ fn instantiate_error(e: wasmtime::Error) -> wasmtime::Error {
         return e;
     }
     wasmtime::Error::new(InstantiateFailure(
-        crate::text::first_line(&e.root_cause().to_string()).into_owned(),
+        crate::base::text::first_line(&e.root_cause().to_string()).into_owned(),
     ))
 }
 
@@ -379,7 +380,7 @@ fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> CallError 
         error = format!("{e:?}"),
         "plugin call failed in a host call"
     );
-    CallError::Trap(crate::text::first_line(&e.root_cause().to_string()).into_owned())
+    CallError::Trap(crate::base::text::first_line(&e.root_cause().to_string()).into_owned())
 }
 
 #[cfg(test)]

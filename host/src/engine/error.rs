@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::inspect::{ExportCheckError, ImportCheckError};
 use super::limits::{MAX_WASM_STACK, WALL_CEILING_FACTOR};
-use crate::text::human_bytes;
+use crate::base::text::human_bytes;
 
 /// The engine could not be set up.
 #[derive(Debug, thiserror::Error)]

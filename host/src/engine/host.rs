@@ -7,22 +7,15 @@ use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result};
 
+use super::answer::LogLine;
 use super::bindings::{host, snapshot as wit, types};
+use super::handle::SnapshotHandle;
+use super::wasi::WasiState;
 use crate::snapshot::{Query, Snapshot, Track};
 
 /// Lines a plugin may log per call, and bytes per line; the rest is dropped.
 const MAX_LOG_LINES: usize = 32;
 const MAX_LOG_LINE: usize = 512;
-
-/// The host object behind a plugin's `snapshot` handle.
-pub struct SnapshotHandle(Arc<Snapshot>);
-
-/// A plugin log line, kept in the evaluation's bounded buffer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LogLine {
-    pub level: String,
-    pub message: String,
-}
 
 /// Store data for one plugin call. A fresh one is made for every call, so no
 /// data is shared between evaluations.
@@ -37,7 +30,7 @@ pub(crate) struct HostState {
     /// Set by the epoch callback when the call's time ran out.
     pub(crate) out_of_time: Option<super::limits::OutOfTime>,
     /// The inert WASI context, built on the plugin's first WASI call.
-    pub(crate) wasi: Option<super::wasi::WasiState>,
+    pub(crate) wasi: Option<WasiState>,
     /// Directories this call may read through WASI.
     pub(crate) grants: Arc<[super::wasi::FileGrant]>,
 }
@@ -255,6 +248,19 @@ impl host::Host for HostState {
 
     fn now(&mut self) -> Result<i64> {
         Ok(self.now)
+    }
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        // Built on first use: a plugin that imports no WASI pays nothing.
+        let wasi = self.wasi.get_or_insert_with(|| {
+            WasiState::new(&self.snapshot, self.now, &self.grants, &mut self.logs)
+        });
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut self.table,
+        }
     }
 }
 

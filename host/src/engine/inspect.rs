@@ -203,7 +203,7 @@ pub(super) fn typecheck<T>(
     use super::bindings::action::exports::tollgate::plugin::action_api as action;
     use super::bindings::trigger::exports::tollgate::plugin::trigger_api as trigger;
     use super::bindings::types::{ConfigValue, Finding};
-    use super::host::SnapshotHandle;
+    use super::handle::SnapshotHandle;
 
     type Config = Vec<(String, ConfigValue)>;
     type Snap = Resource<SnapshotHandle>;
@@ -234,7 +234,7 @@ pub(super) fn typecheck<T>(
         move |e: wasmtime::Error| ExportCheckError::WrongType {
             export: export.clone(),
             name,
-            message: crate::text::first_line(&e.root_cause().to_string()).into_owned(),
+            message: crate::base::text::first_line(&e.root_cause().to_string()).into_owned(),
         }
     };
     func("validate-config")?

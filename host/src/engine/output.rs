@@ -9,9 +9,9 @@ use super::bindings::trigger::exports::tollgate::plugin::trigger_api as wit_trig
 use super::bindings::types as wit;
 use super::{
     CallError, Finding, MAX_ACTIONS, MAX_DETAIL_BYTES, MAX_DETAILS, MAX_PAUSE_SECONDS,
-    MAX_REASON_BYTES, MAX_STATE_BYTES, TriggerFinding, Verdict,
+    MAX_REASON_BYTES, MAX_STATE_BYTES, PluginVerdict, TriggerFinding,
 };
-use crate::text::escape_control;
+use crate::base::text::escape_control;
 
 /// Checks the parts every answer shares: reason, numbers and details.
 fn check_common(
@@ -160,10 +160,10 @@ pub(super) fn check_finding(f: wit::Finding) -> Result<Finding, CallError> {
     check_common(&f.reason, f.observed, f.threshold, &f.details)?;
     Ok(Finding {
         verdict: match f.verdict {
-            wit::Verdict::Pass => Verdict::Pass,
-            wit::Verdict::Warn => Verdict::Warn,
-            wit::Verdict::Fail => Verdict::Fail,
-            wit::Verdict::Inconclusive => Verdict::Inconclusive,
+            wit::Verdict::Pass => PluginVerdict::Pass,
+            wit::Verdict::Warn => PluginVerdict::Warn,
+            wit::Verdict::Fail => PluginVerdict::Fail,
+            wit::Verdict::Inconclusive => PluginVerdict::Inconclusive,
         },
         reason: f.reason,
         observed: f.observed,

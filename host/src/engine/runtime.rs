@@ -18,7 +18,7 @@ use super::inspect::{self, PluginInfo, World};
 use super::limits::{Allocation, POOL_SIZE, on_demand_config, pooling_config};
 use super::ticker::Ticker;
 use super::wasi;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 
 /// The shared wasm runtime: one engine, one linker with the host imports.
 ///
@@ -70,13 +70,13 @@ impl Runtime {
                 let engine = Engine::new(&on_demand_config()).map_err(|e| {
                     EngineError(format!(
                         "{}; on-demand allocation failed too: {}",
-                        crate::text::first_line(&pooled.to_string()),
-                        crate::text::first_line(&format!("{e:#}"))
+                        crate::base::text::first_line(&pooled.to_string()),
+                        crate::base::text::first_line(&format!("{e:#}"))
                     ))
                 })?;
                 let notice = format!(
                     "the plugin pool ({slots} slots) could not reserve its address space ({}); allocating per call instead",
-                    crate::text::first_line(&pooled.root_cause().to_string())
+                    crate::base::text::first_line(&pooled.root_cause().to_string())
                 );
                 (engine, Allocation::OnDemand, vec![notice])
             }
@@ -217,7 +217,7 @@ impl Runtime {
             })?;
         let link = |e: wasmtime::Error| LoadError::Link {
             name: name.to_string(),
-            message: crate::text::first_line(&format!("{e:#}")).into_owned(),
+            message: crate::base::text::first_line(&format!("{e:#}")).into_owned(),
         };
         let pre = self.linker.instantiate_pre(&component).map_err(link)?;
         inspect::typecheck(&pre, &info).map_err(|problem| LoadError::Exports {
@@ -236,7 +236,7 @@ impl Runtime {
 /// One line saying why `bytes` are not a component: wasmparser appends a hex
 /// dump of the offending bytes, which helps no one reading a policy error.
 fn invalid_component_message(bytes: &[u8], e: &wasmtime::Error) -> String {
-    let message = crate::text::first_line(&format!("{e:#}")).into_owned();
+    let message = crate::base::text::first_line(&format!("{e:#}")).into_owned();
     if bytes.starts_with(b"\0asm\x01\0\0\0") {
         format!(
             "{message} (this is a core wasm module, not a component: wrap it with `wasm-tools component new`)"

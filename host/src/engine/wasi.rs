@@ -20,8 +20,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
-use super::host::HostState;
-use crate::digest::Digest;
+use super::answer::LogLine;
+use crate::base::digest::Digest;
 use crate::snapshot::Snapshot;
 
 /// Bytes of stdout and of stderr kept per call; a plugin writing more gets
@@ -156,7 +156,7 @@ impl WasiState {
         snapshot: &Snapshot,
         now: i64,
         grants: &[FileGrant],
-        logs: &mut Vec<super::LogLine>,
+        logs: &mut Vec<LogLine>,
     ) -> Self {
         let pinned = Duration::from_secs(u64::try_from(now).unwrap_or(0));
         let seed: [u8; 32] = seed_of(snapshot);
@@ -180,7 +180,7 @@ impl WasiState {
             .socket_addr_check(|_, _| Box::pin(std::future::ready(false)));
         for grant in grants {
             if let Err(e) = builder.preopened_dir(&grant.host, &grant.guest, FsPerms::ReadOnly) {
-                logs.push(super::LogLine {
+                logs.push(LogLine {
                     level: "warn".into(),
                     message: format!(
                         "granted directory `{}` cannot be opened: {e}",
@@ -203,35 +203,24 @@ fn seed_of(snapshot: &Snapshot) -> [u8; 32] {
     Digest::of(&serde_json::to_vec(snapshot).unwrap_or_default()).bytes()
 }
 
-impl wasmtime_wasi::WasiView for HostState {
-    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        // Built on first use: a plugin that imports no WASI pays nothing.
-        let wasi = self.wasi.get_or_insert_with(|| {
-            WasiState::new(&self.snapshot, self.now, &self.grants, &mut self.logs)
-        });
-        wasmtime_wasi::WasiCtxView {
-            ctx: &mut wasi.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// Links WASI 0.2 into `linker`, then replaces the monotonic clock's
 /// waits with ones that are over at once.
-pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+pub(super) fn link<T: wasmtime_wasi::WasiView + 'static>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     linker.allow_shadowing(true);
     let mut clock = linker.instance(MONOTONIC_CLOCK)?;
     clock.func_wrap(
         "subscribe-duration",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (_,): (u64,)| {
-            over(&mut store.data_mut().table).map(|p| (p,))
+        |mut store: wasmtime::StoreContextMut<'_, T>, (_,): (u64,)| {
+            over(store.data_mut().ctx().table).map(|p| (p,))
         },
     )?;
     clock.func_wrap(
         "subscribe-instant",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>, (_,): (u64,)| {
-            over(&mut store.data_mut().table).map(|p| (p,))
+        |mut store: wasmtime::StoreContextMut<'_, T>, (_,): (u64,)| {
+            over(store.data_mut().ctx().table).map(|p| (p,))
         },
     )?;
     linker.allow_shadowing(false);

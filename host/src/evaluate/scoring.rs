@@ -3,7 +3,7 @@
 //! No plugin runs here, so every rule is a function of its inputs and is
 //! checked with properties.
 
-use crate::decision::{
+use crate::evaluate::decision::{
     Action, ActionPlan, Counted, Fire, GateResult, Outcome, StageResult, TriggerResult, Verdict,
 };
 use crate::policy::{Gate, OnError, OnNoData, Scoring, Stage};

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Policy, Problem, Problems, Use};
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use crate::engine::{Plugin, Runtime};
 
 /// Compiled plugins shared between policies, by digest, so a plugin used by
@@ -24,7 +24,7 @@ pub struct LoadedPolicy {
     /// Every plugin the policy uses, by the name its gates use.
     pub plugins: BTreeMap<String, Arc<Plugin>>,
     /// Who signed each plugin loaded from a file that carries a signature.
-    pub signers: BTreeMap<String, crate::signature::Signed>,
+    pub signers: BTreeMap<String, crate::engine::signature::Signed>,
 }
 
 /// Which plugin signatures a host demands of every policy, beside what a
@@ -32,7 +32,7 @@ pub struct LoadedPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
     pub require_signature: bool,
-    pub allowed_signers: Option<Arc<crate::signature::AllowedSigners>>,
+    pub allowed_signers: Option<Arc<crate::engine::signature::AllowedSigners>>,
 }
 
 /// Reads, validates and compiles the policy in `text`; `base_dir` anchors
@@ -189,7 +189,7 @@ fn policy_trust(policy: &Policy, host: &Trust) -> Result<Trust, Problem> {
     let require_signature = host.require_signature || policy.require_signature;
     let allowed_signers = match &policy.allowed_signers {
         Some(path) => Some(Arc::new(
-            crate::signature::AllowedSigners::read(path).map_err(|e| Problem {
+            crate::engine::signature::AllowedSigners::read(path).map_err(|e| Problem {
                 line: None,
                 message: e.to_string(),
             })?,
@@ -205,7 +205,7 @@ fn policy_trust(policy: &Policy, host: &Trust) -> Result<Trust, Problem> {
 /// Declared plugins may not take a host gate's name.
 fn reserved_names(policy: &Policy, problems: &mut Vec<Problem>) {
     for (name, decl) in &policy.plugins {
-        if crate::approvals::HostGate::named(name).is_some() {
+        if crate::policy::approvals::HostGate::named(name).is_some() {
             problems.push(Problem {
                 line: Some(decl.line).filter(|l| *l > 0),
                 message: format!(
@@ -258,7 +258,7 @@ fn check_settings(u: &Use<'_>, plugins: &BTreeMap<String, Arc<Plugin>>) -> Optio
             Ok(Ok(())) => return None,
             Ok(Err(msg)) => format!(
                 "invalid settings for {role} `{name}` (plugin `{plugin_name}`): {}",
-                crate::text::escape_control(&msg)
+                crate::base::text::escape_control(&msg)
             ),
             Err(e) => format!(
                 "plugin `{plugin_name}` failed to check the settings of {role} `{name}`: {e}"
@@ -351,10 +351,10 @@ fn resolve(
     policy: &Policy,
     name: &str,
     trust: &Trust,
-    signers: &mut BTreeMap<String, crate::signature::Signed>,
+    signers: &mut BTreeMap<String, crate::engine::signature::Signed>,
 ) -> Result<Arc<Plugin>, Problem> {
     let (bytes, line): (std::borrow::Cow<'static, [u8]>, Option<usize>) =
-        match crate::builtin::plugin(name) {
+        match crate::policy::builtin::plugin(name) {
             Some(b) => (b.into(), None),
             None => {
                 let Some(decl) = policy.plugins.get(name) else {
@@ -363,14 +363,17 @@ fn resolve(
                         message: format!("unknown plugin `{name}`"),
                     });
                 };
-                let bytes = crate::files::read_limited(&decl.path, crate::files::MAX_PLUGIN_BYTES)
-                    .map_err(|e| Problem {
-                        line: Some(decl.line),
-                        message: format!(
-                            "cannot read plugin `{name}` from `{}`: {e}",
-                            decl.path.display()
-                        ),
-                    })?;
+                let bytes = crate::base::files::read_limited(
+                    &decl.path,
+                    crate::base::files::MAX_PLUGIN_BYTES,
+                )
+                .map_err(|e| Problem {
+                    line: Some(decl.line),
+                    message: format!(
+                        "cannot read plugin `{name}` from `{}`: {e}",
+                        decl.path.display()
+                    ),
+                })?;
                 let digest = Digest::of(&bytes);
                 if let Some(pin) = decl.digest
                     && pin != digest
@@ -383,7 +386,7 @@ fn resolve(
                         ),
                     });
                 }
-                let signed = crate::signature::check(
+                let signed = crate::engine::signature::check(
                     name,
                     &decl.path,
                     &bytes,

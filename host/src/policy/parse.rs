@@ -65,7 +65,10 @@ pub(super) fn parse_with(
     let root = yaml::parse(text).map_err(|e| {
         Problems(vec![Problem {
             line: Some(e.line),
-            message: format!("invalid YAML: {}", crate::text::escape_control(&e.message)),
+            message: format!(
+                "invalid YAML: {}",
+                crate::base::text::escape_control(&e.message)
+            ),
         }])
     })?;
     let mut r = Reader::new();
@@ -88,7 +91,7 @@ pub(super) fn parse_with(
 /// give. A host gate whose settings the rule refuses, and a trigger or
 /// action that names a host gate, leave the policy and are refused.
 fn host_gates(policy: &mut Policy) -> Vec<Refusal> {
-    use crate::approvals::{HostGate, Rule};
+    use crate::policy::approvals::{HostGate, Rule};
     let mut refused = Vec::new();
     // Plugin uses kept so far: where the load reports a refusal.
     let mut uses = 0;
@@ -165,7 +168,7 @@ fn read_policy(
         Some(n) => plugins::read_plugins(r, n, base_dir),
     };
     for (name, decl) in shared {
-        if crate::builtin::plugin(name).is_none() {
+        if crate::policy::builtin::plugin(name).is_none() {
             plugins.entry(name.clone()).or_insert_with(|| decl.clone());
         }
     }

@@ -26,7 +26,7 @@ impl Reader {
     }
 
     /// Text parsed with `FromStr`; the error names the accepted values.
-    pub(super) fn parsed<T: std::str::FromStr<Err = String>>(
+    pub(super) fn parsed<T: std::str::FromStr<Err = crate::base::text::NotOneOf>>(
         &mut self,
         node: &Node,
         what: &str,
@@ -47,7 +47,7 @@ impl Reader {
     pub(super) fn problem(&mut self, line: usize, message: String) {
         // A problem is one line: text it quotes from the policy (a name with
         // a newline in it) is shown escaped, never broken over lines.
-        let message = match crate::text::escape_control(&message) {
+        let message = match crate::base::text::escape_control(&message) {
             std::borrow::Cow::Borrowed(_) => message,
             std::borrow::Cow::Owned(escaped) => escaped,
         };
@@ -77,7 +77,7 @@ impl Reader {
                     value.line,
                     format!(
                         "unknown field `{key}` in {what}{}",
-                        crate::suggest::with_listing(
+                        crate::base::suggest::with_listing(
                             key,
                             allowed.iter().copied(),
                             &format!("expected one of {}", allowed.join(", "))

@@ -245,7 +245,7 @@ pub(super) struct TracksDoc {
 
 /// The policy format's JSON Schema.
 pub fn policy_schema() -> serde_json::Value {
-    crate::schema::generate::<PolicyDoc>()
+    crate::base::schema::generate::<PolicyDoc>()
 }
 
 /// The keys a part of a policy may have, in the order its type declares

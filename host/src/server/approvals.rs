@@ -12,7 +12,7 @@ use serde_json::json;
 use super::auth::{Approver, shown};
 use super::extract::{RawBody, parse_json, shown_message, shown_path, unique_query};
 use super::{ApiError, AppState};
-use crate::approvals::{APPROVAL, Approval, check_name};
+use crate::policy::approvals::{APPROVAL, Approval, check_name};
 
 /// Longest service, version, stage.
 const MAX_FIELD: usize = 256;
@@ -63,7 +63,8 @@ pub(super) async fn record(
     let name = match &body.item {
         Some(item) => {
             check_name(item).map_err(|e| {
-                ApiError::unprocessable("invalid_request", shown_message(&e)).field("item")
+                ApiError::unprocessable("invalid_request", shown_message(&e.to_string()))
+                    .field("item")
             })?;
             item.clone()
         }

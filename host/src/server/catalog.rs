@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::PolicySet;
-use crate::audit::PluginReport;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::engine::report::PluginReport;
 use crate::policy::{LoadedPolicy, OnError, OnNoData, Scoring};
 
 /// A policy as the catalog shows it.
@@ -132,7 +132,7 @@ pub(super) fn plugin_reports(set: &PolicySet) -> Vec<PluginReport> {
     let mut plugins: BTreeMap<String, PluginReport> = BTreeMap::new();
     for (policy, loaded, _) in set.iter() {
         for (name, p) in &loaded.plugins {
-            let source = if crate::builtin::plugin(name).is_some() {
+            let source = if crate::policy::builtin::plugin(name).is_some() {
                 format!("builtin:{name}")
             } else {
                 loaded

@@ -28,8 +28,8 @@ use super::extract::{
 use super::respond::{decision_body, json_response};
 use super::service::{Input, Job, run_evaluation};
 use super::{ApiError, AppState};
-use crate::decision::{Decision, Outcome};
 use crate::evaluate::Schedule;
+use crate::evaluate::decision::{Decision, Outcome};
 
 /// A Flagger webhook type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl FromStr for Hook {
                     "unknown_hook",
                     format!(
                         "unknown Flagger hook `{}`; expected confirm-rollout, confirm-traffic-increase, confirm-promotion, pre-rollout, rollout, rollback, post-rollout or event",
-                        crate::text::shown(other)
+                        crate::base::text::shown(other)
                     ),
                 )
                 .field("hook"));
@@ -125,7 +125,7 @@ fn refusal(hook: &str, d: &Decision) -> Response {
     );
     let mut r = (
         StatusCode::PRECONDITION_FAILED,
-        crate::text::escape_control(&line).into_owned(),
+        crate::base::text::escape_control(&line).into_owned(),
     )
         .into_response();
     r.headers_mut().insert(

@@ -179,7 +179,7 @@ impl ServerConfig {
         let allowed_signers = self
             .allowed_signers
             .as_deref()
-            .map(crate::signature::AllowedSigners::read)
+            .map(crate::engine::signature::AllowedSigners::read)
             .transpose()
             .map_err(|e| super::ReloadError::Invalid(e.to_string()))?
             .map(std::sync::Arc::new);

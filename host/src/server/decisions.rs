@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::extract::{duration_problem, shown_message, shown_path, unique_query};
 use super::{ApiError, AppState};
-use crate::replay::ReplayError;
+use crate::decide::replay::ReplayError;
 use crate::store::{Cursor, Filter, StoreError};
 
 /// Decisions a page holds at most.
@@ -35,7 +35,7 @@ fn time_param(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64
         .get(name)
         .map(|t| {
             crate::sources::parse_time(t).map_err(|e| {
-                ApiError::unprocessable("invalid_request", shown_message(&e))
+                ApiError::unprocessable("invalid_request", shown_message(&e.to_string()))
                     .field(name.to_string())
             })
         })
@@ -52,7 +52,7 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
             "invalid_request",
             format!(
                 "unknown parameter `{}`; expected one of {}",
-                crate::text::shown(k),
+                crate::base::text::shown(k),
                 KNOWN.join(", ")
             ),
         )
@@ -126,7 +126,7 @@ pub(super) async fn get(
             "unknown_decision",
             format!(
                 "no decision `{}` in the log",
-                crate::text::escape_control(&id)
+                crate::base::text::escape_control(&id)
             ),
         )
     })
@@ -144,7 +144,7 @@ fn known_shape(id: &str) -> Result<(), ApiError> {
         "unknown_decision",
         format!(
             "`{}{cut}` is not a decision id: ids are UUIDs, as `decision_id` gives them",
-            crate::text::escape_control(&shown)
+            crate::base::text::escape_control(&shown)
         ),
     ))
 }
@@ -173,7 +173,7 @@ pub(super) async fn replay(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<crate::replay::ReplayReport>, ApiError> {
+) -> Result<Json<crate::decide::replay::ReplayReport>, ApiError> {
     let store = logging(&state)?;
     known_shape(&id)?;
     if let Caller::Token(g) = &caller {
@@ -210,11 +210,12 @@ pub(super) async fn replay(
     else {
         return Err(ApiError::busy(format!(
             "no worker free for policy `{}` within the request timeout; retry shortly",
-            crate::text::escape_control(&policy)
+            crate::base::text::escape_control(&policy)
         )));
     };
     let report =
-        crate::replay::replay(store.as_ref(), Arc::clone(&state.inner.runtime), &id).await?;
+        crate::decide::replay::replay(store.as_ref(), Arc::clone(&state.inner.runtime), &id)
+            .await?;
     Ok(Json(report))
 }
 
@@ -222,7 +223,7 @@ pub(super) async fn replay(
 pub(super) async fn dora(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<crate::dora::DoraReport>, ApiError> {
+) -> Result<Json<crate::store::dora::DoraReport>, ApiError> {
     let query = unique_query(query.as_deref(), "")?;
     let store = logging(&state)?;
     let service = query.get("service").ok_or_else(|| {
@@ -235,7 +236,7 @@ pub(super) async fn dora(
                 "invalid_request",
                 format!(
                     "`window` `{}` is not a duration: {}",
-                    crate::text::shown(w),
+                    crate::base::text::shown(w),
                     duration_problem(&e)
                 ),
             )
@@ -244,6 +245,6 @@ pub(super) async fn dora(
     };
     let until = time_param(&query, "until")?.unwrap_or_else(|| crate::store::now_ms() / 1000);
     let since = until.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
-    let report = crate::dora::from_store(store.as_ref(), service, since, until).await?;
+    let report = crate::store::dora::from_store(store.as_ref(), service, since, until).await?;
     Ok(Json(report))
 }

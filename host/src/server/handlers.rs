@@ -19,7 +19,7 @@ use super::metrics::RequestLabels;
 use super::respond::{decision_body, json_response};
 use super::service::{Answer, Job, run_evaluation};
 use super::{ApiError, AppState};
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use crate::store::{IdempotencyKey, StoredAnswer};
 
 /// The OpenAPI 3 document describing every endpoint.

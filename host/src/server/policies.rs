@@ -63,7 +63,7 @@ impl PolicySet {
         };
         let sources: Vec<(String, String, PathBuf)> = match dir {
             // The bundled policies, embedded so `tollgate serve` needs no files.
-            None => crate::builtin::BUNDLED_POLICIES
+            None => crate::policy::builtin::BUNDLED_POLICIES
                 .iter()
                 .map(|(n, t)| (format!("bundled:{n}"), t.to_string(), PathBuf::from(".")))
                 .collect(),
@@ -83,10 +83,11 @@ impl PolicySet {
                 files.sort();
                 let mut out = Vec::new();
                 for f in files {
-                    let text = crate::files::read_text(&f).map_err(|e| ReloadError::Read {
-                        path: f.display().to_string(),
-                        cause: std::io::Error::other(e.to_string()),
-                    })?;
+                    let text =
+                        crate::base::files::read_text(&f).map_err(|e| ReloadError::Read {
+                            path: f.display().to_string(),
+                            cause: std::io::Error::other(e.to_string()),
+                        })?;
                     out.push((f.display().to_string(), text, dir.to_path_buf()));
                 }
                 out
@@ -126,9 +127,9 @@ impl PolicySet {
             })
             .collect();
         let mut builtins = Vec::new();
-        for name in crate::builtin::names() {
-            let bytes = crate::builtin::plugin(name).unwrap_or_default();
-            let digest = crate::digest::Digest::of(bytes);
+        for name in crate::policy::builtin::names() {
+            let bytes = crate::policy::builtin::plugin(name).unwrap_or_default();
+            let digest = crate::base::digest::Digest::of(bytes);
             let plugin = match cache.get(&digest) {
                 Some(p) => Arc::clone(p),
                 None => {
@@ -184,8 +185,8 @@ impl PolicySet {
             "unknown_policy",
             format!(
                 "unknown policy `{}`{}",
-                crate::text::shown(name),
-                crate::suggest::with_listing(name, names.iter().copied(), &listing)
+                crate::base::text::shown(name),
+                crate::base::suggest::with_listing(name, names.iter().copied(), &listing)
             ),
         )
         .field("policy")

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::decision::Decision;
+use crate::evaluate::decision::Decision;
 
 /// The decision with its id, as JSON bytes.
 pub(super) fn decision_body(decision: &Decision) -> Vec<u8> {

@@ -10,7 +10,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
@@ -39,7 +39,7 @@ pub(super) fn trace_id() -> Option<String> {
 }
 
 /// Text-log fields in logfmt: `name=value`, each value through
-/// [`crate::text::log_value`], so a request- or plugin-derived value (a
+/// [`crate::base::text::log_value`], so a request- or plugin-derived value (a
 /// service name, a reason, an error) is quoted and escaped and can neither
 /// break the line nor add a field. Every field of every event and span in a
 /// text log goes through it; JSON logs need none of this.
@@ -76,10 +76,18 @@ impl LogfmtVisitor<'_> {
         self.first = false;
         let name = field.name();
         self.result = if name == "message" {
-            write!(self.writer, "{sep}{}", crate::text::log_message(value))
+            write!(
+                self.writer,
+                "{sep}{}",
+                crate::base::text::log_message(value)
+            )
         } else {
             let name = name.strip_prefix("r#").unwrap_or(name);
-            write!(self.writer, "{sep}{name}={}", crate::text::log_value(value))
+            write!(
+                self.writer,
+                "{sep}{name}={}",
+                crate::base::text::log_value(value)
+            )
         };
     }
 }

@@ -24,7 +24,7 @@ pub struct TlsFiles {
 pub struct TlsError(String);
 
 fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, TlsError> {
-    crate::files::read_limited(path, 1 << 20)
+    crate::base::files::read_limited(path, 1 << 20)
         .map_err(|e| TlsError(format!("cannot read {what} `{}`: {e}", path.display())))
 }
 

@@ -113,7 +113,7 @@ impl schemars::JsonSchema for TakenAt {
 
 /// Snapshot JSON v1 as JSON Schema, generated from the types that read it.
 pub(super) fn schema() -> serde_json::Value {
-    crate::schema::generate::<RawSnapshot>()
+    crate::base::schema::generate::<RawSnapshot>()
 }
 
 const POINT_SHAPE: &str = "expected [unix_seconds, number]";
@@ -214,7 +214,7 @@ pub(super) fn write(s: &Snapshot) -> serde_json::Value {
 pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
     // RFC 8259 lets a parser ignore a byte-order mark, and editors on
     // Windows write one.
-    let bytes = crate::files::without_bom(bytes);
+    let bytes = crate::base::files::without_bom(bytes);
     // Otherwise `["s","1",100]` would be a snapshot, and a scalar's error
     // would name an internal type.
     let document = |message: String| SnapshotError {
@@ -226,7 +226,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
             "empty document; a snapshot is a JSON object".into(),
         ));
     }
-    if let Some(kind) = crate::files::json_not_an_object(bytes) {
+    if let Some(kind) = crate::base::files::json_not_an_object(bytes) {
         return Err(document(format!("a snapshot is a JSON object, not {kind}")));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -250,7 +250,7 @@ const PARTIAL_DEFAULTS: [&str; 4] = ["service", "version", "taken_at", "metrics"
 /// adds attributes or a few series to what other sources give. Everything
 /// it does hold is checked as strictly as by [`parse`].
 pub(super) fn parse_partial(bytes: &[u8], taken_at: i64) -> Result<Snapshot, SnapshotError> {
-    let trimmed = crate::files::without_bom(bytes);
+    let trimmed = crate::base::files::without_bom(bytes);
     let Ok(serde_json::Value::Object(mut object)) =
         serde_json::from_slice::<serde_json::Value>(trimmed)
     else {

@@ -110,7 +110,7 @@ impl Prometheus {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &config.ca_file {
-            let pem = crate::files::read_limited(ca, 1 << 20).map_err(|e| {
+            let pem = crate::base::files::read_limited(ca, 1 << 20).map_err(|e| {
                 QueryError::Invalid(format!("cannot read CA file `{}`: {e}", ca.display()))
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 
 mod cobertura;
 mod jscpd;
@@ -68,10 +68,17 @@ pub enum ReportKind {
     Dependencies,
 }
 
-impl std::str::FromStr for ReportKind {
-    type Err = String;
+/// A report kind that is none of those read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown report kind `{0}`; expected coverage, tests, lint, security, complexity, maintainability, duplication, secrets or dependencies"
+)]
+pub struct UnknownReportKind(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for ReportKind {
+    type Err = UnknownReportKind;
+
+    fn from_str(s: &str) -> Result<Self, UnknownReportKind> {
         Ok(match s {
             "coverage" | "lcov" | "cobertura" => Self::Coverage,
             "tests" | "junit" => Self::Tests,
@@ -82,11 +89,7 @@ impl std::str::FromStr for ReportKind {
             "duplication" => Self::Duplication,
             "secrets" => Self::Secrets,
             "dependencies" | "pip-audit" => Self::Dependencies,
-            other => {
-                return Err(format!(
-                    "unknown report kind `{other}`; expected coverage, tests, lint, security, complexity, maintainability, duplication, secrets or dependencies"
-                ));
-            }
+            other => return Err(UnknownReportKind(other.to_string())),
         })
     }
 }
@@ -106,8 +109,8 @@ pub type Values = BTreeMap<&'static str, f64>;
 /// Reads `path` as a `kind` report.
 pub fn read(kind: ReportKind, path: &Path) -> Result<(Values, Digest), ReportError> {
     let bytes =
-        crate::files::read_limited(path, MAX_REPORT_BYTES).map_err(|e| err(e.to_string()))?;
-    let values = parse(kind, crate::files::without_bom(&bytes))?;
+        crate::base::files::read_limited(path, MAX_REPORT_BYTES).map_err(|e| err(e.to_string()))?;
+    let values = parse(kind, crate::base::files::without_bom(&bytes))?;
     Ok((values, Digest::of(&bytes)))
 }
 

@@ -56,7 +56,7 @@ pub fn render(template: &str, values: &BTreeMap<&str, &str>) -> Result<String, T
             // The value is a request's: quote a bounded, escaped piece.
             return Err(TemplateError::Backquote {
                 name: text.to_string(),
-                value: crate::text::shown(value),
+                value: crate::base::text::shown(value),
             });
         }
         out.push_str(&escape_label_value(value));

@@ -10,7 +10,7 @@ use super::{
     Commit, Filter, IdempotencyKey, Pruned, Record, StateWrite, Store, StoreError, StoreFuture,
     StoredAnswer, Summary, TOKEN_KEY_BYTES, Versioned,
 };
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 
 /// Trigger state bytes kept (64 MiB).
 pub const DEFAULT_STATE_BYTES: usize = 64 << 20;
@@ -25,7 +25,7 @@ pub struct MemoryStore {
     state: Mutex<Bounded<Versioned>>,
     keys: Mutex<Bounded<StoredAnswer>>,
     /// Approvals, oldest first; the oldest go past [`MAX_APPROVALS`].
-    approvals: Mutex<std::collections::VecDeque<crate::approvals::Approval>>,
+    approvals: Mutex<std::collections::VecDeque<crate::policy::approvals::Approval>>,
     /// This process's secret for token ids.
     token_key: [u8; TOKEN_KEY_BYTES],
 }
@@ -202,9 +202,9 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(Pruned::default())))
     }
 
-    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+    fn add_approval(&self, approval: crate::policy::approvals::Approval) -> StoreFuture<'_, ()> {
         let mut all = lock(&self.approvals);
-        let same = |a: &&crate::approvals::Approval| {
+        let same = |a: &&crate::policy::approvals::Approval| {
             a.service == approval.service && a.version == approval.version
         };
         let release = all.iter().filter(same).count();
@@ -230,11 +230,11 @@ impl Store for MemoryStore {
         &'a self,
         service: &'a str,
         version: &'a str,
-    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+    ) -> StoreFuture<'a, Vec<crate::policy::approvals::Approval>> {
         let found = lock(&self.approvals)
             .iter()
             .filter(|a| a.service == service && a.version == version)
-            .take(crate::approvals::MAX_PER_RELEASE)
+            .take(crate::policy::approvals::MAX_PER_RELEASE)
             .cloned()
             .collect();
         Box::pin(std::future::ready(Ok(found)))

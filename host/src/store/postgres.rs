@@ -12,7 +12,7 @@ use super::{
     Commit, Filter, Pruned, Record, Store, StoreError, StoreFuture, StoredAnswer, Summary,
     Versioned,
 };
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 
 /// Versioned schema, applied under an advisory lock so replicas starting
 /// together migrate once.
@@ -178,7 +178,7 @@ impl PgStore {
     fn fail(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable {
             store: self.shown.clone(),
-            message: crate::text::first_line(&e.to_string()).into_owned(),
+            message: crate::base::text::first_line(&e.to_string()).into_owned(),
         }
     }
 
@@ -528,7 +528,7 @@ impl Store for PgStore {
 
     /// Counts and inserts under a transaction-scoped advisory lock on the
     /// release, so replicas recording at once cannot pass the caps together.
-    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+    fn add_approval(&self, approval: crate::policy::approvals::Approval) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let json = serde_json::to_string(&approval).map_err(|e| self.fail(e))?;
             let mut client = self.client().await?;
@@ -568,7 +568,7 @@ impl Store for PgStore {
         &'a self,
         service: &'a str,
         version: &'a str,
-    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+    ) -> StoreFuture<'a, Vec<crate::policy::approvals::Approval>> {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
@@ -577,7 +577,7 @@ impl Store for PgStore {
                     &[
                         &service,
                         &version,
-                        &i64::try_from(crate::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX),
+                        &i64::try_from(crate::policy::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX),
                     ],
                 )
                 .await

@@ -19,7 +19,7 @@ use super::{
     Commit, Filter, IdempotencyKey, Pruned, Record, Store, StoreError, StoreFuture, StoredAnswer,
     Summary, TOKEN_KEY_BYTES, Versioned,
 };
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use batch::Job;
 
 mod batch;
@@ -224,7 +224,7 @@ impl Store for SqliteStore {
         self.write(|reply| Job::Prune(before_ms, reply), "pruning")
     }
 
-    fn add_approval(&self, approval: crate::approvals::Approval) -> StoreFuture<'_, ()> {
+    fn add_approval(&self, approval: crate::policy::approvals::Approval) -> StoreFuture<'_, ()> {
         self.write(
             |reply| Job::Approve(Box::new(approval), reply),
             "recording the approval",
@@ -235,7 +235,7 @@ impl Store for SqliteStore {
         &'a self,
         service: &'a str,
         version: &'a str,
-    ) -> StoreFuture<'a, Vec<crate::approvals::Approval>> {
+    ) -> StoreFuture<'a, Vec<crate::policy::approvals::Approval>> {
         let (service, version) = (service.to_string(), version.to_string());
         self.read(move |conn, shown| reads::approvals(conn, shown, &service, &version))
     }
@@ -249,7 +249,7 @@ pub(crate) mod tests {
 
     /// A record of a minimal decision, for store tests.
     pub(crate) fn record(id: &str) -> Record {
-        let decision: crate::decision::Decision = serde_json::from_value(serde_json::json!({
+        let decision: crate::evaluate::decision::Decision = serde_json::from_value(serde_json::json!({
             "decision": "promote", "summary": "ok", "policy": "p", "stage": "s",
             "stage_result": "pass", "score": 100.0, "scoring": {"pass": 90.0, "warn": 75.0},
             "service": "svc", "version": "1.0.0", "taken_at": 1_764_237_600,

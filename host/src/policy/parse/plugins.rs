@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::get;
-use crate::approvals::HostGate;
+use crate::policy::approvals::HostGate;
 use crate::policy::reader::{Entries, Reader};
 use crate::policy::schema::{PluginDoc, keys};
 use crate::policy::yaml::{Node, Value};
@@ -36,7 +36,7 @@ pub(super) fn read_plugins(
                 format!("plugin name `{name}` must use lowercase letters, digits, `-`, `_` or `.`"),
             );
         }
-        if crate::builtin::plugin(name).is_some() {
+        if crate::policy::builtin::plugin(name).is_some() {
             r.problem(decl.line, format!("plugin `{name}` shadows the first-party plugin of that name; choose another name"));
             continue;
         }
@@ -89,11 +89,11 @@ pub(super) fn read_plugin_name(
     };
     let plugin = r.text(n, &format!("`plugin` of {what}"));
     if let Some(p) = &plugin
-        && crate::builtin::plugin(p).is_none()
+        && crate::policy::builtin::plugin(p).is_none()
         && HostGate::named(p).is_none()
         && !plugins.contains_key(p)
     {
-        let known: Vec<String> = crate::builtin::names()
+        let known: Vec<String> = crate::policy::builtin::names()
             .map(str::to_string)
             .chain(plugins.keys().cloned())
             .collect();
@@ -101,7 +101,7 @@ pub(super) fn read_plugin_name(
             n.line,
             format!(
                 "unknown plugin `{p}` in {what}{}",
-                crate::suggest::with_listing(
+                crate::base::suggest::with_listing(
                     p,
                     known
                         .iter()

@@ -36,9 +36,9 @@ pub struct Grant {
 const ANONYMOUS: &str = "anonymous";
 
 /// A name from a request, shortened and escaped for an error message
-/// ([`crate::text::shown`]).
+/// ([`crate::base::text::shown`]).
 pub(in crate::server) fn shown(name: &str) -> String {
-    crate::text::shown(name)
+    crate::base::text::shown(name)
 }
 
 impl Grant {

@@ -102,7 +102,7 @@ fn evaluate_scope(rest: &str) -> Result<EvaluateScope, LineError> {
 
 /// Checks an `as:` or `group:` value (`word`) is a name.
 fn check_name(name: &str, word: &'static str) -> Result<(), LineError> {
-    crate::approvals::check_name(name).map_err(|e| LineError::NotAName {
+    crate::policy::approvals::check_name(name).map_err(|e| LineError::NotAName {
         word,
         message: e.to_string(),
     })

@@ -127,7 +127,7 @@ impl Tokens {
     /// comments are ignored; tokens must be at least 16 characters.
     pub fn from_file(path: &Path) -> Result<Self, TokenError> {
         let shown = path.display().to_string();
-        let text = crate::files::read_text(path).map_err(|e| TokenError::Read {
+        let text = crate::base::files::read_text(path).map_err(|e| TokenError::Read {
             path: shown.clone(),
             cause: e.to_string(),
         })?;

@@ -56,7 +56,7 @@ pub(in crate::server) fn parse_schedule(schedule: Option<&str>) -> Result<Schedu
                     "invalid_request",
                     format!(
                         "`schedule` is `{}`; expected {expected}",
-                        crate::text::shown(s)
+                        crate::base::text::shown(s)
                     ),
                 )
                 .field("schedule")

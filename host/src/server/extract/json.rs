@@ -147,12 +147,12 @@ pub(super) fn walk_keys(bytes: &[u8], prefix: &str) -> Walk {
     let message = match within {
         Some(w) => format!(
             "duplicate key `{}` in `{}`: give each key once",
-            crate::text::shown(key),
+            crate::base::text::shown(key),
             shown_path(w)
         ),
         None => format!(
             "duplicate key `{}`: give each key once",
-            crate::text::shown(key)
+            crate::base::text::shown(key)
         ),
     };
     Walk::Duplicate(ApiError::bad_request("duplicate_key", message).field(shown_path(&path)))
@@ -181,9 +181,9 @@ pub(super) fn unchecked(e: &serde_json::Error) -> ApiError {
 pub(in crate::server) fn parse_json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, ApiError> {
-    let bytes = crate::files::without_bom(bytes);
+    let bytes = crate::base::files::without_bom(bytes);
     // Every body here is an object.
-    if let Some(kind) = crate::files::json_not_an_object(bytes) {
+    if let Some(kind) = crate::base::files::json_not_an_object(bytes) {
         return Err(ApiError::unprocessable(
             "invalid_request",
             format!("the body is {kind}; send a JSON object"),

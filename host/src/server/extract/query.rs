@@ -19,7 +19,7 @@ pub(in crate::server) fn unique_query(
                 "duplicate_key",
                 format!(
                     "query parameter `{}` is given twice: give each parameter once",
-                    crate::text::shown(&k)
+                    crate::base::text::shown(&k)
                 ),
             )
             .field(shown_path(&join(prefix, &k))));

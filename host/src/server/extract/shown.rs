@@ -10,7 +10,7 @@ pub(in crate::server) fn shown_path(path: &str) -> String {
     let mut chars = path.chars();
     let short: String = chars.by_ref().take(SHOWN_PATH_CHARS).collect();
     let cut = if chars.next().is_some() { "…" } else { "" };
-    format!("{}{cut}", crate::text::escape_control(&short))
+    format!("{}{cut}", crate::base::text::escape_control(&short))
 }
 
 /// Characters of a parser's message an error quotes at most.
@@ -18,7 +18,7 @@ const SHOWN_MESSAGE_CHARS: usize = 1024;
 
 /// A parser's message (serde's `unknown field `…``, `invalid type: string
 /// "…"`) as an error quotes it: each run of request text it quotes, between
-/// backquotes or double quotes, cut to [`crate::text::SHOWN_CHARS`]
+/// backquotes or double quotes, cut to [`crate::base::text::SHOWN_CHARS`]
 /// characters, control characters escaped, and the whole bounded.
 pub(in crate::server) fn shown_message(message: &str) -> String {
     let mut out = String::new();
@@ -42,9 +42,9 @@ pub(in crate::server) fn shown_message(message: &str) -> String {
                 // Only a double-quoted run (Rust's `{:?}`) has escapes.
                 backslash = q == '"' && c == '\\' && !backslash;
                 run += 1;
-                if run <= crate::text::SHOWN_CHARS {
+                if run <= crate::base::text::SHOWN_CHARS {
                     out.push(c);
-                } else if run == crate::text::SHOWN_CHARS + 1 {
+                } else if run == crate::base::text::SHOWN_CHARS + 1 {
                     out.push('…');
                 }
             }
@@ -53,7 +53,7 @@ pub(in crate::server) fn shown_message(message: &str) -> String {
             break;
         }
     }
-    let escaped = crate::text::escape_control(&out);
+    let escaped = crate::base::text::escape_control(&out);
     let mut chars = escaped.chars();
     let short: String = chars.by_ref().take(SHOWN_MESSAGE_CHARS).collect();
     let cut = if chars.next().is_some() { "…" } else { "" };

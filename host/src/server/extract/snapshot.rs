@@ -23,7 +23,7 @@ pub(super) fn parse_snapshot(
     prefix: &str,
     from: SnapshotFrom<'_>,
 ) -> Result<Snapshot, ApiError> {
-    let walk = walk_keys(crate::files::without_bom(bytes), prefix);
+    let walk = walk_keys(crate::base::files::without_bom(bytes), prefix);
     if let Walk::Duplicate(e) = walk {
         return Err(e);
     }

@@ -94,11 +94,11 @@ pub(super) async fn snapshot_file(
         )
         .field(field.to_string()));
     }
-    let shown = crate::text::shown(file);
+    let shown = crate::base::text::shown(file);
     let not_allowed = || {
         ApiError::forbidden(format!(
             "this token may not evaluate policy `{}` with snapshot file `{shown}`",
-            crate::text::shown(scope.policy)
+            crate::base::text::shown(scope.policy)
         ))
         .field(field.to_string())
     };

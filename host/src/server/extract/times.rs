@@ -19,7 +19,7 @@ pub(in crate::server) fn parse_elapsed(
                     "invalid_request",
                     format!(
                         "`{}` is not a duration: {}",
-                        crate::text::shown(e),
+                        crate::base::text::shown(e),
                         duration_problem(&err)
                     ),
                 )
@@ -35,7 +35,7 @@ pub(in crate::server) fn duration_problem(err: &humantime::DurationError) -> Str
     match err {
         humantime::DurationError::UnknownUnit { unit, .. } => format!(
             "unknown unit `{}`; use ms, s, m, h or d, e.g. `20m`",
-            crate::text::shown(unit)
+            crate::base::text::shown(unit)
         ),
         other => shown_message(&other.to_string()),
     }

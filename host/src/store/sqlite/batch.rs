@@ -10,8 +10,8 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{Error, writes};
-use crate::approvals::Approval;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::policy::approvals::Approval;
 use crate::store::{Commit, MAX_KNOWN_BLOBS, Pruned, StoreError};
 
 /// Commits taken into one transaction at most.

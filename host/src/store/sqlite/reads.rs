@@ -3,8 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Error;
-use crate::approvals::Approval;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::policy::approvals::Approval;
 use crate::store::{Filter, IdempotencyKey, Record, StoredAnswer, Summary, Versioned};
 
 /// The current state of each key, in order.
@@ -164,7 +164,7 @@ pub(super) fn approvals(
         params![
             service,
             version,
-            i64::try_from(crate::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX)
+            i64::try_from(crate::policy::approvals::MAX_PER_RELEASE).unwrap_or(i64::MAX)
         ],
         |r| r.get::<_, String>(0),
     )?;

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use rusqlite::{Connection, params};
 
 use super::Error;
-use crate::approvals::Approval;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::policy::approvals::Approval;
 use crate::store::{Commit, Pruned, StoreError};
 
 /// Writes one decision, its blobs, trigger state and idempotency key, on a

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decision::Decision;
+use crate::decide::Prefetched;
 use crate::engine::Runtime;
+use crate::evaluate::decision::Decision;
 use crate::evaluate::input_digest;
-use crate::journal::Prefetched;
+use crate::evaluate::trigger_state::StateKey;
 use crate::snapshot::Snapshot;
-use crate::state::StateKey;
 use crate::store::{Record, Store, StoreError, Versioned};
 
 /// Why a decision could not be replayed.
@@ -32,7 +32,7 @@ pub enum ReplayError {
     Missing {
         id: String,
         what: String,
-        digest: crate::digest::Digest,
+        digest: crate::base::digest::Digest,
     },
     #[error("decision `{id}`: {message}")]
     Invalid { id: String, message: String },
@@ -58,7 +58,7 @@ pub struct ReplayReport {
     pub logged: String,
     pub replayed: String,
     /// Each plugin run, by name, with the digest its logged bytes matched.
-    pub plugins: BTreeMap<String, crate::digest::Digest>,
+    pub plugins: BTreeMap<String, crate::base::digest::Digest>,
     pub findings: Vec<FindingMatch>,
 }
 
@@ -67,7 +67,7 @@ struct Inputs {
     text: String,
     snapshot: Snapshot,
     plugins: BTreeMap<String, Arc<[u8]>>,
-    approvals: Vec<crate::approvals::Approval>,
+    approvals: Vec<crate::policy::approvals::Approval>,
 }
 
 /// Fetches and verifies what `record` references: policy text, snapshot,
@@ -122,10 +122,10 @@ async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayErro
     let mut approvals = Vec::new();
     for read in &record.decision.approvals {
         match read {
-            crate::approvals::ApprovalRead::Copy(a) => approvals.push((**a).clone()),
-            crate::approvals::ApprovalRead::Ref { id: aid, digest } => {
+            crate::policy::approvals::ApprovalRead::Copy(a) => approvals.push((**a).clone()),
+            crate::policy::approvals::ApprovalRead::Ref { id: aid, digest } => {
                 let bytes = blob("approval", *digest).await?;
-                let approval: crate::approvals::Approval =
+                let approval: crate::policy::approvals::Approval =
                     serde_json::from_slice(&bytes).map_err(|e| ReplayError::Invalid {
                         id: id.clone(),
                         message: format!("the logged approval `{aid}` cannot be read: {e}"),
@@ -189,7 +189,7 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
             p.render(None)
         ))
     })?;
-    let keys: Vec<StateKey> = crate::journal::state_keys(&loaded, &snapshot);
+    let keys: Vec<StateKey> = crate::decide::state_keys(&loaded, &snapshot);
     let state: Vec<Option<Versioned>> = keys
         .iter()
         .map(|k| {
@@ -206,7 +206,7 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
         .collect::<Result<_, _>>()?;
     let mut prefetched = Prefetched::new(&keys, state, false);
     // The logged evaluation, as the one evaluation path runs it.
-    let evaluation = crate::journal::Evaluation {
+    let evaluation = crate::decide::Evaluation {
         loaded: Arc::new(loaded),
         snapshot: Arc::new(snapshot),
         approvals: approvals.into(),
@@ -218,7 +218,7 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
             .decided_at
             .unwrap_or(record.decision.taken_at),
         what_if: record.decision.what_if,
-        asker: crate::journal::Asker::default(),
+        asker: crate::decide::Asker::default(),
         idempotency: None,
         evidence: record.decision.sources.clone(),
     };

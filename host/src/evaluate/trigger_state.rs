@@ -1,9 +1,9 @@
 //! Trigger state kept by the host between checks, so triggers stay pure
 //! functions and any replica can serve the next check.
 //!
-//! State is keyed by policy, service and trigger. [`StateStore`] is the seam
-//! for other backends (a database for the server); [`FileStore`] backs the
-//! CLI's `--state FILE`, and [`MemoryStore`] serves one-off evaluations.
+//! State is keyed by policy, service and trigger. [`TriggerState`] is the seam
+//! for other backends (a database for the server); [`StateFile`] backs the
+//! CLI's `--state FILE`, and [`EphemeralState`] serves one-off evaluations.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,7 +45,7 @@ pub enum StateError {
 }
 
 /// Where trigger state lives between checks.
-pub trait StateStore {
+pub trait TriggerState {
     /// The state the trigger's last check returned, if any.
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError>;
     /// Records the state for the trigger's next check, durably.
@@ -54,9 +54,9 @@ pub trait StateStore {
 
 /// State held in memory, gone with the process.
 #[derive(Debug, Default)]
-pub struct MemoryStore(BTreeMap<String, Vec<u8>>);
+pub struct EphemeralState(BTreeMap<String, Vec<u8>>);
 
-impl StateStore for MemoryStore {
+impl TriggerState for EphemeralState {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.0.get(&key.to_string()).cloned())
     }
@@ -70,7 +70,7 @@ impl StateStore for MemoryStore {
 /// State in a JSON file, rewritten atomically (temporary file, fsync,
 /// rename) on every change, so a crash leaves either the old or the new file.
 #[derive(Debug)]
-pub struct FileStore {
+pub struct StateFile {
     path: PathBuf,
     entries: BTreeMap<String, Vec<u8>>,
 }
@@ -90,41 +90,42 @@ enum Entry {
     Hex(String),
 }
 
-impl FileStore {
+impl StateFile {
     /// Opens `path`; a missing file is an empty store.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let entries = match crate::files::read_limited(path, crate::files::MAX_SNAPSHOT_BYTES) {
-            Err(e) if e.is_not_found() => BTreeMap::new(),
-            Err(e) => {
-                return Err(StateError::Read {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::other(e.to_string()),
-                });
-            }
-            Ok(bytes) => {
-                let corrupt = |message: String| StateError::Corrupt {
-                    path: path.to_path_buf(),
-                    message,
-                };
-                let file: FileFormat =
-                    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-                if file.version != 1 {
-                    return Err(corrupt(format!("unsupported version {}", file.version)));
+        let entries =
+            match crate::base::files::read_limited(path, crate::base::files::MAX_SNAPSHOT_BYTES) {
+                Err(e) if e.is_not_found() => BTreeMap::new(),
+                Err(e) => {
+                    return Err(StateError::Read {
+                        path: path.to_path_buf(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
                 }
-                file.triggers
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let bytes = match v {
-                            Entry::Text(t) => t.into_bytes(),
-                            Entry::Hex(h) => {
-                                hex::decode(&h).map_err(|e| corrupt(format!("`{k}`: {e}")))?
-                            }
-                        };
-                        Ok((k, bytes))
-                    })
-                    .collect::<Result<_, StateError>>()?
-            }
-        };
+                Ok(bytes) => {
+                    let corrupt = |message: String| StateError::Corrupt {
+                        path: path.to_path_buf(),
+                        message,
+                    };
+                    let file: FileFormat =
+                        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                    if file.version != 1 {
+                        return Err(corrupt(format!("unsupported version {}", file.version)));
+                    }
+                    file.triggers
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let bytes = match v {
+                                Entry::Text(t) => t.into_bytes(),
+                                Entry::Hex(h) => {
+                                    hex::decode(&h).map_err(|e| corrupt(format!("`{k}`: {e}")))?
+                                }
+                            };
+                            Ok((k, bytes))
+                        })
+                        .collect::<Result<_, StateError>>()?
+                }
+            };
         Ok(Self {
             path: path.to_path_buf(),
             entries,
@@ -166,7 +167,7 @@ impl FileStore {
     }
 }
 
-impl StateStore for FileStore {
+impl TriggerState for StateFile {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self.entries.get(&key.to_string()).cloned())
     }
@@ -197,11 +198,11 @@ mod tests {
     fn file_store_round_trips_text_and_binary_state() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let mut store = FileStore::open(&path).unwrap();
+        let mut store = StateFile::open(&path).unwrap();
         assert_eq!(store.get(&key("a")).unwrap(), None);
         store.put(&key("a"), b"open opened_at=5".to_vec()).unwrap();
         store.put(&key("b"), vec![0xff, 0x00]).unwrap();
-        let reopened = FileStore::open(&path).unwrap();
+        let reopened = StateFile::open(&path).unwrap();
         assert_eq!(
             reopened.get(&key("a")).unwrap(),
             Some(b"open opened_at=5".to_vec())
@@ -220,7 +221,7 @@ mod tests {
         let path = dir.path().join("state.json");
         std::fs::write(&path, "{not json").unwrap();
         assert!(matches!(
-            FileStore::open(&path),
+            StateFile::open(&path),
             Err(StateError::Corrupt { .. })
         ));
     }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 use crate::engine::{self, Limits, Plugin, PluginInfo};
 
 /// The limits every call of a plugin runs under.
@@ -71,7 +71,7 @@ pub struct PluginReport {
     pub wasi: bool,
     /// Who signed it (`FILE.sig`, an SSH signature), when it is signed;
     /// `trusted` when the key is in the allowed signers consulted.
-    pub signature: Option<crate::signature::Signed>,
+    pub signature: Option<crate::engine::signature::Signed>,
     pub limits: LimitsReport,
     /// The policies that use it (server only).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,26 +1,28 @@
 //! The one evaluation path: an [`Evaluation`] is evaluated over trigger
 //! state, committed to the store with everything needed to replay it, and
 //! only then answered. The server, `eval --log`, `tollgate test --log`
-//! ([`decide`]) and replay ([`Evaluation::evaluate`]) all go through here.
+//! ([`run`]) and replay ([`Evaluation::evaluate`], [`replay`]) all go through here.
 //!
 //! State is read before the evaluation and written back with the version
 //! read, so a store shared by replicas refuses a second, concurrent advance
-//! ([`crate::store::StoreError::Conflict`]); [`decide`] then evaluates
+//! ([`crate::store::StoreError::Conflict`]); [`run`] then evaluates
 //! again over the state that won.
+
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::approvals::Approval;
-use crate::decision::Decision;
-use crate::digest::Digest;
+use crate::base::digest::Digest;
+use crate::evaluate::decision::Decision;
+use crate::evaluate::trigger_state::{StateError, StateKey, TriggerState};
 use crate::evaluate::{EvalError, Request, evaluate_with};
 use crate::policy::LoadedPolicy;
+use crate::policy::approvals::Approval;
 use crate::snapshot::Snapshot;
 use crate::sources::Evidence;
-use crate::state::{StateError, StateKey, StateStore};
 use crate::store::{
     Asked, Blob, BlobKind, Commit, Record, StateWrite, Store, StoreError, StoredAnswer, Versioned,
 };
@@ -88,7 +90,7 @@ impl Prefetched {
 
     /// The state `held` (a file's, a test case's) has for `keys`, as read,
     /// never to be written back to a store.
-    pub fn held(held: &dyn StateStore, keys: &[StateKey]) -> Result<Self, StateError> {
+    pub fn held(held: &dyn TriggerState, keys: &[StateKey]) -> Result<Self, StateError> {
         let current = keys
             .iter()
             .map(|k| Ok(held.get(k)?.map(|state| Versioned { state, version: 0 })))
@@ -113,7 +115,7 @@ impl Prefetched {
     }
 }
 
-impl StateStore for Prefetched {
+impl TriggerState for Prefetched {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StateError> {
         Ok(self
             .read
@@ -184,7 +186,7 @@ impl Evaluation {
 
     /// Evaluates over `state`, with the evidence of what the snapshot was
     /// gathered from: the decision before it is committed.
-    pub fn evaluate(&self, state: &mut dyn StateStore) -> Result<Decision, EvalError> {
+    pub fn evaluate(&self, state: &mut dyn TriggerState) -> Result<Decision, EvalError> {
         let mut decision = evaluate_with(
             &self.loaded,
             &self.request(),
@@ -235,7 +237,7 @@ pub enum StateFrom {
     Held(Prefetched),
 }
 
-/// What [`decide`] answers with.
+/// What [`run`] answers with.
 #[derive(Debug)]
 pub enum Committed {
     /// A new decision, committed.
@@ -251,7 +253,7 @@ pub enum Committed {
 /// with what the triggers wrote. When the store's state was advanced
 /// concurrently, the evaluation runs again over the state that won, up to
 /// [`MAX_ATTEMPTS`] times; a decision is never answered uncommitted.
-pub async fn decide<E, F, Fut>(
+pub async fn run<E, F, Fut>(
     store: &dyn Store,
     evaluation: Arc<Evaluation>,
     state: StateFrom,

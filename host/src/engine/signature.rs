@@ -147,7 +147,7 @@ impl AllowedSigners {
                 message
             },
         };
-        let text = crate::files::read_text(path).map_err(|e| fail(0, e.to_string()))?;
+        let text = crate::base::files::read_text(path).map_err(|e| fail(0, e.to_string()))?;
         let mut signers = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -229,7 +229,7 @@ pub fn check(
 ) -> Result<Option<Signed>, SignatureError> {
     let sig = sig_path(file);
     // Bounded like every file the host reads; a signature is a few hundred bytes.
-    let text = match crate::files::read_text(&sig) {
+    let text = match crate::base::files::read_text(&sig) {
         Ok(t) => t,
         Err(e) if e.is_not_found() => {
             if required {

@@ -160,6 +160,15 @@ pub fn human_bytes(n: usize) -> String {
     }
 }
 
+/// A word that is none of the accepted ones; it shows as the words
+/// accepted ("policy or caller"), for callers to put after "expected".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{expected}")]
+pub struct NotOneOf {
+    /// The accepted words, as a phrase.
+    pub expected: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,7 +51,7 @@ mod tests {
 
     /// Reference buckets computed independently with Python's hashlib:
     /// `int.from_bytes(hashlib.sha256(f"{flag}:{user}".encode()).digest()[:8], "big") % 10000`.
-    const VECTORS: &[(&str, &str, u64)] = include!("../tests/bucket_vectors.in");
+    const VECTORS: &[(&str, &str, u64)] = include!("../../tests/bucket_vectors.in");
 
     #[test]
     fn buckets_match_the_reference_vectors() {

@@ -22,7 +22,7 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("not a regular file")]
     NotAFile,
-    #[error("larger than the {} limit", crate::text::human_bytes(usize::try_from(*.0).unwrap_or(usize::MAX)))]
+    #[error("larger than the {} limit", crate::base::text::human_bytes(usize::try_from(*.0).unwrap_or(usize::MAX)))]
     TooLarge(u64),
     #[error("not UTF-8 text")]
     NotText,

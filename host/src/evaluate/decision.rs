@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::base::digest::Digest;
 pub use crate::engine::LogLine;
 /// Trigger and action answers are the engine's own types: the sandbox is the
 /// bottom layer and knows nothing of decisions.
@@ -196,7 +196,7 @@ pub struct Decision {
     /// and digest: the input those gates judged, kept once in the log, so a
     /// replay judges the same.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approvals: Vec<crate::approvals::ApprovalRead>,
+    pub approvals: Vec<crate::policy::approvals::ApprovalRead>,
 }
 
 /// One stage of a `stage: all` evaluation.

@@ -101,7 +101,7 @@ impl Approval {
     pub fn reference(&self) -> ApprovalRead {
         ApprovalRead::Ref {
             id: self.id.clone(),
-            digest: crate::digest::Digest::of(&self.canonical()),
+            digest: crate::base::digest::Digest::of(&self.canonical()),
         }
     }
 }
@@ -116,13 +116,18 @@ impl Approval {
 pub enum ApprovalRead {
     Ref {
         id: String,
-        digest: crate::digest::Digest,
+        digest: crate::base::digest::Digest,
     },
     Copy(Box<Approval>),
 }
 
+/// A name that policies and URLs cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a name: 1 to 64 letters, digits, `-`, `_` or `.`")]
+pub struct NotAName(String);
+
 /// Checks an approval or item name: what policies and URLs can carry.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), NotAName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -131,9 +136,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "`{}` is not a name: 1 to 64 letters, digits, `-`, `_` or `.`",
-            crate::text::escape_control(name)
+        Err(NotAName(
+            crate::base::text::escape_control(name).into_owned(),
         ))
     }
 }
@@ -170,24 +174,57 @@ pub fn identity_key(name: &str) -> String {
         .collect()
 }
 
+/// A host gate's settings that do not make a rule; reported at load as a
+/// problem on the gate's line.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error("`{key}` must be a list of text")]
+    NotAListOfText { key: String },
+    #[error("`{key}` must be text or a list of text")]
+    NotText { key: String },
+    #[error("`count` must be 1 to 100")]
+    CountOutOfRange,
+    #[error("`count` must be a whole number")]
+    CountNotWhole,
+    #[error("`max_age` `{text}`: {cause}")]
+    MaxAge {
+        text: String,
+        cause: humantime::DurationError,
+    },
+    #[error("`max_age` must be a duration such as 24h")]
+    MaxAgeNotText,
+    #[error("`{key}` must be true or false")]
+    NotABoolean { key: &'static str },
+    #[error("unknown setting `{key}`; expected {known}")]
+    Unknown { key: String, known: &'static str },
+    #[error("`items` must name at least one checklist item")]
+    NoItems,
+    #[error("`{field}`: {name}")]
+    Name { field: &'static str, name: NotAName },
+}
+
 /// Reads a scalar or list of texts.
-fn texts(key: &str, v: &ConfigValue) -> Result<Vec<String>, String> {
+fn texts(key: &str, v: &ConfigValue) -> Result<Vec<String>, RuleError> {
     match v {
         ConfigValue::Text(t) => Ok(vec![t.clone()]),
         ConfigValue::List(items) => items
             .iter()
             .map(|i| match i {
                 Scalar::Text(t) => Ok(t.clone()),
-                _ => Err(format!("`{key}` must be a list of text")),
+                _ => Err(RuleError::NotAListOfText {
+                    key: key.to_string(),
+                }),
             })
             .collect(),
-        _ => Err(format!("`{key}` must be text or a list of text")),
+        _ => Err(RuleError::NotText {
+            key: key.to_string(),
+        }),
     }
 }
 
 impl Rule {
     /// Parses the settings of host gate `host`; unknown keys are refused.
-    pub fn parse(host: HostGate, config: &PluginConfig) -> Result<Self, String> {
+    pub fn parse(host: HostGate, config: &PluginConfig) -> Result<Self, RuleError> {
         let checklist = host == HostGate::Checklist;
         let mut rule = Self {
             items: if checklist {
@@ -208,22 +245,31 @@ impl Rule {
                     rule.count = usize::try_from(*n)
                         .ok()
                         .filter(|n| (1..=100).contains(n))
-                        .ok_or("`count` must be 1 to 100")?;
+                        .ok_or(RuleError::CountOutOfRange)?;
                 }
-                ("count", _) if !checklist => return Err("`count` must be a whole number".into()),
+                ("count", _) if !checklist => return Err(RuleError::CountNotWhole),
                 ("groups", v) => rule.groups = texts(key, v)?,
                 ("max_age", ConfigValue::Text(t)) => {
-                    rule.max_age = Some(
-                        humantime::parse_duration(t)
-                            .map_err(|e| format!("`max_age` `{t}`: {e}"))?,
-                    );
+                    rule.max_age =
+                        Some(
+                            humantime::parse_duration(t).map_err(|cause| RuleError::MaxAge {
+                                text: t.clone(),
+                                cause,
+                            })?,
+                        );
                 }
-                ("max_age", _) => return Err("`max_age` must be a duration such as 24h".into()),
+                ("max_age", _) => return Err(RuleError::MaxAgeNotText),
                 ("allow_author", ConfigValue::Boolean(b)) => rule.allow_author = *b,
-                ("allow_author", _) => return Err("`allow_author` must be true or false".into()),
+                ("allow_author", _) => {
+                    return Err(RuleError::NotABoolean {
+                        key: "allow_author",
+                    });
+                }
                 ("require_author", ConfigValue::Boolean(b)) => rule.require_author = *b,
                 ("require_author", _) => {
-                    return Err("`require_author` must be true or false".into());
+                    return Err(RuleError::NotABoolean {
+                        key: "require_author",
+                    });
                 }
                 (other, _) => {
                     let known = if checklist {
@@ -231,18 +277,27 @@ impl Rule {
                     } else {
                         "count, groups, max_age, allow_author, require_author"
                     };
-                    return Err(format!("unknown setting `{other}`; expected {known}"));
+                    return Err(RuleError::Unknown {
+                        key: other.to_string(),
+                        known,
+                    });
                 }
             }
         }
         if rule.items.is_empty() {
-            return Err("`items` must name at least one checklist item".into());
+            return Err(RuleError::NoItems);
         }
         for item in &rule.items {
-            check_name(item).map_err(|e| format!("`items`: {e}"))?;
+            check_name(item).map_err(|name| RuleError::Name {
+                field: "items",
+                name,
+            })?;
         }
         for group in &rule.groups {
-            check_name(group).map_err(|e| format!("`groups`: {e}"))?;
+            check_name(group).map_err(|name| RuleError::Name {
+                field: "groups",
+                name,
+            })?;
         }
         Ok(rule)
     }
@@ -449,7 +504,7 @@ impl fmt::Display for Judgement<'_> {
         };
         let age = rule
             .max_age
-            .map(|a| format!(", at most {} old", crate::text::duration(a)))
+            .map(|a| format!(", at most {} old", crate::base::text::duration(a)))
             .unwrap_or_default();
         let approval = rule.items == [APPROVAL];
         if self.met() {
@@ -592,11 +647,14 @@ mod tests {
                 HostGate::Approval,
                 &config(&[("cuont", ConfigValue::Integer(2))])
             )
-            .unwrap_err(),
+            .unwrap_err()
+            .to_string(),
             "unknown setting `cuont`; expected count, groups, max_age, allow_author, require_author"
         );
         assert_eq!(
-            Rule::parse(HostGate::Checklist, &config(&[])).unwrap_err(),
+            Rule::parse(HostGate::Checklist, &config(&[]))
+                .unwrap_err()
+                .to_string(),
             "`items` must name at least one checklist item"
         );
         assert!(
