@@ -299,19 +299,24 @@ fn connections_past_the_cap_are_closed_and_evaluations_still_run() {
     let mut extra = TcpStream::connect(&server.addr).unwrap();
     assert!(closed_within(&mut extra, Duration::from_millis(500)));
     drop(idle.pop());
-    // Once a slot is free (the server notices the close), requests run.
-    let started = Instant::now();
-    let r = loop {
-        match crate::support::http(&server.addr, "GET", "/healthz", &[], b"") {
-            Ok(r) => break r,
-            Err(_) if started.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(100));
+    // Once a slot is free (the server notices the close), requests run. The
+    // one slot is shared by the requests below, each of which must wait for
+    // the server to see the one before it closed.
+    let once_free = |path: &str| {
+        let started = Instant::now();
+        loop {
+            match crate::support::http(&server.addr, "GET", path, &[], b"") {
+                Ok(r) => break r,
+                Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("no room after a connection closed: {e}"),
             }
-            Err(e) => panic!("no room after a connection closed: {e}"),
         }
     };
+    let r = once_free("/healthz");
     assert_eq!(r.status, 200);
-    let metrics = server.request("GET", "/metrics", &[], b"");
+    let metrics = once_free("/metrics");
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
     assert!(
         !text.contains("tollgate_connections_refused_total 0"),
