@@ -12,7 +12,7 @@ pub mod replay;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::base::digest::Digest;
@@ -169,9 +169,22 @@ pub struct Evaluation {
     pub idempotency: Option<(crate::store::IdempotencyKey, Digest)>,
     /// What the snapshot was gathered from, carried into the decision.
     pub evidence: Option<Evidence>,
+    /// The snapshot's canonical JSON, made on first use: its digest is the
+    /// decision's input digest, and a commit stores it as the snapshot blob,
+    /// so it is serialised once per decision.
+    pub canonical: OnceLock<Arc<[u8]>>,
 }
 
 impl Evaluation {
+    /// The snapshot's canonical JSON (see [`Evaluation::canonical`]).
+    pub fn canonical(&self) -> &Arc<[u8]> {
+        self.canonical.get_or_init(|| {
+            serde_json::to_vec(&*self.snapshot)
+                .unwrap_or_default()
+                .into()
+        })
+    }
+
     /// The evaluation's request, as [`evaluate_with`] takes it.
     pub fn request(&self) -> Request<'_> {
         Request {
@@ -181,6 +194,7 @@ impl Evaluation {
             approvals: &self.approvals,
             decided_at: self.decided_at,
             what_if: self.what_if,
+            input_digest: Some(Digest::of(self.canonical())),
         }
     }
 
@@ -311,7 +325,7 @@ pub fn commit_for(decision: &mut Decision, evaluation: &Evaluation, state: Prefe
     decision.decision_id = Some(id.clone());
     // The snapshot's canonical JSON: its digest is the decision's input
     // digest, so it needs no hashing here and replay can check it.
-    let body: Arc<[u8]> = serde_json::to_vec(&**snapshot).unwrap_or_default().into();
+    let body = Arc::clone(evaluation.canonical());
     let mut blobs = vec![
         Blob {
             digest: loaded.digest,

@@ -1,5 +1,6 @@
-//! The sandbox: one wasmtime engine, plugins compiled once, and a fresh store
-//! and instance for every call, with CPU, memory, stack and output bounds.
+//! The sandbox: one wasmtime engine, plugins compiled once, and a store and
+//! instance per plugin per evaluation, with CPU, memory, stack and output
+//! bounds on every call.
 //!
 //! It is the bottom layer: it knows nothing of policies, decisions or HTTP.
 
@@ -15,6 +16,7 @@ mod limits;
 mod output;
 pub mod report;
 mod runtime;
+mod session;
 pub mod signature;
 mod ticker;
 pub(crate) mod wasi;
@@ -33,5 +35,6 @@ pub use self::limits::{
     POOL_SIZE, WALL_CEILING_FACTOR, uninterruptible_bound,
 };
 pub use self::runtime::{COMPILED_IN_MEMORY, Runtime};
+pub use self::session::Session;
 // Byte counts are worded by the text layer; `engine::human_bytes` stays a path.
 pub use crate::base::text::human_bytes;

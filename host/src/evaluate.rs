@@ -78,6 +78,9 @@ pub struct Request<'a> {
     /// test) rather than read from the clock: the decision says so, and such
     /// an evaluation is never committed and advances no trigger state.
     pub what_if: bool,
+    /// The snapshot's [`input_digest`] when the caller has it already (from
+    /// the bytes a logged decision stores), so it is made once per decision.
+    pub input_digest: Option<Digest>,
 }
 
 /// A snapshot that says it was observed in the future: its `taken_at`, or
@@ -221,6 +224,7 @@ pub fn evaluate(
             approvals: &[],
             decided_at: clock_now(),
             what_if: false,
+            input_digest: None,
         },
         snapshot,
         &mut EphemeralState::default(),
@@ -292,6 +296,9 @@ fn evaluate_pipeline(
     state: &mut dyn TriggerState,
 ) -> Result<Decision, EvalError> {
     let stages = &loaded.policy.stages;
+    let digest = request
+        .input_digest
+        .unwrap_or_else(|| input_digest(&snapshot));
     let mut runs = Vec::new();
     for (i, stage) in stages.iter().enumerate() {
         let mut overlay = Overlay {
@@ -300,6 +307,7 @@ fn evaluate_pipeline(
         };
         let one = Request {
             stage: Some(stage.name.as_str()),
+            input_digest: Some(digest),
             ..*request
         };
         let mut decision = evaluate_stage(loaded, &one, Arc::clone(&snapshot), &mut overlay)?;
@@ -355,16 +363,19 @@ fn evaluate_stage(
         snapshot: Arc::clone(&snapshot),
         now: request.decided_at,
     };
+    // Instances per plugin for the gates, freed before the triggers run.
+    let mut session = engine::Session::new(input.clone());
     let gates: Vec<GateResult> = stage
         .gates
         .iter()
         .map(|gate| match &gate.kind {
-            GateKind::Plugin => run_gate(loaded, gate, input.clone()),
+            GateKind::Plugin => run_gate(loaded, gate, &mut session),
             GateKind::Host(rule) => {
                 run_host_gate(gate, rule, request, &snapshot, stage.name.as_str())
             }
         })
         .collect();
+    drop(session);
     let StageVerdict {
         decision,
         result: stage_result,
@@ -444,7 +455,9 @@ fn evaluate_stage(
         actions,
         digests: Digests {
             policy: loaded.digest,
-            input: input_digest(&snapshot),
+            input: request
+                .input_digest
+                .unwrap_or_else(|| input_digest(&snapshot)),
             plugins,
         },
         sources: None,
@@ -526,6 +539,7 @@ fn run_triggers(
     state: &mut dyn TriggerState,
 ) -> Result<Vec<TriggerResult>, EvalError> {
     let snapshot = &input.snapshot;
+    let mut session = engine::Session::new(input.clone());
     let mut out = Vec::new();
     for trigger in loaded.policy.triggers.iter().filter(|t| t.checks(stage)) {
         let key = StateKey {
@@ -555,12 +569,7 @@ fn run_triggers(
         let span = tracing::info_span!("trigger", trigger = %trigger.name, plugin = %trigger.plugin, fire = tracing::field::Empty);
         let _entered = span.enter();
         let previous = state.get(&key)?.unwrap_or_default();
-        let call = plugin.check(
-            &trigger.config,
-            input.clone(),
-            &previous,
-            trigger.limits.clone(),
-        );
+        let call = session.check(plugin, &trigger.config, &previous, &trigger.limits);
         result.duration_us = micros(call.elapsed);
         result.logs = call.logs;
         match call.result {
@@ -591,6 +600,7 @@ fn run_actions(
     input: &engine::Input,
     context: &ActionContext,
 ) -> Vec<ActionPlan> {
+    let mut session = engine::Session::new(input.clone());
     loaded
         .policy
         .actions
@@ -609,7 +619,7 @@ fn run_actions(
                 plan.error = Some(format!("plugin `{}` is not loaded", step.plugin));
                 return plan;
             };
-            let call = plugin.plan(&step.config, input.clone(), context, step.limits.clone());
+            let call = session.plan(plugin, &step.config, context, &step.limits);
             plan.duration_us = micros(call.elapsed);
             plan.logs = call.logs;
             match call.result {
@@ -625,7 +635,7 @@ fn run_actions(
         .collect()
 }
 
-fn run_gate(loaded: &LoadedPolicy, gate: &Gate, input: engine::Input) -> GateResult {
+fn run_gate(loaded: &LoadedPolicy, gate: &Gate, session: &mut engine::Session) -> GateResult {
     let mut result = GateResult {
         name: gate.name.to_string(),
         plugin: gate.plugin.clone(),
@@ -655,7 +665,7 @@ fn run_gate(loaded: &LoadedPolicy, gate: &Gate, input: engine::Input) -> GateRes
         duration_us = tracing::field::Empty
     );
     let _entered = span.enter();
-    let call = plugin.evaluate(&gate.config, input, gate.limits.clone());
+    let call = session.evaluate(plugin, &gate.config, &gate.limits);
     result.duration_us = micros(call.elapsed);
     span.record("duration_us", result.duration_us);
     result.logs = call.logs;

@@ -805,3 +805,56 @@ fn kill_9_under_load_loses_no_answered_decision_with_postgres() {
     let dir = tempfile::tempdir().unwrap();
     survives_kill_9(&url, dir.path());
 }
+
+/// The PostgreSQL writer commits decisions in batches, a savepoint around
+/// each commit's conditional writes: concurrent requests with one
+/// idempotency key land in one batch or several, and exactly one decision
+/// is logged while every answer is that decision; the other requests,
+/// committed in the same batches, are all logged.
+#[test]
+fn batched_postgres_commits_keep_one_decision_per_idempotency_key() {
+    let Some(url) = postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens(dir.path());
+    let server = Server::start(&["--tokens-file", &tokens, "--store", &url]);
+    let body = json!({"policy": "ci-quality-gates", "snapshot": fixture("ci-passing.json")});
+    let (keyed, plain): (Vec<String>, Vec<String>) = std::thread::scope(|s| {
+        let keyed: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| evaluate(&server, &body, Some("one-key"))))
+            .collect();
+        let plain: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| evaluate(&server, &body, None)))
+            .collect();
+        let id = |r: crate::support::HttpResponse| {
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["decision_id"].as_str().unwrap().to_string()
+        };
+        (
+            keyed.into_iter().map(|h| id(h.join().unwrap())).collect(),
+            plain.into_iter().map(|h| id(h.join().unwrap())).collect(),
+        )
+    });
+    assert!(keyed.iter().all(|id| *id == keyed[0]), "{keyed:?}");
+    let logged: Vec<String> = get(&server, "/v1/decisions?limit=100").json()["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["decision_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logged.len(), 17, "{logged:?}");
+    for id in plain.iter().chain([&keyed[0]]) {
+        assert!(logged.contains(id), "{id} answered but not logged");
+    }
+    // A few replays (the token may start 10 a minute).
+    for id in plain.iter().take(3).chain([&keyed[0]]) {
+        let replay = server.request(
+            "POST",
+            &format!("/v1/decisions/{id}/replay"),
+            &[("Authorization", auth().as_str())],
+            b"",
+        );
+        assert_eq!(replay.json()["identical"], true, "{}", replay.text());
+    }
+}

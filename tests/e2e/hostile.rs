@@ -338,3 +338,71 @@ fn a_guest_vec_grows_under_the_memory_cap_with_the_bump_allocator() {
     assert_eq!(wide.code, 0, "{}{}", wide.stdout, wide.stderr);
     assert_eq!(wide.gate("all")["observed"], 200_000.0);
 }
+
+/// One instance per plugin per evaluation: a plugin's gates with the same
+/// limits run on one instance, a gate with other limits gets its own, and
+/// the next evaluation starts from fresh instances.
+#[test]
+fn a_plugins_gates_share_an_instance_within_one_evaluation_only() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "counter.wasm", &component("counter"));
+    let gate = |name: &str, limits: &str| {
+        format!("      - name: {name}\n        plugin: counter\n{limits}")
+    };
+    let text = format!(
+        "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: counter}}\nplugins:\n  counter: {{path: counter.wasm}}\nstages:\n  - name: s\n    gates:\n{}{}{}{}",
+        gate("a", ""),
+        gate("b", ""),
+        gate("other-limits", "        memory: 8MiB\n"),
+        gate("c", ""),
+    );
+    let runtime = Runtime::new().unwrap();
+    let loaded = policy::load(&runtime, &mut PluginCache::new(), &text, dir.path()).unwrap();
+    let snapshot =
+        Arc::new(Snapshot::from_json(values(&[("m", 1.0)]).to_string().as_bytes()).unwrap());
+    for _ in 0..2 {
+        let d = tollgate::evaluate::evaluate(&loaded, None, Arc::clone(&snapshot)).unwrap();
+        let calls: Vec<Option<f64>> = d.gates.iter().map(|g| g.observed).collect();
+        assert_eq!(
+            calls,
+            [Some(1.0), Some(2.0), Some(1.0), Some(3.0)],
+            "{:?}",
+            d.gates
+        );
+    }
+}
+
+/// A call that fails on a shared instance is judged again on a fresh one:
+/// the threshold gate's bump allocator never returns memory, so the second
+/// of three gates collecting 200,000 points each would pass the cap on a
+/// shared instance though each passes alone.
+#[test]
+fn what_earlier_gates_left_in_a_shared_instance_cannot_fail_a_later_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000i64;
+    let points: Vec<serde_json::Value> = (0..n)
+        .map(|i| serde_json::json!([crate::support::TAKEN_AT - i, 1.0]))
+        .collect();
+    let snapshot = serde_json::json!({
+        "service": "s", "version": "1", "taken_at": crate::support::TAKEN_AT,
+        "metrics": [{"name": "m", "points": points}],
+    });
+    let gate = |name: &str| {
+        format!(
+            "      - name: {name}\n        plugin: threshold\n        memory: 12MiB\n        deadline: 10s\n        with: {{metric: m, aggregate: count, op: '>=', threshold: 1}}\n"
+        )
+    };
+    let text = format!(
+        "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: vec}}\nstages:\n  - name: s\n    gates:\n{}{}{}",
+        gate("first"),
+        gate("second"),
+        gate("third")
+    );
+    let path = write(dir.path(), "three.yaml", text.as_bytes());
+    let run = crate::support::eval(&path, &snapshot, None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for name in ["first", "second", "third"] {
+        assert_eq!(run.gate(name)["verdict"], "pass", "{name}: {}", run.stdout);
+        assert_eq!(run.gate(name)["observed"], 200_000.0);
+    }
+}

@@ -300,6 +300,7 @@ fn decide_case(
         asker: crate::decide::Asker::default(),
         idempotency: None,
         evidence: None,
+        canonical: Default::default(),
     };
     match log {
         Some(log) => log.decide(Arc::new(evaluation), &mut store),

@@ -195,6 +195,7 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
         asker: Asker::default(),
         idempotency: None,
         evidence,
+        canonical: Default::default(),
     };
     let decision = match (&args.log, &args.state) {
         (Some(spec), state) => logged(spec, state.as_deref(), evaluation)?,

@@ -221,6 +221,7 @@ fn rerun(runtime: &Runtime, record: &Record, inputs: Inputs) -> Result<ReplayRep
         asker: crate::decide::Asker::default(),
         idempotency: None,
         evidence: record.decision.sources.clone(),
+        canonical: Default::default(),
     };
     let replayed = evaluation
         .evaluate(&mut prefetched)

@@ -1,23 +1,22 @@
-//! Calling a plugin: a fresh store and instance per call, run within its
-//! limits, and a trap classified into the reason the call failed.
+//! A loaded plugin and what calling it means: its input, its outcome, and
+//! a failed call classified into the reason it failed. The calls themselves
+//! run in a [`Session`](super::Session).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Trap};
 
 use super::answer::LogLine;
-use super::answer::{Action, Finding, StageResult, TriggerFinding};
+use super::answer::StageResult;
 use super::bindings::action::ActionPre;
-use super::bindings::action::exports::tollgate::plugin::action_api as wit_action;
 use super::bindings::gate::GatePre;
 use super::bindings::trigger::TriggerPre;
 use super::bindings::types::ConfigValue;
 use super::error::CallError;
 use super::host::HostState;
 use super::inspect::{PluginInfo, World};
-use super::limits::{Budget, Limits, MAX_REASON_BYTES, OutOfTime};
-use super::output::{check_finding, check_plan, check_trigger};
+use super::limits::{Limits, OutOfTime};
 use crate::base::digest::Digest;
 use crate::snapshot::Snapshot;
 
@@ -109,169 +108,13 @@ impl Plugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
-
-    /// Asks the plugin whether `config` is acceptable.
-    pub fn validate_config(
-        &self,
-        config: &PluginConfig,
-        limits: Limits,
-    ) -> Call<Result<(), String>> {
-        // Settings are checked with no snapshot and a clock at zero: a
-        // configuration is valid or not whatever the time.
-        let input = Input {
-            snapshot: Arc::new(Snapshot::empty()),
-            now: 0,
-        };
-        self.call(input, limits, |store, kind| match kind {
-            PluginKind::Gate(pre) => {
-                let gate = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-                gate.tollgate_plugin_gate_api()
-                    .call_validate_config(&mut *store, config)
-            }
-            PluginKind::Trigger(pre) => {
-                let trigger = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-                trigger
-                    .tollgate_plugin_trigger_api()
-                    .call_validate_config(&mut *store, config)
-            }
-            PluginKind::Action(pre) => {
-                let action = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-                action
-                    .tollgate_plugin_action_api()
-                    .call_validate_config(&mut *store, config)
-            }
-        })
-        .map(|r| match r {
-            Ok(Err(msg)) if msg.len() > MAX_REASON_BYTES => Err(CallError::Output(format!(
-                "configuration error of {} bytes exceeds the {MAX_REASON_BYTES}-byte limit",
-                msg.len()
-            ))),
-            other => other,
-        })
-    }
-
-    /// Runs a gate over `snapshot`. Every call gets a fresh store and instance,
-    /// so no data is shared between evaluations.
-    pub fn evaluate(&self, config: &PluginConfig, input: Input, limits: Limits) -> Call<Finding> {
-        self.call(input, limits, |store, kind| {
-            let PluginKind::Gate(pre) = kind else {
-                return Err(wrong_world(World::Gate));
-            };
-            let gate = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-            let handle = store.data_mut().snapshot_handle()?;
-            gate.tollgate_plugin_gate_api()
-                .call_evaluate(&mut *store, config, handle)
-        })
-        .map(|r| r.and_then(check_finding))
-    }
-
-    /// Runs a trigger over `snapshot` with the state its previous check
-    /// returned. Like every call, it gets a fresh store and instance.
-    pub fn check(
-        &self,
-        config: &PluginConfig,
-        input: Input,
-        state: &[u8],
-        limits: Limits,
-    ) -> Call<TriggerFinding> {
-        self.call(input, limits, |store, kind| {
-            let PluginKind::Trigger(pre) = kind else {
-                return Err(wrong_world(World::Trigger));
-            };
-            let trigger = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-            let handle = store.data_mut().snapshot_handle()?;
-            trigger
-                .tollgate_plugin_trigger_api()
-                .call_check(&mut *store, config, handle, state)
-        })
-        .map(|r| r.and_then(check_trigger))
-    }
-
-    /// Asks an action plugin for its plan.
-    pub fn plan(
-        &self,
-        config: &PluginConfig,
-        input: Input,
-        context: &ActionContext,
-        limits: Limits,
-    ) -> Call<Result<Vec<Action>, String>> {
-        let ctx = wit_action::Context {
-            stage: context.stage.clone(),
-            stages: context
-                .stages
-                .iter()
-                .map(|s| wit_action::StageInfo {
-                    name: s.name.clone(),
-                    traffic_percent: s.traffic_percent,
-                    min_duration_seconds: s.min_duration_seconds,
-                })
-                .collect(),
-            elapsed_seconds: context.elapsed_seconds,
-            outcome: match context.outcome {
-                StageResult::Pass => wit_action::Outcome::Pass,
-                StageResult::Warning => wit_action::Outcome::Warning,
-                StageResult::Fail => wit_action::Outcome::Fail,
-                StageResult::Inconclusive => wit_action::Outcome::Inconclusive,
-            },
-            trigger: context.trigger.clone(),
-        };
-        self.call(input, limits, |store, kind| {
-            let PluginKind::Action(pre) = kind else {
-                return Err(wrong_world(World::Action));
-            };
-            let action = pre.instantiate(&mut *store).map_err(instantiate_error)?;
-            let handle = store.data_mut().snapshot_handle()?;
-            action
-                .tollgate_plugin_action_api()
-                .call_plan(&mut *store, config, handle, &ctx)
-        })
-        .map(|r| r.and_then(check_plan))
-    }
-
-    fn call<T>(
-        &self,
-        input: Input,
-        limits: Limits,
-        f: impl FnOnce(&mut Store<HostState>, &PluginKind) -> wasmtime::Result<T>,
-    ) -> Call<T> {
-        let started = Instant::now();
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(input, limits.memory, Arc::clone(&limits.files)),
-        );
-        store.limiter(|s| &mut s.limiter);
-        let budget = Budget::start(limits.deadline);
-        store.set_epoch_deadline(budget.first_ticks());
-        store.epoch_deadline_callback(move |mut cx| match budget.check() {
-            Some(ticks) => Ok(UpdateDeadline::Continue(ticks)),
-            None => {
-                cx.data_mut().out_of_time = Some(budget.exhausted());
-                Ok(UpdateDeadline::Interrupt)
-            }
-        });
-        let outcome = f(&mut store, &self.kind);
-        let elapsed = started.elapsed();
-        store.data_mut().drain_stdio();
-        let state = store.data();
-        let result =
-            outcome.map_err(|e| with_panic_message(classify(e, state, limits), &state.logs));
-        let mut logs = state.logs.clone();
-        if state.logs_dropped > 0 {
-            logs.push(LogLine {
-                level: "warn".into(),
-                message: format!("{} more log lines dropped", state.logs_dropped),
-            });
-        }
-        Call {
-            result,
-            logs,
-            elapsed,
-        }
-    }
 }
 
 impl<T> Call<T> {
-    fn map<U>(self, f: impl FnOnce(Result<T, CallError>) -> Result<U, CallError>) -> Call<U> {
+    pub(super) fn map<U>(
+        self,
+        f: impl FnOnce(Result<T, CallError>) -> Result<U, CallError>,
+    ) -> Call<U> {
         Call {
             result: f(self.result),
             logs: self.logs,
@@ -281,7 +124,7 @@ impl<T> Call<T> {
 }
 
 /// Calling a plugin through a world it does not export is a host bug.
-fn wrong_world(expected: World) -> wasmtime::Error {
+pub(super) fn wrong_world(expected: World) -> wasmtime::Error {
     wasmtime::Error::msg(format!(
         "plugin does not export the {} world",
         expected.as_str()
@@ -290,7 +133,7 @@ fn wrong_world(expected: World) -> wasmtime::Error {
 
 /// The SDK's panic hook logs `panicked: <message>` just before the plugin
 /// aborts with `unreachable`: report the message as the cause.
-fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
+pub(super) fn with_panic_message(e: CallError, logs: &[LogLine]) -> CallError {
     match e {
         CallError::Trap(t) if t.contains("unreachable") => {
             // A Rust SDK panic hook's line; else what the plugin wrote to
@@ -338,7 +181,7 @@ struct InstantiateFailure(String);
 
 /// Keeps traps (a start function that loops or runs out of memory) as they
 /// are, so they are reported like any other call's; marks the rest.
-fn instantiate_error(e: wasmtime::Error) -> wasmtime::Error {
+pub(super) fn instantiate_error(e: wasmtime::Error) -> wasmtime::Error {
     if e.downcast_ref::<Trap>().is_some() || e.is::<wasmtime::PoolConcurrencyLimitError>() {
         return e;
     }
@@ -347,7 +190,7 @@ fn instantiate_error(e: wasmtime::Error) -> wasmtime::Error {
     ))
 }
 
-fn classify(e: wasmtime::Error, state: &HostState, limits: Limits) -> CallError {
+pub(super) fn classify(e: wasmtime::Error, state: &HostState, limits: &Limits) -> CallError {
     if state.limiter.memory_breached {
         return CallError::Memory(limits.memory);
     }

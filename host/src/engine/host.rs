@@ -17,8 +17,9 @@ use crate::snapshot::{Query, Snapshot, Track};
 const MAX_LOG_LINES: usize = 32;
 const MAX_LOG_LINE: usize = 512;
 
-/// Store data for one plugin call. A fresh one is made for every call, so no
-/// data is shared between evaluations.
+/// Store data for one plugin's instance in one evaluation (a
+/// [`Session`](super::Session)); nothing in it is shared between
+/// evaluations or between plugins.
 pub(crate) struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) snapshot: Arc<Snapshot>,
@@ -27,8 +28,14 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: usize,
+    /// The time budget of the call running now.
+    pub(crate) budget: Option<super::limits::Budget>,
     /// Set by the epoch callback when the call's time ran out.
     pub(crate) out_of_time: Option<super::limits::OutOfTime>,
+    /// Snapshot handles lent to the running call, released when it ends.
+    lent: Vec<u32>,
+    /// Bytes of stdout and stderr already moved into a call's log.
+    stdio_read: [usize; 2],
     /// The inert WASI context, built on the plugin's first WASI call.
     pub(crate) wasi: Option<WasiState>,
     /// Directories this call may read through WASI.
@@ -53,15 +60,31 @@ impl HostState {
             },
             logs: Vec::new(),
             logs_dropped: 0,
+            budget: None,
             out_of_time: None,
+            lent: Vec::new(),
+            stdio_read: [0; 2],
             wasi: None,
             grants,
         }
     }
 
     pub(crate) fn snapshot_handle(&mut self) -> Result<Resource<SnapshotHandle>> {
-        let handle = SnapshotHandle(Arc::clone(&self.snapshot));
-        Ok(self.table.push(handle)?)
+        let handle = self
+            .table
+            .push(SnapshotHandle(Arc::clone(&self.snapshot)))?;
+        self.lent.push(handle.rep());
+        Ok(handle)
+    }
+
+    /// Frees the handles [`snapshot_handle`](Self::snapshot_handle) lent
+    /// to the call that ended: a call borrows them, so none outlives it.
+    pub(crate) fn release_snapshot_handles(&mut self) {
+        for rep in self.lent.drain(..) {
+            // Already gone only if the plugin dropped what it borrowed,
+            // which the call's lowering refuses; nothing to undo either way.
+            let _ = self.table.delete(Resource::<SnapshotHandle>::new_own(rep));
+        }
     }
 
     /// Appends a log line within the bounds: at most [`MAX_LOG_LINES`]
@@ -91,19 +114,31 @@ impl HostState {
         });
     }
 
-    /// Moves what the plugin wrote to WASI stdout and stderr into its log,
-    /// a line each.
+    /// Moves what the plugin wrote to WASI stdout and stderr since the last
+    /// call into its log, a line each. The pipes stay: a plugin's libc keeps
+    /// its stream handles from one call to the next, so their capacity
+    /// ([`MAX_STDIO_BYTES`](super::wasi::MAX_STDIO_BYTES) each) is per
+    /// instance, that is per plugin per evaluation.
     pub(crate) fn drain_stdio(&mut self) {
-        let Some(wasi) = self.wasi.take() else {
+        let Some(wasi) = &self.wasi else {
             return;
         };
-        for (level, pipe) in [("stdout", &wasi.stdout), ("stderr", &wasi.stderr)] {
+        let mut lines = Vec::new();
+        for (i, (level, pipe)) in [("stdout", &wasi.stdout), ("stderr", &wasi.stderr)]
+            .into_iter()
+            .enumerate()
+        {
             let bytes = pipe.contents();
-            for line in String::from_utf8_lossy(&bytes).lines() {
+            let new = bytes.get(self.stdio_read[i]..).unwrap_or_default();
+            self.stdio_read[i] = bytes.len();
+            for line in String::from_utf8_lossy(new).lines() {
                 if !line.trim().is_empty() {
-                    self.push_log(level, line.to_string());
+                    lines.push((level, line.to_string()));
                 }
             }
+        }
+        for (level, line) in lines {
+            self.push_log(level, line);
         }
     }
 

@@ -301,6 +301,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         },
         idempotency: job.idempotency,
         evidence,
+        canonical: Default::default(),
     });
     let workers = Arc::clone(&state.inner.workers);
     let timeout = state.inner.config.request_timeout;

@@ -1,11 +1,16 @@
 //! The shared store for several replicas: PostgreSQL through a connection
-//! pool. Each decision is one transaction; PostgreSQL groups the WAL
-//! flushes of concurrent commits itself. Trigger state is replaced only at
+//! pool. Decisions are written in batches by one writer task ([`batch`]):
+//! one transaction and a few multi-row statements per batch. Trigger state is replaced only at
 //! the version read (`UPDATE … WHERE version = $n`), so two replicas cannot
 //! both advance one breaker; idempotency keys are a primary key, so a retry
 //! landing on another replica finds the stored answer.
 
+mod batch;
+
+use std::sync::OnceLock;
+
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use super::{
@@ -88,8 +93,11 @@ const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
 pub struct PgStore {
     pool: Pool,
     shown: String,
-    /// Blobs known to be stored, so their bytes are not sent again.
-    known: std::sync::Mutex<std::collections::HashSet<Digest>>,
+    /// What the commit writer needs, shared with it.
+    writer: batch::Writer,
+    /// The queue to the commit writer, started by the first commit on the
+    /// runtime that makes it.
+    jobs: OnceLock<mpsc::Sender<batch::Job>>,
     /// The secret token ids are keyed with, shared by every replica.
     token_key: [u8; super::TOKEN_KEY_BYTES],
 }
@@ -136,10 +144,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| unavailable(e.to_string()))?;
+        let writer = batch::Writer {
+            pool: pool.clone(),
+            shown: shown.clone(),
+            known: std::sync::Arc::default(),
+        };
         let mut store = Self {
             pool,
             shown,
-            known: std::sync::Mutex::default(),
+            writer,
+            jobs: OnceLock::new(),
             token_key: [0; super::TOKEN_KEY_BYTES],
         };
         store.migrate().await?;
@@ -220,108 +234,21 @@ impl PgStore {
         tx.commit().await.map_err(|e| self.fail(e))
     }
 
+    /// Hands `commit` to the writer and waits until its batch committed.
     async fn apply(&self, commit: Commit) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.fail(e))?;
-        if let Some(a) = &commit.idempotency {
-            let inserted = tx
-                .execute(
-                    "INSERT INTO idempotency (token_id, policy, key, body, status, response, decision_id, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (token_id, policy, key) DO NOTHING",
-                    &[&a.key.token_id, &a.key.policy, &a.key.key, &a.body.to_string(), &i32::from(a.status), &&a.response[..], &a.decision_id, &commit.record.recorded_at_ms],
-                )
-                .await
-                .map_err(|e| self.fail(e))?;
-            if inserted == 0 {
-                drop(tx);
-                let existing = self.answer_of(&a.key).await?;
-                return Err(match existing {
-                    Some(e) => StoreError::KeyTaken(Box::new(e)),
-                    None => StoreError::Conflict {
-                        key: a.key.key.clone(),
-                    },
-                });
-            }
-        }
-        for w in &commit.state {
-            let changed = match w.read {
-                None => tx
-                    .execute(
-                        "INSERT INTO trigger_state (key, state, version) VALUES ($1, $2, 1) ON CONFLICT (key) DO NOTHING",
-                        &[&w.key, &w.state],
-                    )
-                    .await,
-                Some(v) => tx
-                    .execute(
-                        "UPDATE trigger_state SET state = $2, version = version + 1 WHERE key = $1 AND version = $3",
-                        &[&w.key, &w.state, &v],
-                    )
-                    .await,
-            }
-            .map_err(|e| self.fail(e))?;
-            if changed == 0 {
-                return Err(StoreError::Conflict { key: w.key.clone() });
-            }
-        }
-        let r = &commit.record;
-        let d = &r.decision;
-        let json = serde_json::to_string(r).map_err(|e| self.fail(e))?;
-        let refs: Vec<String> = commit.blobs.iter().map(|b| b.digest.to_string()).collect();
-        tx.execute(
-            "INSERT INTO decisions (decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit, blobs, record)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            &[&r.decision_id, &r.recorded_at_ms, &d.taken_at, &d.service, &d.version, &d.policy, &d.stage, &r.final_stage, &d.decision.as_str(), &d.summary, &r.oldest_commit, &refs, &json],
-        )
-        .await
-        .map_err(|e| self.fail(e))?;
-        let mut known = self
-            .known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        // The cache spares sending blobs this replica stored, but a prune
-        // on any replica may have removed one since: one query says which
-        // are still there, so a record never references a blob that is gone.
-        let cached: Vec<String> = commit
-            .blobs
-            .iter()
-            .filter(|b| known.contains(&b.digest))
-            .map(|b| b.digest.to_string())
-            .collect();
-        if !cached.is_empty() {
-            let present: std::collections::HashSet<String> = tx
-                .query(
-                    "SELECT digest FROM blobs WHERE digest = ANY($1)",
-                    &[&cached],
-                )
-                .await
-                .map_err(|e| self.fail(e))?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            known.retain(|d| present.contains(&d.to_string()) || !cached.contains(&d.to_string()));
-        }
-        for blob in &commit.blobs {
-            let digest = blob.digest.to_string();
-            if !known.contains(&blob.digest) {
-                tx.execute(
-                "INSERT INTO blobs (digest, kind, bytes) SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM blobs WHERE digest = $1) ON CONFLICT (digest) DO NOTHING",
-                &[&digest, &blob.kind.as_str(), &&blob.bytes[..]],
-            )
+        let json = serde_json::to_string(&commit.record).map_err(|e| self.fail(e))?;
+        let jobs = self.jobs.get_or_init(|| {
+            let (send, receive) = mpsc::channel(batch::QUEUE);
+            tokio::spawn(self.writer.clone().run(receive));
+            send
+        });
+        let (reply, answer) = oneshot::channel();
+        jobs.send((Box::new(commit), json, reply))
             .await
-            .map_err(|e| self.fail(e))?;
-            }
-        }
-        tx.commit().await.map_err(|e| self.fail(e))?;
-        let mut known = self
-            .known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Snapshots rarely repeat: the cache is bounded, not one per decision.
-        if known.len() > super::MAX_KNOWN_BLOBS {
-            known.clear();
-        }
-        known.extend(commit.blobs.iter().map(|b| b.digest));
-        Ok(())
+            .map_err(|_| self.fail("the commit writer stopped"))?;
+        answer
+            .await
+            .map_err(|_| self.fail("the commit writer stopped"))?
     }
 
     async fn answer_of(
@@ -336,20 +263,27 @@ impl PgStore {
             )
             .await
             .map_err(|e| self.fail(e))?;
-        row.map(|r| {
-            let body: String = r.get(0);
-            let status: i32 = r.get(1);
-            let response: Vec<u8> = r.get(2);
-            Ok(StoredAnswer {
-                key: key.clone(),
-                body: body.parse().map_err(|e| self.fail(e))?,
-                status: u16::try_from(status).unwrap_or(500),
-                response: response.into(),
-                decision_id: r.get(3),
-            })
-        })
-        .transpose()
+        row.map(|r| stored_answer(key, &r).map_err(|e| self.fail(e)))
+            .transpose()
     }
+}
+
+/// An idempotency row (`body, status, response, decision_id`) as the
+/// answer stored under `key`.
+fn stored_answer(
+    key: &super::IdempotencyKey,
+    row: &tokio_postgres::Row,
+) -> Result<StoredAnswer, <Digest as std::str::FromStr>::Err> {
+    let body: String = row.get(0);
+    let status: i32 = row.get(1);
+    let response: Vec<u8> = row.get(2);
+    Ok(StoredAnswer {
+        key: key.clone(),
+        body: body.parse()?,
+        status: u16::try_from(status).unwrap_or(500),
+        response: response.into(),
+        decision_id: row.get(3),
+    })
 }
 
 impl Store for PgStore {
@@ -514,7 +448,8 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| self.fail(e))?;
             tx.commit().await.map_err(|e| self.fail(e))?;
-            self.known
+            self.writer
+                .known
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clear();

@@ -1,7 +1,9 @@
 //! The allocator every plugin built with the SDK uses in its Wasm build.
 //!
-//! A plugin instance serves exactly one call and is then discarded, so
-//! memory never needs to be returned: allocation is a pointer bump, and only
+//! A plugin instance serves the calls of one evaluation and is then
+//! discarded, so memory never needs to be returned (the host judges a call
+//! that fails on a shared instance again on a fresh one, so memory earlier
+//! calls kept cannot fail a later one): allocation is a pointer bump, and only
 //! the most recent allocation is freed or grown in place (which is what a
 //! growing `Vec` or `String` needs). Memory grows in 1 MiB steps, far fewer
 //! times than a general-purpose allocator grows it, and each growth is a
