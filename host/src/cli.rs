@@ -185,9 +185,11 @@ fn runtime() -> anyhow::Result<Runtime> {
     })
 }
 
-/// Plugin calls a one-shot command runs at once: one, plus room for a
-/// validation beside it.
-const CLI_SLOTS: u32 = 4;
+/// Plugin instances a one-shot command holds at once: one evaluation's
+/// session (loading validates settings before it, not beside it). Each
+/// slot reserves address space, and a one-shot command must fit a 64 GiB
+/// `ulimit -v` with its pool.
+const CLI_SLOTS: u32 = crate::engine::SESSION_INSTANCES as u32;
 
 /// The engine with `slots` pool slots and the compile cache; each notice
 /// (a pool fallback, a cache not used) goes to `notify` once.

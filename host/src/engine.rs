@@ -35,6 +35,6 @@ pub use self::limits::{
     POOL_SIZE, WALL_CEILING_FACTOR, uninterruptible_bound,
 };
 pub use self::runtime::{COMPILED_IN_MEMORY, Runtime};
-pub use self::session::Session;
+pub use self::session::{SESSION_INSTANCES, Session};
 // Byte counts are worded by the text layer; `engine::human_bytes` stays a path.
 pub use crate::base::text::human_bytes;

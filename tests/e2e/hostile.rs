@@ -405,4 +405,40 @@ fn what_earlier_gates_left_in_a_shared_instance_cannot_fail_a_later_one() {
         assert_eq!(run.gate(name)["verdict"], "pass", "{name}: {}", run.stdout);
         assert_eq!(run.gate(name)["observed"], 200_000.0);
     }
+    // A later gate ran again on a fresh instance, and its log says why.
+    let again = "run again on a fresh instance after: memory limit 12 MiB exceeded";
+    assert!(
+        ["second", "third"]
+            .iter()
+            .any(|g| run.gate(g)["logs"].to_string().contains(again)),
+        "{}",
+        run.stdout
+    );
+}
+
+/// A one-shot command's pool has a few slots; a stage naming more
+/// distinct plugins (here one plugin under twelve different limits) than a
+/// session keeps gives back the oldest instance instead of running out.
+#[test]
+fn a_stage_with_more_distinct_plugins_than_a_session_keeps_still_runs_every_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let gates: String = (1..=12)
+        .map(|i| {
+            format!("      - name: g{i}\n        plugin: threshold\n        memory: {}MiB\n        with: {{metric: cov, op: '>=', threshold: 80}}\n", 8 + i)
+        })
+        .collect();
+    let text = format!(
+        "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {{name: many}}\nstages:\n  - name: s\n    gates:\n{gates}"
+    );
+    let path = write(dir.path(), "many.yaml", text.as_bytes());
+    let run = crate::support::eval(&path, &values(&[("cov", 85.0)]), None);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    for i in 1..=12 {
+        assert_eq!(
+            run.gate(&format!("g{i}"))["verdict"],
+            "pass",
+            "{}",
+            run.stdout
+        );
+    }
 }

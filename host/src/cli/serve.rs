@@ -385,7 +385,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             eprintln!("no token file configured: this run accepts the admin token\n  {token}\n(set --tokens-file or TOLLGATE_TOKENS_FILE to choose tokens)");
             Tokens::from_plain(&[(token, true)])
         };
-        let slots = u32::try_from(config.workers + 4).unwrap_or(crate::engine::POOL_SIZE);
+        // Each running evaluation holds up to one session's instances.
+        let slots = u32::try_from(config.workers.saturating_mul(crate::engine::SESSION_INSTANCES).saturating_add(4))
+            .unwrap_or(crate::engine::POOL_SIZE);
         let engine = Arc::new(super::runtime_with(slots, |n| tracing::warn!("{n}"))?);
         let store = crate::store::open(&store_spec).await?;
         if store.logs_decisions() {

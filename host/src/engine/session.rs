@@ -34,6 +34,10 @@ use super::output::{check_finding, check_plan, check_trigger};
 use crate::base::digest::Digest;
 use crate::snapshot::Snapshot;
 
+/// Plugin instances one session keeps at most; a pool is sized for this
+/// many per evaluation running at once.
+pub const SESSION_INSTANCES: usize = 4;
+
 /// An instantiated plugin, bound to the world it exports.
 enum Bound {
     Gate(GateInstance),
@@ -157,7 +161,8 @@ impl Session {
     /// it ran out of time: what earlier calls left behind (memory a bump
     /// allocator never returns, a static they changed) must not fail a call
     /// that would pass alone, and a plugin that loops still costs one
-    /// deadline, not two.
+    /// deadline, not two. A call the full pool refused is tried again once
+    /// this session's idle instances are given back.
     fn call<T>(
         &mut self,
         plugin: &Plugin,
@@ -167,13 +172,32 @@ impl Session {
     ) -> Call<T> {
         let started = Instant::now();
         let (reused, mut call) = self.attempt(plugin, limits, world, &f);
-        let retry = reused
-            && call
+        let retry = match &call.result {
+            Ok(_) => false,
+            // The pool is shared by every evaluation in flight: give back
+            // this session's idle instances and try once more.
+            Err(CallError::PoolExhausted) => !self.open.is_empty(),
+            Err(CallError::Deadline(_) | CallError::WallCeiling(_)) => false,
+            Err(_) => reused,
+        };
+        if retry {
+            if let Err(CallError::PoolExhausted) = &call.result {
+                self.open.clear();
+            }
+            let first = call
                 .result
                 .as_ref()
-                .is_err_and(|e| !matches!(e, CallError::Deadline(_) | CallError::WallCeiling(_)));
-        if retry {
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             call = self.attempt(plugin, limits, world, &f).1;
+            call.logs.insert(
+                0,
+                LogLine {
+                    level: "warn".into(),
+                    message: format!("run again on a fresh instance after: {first}"),
+                },
+            );
         }
         call.elapsed = started.elapsed();
         call

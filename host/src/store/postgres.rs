@@ -7,8 +7,6 @@
 
 mod batch;
 
-use std::sync::OnceLock;
-
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
@@ -95,9 +93,9 @@ pub struct PgStore {
     shown: String,
     /// What the commit writer needs, shared with it.
     writer: batch::Writer,
-    /// The queue to the commit writer, started by the first commit on the
-    /// runtime that makes it.
-    jobs: OnceLock<mpsc::Sender<batch::Job>>,
+    /// The queue to the commit writer, started by the first commit (and
+    /// again if it stopped) on the runtime that makes it.
+    jobs: std::sync::Mutex<Option<mpsc::Sender<batch::Job>>>,
     /// The secret token ids are keyed with, shared by every replica.
     token_key: [u8; super::TOKEN_KEY_BYTES],
 }
@@ -153,7 +151,7 @@ impl PgStore {
             pool,
             shown,
             writer,
-            jobs: OnceLock::new(),
+            jobs: std::sync::Mutex::default(),
             token_key: [0; super::TOKEN_KEY_BYTES],
         };
         store.migrate().await?;
@@ -237,11 +235,22 @@ impl PgStore {
     /// Hands `commit` to the writer and waits until its batch committed.
     async fn apply(&self, commit: Commit) -> Result<(), StoreError> {
         let json = serde_json::to_string(&commit.record).map_err(|e| self.fail(e))?;
-        let jobs = self.jobs.get_or_init(|| {
-            let (send, receive) = mpsc::channel(batch::QUEUE);
-            tokio::spawn(self.writer.clone().run(receive));
-            send
-        });
+        let jobs = {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*jobs {
+                Some(send) if !send.is_closed() => send.clone(),
+                // None yet, or the last one stopped (its task panicked, or
+                // its runtime ended): start a writer on this runtime.
+                _ => {
+                    let (send, receive) = mpsc::channel(batch::QUEUE);
+                    tokio::spawn(self.writer.clone().run(receive));
+                    jobs.insert(send).clone()
+                }
+            }
+        };
         let (reply, answer) = oneshot::channel();
         jobs.send((Box::new(commit), json, reply))
             .await

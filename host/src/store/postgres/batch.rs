@@ -9,7 +9,7 @@
 //! state moved, only that commit is rolled back and refused, as it would
 //! have been on its own.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{Pool, Transaction};
@@ -203,7 +203,10 @@ impl Writer {
         let stages = column(&|c| c.record.decision.stage.clone());
         let finals: Vec<bool> = kept.iter().map(|(c, _)| c.record.final_stage).collect();
         let decisions = column(&|c| c.record.decision.decision.as_str().to_string());
-        let summaries = column(&|c| c.record.decision.summary.clone());
+        // PostgreSQL's text holds no NUL, and a summary quotes plugin
+        // reasons: one such reason must not refuse the whole batch. The
+        // record keeps the exact text (JSON escapes it).
+        let summaries = column(&|c| c.record.decision.summary.replace('\0', "\u{FFFD}"));
         let oldest: Vec<Option<i64>> = kept.iter().map(|(c, _)| c.record.oldest_commit).collect();
         // A row's blob list as one text (digests hold no comma), split back
         // into an array by the statement: arrays of arrays must be square.
@@ -237,10 +240,12 @@ impl Writer {
         tx: &Transaction<'_>,
         kept: &[&(Box<Commit>, String)],
     ) -> Result<(), StoreError> {
-        let mut blobs = HashMap::new();
+        // In digest order: replicas inserting the same new blobs at once
+        // take their row locks in one order, so they cannot deadlock.
+        let mut blobs = BTreeMap::new();
         for (commit, _) in kept {
             for blob in &commit.blobs {
-                blobs.entry(blob.digest).or_insert(blob);
+                blobs.entry(blob.digest.to_string()).or_insert(blob);
             }
         }
         let cached: Vec<String> = {
@@ -249,9 +254,9 @@ impl Writer {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             blobs
-                .keys()
-                .filter(|d| known.contains(d))
-                .map(ToString::to_string)
+                .iter()
+                .filter(|(_, b)| known.contains(&b.digest))
+                .map(|(d, _)| d.clone())
                 .collect()
         };
         let present: HashSet<String> = if cached.is_empty() {
@@ -271,11 +276,10 @@ impl Writer {
         let mut kinds = Vec::new();
         let mut bytes: Vec<&[u8]> = Vec::new();
         for (digest, blob) in &blobs {
-            let digest = digest.to_string();
-            if present.contains(&digest) {
+            if present.contains(digest) {
                 continue;
             }
-            digests.push(digest);
+            digests.push(digest.clone());
             kinds.push(blob.kind.as_str());
             bytes.push(&blob.bytes[..]);
         }
