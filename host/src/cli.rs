@@ -6,8 +6,10 @@ mod cases;
 mod client;
 mod decisions;
 mod eval;
+mod explain;
 mod flag;
 mod man;
+mod markdown;
 mod plugin;
 mod policy_arg;
 mod render;
@@ -88,6 +90,10 @@ enum Command {
     Decisions(decisions::DecisionsArgs),
     /// Re-run logged decisions over their logged inputs and compare: exit 0 when identical.
     Replay(decisions::ReplayArgs),
+    /// Why a logged decision came out as it did: each gate's distance from
+    /// its threshold and share of the score, and the fewest gate outcomes
+    /// that would have changed it.
+    Explain(explain::ExplainArgs),
     /// Reports from the decision log (DORA).
     Report(decisions::ReportArgs),
     /// Create and build plugin projects.
@@ -130,6 +136,7 @@ pub fn run() -> ExitCode {
         Command::Approvals(args) => approve::list(args),
         Command::Decisions(args) => decisions::decisions(args),
         Command::Replay(args) => decisions::replay(args),
+        Command::Explain(args) => explain::run(args),
         Command::Report(args) => decisions::report(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

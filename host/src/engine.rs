@@ -21,7 +21,7 @@ pub mod signature;
 mod ticker;
 pub(crate) mod wasi;
 
-pub use self::answer::{Finding, LogLine, PluginVerdict, TriggerFinding};
+pub use self::answer::{Finding, LogLine, PluginVerdict, Read, TriggerFinding};
 pub use self::bindings::types::{ConfigValue, Scalar};
 pub use self::cache::{CacheError, CacheSkipped};
 pub use self::call::{ActionContext, Call, Input, Plugin, PluginConfig, StageInfo};

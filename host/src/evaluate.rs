@@ -21,21 +21,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::base::digest::Digest;
-use crate::engine::{self, ActionContext, Finding, StageInfo};
+use crate::engine::{self, ActionContext, StageInfo};
 use crate::evaluate::decision::{
-    ActionPlan, Counted, Decision, Digests, Fire, GateResult, Outcome, StageRun, TriggerResult,
-    Verdict,
+    ActionPlan, Decision, Digests, Fire, GateResult, Outcome, StageRun, TriggerResult,
 };
 use crate::evaluate::trigger_state::{EphemeralState, StateError, StateKey, TriggerState};
-use crate::policy::{Gate, GateKind, LoadedPolicy};
+use crate::policy::{GateKind, LoadedPolicy};
 use crate::snapshot::Snapshot;
 
+pub mod charts;
 pub mod decision;
+pub mod explain;
+mod gates;
 pub(crate) mod rollout;
 mod scoring;
 pub(crate) mod trigger_state;
 
-use self::scoring::{StageVerdict, counted_as, decide, escalate_by_actions, escalate_by_triggers};
+use self::gates::{run_gate, run_host_gate};
+use self::scoring::{StageVerdict, decide, escalate_by_actions, escalate_by_triggers};
 
 /// The evaluation could not run at all. A failing gate is never this.
 #[derive(Debug, thiserror::Error)]
@@ -479,39 +482,6 @@ pub fn uses_approvals(policy: &crate::policy::Policy) -> bool {
     policy.uses_approvals()
 }
 
-/// A gate the host judges from the recorded approvals, by its rule.
-fn run_host_gate(
-    gate: &Gate,
-    rule: &crate::policy::approvals::Rule,
-    request: &Request<'_>,
-    snapshot: &Snapshot,
-    stage: &str,
-) -> GateResult {
-    let started = std::time::Instant::now();
-    let judged = rule.judge(request.approvals, snapshot, stage, request.decided_at);
-    let verdict = if judged.met() {
-        Verdict::Pass
-    } else {
-        Verdict::Inconclusive
-    };
-    GateResult {
-        name: gate.name.to_string(),
-        plugin: gate.plugin.clone(),
-        verdict,
-        counted_as: counted_as(gate, verdict),
-        reason: judged.to_string(),
-        observed: Some(judged.counted() as f64),
-        threshold: Some(judged.required() as f64),
-        weight: gate.weight,
-        key: gate.key,
-        dry_run: gate.dry_run,
-        details: judged.details(),
-        logs: Vec::new(),
-        cause: None,
-        duration_us: micros(started.elapsed()),
-    }
-}
-
 /// Time in the stage: the request's, or `taken_at − stage_started_at`.
 fn elapsed(request: &Request<'_>, snapshot: &Snapshot) -> Option<Duration> {
     if let Some(e) = request.elapsed {
@@ -528,7 +498,7 @@ fn elapsed(request: &Request<'_>, snapshot: &Snapshot) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -633,68 +603,4 @@ fn run_actions(
             plan
         })
         .collect()
-}
-
-fn run_gate(loaded: &LoadedPolicy, gate: &Gate, session: &mut engine::Session) -> GateResult {
-    let mut result = GateResult {
-        name: gate.name.to_string(),
-        plugin: gate.plugin.clone(),
-        verdict: Verdict::Error,
-        counted_as: Counted::Fail,
-        reason: String::new(),
-        observed: None,
-        threshold: None,
-        weight: gate.weight,
-        key: gate.key,
-        dry_run: gate.dry_run,
-        details: BTreeMap::new(),
-        logs: Vec::new(),
-        cause: None,
-        duration_us: 0,
-    };
-    let Some(plugin) = loaded.plugins.get(&gate.plugin) else {
-        // A loaded policy resolves every plugin; this guards the invariant.
-        result.reason = format!("plugin `{}` is not loaded", gate.plugin);
-        return result;
-    };
-    let span = tracing::info_span!(
-        "gate",
-        gate = %gate.name,
-        plugin = %gate.plugin,
-        verdict = tracing::field::Empty,
-        duration_us = tracing::field::Empty
-    );
-    let _entered = span.enter();
-    let call = session.evaluate(plugin, &gate.config, &gate.limits);
-    result.duration_us = micros(call.elapsed);
-    span.record("duration_us", result.duration_us);
-    result.logs = call.logs;
-    match call.result {
-        Ok(Finding {
-            verdict,
-            reason,
-            observed,
-            threshold,
-            details,
-        }) => {
-            result.verdict = match verdict {
-                engine::PluginVerdict::Pass => Verdict::Pass,
-                engine::PluginVerdict::Warn => Verdict::Warn,
-                engine::PluginVerdict::Fail => Verdict::Fail,
-                engine::PluginVerdict::Inconclusive => Verdict::Inconclusive,
-            };
-            result.reason = reason;
-            result.observed = observed;
-            result.threshold = threshold;
-            result.details = details.into_iter().collect();
-        }
-        Err(e) => {
-            result.verdict = Verdict::Error;
-            result.reason = e.to_string();
-            result.cause = Some(e.cause().to_string());
-        }
-    }
-    result.counted_as = counted_as(gate, result.verdict);
-    span.record("verdict", result.verdict.as_str());
-    result
 }

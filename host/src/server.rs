@@ -12,16 +12,19 @@ mod compat;
 mod config;
 mod decisions;
 mod error;
+mod events;
 mod extract;
 mod handlers;
 mod limits;
 mod listen;
 mod metrics;
+pub mod notify;
 mod policies;
 mod respond;
 mod service;
 pub mod telemetry;
 mod tls;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +76,14 @@ struct Shared {
     reloading: tokio::sync::Mutex<()>,
     /// Where requests without a snapshot are answered from.
     prometheus: Option<crate::sources::prometheus::Prometheus>,
+    /// New decisions, for `GET /v1/events` listeners.
+    events: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// Event streams that may be open at once.
+    listeners: Arc<tokio::sync::Semaphore>,
+    /// Set at shutdown, which ends every event stream.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// Webhooks on decisions.
+    notifier: notify::Notifier,
 }
 
 impl AppState {
@@ -93,7 +104,12 @@ impl AppState {
             config.policy_workers,
             &config.trust()?,
         )?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(config.metrics_max_services);
+        let notifier = notify::Notifier::new(
+            config.notifications.clone(),
+            config.public_url.clone(),
+            metrics.notifications.clone(),
+        );
         let prometheus = config
             .prometheus
             .clone()
@@ -117,6 +133,10 @@ impl AppState {
                 metrics,
                 reloading: tokio::sync::Mutex::new(()),
                 prometheus,
+                events: tokio::sync::broadcast::channel(events::BUFFER).0,
+                listeners: Arc::new(tokio::sync::Semaphore::new(events::MAX_LISTENERS)),
+                closing: tokio::sync::watch::channel(false).0,
+                notifier,
             }),
         })
     }
@@ -193,6 +213,13 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(handlers::openapi))
         .route("/v1/decisions", get(decisions::list))
         .route("/v1/decisions/{id}", get(decisions::get))
+        .route(
+            "/v1/decisions/{id}/explanation",
+            get(decisions::explanation),
+        )
+        .route("/v1/decisions/{id}/charts", get(decisions::charts))
+        .route("/v1/decisions/{id}/policy", get(decisions::policy_text))
+        .route("/v1/events", get(events::stream))
         .route("/v1/decisions/{id}/replay", post(decisions::replay))
         .route("/v1/reports/dora", get(decisions::dora))
         .route("/v1/approvals", get(approvals::list))
@@ -214,6 +241,9 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/ui", get(ui::root))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{asset}", get(ui::asset))
         .route("/readyz", get(handlers::readyz))
         .merge(evaluate)
         .merge(read)
@@ -312,12 +342,18 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     });
 
     let refused = state.clone();
+    let closing = state.clone();
     listen::run(
         listener,
         app(state.clone()),
         limits,
         tls,
-        shutdown_signal(),
+        async move {
+            shutdown_signal().await;
+            // Event streams never end on their own: end them, so the drain
+            // waits only for requests.
+            closing.inner.closing.send_replace(true);
+        },
         config.grace_period,
         move || {
             refused.inner.metrics.connections_refused.inc();

@@ -59,7 +59,8 @@ pub struct Snapshot {
 }
 
 /// Which set of series a query reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Track {
     /// The version under evaluation.
     Current,
@@ -144,11 +145,13 @@ impl Snapshot {
 
     /// The windowed points of every matching series pooled, oldest first.
     pub fn points(&self, query: &Query<'_>) -> Vec<Point> {
-        let mut points: Vec<Point> = self
-            .select(query)
-            .into_iter()
-            .flat_map(|s| s.points)
-            .collect();
+        Self::pool(self.select(query))
+    }
+
+    /// The points of `selected` (what [`Snapshot::select`] gave) pooled,
+    /// oldest first.
+    pub fn pool(selected: Vec<Series>) -> Vec<Point> {
+        let mut points: Vec<Point> = selected.into_iter().flat_map(|s| s.points).collect();
         points.sort_by_key(|p| p.timestamp);
         points
     }

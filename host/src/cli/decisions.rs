@@ -12,7 +12,7 @@ use crate::store::{Cursor, Filter, Store};
 
 /// Where the log is: a SQLite file or `postgres://…`.
 #[derive(Debug, clap::Args)]
-struct LogArg {
+pub(super) struct LogArg {
     /// The decision log: a SQLite file or `postgres://…`.
     #[arg(long, default_value = crate::store::DEFAULT_PATH, env = "TOLLGATE_STORE")]
     log: String,
@@ -21,7 +21,7 @@ struct LogArg {
 impl LogArg {
     /// Opens the log to read it. A command that reads the log never
     /// creates one: where there is none, that is the answer.
-    async fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+    pub(super) async fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
         let spec = self.log.as_str();
         if spec == "memory" {
             anyhow::bail!(
@@ -47,6 +47,15 @@ enum Format {
     Json,
 }
 
+/// How `decisions show` prints a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ShowFormat {
+    Table,
+    Json,
+    /// A CI summary, with charts drawn from the logged snapshot.
+    Markdown,
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct DecisionsArgs {
     #[command(subcommand)]
@@ -63,8 +72,8 @@ enum DecisionsCommand {
         id: String,
         #[command(flatten)]
         log: LogArg,
-        #[arg(long, value_enum, default_value_t = Format::Json)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Json)]
+        format: ShowFormat,
     },
     /// Remove decisions older than `--retain`, and blobs no longer referenced.
     Prune {
@@ -170,7 +179,13 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
                     .await?
                     .with_context(|| format!("no decision `{}` in the log", escape_control(&id)))?;
                 match format {
-                    Format::Json => {
+                    ShowFormat::Markdown => {
+                        let snapshot =
+                            crate::decide::replay::logged_snapshot(store.as_ref(), &record).await?;
+                        let charts = crate::evaluate::charts::charts(&record.decision, &snapshot);
+                        print!("{}", super::markdown::decision(&record.decision, &charts));
+                    }
+                    ShowFormat::Json => {
                         let mut shown = serde_json::to_value(&record)?;
                         shown["state_in"] = record
                             .state_in
@@ -180,7 +195,7 @@ pub(crate) fn decisions(args: DecisionsArgs) -> anyhow::Result<Exit> {
                             .into();
                         println!("{}", serde_json::to_string_pretty(&shown)?);
                     }
-                    Format::Table => {
+                    ShowFormat::Table => {
                         println!(
                             "decision {} · recorded {} · token {} · trace {}",
                             record.decision_id,

@@ -83,23 +83,28 @@ fn policy_name(arg: &std::path::Path) -> anyhow::Result<String> {
 fn remote(
     args: &EvalArgs,
     server: &reqwest::Url,
-) -> anyhow::Result<crate::evaluate::decision::Decision> {
+) -> anyhow::Result<(
+    crate::evaluate::decision::Decision,
+    Option<crate::snapshot::Snapshot>,
+)> {
     let name = policy_name(&args.policy)?;
     let mut body = serde_json::json!({
         "policy": name,
         "schedule": args.schedule.as_str(),
     });
-    match args.sources.identity_only() {
+    let sent = match args.sources.identity_only() {
         // Only a service and version: the server queries its Prometheus.
         Some((service, version)) => {
             body["service"] = serde_json::Value::from(service);
             body["version"] = serde_json::Value::from(version);
+            None
         }
         None => {
             let (snapshot, _) = args.sources.build(None, args.stage.as_deref())?;
             body["snapshot"] = snapshot.to_json_v1();
+            Some(snapshot)
         }
-    }
+    };
     if let Some(stage) = &args.stage {
         body["stage"] = serde_json::Value::from(stage.clone());
     }
@@ -108,8 +113,9 @@ fn remote(
     }
     let answer = super::client::call(server, "v1/evaluate", Some(&body))
         .map_err(|e| with_known_policies(e, server, &name))?;
-    serde_json::from_value(answer)
-        .map_err(|e| anyhow::anyhow!("{server} answered something that is not a decision: {e}"))
+    let decision = serde_json::from_value(answer)
+        .map_err(|e| anyhow::anyhow!("{server} answered something that is not a decision: {e}"))?;
+    Ok((decision, sent))
 }
 
 /// Evaluates and prints the decision. When no decision can be made, a
@@ -176,8 +182,8 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
         }
     }
     if let Some(server) = &args.server {
-        let decision = remote(&args, server)?;
-        return Ok(print(&decision, args.format));
+        let (decision, sent) = remote(&args, server)?;
+        return Ok(print(&decision, args.format, sent.as_ref()));
     }
     let runtime = super::runtime()?;
     let loaded = Arc::new(super::load_policy(&runtime, &args.policy)?);
@@ -197,12 +203,13 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
         evidence,
         canonical: Default::default(),
     };
+    let judged = Arc::clone(&evaluation.snapshot);
     let decision = match (&args.log, &args.state) {
         (Some(spec), state) => logged(spec, state.as_deref(), evaluation)?,
         (None, Some(path)) => evaluation.evaluate(&mut StateFile::open(path)?)?,
         (None, None) => evaluation.evaluate(&mut EphemeralState::default())?,
     };
-    Ok(print(&decision, args.format))
+    Ok(print(&decision, args.format, Some(&judged)))
 }
 
 /// Evaluates and commits the decision to the log `spec` before it is
@@ -285,8 +292,20 @@ fn in_place(
     Ok((evaluation.evaluate(state)?, read))
 }
 
-/// Prints a decision, local or remote, the same way.
-fn print(decision: &crate::evaluate::decision::Decision, format: Format) -> Exit {
+/// Prints a decision, local or remote, the same way; Markdown draws what
+/// the gates read from `judged`, the snapshot evaluated, when it is here.
+fn print(
+    decision: &crate::evaluate::decision::Decision,
+    format: Format,
+    judged: Option<&crate::snapshot::Snapshot>,
+) -> Exit {
+    if format == Format::Markdown {
+        let charts = judged
+            .map(|s| crate::evaluate::charts::charts(decision, s))
+            .unwrap_or_default();
+        print!("{}", super::markdown::decision(decision, &charts));
+        return Exit::for_decision(decision);
+    }
     let stdout = std::io::stdout();
     let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::render(decision, format, color));

@@ -1,4 +1,5 @@
-//! Decisions rendered for people and machines: JSON, a table, JUnit XML.
+//! Decisions rendered for people and machines: JSON, a table, JUnit XML,
+//! and Markdown ([`super::markdown`]).
 
 use std::fmt::Write as _;
 
@@ -13,6 +14,9 @@ pub enum Format {
     Table,
     Json,
     Junit,
+    /// GitHub-flavoured Markdown for CI job summaries and merge-request
+    /// comments, with Mermaid charts of windowed metrics.
+    Markdown,
 }
 
 /// Renders `decision`; `color` adds ANSI colours to the table.
@@ -21,6 +25,7 @@ pub fn render(decision: &Decision, format: Format, color: bool) -> String {
         Format::Json => json(decision),
         Format::Table => table(&printable(decision), color),
         Format::Junit => junit(&printable(decision)),
+        Format::Markdown => super::markdown::decision(decision, &[]),
     }
 }
 
@@ -137,14 +142,7 @@ fn number(v: Option<f64>) -> String {
 
 /// How a verdict counted, when that differs from what the plugin said.
 fn verdict_cell(g: &crate::evaluate::decision::GateResult) -> String {
-    use crate::evaluate::decision::Counted;
-    let counted = match g.counted_as {
-        Counted::Pass => "pass",
-        Counted::Warn => "warn",
-        Counted::Fail => "fail",
-        Counted::Inconclusive => "inconclusive",
-        Counted::Ignored => "ignored",
-    };
+    let counted = g.counted_as.as_str();
     if counted == g.verdict.as_str() {
         counted.to_string()
     } else {
@@ -535,6 +533,7 @@ fn junit(d: &Decision) -> String {
 pub fn error_report(format: Format, policy: &str, message: &str) -> Option<String> {
     match format {
         Format::Table => None,
+        Format::Markdown => Some(super::markdown::error(policy, message)),
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&serde_json::json!({
                 "error": { "message": message }

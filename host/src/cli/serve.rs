@@ -68,6 +68,10 @@ pub(crate) struct ServeArgs {
     /// Connections open at once; more are closed on accept [default: 4096].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Services given labels of their own in the gate and last-decision
+    /// metrics; decisions for more are counted, not labelled [default: 100].
+    #[arg(long)]
+    metrics_max_services: Option<usize>,
     /// Replays of logged decisions one token may start: `N/s`, `N/m` or
     /// `N/h`; past it 429 with `Retry-After` [default: 10/m].
     #[arg(long)]
@@ -132,6 +136,7 @@ struct FileConfig {
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
+    metrics_max_services: Option<usize>,
     replay_rate: Option<String>,
     evaluate_rate: Option<String>,
     approve_rate: Option<String>,
@@ -143,6 +148,82 @@ struct FileConfig {
     retain: Option<String>,
     require_signature: Option<bool>,
     allowed_signers: Option<PathBuf>,
+    /// The server's address as users reach it, for links in notifications.
+    public_url: Option<String>,
+    notifications: Option<Vec<NotificationFile>>,
+}
+
+/// One entry of `notifications:` in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationFile {
+    /// The webhook's URL, or `url_file`, a file holding it (a Slack
+    /// webhook URL is a secret).
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    /// `slack` or `json` (the default).
+    format: Option<crate::server::notify::Format>,
+    /// A file holding the HMAC-SHA256 key that signs JSON bodies.
+    secret_file: Option<PathBuf>,
+    /// The policies it is for; every policy when absent.
+    policies: Option<Vec<String>>,
+    /// What notifies: `rollback` and `final_promote` (both on by default),
+    /// `hold_longer_than` (a duration; off by default).
+    on: Option<NotifyOnFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyOnFile {
+    rollback: Option<bool>,
+    final_promote: Option<bool>,
+    hold_longer_than: Option<String>,
+}
+
+fn webhooks(files: Vec<NotificationFile>) -> anyhow::Result<Vec<crate::server::notify::Webhook>> {
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let field = |name: &str| format!("`notifications[{i}].{name}`");
+            let url = match (f.url, &f.url_file) {
+                (Some(u), None) => u,
+                (None, Some(p)) => secret(p, "webhook URL file")?,
+                _ => anyhow::bail!("{}: give `url` or `url_file`, one of them", field("url")),
+            };
+            let url: reqwest::Url = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: not a URL: {e}", field("url")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                anyhow::bail!("{}: the scheme must be http or https", field("url"));
+            }
+            let format = f.format.unwrap_or(crate::server::notify::Format::Json);
+            let secret = f
+                .secret_file
+                .as_deref()
+                .map(|p| secret(p, "webhook secret file").map(String::into_bytes))
+                .transpose()?;
+            if secret.is_some() && format == crate::server::notify::Format::Slack {
+                anyhow::bail!(
+                    "{}: Slack bodies are not signed; a secret goes with `format: json`",
+                    field("secret_file")
+                );
+            }
+            let on = f.on.unwrap_or_default();
+            Ok(crate::server::notify::Webhook {
+                url,
+                format,
+                secret,
+                policies: f.policies.unwrap_or_default(),
+                on_rollback: on.rollback.unwrap_or(true),
+                on_final_promote: on.final_promote.unwrap_or(true),
+                on_hold_longer_than: duration(
+                    &format!("notifications[{i}].on.hold_longer_than"),
+                    on.hold_longer_than.as_deref(),
+                )?,
+            })
+        })
+        .collect()
 }
 
 /// `telemetry:` in the config file.
@@ -245,6 +326,11 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     {
         *p = base.join(&*p);
     }
+    for n in config.notifications.iter_mut().flatten() {
+        for p in [&mut n.url_file, &mut n.secret_file].into_iter().flatten() {
+            *p = base.join(&*p);
+        }
+    }
     Ok(config)
 }
 
@@ -317,6 +403,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .or(file.max_connections)
             .unwrap_or(defaults.max_connections),
         snapshot_dir: args.snapshot_dir.or(file.snapshot_dir),
+        notifications: webhooks(file.notifications.unwrap_or_default())?,
+        public_url: file
+            .public_url
+            .as_deref()
+            .map(|u| {
+                u.parse::<reqwest::Url>()
+                    .map_err(|e| anyhow::anyhow!("`public_url`: not a URL: {e}"))
+            })
+            .transpose()?,
+        metrics_max_services: args
+            .metrics_max_services
+            .or(file.metrics_max_services)
+            .unwrap_or(defaults.metrics_max_services),
         replay_rate: args
             .replay_rate
             .or(rate("replay_rate", file.replay_rate.as_deref())?)

@@ -70,6 +70,36 @@ struct Inputs {
     approvals: Vec<crate::policy::approvals::Approval>,
 }
 
+/// The snapshot `record` judged, from the log, checked against the
+/// decision's input digest: what charts of the decision are drawn from.
+pub async fn logged_snapshot(store: &dyn Store, record: &Record) -> Result<Snapshot, ReplayError> {
+    let id = &record.decision_id;
+    // The blob's digest was checked against its bytes when it was read.
+    let body = store
+        .blob(&record.snapshot_body)
+        .await?
+        .ok_or_else(|| ReplayError::Missing {
+            id: id.clone(),
+            what: "snapshot".into(),
+            digest: record.snapshot_body,
+        })?;
+    let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| ReplayError::Invalid {
+        id: id.clone(),
+        message: format!("the logged snapshot cannot be read: {e}"),
+    })?;
+    let input = input_digest(&snapshot);
+    if input != record.decision.digests.input {
+        return Err(ReplayError::Invalid {
+            id: id.clone(),
+            message: format!(
+                "the logged snapshot's digest is `{input}`, the decision's input was `{}`",
+                record.decision.digests.input
+            ),
+        });
+    }
+    Ok(snapshot)
+}
+
 /// Fetches and verifies what `record` references: policy text, snapshot,
 /// each plugin's bytes, and each approval the decision judged.
 async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayError> {
@@ -90,22 +120,7 @@ async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayErro
             message: "the logged policy is not UTF-8".into(),
         }
     })?;
-    // The blob's digest was checked against its bytes when it was read.
-    let body = blob("snapshot", record.snapshot_body).await?;
-    let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| ReplayError::Invalid {
-        id: id.clone(),
-        message: format!("the logged snapshot cannot be read: {e}"),
-    })?;
-    let input = input_digest(&snapshot);
-    if input != record.decision.digests.input {
-        return Err(ReplayError::Invalid {
-            id: id.clone(),
-            message: format!(
-                "the logged snapshot's digest is `{input}`, the decision's input was `{}`",
-                record.decision.digests.input
-            ),
-        });
-    }
+    let snapshot = logged_snapshot(store, record).await?;
     let mut plugins = BTreeMap::new();
     for (name, digest) in &record.decision.digests.plugins {
         let bytes = blob("plugin", *digest).await.map_err(|e| match e {
@@ -246,6 +261,8 @@ fn differences(logged: &Value, replayed: &Value) -> Vec<String> {
     keys.dedup();
     keys.into_iter()
         .filter(|k| a.get(*k) != b.get(*k))
+        // Records written before gates' reads were kept have none to compare.
+        .filter(|k| !(k.as_str() == "reads" && a.get(*k).is_none()))
         .map(|k| {
             let show =
                 |v: Option<&Value>| v.map_or_else(|| "(absent)".to_string(), ToString::to_string);

@@ -101,6 +101,24 @@ pub struct TriggerFinding {
     pub state: Vec<u8>,
 }
 
+/// One selection of snapshot points a plugin made during a call, as the
+/// host served it: what a gate looked at, recorded by the host rather than
+/// claimed by the plugin, so a chart of "what was judged" can be redrawn
+/// from the logged snapshot for any plugin. Only selections that matched
+/// a series are kept, so every text in one is bounded by the snapshot's own.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Read {
+    pub metric: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selector: Vec<(String, String)>,
+    /// Points in `(taken_at - window, taken_at]`; absent for every point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<u64>,
+    pub track: crate::snapshot::Track,
+    /// How many points the selection returned.
+    pub points: usize,
+}
+
 /// A plugin log line, kept in the evaluation's bounded buffer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {

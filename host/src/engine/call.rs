@@ -80,6 +80,8 @@ pub struct ActionContext {
 pub struct Call<T> {
     pub result: Result<T, CallError>,
     pub logs: Vec<LogLine>,
+    /// The snapshot selections the call made, in the order first made.
+    pub reads: Vec<super::answer::Read>,
     pub elapsed: Duration,
 }
 
@@ -118,6 +120,7 @@ impl<T> Call<T> {
         Call {
             result: f(self.result),
             logs: self.logs,
+            reads: self.reads,
             elapsed: self.elapsed,
         }
     }

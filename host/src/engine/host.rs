@@ -7,7 +7,7 @@ use std::sync::Arc;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Result};
 
-use super::answer::LogLine;
+use super::answer::{LogLine, Read};
 use super::bindings::{host, snapshot as wit, types};
 use super::handle::SnapshotHandle;
 use super::wasi::WasiState;
@@ -16,6 +16,9 @@ use crate::snapshot::{Query, Snapshot, Track};
 /// Lines a plugin may log per call, and bytes per line; the rest is dropped.
 const MAX_LOG_LINES: usize = 32;
 const MAX_LOG_LINE: usize = 512;
+/// Distinct snapshot selections recorded per call; a plugin that makes
+/// more is still served, its later selections just go unrecorded.
+pub(crate) const MAX_READS: usize = 16;
 
 /// Store data for one plugin's instance in one evaluation (a
 /// [`Session`](super::Session)); nothing in it is shared between
@@ -28,6 +31,8 @@ pub(crate) struct HostState {
     pub(crate) limiter: Limiter,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) logs_dropped: usize,
+    /// The snapshot selections the running call made (see [`Read`]).
+    pub(crate) reads: Vec<Read>,
     /// The time budget of the call running now.
     pub(crate) budget: Option<super::limits::Budget>,
     /// Set by the epoch callback when the call's time ran out.
@@ -60,6 +65,7 @@ impl HostState {
             },
             logs: Vec::new(),
             logs_dropped: 0,
+            reads: Vec::new(),
             budget: None,
             out_of_time: None,
             lent: Vec::new(),
@@ -191,6 +197,25 @@ fn to_point(p: crate::snapshot::Point) -> wit::Point {
     }
 }
 
+impl HostState {
+    /// Notes a selection that matched, once per distinct selection.
+    fn record_read(&mut self, q: wit::Query, points: usize) {
+        let read = Read {
+            metric: q.metric,
+            selector: q.selector,
+            window_seconds: q.window_seconds,
+            track: match q.track {
+                wit::Track::Current => Track::Current,
+                wit::Track::Baseline => Track::Baseline,
+            },
+            points,
+        };
+        if self.reads.len() < MAX_READS && !self.reads.contains(&read) {
+            self.reads.push(read);
+        }
+    }
+}
+
 fn with_query<T>(
     snapshot: &Snapshot,
     q: &wit::Query,
@@ -227,23 +252,29 @@ impl wit::HostSnapshot for HostState {
 
     fn series(&mut self, h: Resource<SnapshotHandle>, q: wit::Query) -> Result<Vec<wit::Series>> {
         let snap = self.snapshot_of(&h)?;
-        Ok(with_query(&snap, &q, |s, query| {
-            s.select(query)
-                .into_iter()
-                .map(|series| wit::Series {
-                    name: series.name,
-                    labels: series.labels.into_iter().collect(),
-                    points: series.points.into_iter().map(to_point).collect(),
-                })
-                .collect()
-        }))
+        let selected = with_query(&snap, &q, Snapshot::select);
+        if !selected.is_empty() {
+            self.record_read(q, selected.iter().map(|s| s.points.len()).sum());
+        }
+        Ok(selected
+            .into_iter()
+            .map(|series| wit::Series {
+                name: series.name,
+                labels: series.labels.into_iter().collect(),
+                points: series.points.into_iter().map(to_point).collect(),
+            })
+            .collect())
     }
 
     fn points(&mut self, h: Resource<SnapshotHandle>, q: wit::Query) -> Result<Vec<wit::Point>> {
         let snap = self.snapshot_of(&h)?;
-        Ok(with_query(&snap, &q, |s, query| {
-            s.points(query).into_iter().map(to_point).collect()
-        }))
+        let selected = with_query(&snap, &q, Snapshot::select);
+        if selected.is_empty() {
+            return Ok(Vec::new());
+        }
+        let points = Snapshot::pool(selected);
+        self.record_read(q, points.len());
+        Ok(points.into_iter().map(to_point).collect())
     }
 
     fn attribute(&mut self, h: Resource<SnapshotHandle>, key: String) -> Result<Option<String>> {

@@ -246,6 +246,7 @@ impl Session {
         state.release_snapshot_handles();
         let mut logs = std::mem::take(&mut state.logs);
         let dropped = std::mem::take(&mut state.logs_dropped);
+        let reads = std::mem::take(&mut state.reads);
         let result = outcome.map_err(|e| with_panic_message(classify(e, state, limits), &logs));
         if dropped > 0 {
             logs.push(LogLine {
@@ -262,6 +263,7 @@ impl Session {
         let call = Call {
             result,
             logs,
+            reads,
             elapsed,
         };
         (reused, call)

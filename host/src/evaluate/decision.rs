@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::digest::Digest;
 pub use crate::engine::LogLine;
+pub use crate::engine::answer::Read;
 /// Trigger and action answers are the engine's own types: the sandbox is the
 /// bottom layer and knows nothing of decisions.
 pub use crate::engine::answer::{Action, Fire, FlagRollout, StageResult};
@@ -73,6 +74,19 @@ pub enum Counted {
     Ignored,
 }
 
+impl Counted {
+    /// The lowercase word used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Warn => "warn",
+            Self::Fail => "fail",
+            Self::Inconclusive => "inconclusive",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
 /// One gate's finding, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
@@ -90,6 +104,10 @@ pub struct GateResult {
     pub details: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// The snapshot selections the gate made, as the host served them:
+    /// what it looked at, which charts redraw from the logged snapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<Read>,
     /// Why the plugin broke, when the verdict is `error`: `deadline`,
     /// `memory`, `stack`, `trap`, `output`, `pool` or `instantiate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -160,7 +160,13 @@ fn pct(v: f64) -> String {
 
 /// How a stage's gates decide it, before triggers and actions.
 pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
-    let Scoring { pass, warn } = stage.scoring;
+    decide_by(stage.scoring, gates)
+}
+
+/// How gates decide a stage with these score bands: what [`decide`] does,
+/// and what an explanation asks again with other gate outcomes.
+pub(super) fn decide_by(scoring: Scoring, gates: &[GateResult]) -> StageVerdict {
+    let Scoring { pass, warn } = scoring;
     let counted_score = score(gates, None);
     if let Some(g) = gates
         .iter()
@@ -274,7 +280,7 @@ pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -292,7 +298,12 @@ mod tests {
         }
     }
 
-    pub(super) fn gate(name: &str, counted_as: Counted, weight: f64, key: bool) -> GateResult {
+    pub(in crate::evaluate) fn gate(
+        name: &str,
+        counted_as: Counted,
+        weight: f64,
+        key: bool,
+    ) -> GateResult {
         GateResult {
             name: name.into(),
             plugin: "threshold".into(),
@@ -306,6 +317,7 @@ mod tests {
             dry_run: false,
             details: BTreeMap::new(),
             logs: Vec::new(),
+            reads: Vec::new(),
             cause: None,
             duration_us: 0,
         }

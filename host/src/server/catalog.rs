@@ -40,7 +40,10 @@ struct StageView<'a> {
 #[derive(Debug, Serialize)]
 struct GateView<'a> {
     name: &'a str,
+    description: Option<&'a str>,
     plugin: &'a str,
+    /// Its settings (`with:`), flattened keys as the plugin receives them.
+    with: BTreeMap<&'a str, serde_json::Value>,
     weight: f64,
     key: bool,
     dry_run: bool,
@@ -53,7 +56,9 @@ struct GateView<'a> {
 #[derive(Debug, Serialize)]
 struct TriggerView<'a> {
     name: &'a str,
+    description: Option<&'a str>,
     plugin: &'a str,
+    with: BTreeMap<&'a str, serde_json::Value>,
     hold: bool,
 }
 
@@ -61,6 +66,7 @@ struct TriggerView<'a> {
 struct ActionView<'a> {
     name: &'a str,
     plugin: &'a str,
+    with: BTreeMap<&'a str, serde_json::Value>,
 }
 
 impl<'a> PolicyView<'a> {
@@ -85,7 +91,9 @@ impl<'a> PolicyView<'a> {
                         .iter()
                         .map(|g| GateView {
                             name: g.name.as_str(),
+                            description: g.description.as_deref(),
                             plugin: &g.plugin,
+                            with: settings(&g.config),
                             weight: g.weight,
                             key: g.key,
                             dry_run: g.dry_run,
@@ -103,7 +111,9 @@ impl<'a> PolicyView<'a> {
                 .iter()
                 .map(|t| TriggerView {
                     name: t.name.as_str(),
+                    description: t.description.as_deref(),
                     plugin: &t.plugin,
+                    with: settings(&t.config),
                     hold: t.hold,
                 })
                 .collect(),
@@ -113,6 +123,7 @@ impl<'a> PolicyView<'a> {
                 .map(|a| ActionView {
                     name: a.name.as_str(),
                     plugin: &a.plugin,
+                    with: settings(&a.config),
                 })
                 .collect(),
             plugins: loaded
@@ -123,6 +134,30 @@ impl<'a> PolicyView<'a> {
             metrics: p.metrics.iter().map(|m| m.name.as_str()).collect(),
         }
     }
+}
+
+/// Plugin settings as JSON, for people reading a policy.
+fn settings(config: &crate::engine::PluginConfig) -> BTreeMap<&str, serde_json::Value> {
+    use crate::engine::{ConfigValue, Scalar};
+    let scalar = |s: &Scalar| match s {
+        Scalar::Boolean(b) => serde_json::Value::from(*b),
+        Scalar::Integer(i) => serde_json::Value::from(*i),
+        Scalar::Number(n) => serde_json::Value::from(*n),
+        Scalar::Text(t) => serde_json::Value::from(t.as_str()),
+    };
+    config
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                ConfigValue::Boolean(b) => serde_json::Value::from(*b),
+                ConfigValue::Integer(i) => serde_json::Value::from(*i),
+                ConfigValue::Number(n) => serde_json::Value::from(*n),
+                ConfigValue::Text(t) => serde_json::Value::from(t.as_str()),
+                ConfigValue::List(items) => items.iter().map(scalar).collect(),
+            };
+            (k.as_str(), value)
+        })
+        .collect()
 }
 
 /// Every plugin the policies of `set` use and every first-party one, as

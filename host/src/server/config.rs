@@ -76,6 +76,16 @@ pub struct ServerConfig {
     /// the caller's clock positions telemetry, and must not reach into the
     /// future, where it would pin trigger state out of reach.
     pub max_clock_skew: Duration,
+    /// Services given their own labels in the gate and last-decision
+    /// metrics (100); decisions for services past it are counted in
+    /// `tollgate_metrics_services_over_cap_total` instead, so callers
+    /// cannot grow the exposition without bound.
+    pub metrics_max_services: usize,
+    /// Webhooks on decisions (rollback, a long hold, a last-stage promote).
+    pub notifications: Vec<super::notify::Webhook>,
+    /// The server's address as users reach it, for links to decision pages
+    /// in notifications (`https://tollgate.example.com/`).
+    pub public_url: Option<reqwest::Url>,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +114,9 @@ impl Default for ServerConfig {
             evaluate_rate: None,
             approve_rate: None,
             max_clock_skew: crate::evaluate::DEFAULT_MAX_CLOCK_SKEW,
+            metrics_max_services: super::metrics::DEFAULT_MAX_SERVICES,
+            notifications: Vec::new(),
+            public_url: None,
         }
     }
 }

@@ -119,17 +119,109 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<crate::store::Record>, ApiError> {
-    let store = logging(&state)?;
-    known_shape(&id)?;
-    store.decision(&id).await?.map(Json).ok_or_else(|| {
+    record(&state, &id).await.map(Json)
+}
+
+/// The record `id`, or 404.
+async fn record(state: &AppState, id: &str) -> Result<crate::store::Record, ApiError> {
+    let store = logging(state)?;
+    known_shape(id)?;
+    store.decision(id).await?.ok_or_else(|| {
         ApiError::not_found(
             "unknown_decision",
             format!(
                 "no decision `{}` in the log",
-                crate::base::text::escape_control(&id)
+                crate::base::text::escape_control(id)
             ),
         )
     })
+}
+
+/// `GET /v1/decisions/{id}/explanation`: how far each gate was from its
+/// threshold, what set the outcome, each gate's share of the score and the
+/// fewest gate outcomes that would have changed it, from the record alone.
+pub(super) async fn explanation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::evaluate::explain::Explanation>, ApiError> {
+    let record = record(&state, &id).await?;
+    // The search is bounded but can take milliseconds on a large stage.
+    let explained =
+        tokio::task::spawn_blocking(move || crate::evaluate::explain::explain(&record.decision))
+            .await
+            .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))?;
+    Ok(Json(explained))
+}
+
+/// `GET /v1/decisions/{id}/charts`: the points each gate read, redrawn from
+/// the logged snapshot (checked against the decision's input digest);
+/// `?format=svg` adds each chart drawn as SVG (`svg`).
+pub(super) async fn charts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let query = unique_query(query.as_deref(), "")?;
+    let svg = match query.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("svg") => true,
+        Some(_) => {
+            return Err(
+                ApiError::unprocessable("invalid_request", "`format` is json or svg")
+                    .field("format"),
+            );
+        }
+    };
+    if let Some(k) = query.keys().find(|k| k.as_str() != "format") {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "unknown parameter `{}`; expected format",
+                crate::base::text::shown(k)
+            ),
+        )
+        .field(shown_path(k)));
+    }
+    let record = record(&state, &id).await?;
+    let store = logging(&state)?;
+    let snapshot = crate::decide::replay::logged_snapshot(store.as_ref(), &record).await?;
+    let charts = crate::evaluate::charts::charts(&record.decision, &snapshot);
+    let mut shown = serde_json::to_value(&charts).map_err(ApiError::internal)?;
+    if svg {
+        for (value, chart) in shown.as_array_mut().into_iter().flatten().zip(&charts) {
+            value["svg"] = Value::from(super::ui::svg::chart(chart));
+        }
+    }
+    Ok(Json(json!({ "charts": shown })))
+}
+
+/// `GET /v1/decisions/{id}/policy`: the policy text the decision was made
+/// with, from the log (checked against its digest when read).
+pub(super) async fn policy_text(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let record = record(&state, &id).await?;
+    let store = logging(&state)?;
+    let text = store.blob(&record.policy_text).await?.ok_or_else(|| {
+        ApiError::from(ReplayError::Missing {
+            id: id.clone(),
+            what: "policy text".into(),
+            digest: record.policy_text,
+        })
+    })?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            ),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 /// Refuses what cannot be a decision id before the store is asked, so an

@@ -236,6 +236,7 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
         .get_with_budget(&job.policy)
         .ok_or_else(|| set.unknown(&job.policy))?;
     crate::evaluate::check_stage(&loaded.policy, job.stage.as_deref())?;
+    let last_stage = loaded.policy.stages.last().map(|s| s.name.to_string());
     check_service(&job)?;
     let (snapshot, evidence) =
         snapshot_for(state, &loaded, job.stage.as_deref(), job.input).await?;
@@ -358,6 +359,11 @@ pub(super) async fn run_evaluation(state: &AppState, job: Job) -> Result<Answer,
     };
     drop(slot);
     state.inner.metrics.record(&decision, started.elapsed());
+    super::events::publish(state, &decision);
+    state.inner.notifier.decided(
+        &decision,
+        last_stage.as_deref() == Some(decision.stage.as_str()),
+    );
     tracing::info!(
         decision_id = decision.decision_id.as_deref().unwrap_or_default(),
         policy = %decision.policy,
@@ -430,6 +436,9 @@ impl Metrics {
                     cause: cause.to_string(),
                 })
                 .inc();
+        }
+        if !decision.what_if {
+            self.judged(decision);
         }
     }
 }

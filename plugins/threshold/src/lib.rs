@@ -155,10 +155,18 @@ impl Rule {
 
     fn evaluate(&self, snapshot: &dyn View) -> Finding {
         let (observed, count) = self.aggregate(snapshot, self.track, &self.selector);
-        let mut details = vec![Detail {
-            key: "points".into(),
-            value: count.to_string(),
-        }];
+        // `metric` tells a chart that observed and threshold are in this
+        // metric's units, so it may draw them over its points.
+        let mut details = vec![
+            Detail {
+                key: "metric".into(),
+                value: self.metric.clone(),
+            },
+            Detail {
+                key: "points".into(),
+                value: count.to_string(),
+            },
+        ];
         let threshold = match self.bound {
             Bound::Fixed(t) => Some(t),
             Bound::Baseline(margin) => {
