@@ -80,6 +80,11 @@ struct Shared {
     events: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Event streams that may be open at once.
     listeners: Arc<tokio::sync::Semaphore>,
+    /// Event streams open per token id.
+    listening: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Explanation searches running at once (one: each is bounded, and
+    /// none may crowd out evaluations).
+    explaining: Arc<tokio::sync::Semaphore>,
     /// Set at shutdown, which ends every event stream.
     closing: tokio::sync::watch::Sender<bool>,
     /// Webhooks on decisions.
@@ -135,6 +140,8 @@ impl AppState {
                 prometheus,
                 events: tokio::sync::broadcast::channel(events::BUFFER).0,
                 listeners: Arc::new(tokio::sync::Semaphore::new(events::MAX_LISTENERS)),
+                listening: std::sync::Mutex::default(),
+                explaining: Arc::new(tokio::sync::Semaphore::new(1)),
                 closing: tokio::sync::watch::channel(false).0,
                 notifier,
             }),

@@ -325,16 +325,39 @@ fn listen(addr: &str, token: &str) -> (String, BufReader<std::net::TcpStream>) {
 #[test]
 fn new_decisions_stream_to_a_bounded_number_of_listeners() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&["--tokens-file", &tokens(dir.path())]);
+    // Seventeen readers besides the usual tokens.
+    let readers: Vec<String> = (0..17)
+        .map(|i| format!("ui-reader-{i:02}-0123456789"))
+        .collect();
+    let mut file = std::fs::read_to_string(tokens(dir.path())).unwrap();
+    for r in &readers {
+        file.push_str(&format!("{r} read\n"));
+    }
+    let tokens = write(dir.path(), "tokens", file.as_bytes());
+    let server = Server::start(&["--tokens-file", tokens.to_str().unwrap()]);
     let (status, mut first) = listen(&server.addr, READ);
     assert!(status.contains(" 200 "), "{status}");
+    // One token holds at most four streams.
     let mut open = vec![];
-    for _ in 1..64 {
+    for _ in 1..4 {
         let (status, reader) = listen(&server.addr, READ);
         assert!(status.contains(" 200 "), "{status}");
         open.push(reader);
     }
     let (status, _) = listen(&server.addr, READ);
+    assert!(
+        status.contains(" 503 "),
+        "a fifth stream for one token: {status}"
+    );
+    // The server holds at most 64 in all.
+    for reader in readers.iter().take(15) {
+        for _ in 0..4 {
+            let (status, stream) = listen(&server.addr, reader);
+            assert!(status.contains(" 200 "), "{status}");
+            open.push(stream);
+        }
+    }
+    let (status, _) = listen(&server.addr, &readers[16]);
     assert!(status.contains(" 503 "), "the 65th listener: {status}");
     drop(open);
     let id = release(&server);
@@ -353,4 +376,7 @@ fn new_decisions_stream_to_a_bounded_number_of_listeners() {
     assert_eq!(seen[2]["decision_id"], id.as_str());
     assert_eq!(seen[2]["decision"], "rollback");
     assert_eq!(seen[2]["service"], "checkout");
+    // A freed stream is a token's to open again.
+    let (status, _) = listen(&server.addr, &readers[16]);
+    assert!(status.contains(" 200 "), "{status}");
 }

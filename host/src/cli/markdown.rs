@@ -349,7 +349,7 @@ pub fn chart(c: &Chart) -> String {
     let with_date = times
         .first()
         .zip(times.last())
-        .is_some_and(|(a, b)| b - a > 86_400);
+        .is_some_and(|(a, b)| b.saturating_sub(*a) > 86_400);
     let window = c
         .window_seconds
         .map(|w| {
@@ -544,6 +544,7 @@ mod tests {
             baseline: Vec::new(),
             observed: Some(0.5),
             threshold: Some(1.0),
+            thinned: false,
         };
         let drawn = super::chart(&chart);
         let line = drawn.lines().find(|l| l.contains("line [")).unwrap();

@@ -181,6 +181,13 @@ struct NotifyOnFile {
 }
 
 fn webhooks(files: Vec<NotificationFile>) -> anyhow::Result<Vec<crate::server::notify::Webhook>> {
+    if files.len() > crate::server::notify::MAX_WEBHOOKS {
+        anyhow::bail!(
+            "`notifications`: {} webhooks; at most {} are kept",
+            files.len(),
+            crate::server::notify::MAX_WEBHOOKS
+        );
+    }
     files
         .into_iter()
         .enumerate()

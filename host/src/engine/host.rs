@@ -19,6 +19,8 @@ const MAX_LOG_LINE: usize = 512;
 /// Distinct snapshot selections recorded per call; a plugin that makes
 /// more is still served, its later selections just go unrecorded.
 pub(crate) const MAX_READS: usize = 16;
+/// Label pairs a recorded selection may hold (after repeats are dropped).
+pub(crate) const MAX_READ_LABELS: usize = 32;
 
 /// Store data for one plugin's instance in one evaluation (a
 /// [`Session`](super::Session)); nothing in it is shared between
@@ -198,11 +200,23 @@ fn to_point(p: crate::snapshot::Point) -> wit::Point {
 }
 
 impl HostState {
-    /// Notes a selection that matched, once per distinct selection.
+    /// Notes a selection that matched, once per distinct selection. Its
+    /// texts matched a series, so each is bounded by the snapshot's own; a
+    /// selector repeating pairs is kept once per pair, and one with more
+    /// pairs than [`MAX_READ_LABELS`] goes unrecorded.
     fn record_read(&mut self, q: wit::Query, points: usize) {
+        if self.reads.len() >= MAX_READS {
+            return;
+        }
+        let mut selector = q.selector;
+        selector.sort_unstable();
+        selector.dedup();
+        if selector.len() > MAX_READ_LABELS {
+            return;
+        }
         let read = Read {
             metric: q.metric,
-            selector: q.selector,
+            selector,
             window_seconds: q.window_seconds,
             track: match q.track {
                 wit::Track::Current => Track::Current,
@@ -210,7 +224,7 @@ impl HostState {
             },
             points,
         };
-        if self.reads.len() < MAX_READS && !self.reads.contains(&read) {
+        if !self.reads.contains(&read) {
             self.reads.push(read);
         }
     }

@@ -14,6 +14,10 @@ use crate::snapshot::{Point, Query, Snapshot, Track};
 /// Charts drawn per gate; a gate that read more metrics shows the first.
 pub const MAX_CHARTS_PER_GATE: usize = 8;
 
+/// Points per series a chart carries; longer windows are averaged into
+/// this many runs ([`thin`]), so a chart stays small whatever the snapshot.
+pub const MAX_POINTS: usize = 500;
+
 /// The detail a gate sets to say its observed value and threshold are in
 /// the units of this metric (the first-party `threshold` gate does).
 pub const METRIC_DETAIL: &str = "metric";
@@ -36,6 +40,8 @@ pub struct Chart {
     /// are measured in (`details.metric`).
     pub observed: Option<f64>,
     pub threshold: Option<f64>,
+    /// Whether a series had more than [`MAX_POINTS`] and was averaged.
+    pub thinned: bool,
 }
 
 /// The charts of every gate of `decision` that read windowed points, in
@@ -48,13 +54,14 @@ pub fn charts(decision: &Decision, snapshot: &Snapshot) -> Vec<Chart> {
         .collect()
 }
 
-fn points(snapshot: &Snapshot, read: &Read) -> Vec<Point> {
-    snapshot.points(&Query {
+fn points(snapshot: &Snapshot, read: &Read) -> (Vec<Point>, bool) {
+    let all = snapshot.points(&Query {
         metric: &read.metric,
         selector: &read.selector,
         window_seconds: read.window_seconds,
         track: read.track,
-    })
+    });
+    thin(&all, MAX_POINTS)
 }
 
 fn gate_charts(g: &GateResult, snapshot: &Snapshot) -> Vec<Chart> {
@@ -76,16 +83,22 @@ fn gate_charts(g: &GateResult, snapshot: &Snapshot) -> Vec<Chart> {
             let current = first(Track::Current);
             let baseline = first(Track::Baseline);
             let lines = measured_in == Some(metric);
+            let (current, thin_current) = current.map(|r| points(snapshot, r)).unwrap_or_default();
+            let (baseline, thin_baseline) =
+                baseline.map(|r| points(snapshot, r)).unwrap_or_default();
             Chart {
                 gate: g.name.clone(),
                 verdict: g.verdict,
                 metric: metric.to_string(),
-                window_seconds: current.or(baseline).and_then(|r| r.window_seconds),
+                window_seconds: first(Track::Current)
+                    .or(first(Track::Baseline))
+                    .and_then(|r| r.window_seconds),
                 taken_at: snapshot.taken_at,
-                current: current.map(|r| points(snapshot, r)).unwrap_or_default(),
-                baseline: baseline.map(|r| points(snapshot, r)).unwrap_or_default(),
+                current,
+                baseline,
                 observed: g.observed.filter(|_| lines),
                 threshold: g.threshold.filter(|_| lines),
+                thinned: thin_current || thin_baseline,
             }
         })
         .collect()

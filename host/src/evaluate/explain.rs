@@ -8,13 +8,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::{Counted, Decision, Fire, GateResult, Outcome, StageResult, Verdict};
-use super::scoring::{decide_by, deciding_trigger, escalate_by_actions, escalate_by_triggers};
+use super::decision::{Counted, Decision, Fire, Outcome, StageResult, Verdict};
+use super::scoring::{
+    Counting, decide_by, deciding_trigger, escalate_by_actions, escalate_by_triggers, rule,
+};
 use crate::policy::Scoring;
 
-/// How many stage verdicts one explanation may compute while searching for
-/// the fewest changed gates: bounds the work a large stage costs.
-pub const MAX_TRIES: usize = 200_000;
+/// How many gates, over all the stage verdicts one explanation computes
+/// while searching for the fewest changed gates, it may read: bounds the
+/// work whatever the stage's size (a few milliseconds).
+pub const MAX_WORK: usize = 4_000_000;
 
 /// Alternatives kept per other outcome (the first found of the fewest changes).
 const ALTERNATIVES_PER_OUTCOME: usize = 3;
@@ -109,16 +112,42 @@ fn others(current: Counted) -> &'static [Counted] {
     }
 }
 
-/// The decision the record's triggers and plans would give over `gates`.
-/// Plans are made for a stage result, so they are applied only while the
-/// stage result is the one they were made for.
-fn outcome_over(d: &Decision, gates: &[GateResult]) -> Outcome {
-    let stage = decide_by(d.scoring, gates);
-    let (outcome, summary) = escalate_by_triggers(stage.decision, String::new(), &d.triggers);
-    if stage.result == d.stage_result {
-        escalate_by_actions(outcome, summary, &d.actions).0
-    } else {
-        outcome
+/// The decision the record's triggers and plans give for each stage
+/// outcome: fixed for a record, so worked out once, not per try. Plans are
+/// made for a stage result, so they apply only while the result is the one
+/// they were made for.
+struct Escalation {
+    /// The outcome after triggers, for promote, hold and rollback.
+    by_triggers: [Outcome; 3],
+    /// The outcome after triggers and then the plans.
+    by_plans: [Outcome; 3],
+}
+
+fn index(o: Outcome) -> usize {
+    match o {
+        Outcome::Promote => 0,
+        Outcome::Hold => 1,
+        Outcome::Rollback => 2,
+    }
+}
+
+impl Escalation {
+    fn of(d: &Decision) -> Self {
+        let by_triggers = OUTCOMES.map(|o| escalate_by_triggers(o, String::new(), &d.triggers).0);
+        let by_plans = by_triggers.map(|o| escalate_by_actions(o, String::new(), &d.actions).0);
+        Self {
+            by_triggers,
+            by_plans,
+        }
+    }
+
+    fn outcome(&self, d: &Decision, gates: &[Counting]) -> Outcome {
+        let (stage, result) = rule(d.scoring, gates).outcome();
+        if result == d.stage_result {
+            self.by_plans[index(stage)]
+        } else {
+            self.by_triggers[index(stage)]
+        }
     }
 }
 
@@ -210,36 +239,44 @@ pub fn explain(d: &Decision) -> Explanation {
 }
 
 /// The fewest changed gate outcomes that give each other outcome: every set
-/// of one changed gate, then of two, and so on, within [`MAX_TRIES`].
+/// of one changed gate, then of two, and so on, within [`MAX_WORK`].
 fn search(d: &Decision) -> Vec<Alternative> {
-    let changeable: Vec<usize> = (0..d.gates.len())
-        .filter(|&i| !others(d.gates[i].counted_as).is_empty())
+    let escalation = Escalation::of(d);
+    let base: Vec<Counting> = d.gates.iter().map(Counting::from).collect();
+    let changeable: Vec<usize> = (0..base.len())
+        .filter(|&i| !others(base[i].counted_as).is_empty())
+        .collect();
+    // An outcome no stage outcome leads to (a trigger forces rollback, a
+    // plan holds whatever passes) is not searched for at all.
+    let reachable: Vec<Outcome> = OUTCOMES
+        .into_iter()
+        .filter(|o| *o != d.decision)
+        .filter(|o| escalation.by_plans.contains(o) || escalation.by_triggers.contains(o))
         .collect();
     let mut found: Vec<(Outcome, usize, Vec<Vec<Change>>)> = Vec::new();
-    let mut tries = 0usize;
+    let mut work = 0usize;
     let mut complete = true;
-    let targets = OUTCOMES.iter().filter(|o| **o != d.decision).count();
+    let mut gates = base.clone();
     'sizes: for k in 1..=changeable.len() {
-        // Once every other outcome has its fewest changes, larger sets
+        // Once every reachable outcome has its fewest changes, larger sets
         // cannot be fewer.
-        if found.len() == targets {
+        if found.len() == reachable.len() {
             break;
         }
         let mut pick: Vec<usize> = (0..k).collect();
         loop {
             let mut choice = vec![0usize; k];
             loop {
-                tries += 1;
-                if tries > MAX_TRIES {
+                work += base.len().max(1);
+                if work > MAX_WORK {
                     complete = false;
                     break 'sizes;
                 }
-                let mut gates = d.gates.clone();
                 for (slot, &p) in pick.iter().enumerate() {
-                    let g = &mut gates[changeable[p]];
-                    g.counted_as = others(g.counted_as)[choice[slot]];
+                    let i = changeable[p];
+                    gates[i].counted_as = others(base[i].counted_as)[choice[slot]];
                 }
-                let outcome = outcome_over(d, &gates);
+                let outcome = escalation.outcome(d, &gates);
                 if outcome != d.decision {
                     let changes = || {
                         pick.iter()
@@ -247,7 +284,7 @@ fn search(d: &Decision) -> Vec<Alternative> {
                                 let i = changeable[p];
                                 Change {
                                     gate: d.gates[i].name.clone(),
-                                    from: d.gates[i].counted_as,
+                                    from: base[i].counted_as,
                                     to: gates[i].counted_as,
                                 }
                             })
@@ -263,8 +300,12 @@ fn search(d: &Decision) -> Vec<Alternative> {
                         Some(_) => {}
                     }
                 }
+                for &p in &pick {
+                    let i = changeable[p];
+                    gates[i].counted_as = base[i].counted_as;
+                }
                 // The next assignment of other outcomes to the picked gates.
-                let radix = |slot: usize| others(d.gates[changeable[pick[slot]]].counted_as).len();
+                let radix = |slot: usize| others(base[changeable[pick[slot]]].counted_as).len();
                 if !next_assignment(&mut choice, radix) {
                     break;
                 }
@@ -292,7 +333,7 @@ fn search(d: &Decision) -> Vec<Alternative> {
             None => Alternative {
                 decision: o,
                 changes: Vec::new(),
-                why_not: Some(why_not(d, o, complete)),
+                why_not: Some(why_not(d, o, complete || !reachable.contains(&o))),
             },
         })
         .collect()
@@ -312,9 +353,7 @@ fn next_assignment(choice: &mut [usize], radix: impl Fn(usize) -> usize) -> bool
 
 fn why_not(d: &Decision, o: Outcome, complete: bool) -> String {
     if !complete {
-        return format!(
-            "no change of gate outcomes found within {MAX_TRIES} tries (the search is bounded)"
-        );
+        return "no change of gate outcomes found within the search's bound (it is bounded to keep an explanation cheap)".into();
     }
     if let Some(t) = deciding_trigger(&d.triggers)
         && (t.fire == Fire::ImmediateRollback || o == Outcome::Promote)
@@ -337,7 +376,7 @@ fn why_not(d: &Decision, o: Outcome, complete: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evaluate::decision::Digests;
+    use crate::evaluate::decision::{Digests, GateResult};
     use crate::evaluate::scoring::tests::gate;
 
     fn decision(gates: Vec<GateResult>) -> Decision {

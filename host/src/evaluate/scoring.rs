@@ -131,8 +131,38 @@ pub(super) fn counted_as(gate: &Gate, verdict: Verdict) -> Counted {
     }
 }
 
+/// What the stage rule reads of a gate: how it counted, its weight, and
+/// whether it is a key gate. Small and `Copy`, so an explanation can ask
+/// the rule again many times over without copying findings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Counting {
+    pub(super) counted_as: Counted,
+    pub(super) weight: f64,
+    pub(super) key: bool,
+}
+
+impl From<&GateResult> for Counting {
+    fn from(g: &GateResult) -> Self {
+        Self {
+            counted_as: g.counted_as,
+            weight: g.weight,
+            key: g.key,
+        }
+    }
+}
+
 /// Weighted score in percent; inconclusive gates count as `if_inconclusive`.
-pub(super) fn score(gates: &[GateResult], if_inconclusive: Option<f64>) -> Option<f64> {
+pub(super) fn score<'a>(
+    gates: impl IntoIterator<Item = &'a GateResult>,
+    if_inconclusive: Option<f64>,
+) -> Option<f64> {
+    score_of(gates.into_iter().map(Counting::from), if_inconclusive)
+}
+
+fn score_of(
+    gates: impl IntoIterator<Item = Counting>,
+    if_inconclusive: Option<f64>,
+) -> Option<f64> {
     let mut total = 0.0;
     let mut earned = 0.0;
     for g in gates {
@@ -158,68 +188,93 @@ fn pct(v: f64) -> String {
     format!("{rounded}%")
 }
 
+/// Which part of the stage rule decided, with what it needs to say why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Ruling {
+    /// This key gate (the first in order) failed.
+    KeyFailed(usize),
+    /// Even if every inconclusive gate passed, the score stays under warn.
+    OutOfReach {
+        best: f64,
+        inconclusive: usize,
+    },
+    /// Gates are inconclusive, the first being this one.
+    Inconclusive {
+        first: usize,
+        count: usize,
+    },
+    /// No gate counted.
+    NoneCounted,
+    Pass(f64),
+    Warn(f64),
+    Fail(f64),
+}
+
+impl Ruling {
+    /// The outcome and stage result this ruling gives.
+    pub(super) fn outcome(self) -> (Outcome, StageResult) {
+        match self {
+            Self::KeyFailed(_) | Self::OutOfReach { .. } | Self::Fail(_) => {
+                (Outcome::Rollback, StageResult::Fail)
+            }
+            Self::Inconclusive { .. } | Self::NoneCounted => {
+                (Outcome::Hold, StageResult::Inconclusive)
+            }
+            Self::Pass(_) => (Outcome::Promote, StageResult::Pass),
+            Self::Warn(_) => (Outcome::Hold, StageResult::Warning),
+        }
+    }
+}
+
+/// The stage rule: a failed key gate fails the stage; inconclusive gates
+/// hold it unless even their passing could not reach the warn band; else
+/// the weighted score against the bands.
+pub(super) fn rule(scoring: Scoring, gates: &[Counting]) -> Ruling {
+    let Scoring { pass, warn } = scoring;
+    if let Some(i) = gates
+        .iter()
+        .position(|g| g.key && g.counted_as == Counted::Fail)
+    {
+        return Ruling::KeyFailed(i);
+    }
+    let count = gates
+        .iter()
+        .filter(|g| g.counted_as == Counted::Inconclusive)
+        .count();
+    if let Some(first) = gates
+        .iter()
+        .position(|g| g.counted_as == Counted::Inconclusive)
+    {
+        let best = score_of(gates.iter().copied(), Some(1.0)).unwrap_or(100.0);
+        if best < warn {
+            return Ruling::OutOfReach {
+                best,
+                inconclusive: count,
+            };
+        }
+        return Ruling::Inconclusive { first, count };
+    }
+    match score_of(gates.iter().copied(), None) {
+        None => Ruling::NoneCounted,
+        Some(s) if s >= pass => Ruling::Pass(s),
+        Some(s) if s >= warn => Ruling::Warn(s),
+        Some(s) => Ruling::Fail(s),
+    }
+}
+
 /// How a stage's gates decide it, before triggers and actions.
 pub(super) fn decide(stage: &Stage, gates: &[GateResult]) -> StageVerdict {
     decide_by(stage.scoring, gates)
 }
 
-/// How gates decide a stage with these score bands: what [`decide`] does,
-/// and what an explanation asks again with other gate outcomes.
+/// How gates decide a stage with these score bands, and the sentence that
+/// says why.
 pub(super) fn decide_by(scoring: Scoring, gates: &[GateResult]) -> StageVerdict {
     let Scoring { pass, warn } = scoring;
+    let counting: Vec<Counting> = gates.iter().map(Counting::from).collect();
+    let ruling = rule(scoring, &counting);
+    let (decision, result) = ruling.outcome();
     let counted_score = score(gates, None);
-    if let Some(g) = gates
-        .iter()
-        .find(|g| g.key && g.counted_as == Counted::Fail)
-    {
-        return StageVerdict {
-            decision: Outcome::Rollback,
-            result: StageResult::Fail,
-            score: counted_score,
-            summary: format!("key gate `{}` failed: {}", g.name, g.reason),
-        };
-    }
-    let inconclusive: Vec<&GateResult> = gates
-        .iter()
-        .filter(|g| g.counted_as == Counted::Inconclusive)
-        .collect();
-    if let Some(first) = inconclusive.first() {
-        let best_case = score(gates, Some(1.0)).unwrap_or(100.0);
-        if best_case < warn {
-            return StageVerdict {
-                decision: Outcome::Rollback,
-                result: StageResult::Fail,
-                score: counted_score,
-                summary: format!(
-                    "score cannot reach the warn band of {} even if the {} inconclusive gate(s) passed (at most {})",
-                    pct(warn),
-                    inconclusive.len(),
-                    pct(best_case)
-                ),
-            };
-        }
-        return StageVerdict {
-            decision: Outcome::Hold,
-            result: StageResult::Inconclusive,
-            score: counted_score,
-            summary: format!(
-                "{} gate(s) inconclusive, first `{}`: {}",
-                inconclusive.len(),
-                first.name,
-                first.reason
-            ),
-        };
-    }
-    let Some(s) = counted_score else {
-        return StageVerdict {
-            decision: Outcome::Hold,
-            result: StageResult::Inconclusive,
-            score: None,
-            summary:
-                "no gate counted toward the decision: every gate is dry-run, ignored or of weight 0"
-                    .into(),
-        };
-    };
     let failing: Vec<&str> = gates
         .iter()
         .filter(|g| matches!(g.counted_as, Counted::Fail | Counted::Warn))
@@ -231,51 +286,75 @@ pub(super) fn decide_by(scoring: Scoring, gates: &[GateResult]) -> StageVerdict 
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if s >= pass {
-        let counted = gates
-            .iter()
-            .filter(|g| g.counted_as != Counted::Ignored)
-            .count();
-        let note = if failing.is_empty() {
-            format!("all {counted} counted gate(s) passed")
-        } else {
-            format!("passed despite {}", names(&failing))
-        };
-        StageVerdict {
-            decision: Outcome::Promote,
-            result: StageResult::Pass,
-            score: Some(s),
-            summary: format!(
-                "score {} meets the pass threshold {}: {note}",
-                pct(s),
-                pct(pass)
+    let (score, summary) = match ruling {
+        Ruling::KeyFailed(i) => (
+            counted_score,
+            format!("key gate `{}` failed: {}", gates[i].name, gates[i].reason),
+        ),
+        Ruling::OutOfReach { best, inconclusive } => (
+            counted_score,
+            format!(
+                "score cannot reach the warn band of {} even if the {inconclusive} inconclusive gate(s) passed (at most {})",
+                pct(warn),
+                pct(best)
             ),
+        ),
+        Ruling::Inconclusive { first, count } => (
+            counted_score,
+            format!(
+                "{count} gate(s) inconclusive, first `{}`: {}",
+                gates[first].name, gates[first].reason
+            ),
+        ),
+        Ruling::NoneCounted => (
+            None,
+            "no gate counted toward the decision: every gate is dry-run, ignored or of weight 0"
+                .into(),
+        ),
+        Ruling::Pass(s) => {
+            let counted = gates
+                .iter()
+                .filter(|g| g.counted_as != Counted::Ignored)
+                .count();
+            let note = if failing.is_empty() {
+                format!("all {counted} counted gate(s) passed")
+            } else {
+                format!("passed despite {}", names(&failing))
+            };
+            (
+                Some(s),
+                format!(
+                    "score {} meets the pass threshold {}: {note}",
+                    pct(s),
+                    pct(pass)
+                ),
+            )
         }
-    } else if s >= warn {
-        StageVerdict {
-            decision: Outcome::Hold,
-            result: StageResult::Warning,
-            score: Some(s),
-            summary: format!(
+        Ruling::Warn(s) => (
+            Some(s),
+            format!(
                 "score {} is in the warn band ({} to {}): {}",
                 pct(s),
                 pct(warn),
                 pct(pass),
                 names(&failing)
             ),
-        }
-    } else {
-        StageVerdict {
-            decision: Outcome::Rollback,
-            result: StageResult::Fail,
-            score: Some(s),
-            summary: format!(
+        ),
+        Ruling::Fail(s) => (
+            Some(s),
+            format!(
                 "score {} is below the warn threshold {}: {}",
                 pct(s),
                 pct(warn),
                 names(&failing)
             ),
-        }
+        ),
+    };
+    StageVerdict {
+        decision,
+        result,
+        score,
+        summary,
     }
 }
 

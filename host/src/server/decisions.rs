@@ -145,11 +145,22 @@ pub(super) async fn explanation(
     Path(id): Path<String>,
 ) -> Result<Json<crate::evaluate::explain::Explanation>, ApiError> {
     let record = record(&state, &id).await?;
-    // The search is bounded but can take milliseconds on a large stage.
-    let explained =
-        tokio::task::spawn_blocking(move || crate::evaluate::explain::explain(&record.decision))
-            .await
-            .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))?;
+    // The search is bounded but can take milliseconds on a large stage:
+    // one at a time, off the async workers.
+    let wait = state.inner.config.request_timeout;
+    let turn =
+        tokio::time::timeout(wait, Arc::clone(&state.inner.explaining).acquire_owned()).await;
+    let Ok(Ok(turn)) = turn else {
+        return Err(ApiError::busy(
+            "too many explanations asked at once; retry shortly",
+        ));
+    };
+    let explained = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        crate::evaluate::explain::explain(&record.decision)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("explaining failed: {e}")))?;
     Ok(Json(explained))
 }
 
@@ -185,13 +196,20 @@ pub(super) async fn charts(
     let record = record(&state, &id).await?;
     let store = logging(&state)?;
     let snapshot = crate::decide::replay::logged_snapshot(store.as_ref(), &record).await?;
-    let charts = crate::evaluate::charts::charts(&record.decision, &snapshot);
-    let mut shown = serde_json::to_value(&charts).map_err(ApiError::internal)?;
-    if svg {
-        for (value, chart) in shown.as_array_mut().into_iter().flatten().zip(&charts) {
-            value["svg"] = Value::from(super::ui::svg::chart(chart));
+    // Drawing reads every point in each window: off the async workers.
+    let shown = tokio::task::spawn_blocking(move || {
+        let charts = crate::evaluate::charts::charts(&record.decision, &snapshot);
+        let mut shown = serde_json::to_value(&charts)?;
+        if svg {
+            for (value, chart) in shown.as_array_mut().into_iter().flatten().zip(&charts) {
+                value["svg"] = Value::from(super::ui::svg::chart(chart));
+            }
         }
-    }
+        Ok::<_, serde_json::Error>(shown)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     Ok(Json(json!({ "charts": shown })))
 }
 

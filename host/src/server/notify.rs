@@ -18,8 +18,11 @@ use sha2::Sha256;
 
 use crate::evaluate::decision::{Decision, Outcome};
 
-/// Notifications waiting to be sent, server-wide; more are dropped.
-pub const QUEUE: usize = 1024;
+/// Notifications waiting to be sent to one webhook; more are dropped. Each
+/// webhook has its own queue and sender, so a dead one delays only itself.
+pub const QUEUE: usize = 256;
+/// Webhooks a server may have.
+pub const MAX_WEBHOOKS: usize = 64;
 /// Tries per notification, the first included.
 pub const ATTEMPTS: u32 = 5;
 /// The pause before the second try; it doubles for each one after.
@@ -41,7 +44,7 @@ pub enum Format {
 }
 
 /// One webhook, as the server's config file gives it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Webhook {
     pub url: reqwest::Url,
     pub format: Format,
@@ -53,6 +56,18 @@ pub struct Webhook {
     pub on_final_promote: bool,
     /// Notify once when a release has been held this long.
     pub on_hold_longer_than: Option<Duration>,
+}
+
+/// The URL may hold a secret (a Slack webhook's does) and so may `secret`:
+/// neither is shown.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("host", &self.url.host_str())
+            .field("format", &self.format)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a notification is sent.
@@ -89,19 +104,23 @@ struct Body<'a> {
 type Release = (String, String, String);
 
 struct Job {
-    hook: Arc<Webhook>,
     body: Vec<u8>,
     what: String,
 }
 
+/// A webhook and the queue its sender reads.
+struct Hook {
+    webhook: Arc<Webhook>,
+    queue: tokio::sync::mpsc::Sender<Job>,
+}
+
 /// Decides which decisions notify, and queues them.
 pub struct Notifier {
-    hooks: Vec<Arc<Webhook>>,
+    hooks: Vec<Hook>,
     public_url: Option<reqwest::Url>,
-    queue: Option<tokio::sync::mpsc::Sender<Job>>,
     /// When each held release (policy, service, version) was first held,
-    /// and whether its long hold was notified.
-    held: Mutex<HashMap<Release, (i64, bool)>>,
+    /// and which webhooks (by bit) were told of its long hold.
+    held: Mutex<HashMap<Release, (i64, u64)>>,
     /// `tollgate_notifications_total{result}`: sent, failed, dropped.
     counts: Counts,
 }
@@ -147,22 +166,27 @@ impl Notifier {
         counts: Counts,
     ) -> Self {
         let runtime = tokio::runtime::Handle::try_current();
-        let queue = match (&runtime, hooks.is_empty()) {
-            (Ok(runtime), false) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-                runtime.spawn(deliver(rx, counts.clone()));
-                Some(tx)
+        let hooks = match &runtime {
+            Ok(runtime) => hooks
+                .into_iter()
+                .take(MAX_WEBHOOKS)
+                .map(|w| {
+                    let webhook = Arc::new(w);
+                    let (queue, rx) = tokio::sync::mpsc::channel(QUEUE);
+                    runtime.spawn(deliver(Arc::clone(&webhook), rx, counts.clone()));
+                    Hook { webhook, queue }
+                })
+                .collect(),
+            Err(_) => {
+                if !hooks.is_empty() {
+                    tracing::error!("notifications disabled: no async runtime to send them from");
+                }
+                Vec::new()
             }
-            (Err(_), false) => {
-                tracing::error!("notifications disabled: no async runtime to send them from");
-                None
-            }
-            (_, true) => None,
         };
         Self {
-            hooks: hooks.into_iter().map(Arc::new).collect(),
+            hooks,
             public_url,
-            queue,
             held: Mutex::new(HashMap::new()),
             counts,
         }
@@ -171,25 +195,23 @@ impl Notifier {
     /// Queues what `d` should notify; `final_stage` says whether its stage
     /// is the policy's last.
     pub fn decided(&self, d: &Decision, final_stage: bool) {
-        let Some(queue) = &self.queue else {
-            return;
-        };
-        if d.what_if {
+        if self.hooks.is_empty() || d.what_if {
             return;
         }
         let now = d.decided_at.unwrap_or(d.taken_at);
-        let held_for = self.held_for(d, now);
-        for hook in &self.hooks {
-            if !hook.policies.is_empty() && !hook.policies.contains(&d.policy) {
+        let held = self.held(d, now);
+        for (i, hook) in self.hooks.iter().enumerate() {
+            let w = &hook.webhook;
+            if !w.policies.is_empty() && !w.policies.contains(&d.policy) {
                 continue;
             }
             let event = match d.decision {
-                Outcome::Rollback if hook.on_rollback => Event::Rollback,
-                Outcome::Promote if final_stage && hook.on_final_promote => Event::FinalPromote,
-                Outcome::Hold => match (hook.on_hold_longer_than, held_for) {
-                    (Some(limit), Some((held, first_time)))
-                        if first_time
-                            && held >= i64::try_from(limit.as_secs()).unwrap_or(i64::MAX) =>
+                Outcome::Rollback if w.on_rollback => Event::Rollback,
+                Outcome::Promote if final_stage && w.on_final_promote => Event::FinalPromote,
+                Outcome::Hold => match (w.on_hold_longer_than, held) {
+                    (Some(limit), Some(seconds))
+                        if seconds >= i64::try_from(limit.as_secs()).unwrap_or(i64::MAX)
+                            && self.first_told(d, i) =>
                     {
                         Event::HoldLongerThan
                     }
@@ -197,7 +219,7 @@ impl Notifier {
                 },
                 _ => continue,
             };
-            let body = self.body(hook, d, event, held_for.map(|h| h.0));
+            let body = self.body(w, d, event, held);
             let what = format!(
                 "{:?} of {} {} ({})",
                 event,
@@ -205,30 +227,24 @@ impl Notifier {
                 d.version,
                 d.decision_id.as_deref().unwrap_or("-")
             );
-            let job = Job {
-                hook: Arc::clone(hook),
-                body,
-                what,
-            };
-            if let Err(e) = queue.try_send(job) {
+            if let Err(e) = hook.queue.try_send(Job { body, what }) {
                 count(&self.counts, "dropped");
                 let job = match e {
                     tokio::sync::mpsc::error::TrySendError::Full(j)
                     | tokio::sync::mpsc::error::TrySendError::Closed(j) => j,
                 };
                 tracing::error!(
-                    webhook = %hook.url.host_str().unwrap_or_default(),
+                    webhook = %w.url.host_str().unwrap_or_default(),
                     notification = %job.what,
-                    "notification dropped: {QUEUE} are waiting to be sent"
+                    "notification dropped: {QUEUE} are waiting for this webhook"
                 );
             }
         }
     }
 
-    /// How long `d`'s release has been held, and whether this is the first
-    /// time that reaches a limit (so a long hold notifies once). Any other
-    /// outcome ends the hold.
-    fn held_for(&self, d: &Decision, now: i64) -> Option<(i64, bool)> {
+    /// How long `d`'s release has been held (from its first hold); any
+    /// other outcome ends the hold.
+    fn held(&self, d: &Decision, now: i64) -> Option<i64> {
         let key = (d.policy.clone(), d.service.clone(), d.version.clone());
         let mut held = self
             .held
@@ -247,19 +263,25 @@ impl Notifier {
                 held.remove(&k);
             }
         }
-        let entry = held.entry(key).or_insert((now, false));
-        let seconds = now.saturating_sub(entry.0);
-        let limit = self
-            .hooks
-            .iter()
-            .filter_map(|h| h.on_hold_longer_than)
-            .min()
-            .map_or(i64::MAX, |l| i64::try_from(l.as_secs()).unwrap_or(i64::MAX));
-        let first_time = !entry.1 && seconds >= limit;
-        if first_time {
-            entry.1 = true;
-        }
-        Some((seconds, first_time))
+        let first = held.entry(key).or_insert((now, 0)).0;
+        Some(now.saturating_sub(first))
+    }
+
+    /// Whether webhook `i` is told of this hold for the first time (and
+    /// marks it told), so a long hold notifies each webhook once.
+    fn first_told(&self, d: &Decision, i: usize) -> bool {
+        let key = (d.policy.clone(), d.service.clone(), d.version.clone());
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some((_, told)) = held.get_mut(&key) else {
+            return false;
+        };
+        let bit = 1u64 << i;
+        let first = *told & bit == 0;
+        *told |= bit;
+        first
     }
 
     fn body(&self, hook: &Webhook, d: &Decision, event: Event, held: Option<i64>) -> Vec<u8> {
@@ -316,8 +338,27 @@ impl Notifier {
     }
 }
 
+/// The error's text without its URL, which may be a secret.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut shown = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    shown.push_str(if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    });
+    while let Some(s) = source {
+        shown.push_str(": ");
+        shown.push_str(&s.to_string());
+        source = s.source();
+    }
+    shown
+}
+
 /// Sends queued notifications one at a time, each with bounded retries.
-async fn deliver(mut rx: tokio::sync::mpsc::Receiver<Job>, counts: Counts) {
+async fn deliver(hook: Arc<Webhook>, mut rx: tokio::sync::mpsc::Receiver<Job>, counts: Counts) {
     let client = match reqwest::Client::builder()
         .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
@@ -330,24 +371,24 @@ async fn deliver(mut rx: tokio::sync::mpsc::Receiver<Job>, counts: Counts) {
         }
     };
     while let Some(job) = rx.recv().await {
-        let sent = send(&client, &job).await;
+        let sent = send(&client, &hook, &job).await;
         count(&counts, if sent { "sent" } else { "failed" });
     }
 }
 
-async fn send(client: &reqwest::Client, job: &Job) -> bool {
-    let host = job.hook.url.host_str().unwrap_or_default().to_string();
+async fn send(client: &reqwest::Client, hook: &Webhook, job: &Job) -> bool {
+    let host = hook.url.host_str().unwrap_or_default().to_string();
     let mut pause = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
         let mut request = client
-            .post(job.hook.url.clone())
+            .post(hook.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(
                 reqwest::header::USER_AGENT,
                 concat!("tollgate/", env!("CARGO_PKG_VERSION")),
             )
             .body(job.body.clone());
-        if let (Format::Json, Some(secret)) = (job.hook.format, &job.hook.secret) {
+        if let (Format::Json, Some(secret)) = (hook.format, &hook.secret) {
             let now = crate::evaluate::clock_now();
             request = request
                 .header("X-Tollgate-Timestamp", now.to_string())
@@ -365,7 +406,7 @@ async fn send(client: &reqwest::Client, job: &Job) -> bool {
                 status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             }
             Err(e) => {
-                tracing::warn!(webhook = %host, notification = %job.what, attempt, error = %crate::base::text::first_line(&e.to_string()), "notification not delivered");
+                tracing::warn!(webhook = %host, notification = %job.what, attempt, error = %crate::base::text::first_line(&without_url(e)), "notification not delivered");
                 true
             }
         };

@@ -70,7 +70,9 @@ function badge(word) {
 
 function when(seconds) {
   if (seconds === undefined || seconds === null) return '–';
-  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+  const at = new Date(seconds * 1000);
+  // A time outside what a Date can show is printed as the number it is.
+  return Number.isNaN(at.getTime()) ? String(seconds) : at.toISOString().replace('.000Z', 'Z');
 }
 
 function num(v) {
@@ -120,6 +122,7 @@ function signOut() {
 // ---- live updates: GET /v1/events, read as a stream with the token header ----
 
 let live = null;
+let liveRetry = 3000;
 const listeners = new Set();
 
 function stopLive() {
@@ -139,7 +142,13 @@ async function startLive() {
       credentials: 'omit',
       signal: controller.signal,
     });
+    if (response.status === 401 || response.status === 403) {
+      // Not this token's to read: stay off rather than ask again.
+      live = null;
+      return;
+    }
     if (!response.ok || !response.body) throw new Error(String(response.status));
+    liveRetry = 3000;
     $('live').classList.add('on');
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
@@ -167,8 +176,12 @@ async function startLive() {
     if (controller.signal.aborted) return;
   }
   $('live').classList.remove('on');
-  // The server ends streams after a while, and at shutdown: come back.
-  if (live === controller) setTimeout(() => { if (live === controller) startLive(); }, 3000);
+  // The server ends streams after a while, and at shutdown, and refuses
+  // them past its share: come back, waiting longer each time it fails.
+  if (live === controller) {
+    setTimeout(() => { if (live === controller) startLive(); }, liveRetry);
+    liveRetry = Math.min(liveRetry * 2, 60000);
+  }
 }
 
 // ---- views ----
@@ -200,7 +213,7 @@ async function releasesView(view) {
     h('td', {}, badge(last.decision)),
     h('td', { class: 'num' }, count),
     h('td', {}, when(last.recorded_at_ms / 1000)),
-    h('td', {}, h('a', { href: '#/decision/' + last.decision_id }, last.summary)),
+    h('td', {}, h('a', { href: '#/decision/' + encodeURIComponent(last.decision_id) }, last.summary)),
   ));
   view.replaceChildren(
     h('h1', {}, 'Releases'),
@@ -242,7 +255,7 @@ async function releaseView(view, service, version) {
     return () => route();
   }
   const latest = decisions[decisions.length - 1];
-  const record = await api('/v1/decisions/' + latest.decision_id);
+  const record = await api('/v1/decisions/' + encodeURIComponent(latest.decision_id));
   const pol = await policy(latest.policy);
   const traffic = (stage) => {
     const st = pol && pol.stages.find((x) => x.name === stage);
@@ -253,7 +266,7 @@ async function releaseView(view, service, version) {
     h('td', {}, d.stage),
     h('td', { class: 'num' }, traffic(d.stage)),
     h('td', {}, badge(d.decision)),
-    h('td', {}, h('a', { href: '#/decision/' + d.decision_id }, d.summary)),
+    h('td', {}, h('a', { href: '#/decision/' + encodeURIComponent(d.decision_id) }, d.summary)),
   ));
   const approvals = h('div', { id: 'approvals' });
   view.replaceChildren(
@@ -350,8 +363,9 @@ function stateText(hex) {
   }
 }
 
-async function decisionView(view, id) {
-  const record = await api('/v1/decisions/' + encodeURIComponent(id));
+async function decisionView(view, rawId) {
+  const id = encodeURIComponent(rawId);
+  const record = await api('/v1/decisions/' + id);
   const d = record.decision;
   const [explained, charts, text] = await Promise.all([
     api(`/v1/decisions/${id}/explanation`).catch(() => null),
@@ -411,7 +425,7 @@ async function decisionView(view, id) {
         h('dt', {}, 'Decided'), h('dd', {}, when(d.decided_at ?? d.taken_at), ` · telemetry taken ${when(d.taken_at)}`, d.what_if ? ' · what-if' : ''),
         h('dt', {}, 'Decided by'), h('dd', { id: 'decided-by' }, decidedBy),
         h('dt', {}, 'Release'), h('dd', {}, h('a', { href: `#/release/${encodeURIComponent(d.service)}/${encodeURIComponent(d.version)}` }, 'timeline and approvals')),
-        h('dt', {}, 'Decision id'), h('dd', {}, h('code', {}, id))),
+        h('dt', {}, 'Decision id'), h('dd', {}, h('code', {}, rawId))),
       scoreBar(d)),
     h('h2', {}, 'Gates'),
     h('div', { class: 'card' }, h('table', { id: 'gates' },

@@ -30,10 +30,30 @@ const OBSERVED: &str = "#16a34a";
 const INK: &str = "#374151";
 const GRID: &str = "#e5e7eb";
 
-/// `s` safe inside XML text and attribute values.
+/// Characters of a name a chart shows at most.
+const MAX_LABEL: usize = 120;
+
+/// `s` safe inside XML text and attribute values: control characters
+/// shown as escapes, noncharacters (which an XML parser refuses, and so
+/// would hide the chart) replaced, at most [`MAX_LABEL`] characters.
 fn xml(s: &str) -> String {
     let shown = crate::base::text::escape_control(s);
-    quick_xml::escape::escape(shown.as_ref()).into_owned()
+    let mut kept: String = shown
+        .chars()
+        .take(MAX_LABEL)
+        .map(|c| {
+            let n = u32::from(c);
+            if (0xFDD0..=0xFDEF).contains(&n) || n & 0xFFFE == 0xFFFE {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if shown.chars().nth(MAX_LABEL).is_some() {
+        kept.push('…');
+    }
+    quick_xml::escape::escape(kept.as_str()).into_owned()
 }
 
 /// A number for an axis label: at most four significant digits.
@@ -119,9 +139,9 @@ pub fn chart(c: &Chart) -> String {
             .chain(&c.baseline)
             .map(|p| p.timestamp)
             .min()
-            .unwrap_or(t_end - 60),
+            .unwrap_or_else(|| t_end.saturating_sub(60)),
     };
-    let t_start = t_start.min(t_end - 1);
+    let t_start = t_start.min(t_end.saturating_sub(1));
     let x = |t: i64| scale(t as f64, t_start as f64, t_end as f64, LEFT, plot_right);
     let y = |v: f64| scale(v, lo, hi, HEIGHT - BOTTOM, TOP);
     let mut s = String::new();
@@ -301,6 +321,7 @@ mod tests {
             baseline: points(10, 250.0),
             observed: Some(301.0),
             threshold: Some(275.0),
+            thinned: false,
         };
         let svg = chart(&c);
         assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"));
@@ -327,6 +348,7 @@ mod tests {
             baseline: Vec::new(),
             observed: None,
             threshold: None,
+            thinned: false,
         };
         let svg = chart(&flat);
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
