@@ -2,6 +2,7 @@
 
 mod approve;
 mod audit;
+mod backtest;
 mod cases;
 mod client;
 mod decisions;
@@ -94,6 +95,9 @@ enum Command {
     /// its threshold and share of the score, and the fewest gate outcomes
     /// that would have changed it.
     Explain(explain::ExplainArgs),
+    /// What a candidate policy would have decided for every logged decision
+    /// of a policy, against the log, with each release's outcome.
+    Backtest(backtest::BacktestArgs),
     /// Reports from the decision log (DORA).
     Report(decisions::ReportArgs),
     /// Create and build plugin projects.
@@ -137,6 +141,7 @@ pub fn run() -> ExitCode {
         Command::Decisions(args) => decisions::decisions(args),
         Command::Replay(args) => decisions::replay(args),
         Command::Explain(args) => explain::run(args),
+        Command::Backtest(args) => backtest::run(args),
         Command::Report(args) => decisions::report(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

@@ -8,6 +8,7 @@
 //! ([`crate::store::StoreError::Conflict`]); [`run`] then evaluates
 //! again over the state that won.
 
+pub mod backtest;
 pub mod replay;
 
 use std::collections::BTreeMap;

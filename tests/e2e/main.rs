@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod approvals;
+mod backtest;
 mod canary;
 mod ci_client;
 mod ci_gates;

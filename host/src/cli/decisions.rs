@@ -14,7 +14,7 @@ use crate::store::{Cursor, Filter, Store};
 #[derive(Debug, clap::Args)]
 pub(super) struct LogArg {
     /// The decision log: a SQLite file or `postgres://…`.
-    #[arg(long, default_value = crate::store::DEFAULT_PATH, env = "TOLLGATE_STORE")]
+    #[arg(long, alias = "store", default_value = crate::store::DEFAULT_PATH, env = "TOLLGATE_STORE")]
     log: String,
 }
 

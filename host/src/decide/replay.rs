@@ -100,6 +100,50 @@ pub async fn logged_snapshot(store: &dyn Store, record: &Record) -> Result<Snaps
     Ok(snapshot)
 }
 
+/// The approvals and attestations `record`'s decision judged, from the log
+/// (each checked against its digest when read).
+pub async fn logged_approvals(
+    store: &dyn Store,
+    record: &Record,
+) -> Result<Vec<crate::policy::approvals::Approval>, ReplayError> {
+    let id = &record.decision_id;
+    let blob = |what: &'static str, digest| async move {
+        store
+            .blob(&digest)
+            .await?
+            .ok_or_else(|| ReplayError::Missing {
+                id: id.clone(),
+                what: what.into(),
+                digest,
+            })
+    };
+    let mut approvals = Vec::new();
+    for read in &record.decision.approvals {
+        match read {
+            crate::policy::approvals::ApprovalRead::Copy(a) => approvals.push((**a).clone()),
+            crate::policy::approvals::ApprovalRead::Ref { id: aid, digest } => {
+                let bytes = blob("approval", *digest).await?;
+                let approval: crate::policy::approvals::Approval =
+                    serde_json::from_slice(&bytes).map_err(|e| ReplayError::Invalid {
+                        id: id.clone(),
+                        message: format!("the logged approval `{aid}` cannot be read: {e}"),
+                    })?;
+                if approval.id != *aid {
+                    return Err(ReplayError::Invalid {
+                        id: id.clone(),
+                        message: format!(
+                            "the logged approval under `{digest}` is `{}`, not `{aid}`",
+                            approval.id
+                        ),
+                    });
+                }
+                approvals.push(approval);
+            }
+        }
+    }
+    Ok(approvals)
+}
+
 /// Fetches and verifies what `record` references: policy text, snapshot,
 /// each plugin's bytes, and each approval the decision judged.
 async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayError> {
@@ -134,30 +178,7 @@ async fn inputs(store: &dyn Store, record: &Record) -> Result<Inputs, ReplayErro
         })?;
         plugins.insert(name.clone(), Arc::from(bytes));
     }
-    let mut approvals = Vec::new();
-    for read in &record.decision.approvals {
-        match read {
-            crate::policy::approvals::ApprovalRead::Copy(a) => approvals.push((**a).clone()),
-            crate::policy::approvals::ApprovalRead::Ref { id: aid, digest } => {
-                let bytes = blob("approval", *digest).await?;
-                let approval: crate::policy::approvals::Approval =
-                    serde_json::from_slice(&bytes).map_err(|e| ReplayError::Invalid {
-                        id: id.clone(),
-                        message: format!("the logged approval `{aid}` cannot be read: {e}"),
-                    })?;
-                if approval.id != *aid {
-                    return Err(ReplayError::Invalid {
-                        id: id.clone(),
-                        message: format!(
-                            "the logged approval under `{digest}` is `{}`, not `{aid}`",
-                            approval.id
-                        ),
-                    });
-                }
-                approvals.push(approval);
-            }
-        }
-    }
+    let approvals = logged_approvals(store, record).await?;
     Ok(Inputs {
         text,
         snapshot,
