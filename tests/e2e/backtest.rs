@@ -239,6 +239,24 @@ fn a_relaxed_threshold_unflips_a_rollback_and_a_comparison_policy_is_evaluated_a
         [("1.4.0".into(), "rollback".into(), "promote".into())]
     );
     assert_eq!(report["confusion_after"]["passed_bad"], 2);
+    // For a pull request that changes the policy.
+    let md = tollgate(
+        &[
+            "backtest", "--policy", &relaxed, "--log", &log, "--format", "markdown",
+        ],
+        "",
+    );
+    assert_eq!(md.code, 0, "{}", md.stderr);
+    assert!(
+        md.stdout.contains("| rollback → promote | 1 |"),
+        "{}",
+        md.stdout
+    );
+    assert!(
+        md.stdout.contains("| let a bad release through | 1 | 2 |"),
+        "{}",
+        md.stdout
+    );
     // Against the stricter policy instead of the log: four flips.
     let stricter = candidate(dir.path(), "stricter.yaml", 90);
     let report = backtest(&["--policy", &relaxed, "--against", &stricter, "--log", &log]);

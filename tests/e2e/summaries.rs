@@ -283,7 +283,7 @@ fn a_logged_decision_and_its_explanation_render_as_markdown() {
         .to_string();
     assert!(html.contains("<table>"), "{html}");
     assert!(
-        html.contains("<strong>promote</strong> if error-rate counted pass (not fail)"),
+        html.contains("<strong>promote</strong> if error-rate pass (was fail)"),
         "{html}"
     );
 }

@@ -25,8 +25,8 @@ pub(crate) struct ExplainArgs {
     #[command(flatten)]
     log: LogArg,
     /// Ask this tollgate server instead of reading a log here (token from
-    /// `TOLLGATE_TOKEN`, read scope).
-    #[arg(long, conflicts_with = "log")]
+    /// `TOLLGATE_TOKEN`, read scope); `--log` is then not read.
+    #[arg(long)]
     server: Option<reqwest::Url>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,

@@ -465,7 +465,7 @@ fn changes(set: &[crate::evaluate::explain::Change]) -> String {
     set.iter()
         .map(|c| {
             format!(
-                "{} counted {} (not {})",
+                "{} {} (was {})",
                 text(&c.gate),
                 c.to.as_str(),
                 c.from.as_str()

@@ -183,7 +183,7 @@ struct NotifyOnFile {
 fn webhooks(files: Vec<NotificationFile>) -> anyhow::Result<Vec<crate::server::notify::Webhook>> {
     if files.len() > crate::server::notify::MAX_WEBHOOKS {
         anyhow::bail!(
-            "`notifications`: {} webhooks; at most {} are kept",
+            "`notifications`: {} webhooks; at most {} are allowed",
             files.len(),
             crate::server::notify::MAX_WEBHOOKS
         );

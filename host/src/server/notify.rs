@@ -79,6 +79,17 @@ pub enum Event {
     FinalPromote,
 }
 
+impl Event {
+    /// The name the config and the JSON body use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollback => "rollback",
+            Self::HoldLongerThan => "hold_longer_than",
+            Self::FinalPromote => "final_promote",
+        }
+    }
+}
+
 /// What every body says of a decision.
 #[derive(Debug, Clone, Serialize)]
 struct Body<'a> {
@@ -221,22 +232,26 @@ impl Notifier {
             };
             let body = self.body(w, d, event, held);
             let what = format!(
-                "{:?} of {} {} ({})",
-                event,
+                "{} of {} {} ({})",
+                event.as_str(),
                 d.service,
                 d.version,
                 d.decision_id.as_deref().unwrap_or("-")
             );
             if let Err(e) = hook.queue.try_send(Job { body, what }) {
                 count(&self.counts, "dropped");
-                let job = match e {
-                    tokio::sync::mpsc::error::TrySendError::Full(j)
-                    | tokio::sync::mpsc::error::TrySendError::Closed(j) => j,
+                let (job, why) = match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(j) => {
+                        (j, format!("{QUEUE} are waiting for this webhook"))
+                    }
+                    tokio::sync::mpsc::error::TrySendError::Closed(j) => {
+                        (j, "this webhook's sender has stopped".to_string())
+                    }
                 };
                 tracing::error!(
                     webhook = %w.url.host_str().unwrap_or_default(),
                     notification = %job.what,
-                    "notification dropped: {QUEUE} are waiting for this webhook"
+                    "notification dropped: {why}"
                 );
             }
         }
@@ -410,12 +425,16 @@ async fn send(client: &reqwest::Client, hook: &Webhook, job: &Job) -> bool {
                 true
             }
         };
-        if !retry || attempt == ATTEMPTS {
+        if !retry {
+            tracing::error!(webhook = %host, notification = %job.what, attempt, "notification given up: the webhook refused it (not retried)");
+            return false;
+        }
+        if attempt == ATTEMPTS {
             break;
         }
         tokio::time::sleep(pause).await;
         pause = pause.saturating_mul(2);
     }
-    tracing::error!(webhook = %host, notification = %job.what, "notification given up after {ATTEMPTS} tries at most");
+    tracing::error!(webhook = %host, notification = %job.what, "notification given up after {ATTEMPTS} tries");
     false
 }

@@ -409,7 +409,7 @@ async function decisionView(view, rawId) {
   } }, 'Replay');
   const alternatives = explained ? h('ul', {}, explained.alternatives.map((a) => h('li', {}, h('strong', {}, a.decision), ' ',
     a.changes.length
-      ? 'if ' + a.changes.map((set) => set.map((c) => `${c.gate} counted ${c.to} (not ${c.from})`).join(' and ')).join(', or ')
+      ? 'if ' + a.changes.map((set) => set.map((c) => `${c.gate} ${c.to} (was ${c.from})`).join(' and ')).join(', or ')
       : `never: ${a.why_not}`))) : h('p', {}, 'No explanation.');
   const decidedBy = explained ? (explained.decided_by.by === 'gates'
     ? `the gates: ${explained.decided_by.rule}`
