@@ -81,7 +81,9 @@ fn eval_markdown(policy: &Path, snapshot: &Path, stage: &str) -> crate::support:
 
 #[test]
 fn a_markdown_summary_renders_as_github_does_failing_gates_first_with_charts_that_parse() {
-    let Some(script) = node_tools() else { return };
+    let Some(script) = node_tools() else {
+        return; // `node_tools` reported the skip by name
+    };
     let run = eval_markdown(
         &repo("policies/canary.yaml"),
         &repo("tests/fixtures/canary-error-005.json"),
@@ -113,7 +115,9 @@ fn a_markdown_summary_renders_as_github_does_failing_gates_first_with_charts_tha
 
 #[test]
 fn a_gate_that_compares_with_the_baseline_overlays_it_and_hostile_names_stay_text() {
-    let Some(script) = node_tools() else { return };
+    let Some(script) = node_tools() else {
+        return; // `node_tools` reported the skip by name
+    };
     let dir = tempfile::tempdir().unwrap();
     // A metric name a caller chose, written to break out of Markdown, HTML
     // and Mermaid all at once.
@@ -257,7 +261,9 @@ fn explain_names_the_deciding_gate_its_distance_and_the_change_that_would_promot
 
 #[test]
 fn a_logged_decision_and_its_explanation_render_as_markdown() {
-    let Some(script) = node_tools() else { return };
+    let Some(script) = node_tools() else {
+        return; // `node_tools` reported the skip by name
+    };
     let dir = tempfile::tempdir().unwrap();
     let (log, id) = logged_rollback(dir.path());
     let shown = tollgate(
