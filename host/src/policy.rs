@@ -19,7 +19,9 @@ use std::str::FromStr;
 use crate::base::digest::Digest;
 use crate::engine::{Limits, PluginConfig, World};
 
-pub use self::load::{LoadedPolicy, PluginCache, Trust, load, load_recorded, load_with};
+pub use self::load::{
+    LoadedPolicy, PluginCache, Trust, load, load_offered, load_recorded, load_with,
+};
 pub use self::parse::parse;
 pub use self::schema::{policy_reference, policy_schema};
 

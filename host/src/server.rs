@@ -7,6 +7,7 @@
 mod access;
 mod approvals;
 mod auth;
+mod backtests;
 mod catalog;
 mod compat;
 mod config;
@@ -89,6 +90,8 @@ struct Shared {
     closing: tokio::sync::watch::Sender<bool>,
     /// Webhooks on decisions.
     notifier: notify::Notifier,
+    /// Backtest jobs, and their share of the workers.
+    backtests: backtests::Jobs,
 }
 
 impl AppState {
@@ -110,6 +113,7 @@ impl AppState {
             &config.trust()?,
         )?;
         let metrics = Metrics::new(config.metrics_max_services);
+        let config_backtest_workers = config.backtest_workers;
         let notifier = notify::Notifier::new(
             config.notifications.clone(),
             config.public_url.clone(),
@@ -144,6 +148,7 @@ impl AppState {
                 explaining: Arc::new(tokio::sync::Semaphore::new(1)),
                 closing: tokio::sync::watch::channel(false).0,
                 notifier,
+                backtests: backtests::Jobs::new(config_backtest_workers),
             }),
         })
     }
@@ -240,6 +245,16 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             auth::require_approve,
         ));
+    let backtest = Router::new()
+        .route("/v1/backtests", post(backtests::start).get(backtests::list))
+        .route(
+            "/v1/backtests/{id}",
+            get(backtests::get).delete(backtests::cancel),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_backtest,
+        ));
     let admin = Router::new()
         .route("/v1/admin/reload", post(handlers::reload))
         .route_layer(middleware::from_fn_with_state(
@@ -255,6 +270,7 @@ pub fn app(state: AppState) -> Router {
         .merge(evaluate)
         .merge(read)
         .merge(approve)
+        .merge(backtest)
         .merge(admin)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -37,6 +37,16 @@ pub enum SourceError {
     },
     #[error("metric `{metric}`: {message}")]
     Template { metric: String, message: String },
+    /// The window holds more steps than Prometheus answers for one series.
+    #[error(
+        "metric `{metric}`: a {window} window every {step} is {points} points per series, over Prometheus's {MAX_RESOLUTION}; use a longer `step`"
+    )]
+    Resolution {
+        metric: String,
+        window: String,
+        step: String,
+        points: u64,
+    },
     #[error("report `{file}`: {message}")]
     Report { file: String, message: String },
     /// Prometheus was given but no policy says what to query.
@@ -253,27 +263,51 @@ pub async fn query_policy(
     let mut baseline = Vec::new();
     let mut evidence = Vec::new();
     for source in &policy.metrics {
-        let tracks: &[(&'static str, &str)] = if source.uses_track {
-            &[
-                ("current", policy.tracks.current.as_str()),
-                ("baseline", policy.tracks.baseline.as_str()),
-            ]
+        let (c, b, e) = query_source(prom, policy, source, stage, service, version, end).await?;
+        current.extend(c);
+        baseline.extend(b);
+        evidence.extend(e);
+    }
+    Ok((current, baseline, evidence))
+}
+
+/// Queries one of the policy's metrics over the window ending at `end`:
+/// the current track's series, the baseline's (when the query uses
+/// `${track}`), and the evidence of each query.
+pub async fn query_source(
+    prom: &Prometheus,
+    policy: &Policy,
+    source: &MetricSource,
+    stage: StageWindow<'_>,
+    service: &str,
+    version: &str,
+    end: i64,
+) -> Result<(Vec<Series>, Vec<Series>, Vec<QueryEvidence>), SourceError> {
+    let tracks: &[(&'static str, &str)] = if source.uses_track {
+        &[
+            ("current", policy.tracks.current.as_str()),
+            ("baseline", policy.tracks.baseline.as_str()),
+        ]
+    } else {
+        &[("current", policy.tracks.current.as_str())]
+    };
+    let (mut current, mut baseline, mut evidence) = (Vec::new(), Vec::new(), Vec::new());
+    for (track, label) in tracks {
+        let (series, ev) =
+            query_one(prom, source, stage, service, version, label, track, end).await?;
+        evidence.push(ev);
+        if *track == "current" {
+            current = series;
         } else {
-            &[("current", policy.tracks.current.as_str())]
-        };
-        for (track, label) in tracks {
-            let (series, ev) =
-                query_one(prom, source, stage, service, version, label, track, end).await?;
-            evidence.push(ev);
-            if *track == "current" {
-                current.extend(series);
-            } else {
-                baseline.extend(series);
-            }
+            baseline = series;
         }
     }
     Ok((current, baseline, evidence))
 }
+
+/// Points Prometheus returns at most per series of a range query; it
+/// refuses a longer one ("exceeded maximum resolution").
+pub const MAX_RESOLUTION: u64 = 11_000;
 
 #[expect(
     clippy::too_many_arguments,
@@ -303,6 +337,15 @@ async fn query_one(
             message: e.to_string(),
         })?;
     let window = source.window.or(stage.duration).unwrap_or(DEFAULT_WINDOW);
+    let points = window.as_secs() / source.step.as_secs().max(1) + 1;
+    if points > MAX_RESOLUTION {
+        return Err(SourceError::Resolution {
+            metric: source.name.clone(),
+            window: humantime::format_duration(window).to_string(),
+            step: humantime::format_duration(source.step).to_string(),
+            points,
+        });
+    }
     let start = end.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
     let found = prom
         .query_range(&query, start, end, source.step)

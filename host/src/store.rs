@@ -263,9 +263,12 @@ pub struct Filter {
     pub limit: usize,
     /// Continue after this position (from a previous page).
     pub cursor: Option<Cursor>,
+    /// Oldest first (`taken_at`, then decision id, which is time-ordered),
+    /// for a reader that walks the whole log in order.
+    pub oldest_first: bool,
 }
 
-/// A position in the newest-first order: `(taken_at, decision_id)`.
+/// A position in a listing's order: `(taken_at, decision_id)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub taken_at: i64,
@@ -363,8 +366,10 @@ pub trait Store: Send + Sync {
     fn commit(&self, commit: Commit) -> StoreFuture<'_, ()>;
     /// One record.
     fn decision<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Record>>;
-    /// Records newest first, at most `filter.limit`.
+    /// Records newest first (or oldest first), at most `filter.limit`.
     fn list<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, Vec<Summary>>;
+    /// How many records `filter` selects, its cursor and limit aside.
+    fn count<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, usize>;
     /// A blob's bytes, checked against its digest.
     fn blob<'a>(&'a self, digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>>;
     /// Removes records committed before `before_ms` (unix ms), their

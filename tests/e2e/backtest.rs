@@ -10,23 +10,23 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, repo, tollgate, write};
 
-const TOKEN: &str = "backtest-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "backtest-token-0123456789abcdef";
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
 }
 
-fn server(dir: &Path) -> (Server, String) {
+pub(crate) fn server(dir: &Path) -> (Server, String) {
     let tokens = write(dir, "tokens", format!("{TOKEN}\n").as_bytes());
     let log = dir.join("log.db").display().to_string();
     let server = Server::start(&["--tokens-file", tokens.to_str().unwrap(), "--store", &log]);
     (server, log)
 }
 
-fn evaluate(server: &Server, body: &Value) -> Value {
+pub(crate) fn evaluate(server: &Server, body: &Value) -> Value {
     let auth = format!("Bearer {TOKEN}");
     let r = server.request(
         "POST",
@@ -42,7 +42,7 @@ fn evaluate(server: &Server, body: &Value) -> Value {
 }
 
 /// A CI snapshot of `service` `version` at `taken_at` with this coverage.
-fn ci(service: &str, version: &str, taken_at: i64, coverage: f64) -> Value {
+pub(crate) fn ci(service: &str, version: &str, taken_at: i64, coverage: f64) -> Value {
     json!({"policy": "ci-quality-gates", "snapshot": {
         "service": service, "version": version, "taken_at": taken_at,
         "metrics": [
@@ -55,7 +55,7 @@ fn ci(service: &str, version: &str, taken_at: i64, coverage: f64) -> Value {
 }
 
 /// The bundled CI policy with the coverage threshold at `threshold`.
-fn candidate(dir: &Path, name: &str, threshold: u32) -> String {
+pub(crate) fn candidate(dir: &Path, name: &str, threshold: u32) -> String {
     let text = std::fs::read_to_string(repo("policies/ci-quality-gates.yaml")).unwrap();
     let changed = text.replace(
         "op: \">=\", threshold: 80,",
@@ -68,7 +68,7 @@ fn candidate(dir: &Path, name: &str, threshold: u32) -> String {
     write(dir, name, changed.as_bytes()).display().to_string()
 }
 
-fn backtest(args: &[&str]) -> Value {
+pub(crate) fn backtest(args: &[&str]) -> Value {
     let mut all = vec!["backtest", "--format", "json"];
     all.extend_from_slice(args);
     let run = tollgate(&all, "");
@@ -92,7 +92,7 @@ fn version_rows(report: &Value) -> Vec<(String, String, String)> {
 }
 
 /// Five CI releases of payments, one hotfixed an hour after it shipped.
-fn history(server: &Server) {
+pub(crate) fn history(server: &Server) {
     let t = now() - 10 * 86_400;
     for (i, (version, coverage)) in [
         ("1.0.0", 82.0),

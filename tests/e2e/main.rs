@@ -4,6 +4,7 @@
 
 mod approvals;
 mod backtest;
+mod backtest_jobs;
 mod canary;
 mod ci_client;
 mod ci_gates;

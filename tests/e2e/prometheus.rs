@@ -397,3 +397,123 @@ fn an_unreachable_prometheus_is_a_503_naming_it() {
         "{e}"
     );
 }
+
+#[test]
+fn a_backtest_queries_what_the_log_lacks_from_a_real_prometheus() {
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.db").display().to_string();
+    // Decisions logged from snapshots that carry the error rate only: the
+    // latency gate had nothing to read.
+    let taken_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 30;
+    let points: Vec<Value> = (0..=30)
+        .map(|i| json!([taken_at - 900 + 30 * i, 0.00005]))
+        .collect();
+    let server = Server::start(&["--insecure-no-auth", "--store", &log]);
+    for service in ["checkout", "search-slow"] {
+        let body = json!({"policy": "canary", "stage": "initial-canary", "elapsed": "20m",
+            "snapshot": {"service": service, "version": "2.1.0", "taken_at": taken_at,
+                "metrics": [{"name": "error_rate", "points": points}]}});
+        let r = server.request(
+            "POST",
+            "/v1/evaluate",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    drop(server);
+    let canary = repo("policies/canary.yaml");
+    let backtest = |extra: &[&str]| {
+        let mut args = vec![
+            "backtest",
+            "--policy",
+            canary.to_str().unwrap(),
+            "--log",
+            &log,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let run = tollgate(&args, "");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.json()
+    };
+    // Without a source, the gate that lacks data is named and counted.
+    let report = backtest(&[]);
+    assert_eq!(report["no_data"]["response-time-p95"], 2, "{report:#}");
+    assert!(report.get("requeried").is_none());
+    // With Prometheus, the latency is queried at each decision's time.
+    let report = backtest(&["--prometheus", &prom.url]);
+    assert_eq!(report["prometheus"], prom.url.as_str());
+    assert_eq!(report["requeried"]["response_time_p95_ms"], 2, "{report:#}");
+    assert!(
+        report
+            .get("no_data")
+            .is_none_or(|n| n.get("response-time-p95").is_none())
+    );
+    let row = |service: &str| {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == service)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {service}: {report:#}"))
+    };
+    let slow = row("search-slow");
+    assert_ne!(slow["after"], "promote", "{slow:#}");
+    let gate = slow["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "response-time-p95")
+        .unwrap();
+    assert_eq!(gate["after"], "fail", "{slow:#}");
+    assert!(gate["observed_after"].as_f64().unwrap() > 500.0, "{gate}");
+    assert!(
+        slow["requeried"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("response_time_p95_ms"))
+    );
+    assert_eq!(row("checkout")["after"], "promote", "{report:#}");
+    // The server's backtest job does the same with its own Prometheus.
+    let server = Server::start(&[
+        "--insecure-no-auth",
+        "--store",
+        &log,
+        "--prometheus",
+        &prom.url,
+    ]);
+    let text = std::fs::read_to_string(&canary).unwrap();
+    let r = server.request(
+        "POST",
+        "/v1/backtests",
+        &[("content-type", "application/json")],
+        json!({"policy": text, "prometheus": true})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let job = loop {
+        let job = server
+            .request("GET", &format!("/v1/backtests/{id}"), &[], b"")
+            .json();
+        if job["status"] != "running" && job["status"] != "queued" {
+            break job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["status"], "done", "{job:#}");
+    assert_eq!(job["report"]["requeried"]["response_time_p95_ms"], 2);
+}

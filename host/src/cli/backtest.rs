@@ -82,14 +82,14 @@ pub(crate) struct BacktestArgs {
     /// What written cases expect.
     #[arg(long, value_enum, default_value_t = Expect::Logged)]
     expect: Expect,
+    /// Query the candidate's `metrics:` that logged snapshots lack from
+    /// this Prometheus, at each decision's `taken_at`.
+    #[command(flatten)]
+    prometheus: super::sources::PrometheusArgs,
 }
 
 fn since(text: &str) -> anyhow::Result<i64> {
-    if let Ok(back) = humantime::parse_duration(text) {
-        let back = i64::try_from(back.as_secs()).unwrap_or(i64::MAX);
-        return Ok(crate::evaluate::clock_now().saturating_sub(back));
-    }
-    crate::sources::parse_time(text)
+    crate::decide::backtest::since(text)
         .map_err(|e| anyhow::anyhow!("`--since {}`: {e}", escape_control(text)))
 }
 
@@ -150,6 +150,9 @@ pub(crate) fn run(args: BacktestArgs) -> anyhow::Result<Exit> {
             .unwrap_or_default(),
         hotfix_policy: args.hotfix_policy.clone(),
         hotfix_window: i64::try_from(args.hotfix_window.as_secs()).unwrap_or(i64::MAX),
+        prometheus: args.prometheus.client()?,
+        pace: None,
+        max_rows: crate::decide::backtest::MAX_ROWS,
     };
     let tty = std::io::stderr().is_terminal();
     let tokio = tokio::runtime::Builder::new_current_thread()
@@ -309,6 +312,9 @@ fn change(r: &crate::decide::backtest::Row) -> String {
     if !r.no_data.is_empty() {
         parts.push(format!("no data for {}", r.no_data.join(", ")));
     }
+    if !r.requeried.is_empty() {
+        parts.push(format!("re-queried {}", r.requeried.join(", ")));
+    }
     parts.join("; ")
 }
 
@@ -369,6 +375,14 @@ fn table(r: &Report) -> String {
             s(g)
         );
     }
+    for (m, n) in &r.requeried {
+        let _ = writeln!(
+            out,
+            "  metric {} re-queried from {} for {n} decision(s)",
+            s(m),
+            s(r.prometheus.as_deref().unwrap_or("Prometheus"))
+        );
+    }
     if !r.rows.is_empty() {
         let _ = writeln!(
             out,
@@ -426,6 +440,18 @@ fn markdown(r: &Report) -> String {
         text(&r.policy),
         r.errors
     );
+    if !r.requeried.is_empty() {
+        let metrics: Vec<String> = r
+            .requeried
+            .iter()
+            .map(|(m, n)| format!("{} ({n})", text(m)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Metrics the log lacks, re-queried from Prometheus: {}.\n",
+            metrics.join(", ")
+        );
+    }
     if !r.transitions.is_empty() {
         let _ = writeln!(out, "| Change | Decisions |\n|---|---|");
         for (t, n) in &r.transitions {

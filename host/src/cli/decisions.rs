@@ -277,6 +277,7 @@ async fn list(a: ListArgs) -> anyhow::Result<Exit> {
         final_stage: None,
         limit,
         cursor: a.cursor,
+        oldest_first: false,
     };
     let (page, next) = crate::store::page(store.as_ref(), &filter).await?;
     let next = next.map(|c| c.to_string());

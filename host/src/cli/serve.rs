@@ -72,6 +72,14 @@ pub(crate) struct ServeArgs {
     /// metrics; decisions for more are counted, not labelled [default: 100].
     #[arg(long)]
     metrics_max_services: Option<usize>,
+    /// Evaluations running plugin code at once; the rest wait for one
+    /// (plugin deadlines count CPU time) [default: four per core].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Workers backtest jobs may hold at once, all jobs together, so live
+    /// evaluations keep the rest [default: half the cores, at least 1].
+    #[arg(long)]
+    backtest_workers: Option<usize>,
     /// Replays of logged decisions one token may start: `N/s`, `N/m` or
     /// `N/h`; past it 429 with `Retry-After` [default: 10/m].
     #[arg(long)]
@@ -137,6 +145,8 @@ struct FileConfig {
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
     metrics_max_services: Option<usize>,
+    workers: Option<usize>,
+    backtest_workers: Option<usize>,
     replay_rate: Option<String>,
     evaluate_rate: Option<String>,
     approve_rate: Option<String>,
@@ -423,6 +433,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             .metrics_max_services
             .or(file.metrics_max_services)
             .unwrap_or(defaults.metrics_max_services),
+        workers: args.workers.or(file.workers).unwrap_or(defaults.workers),
+        backtest_workers: args
+            .backtest_workers
+            .or(file.backtest_workers)
+            .unwrap_or(defaults.backtest_workers),
         replay_rate: args
             .replay_rate
             .or(rate("replay_rate", file.replay_rate.as_deref())?)

@@ -25,18 +25,8 @@ pub(crate) struct SourceArgs {
     /// The version under evaluation (`${version}` in queries).
     #[arg(long = "version")]
     release_version: Option<String>,
-    /// Prometheus base URL: query the policy's `metrics:` over the stage window.
-    #[arg(long)]
-    prometheus: Option<reqwest::Url>,
-    /// File holding a bearer token for Prometheus.
-    #[arg(long)]
-    prometheus_token_file: Option<PathBuf>,
-    /// PEM file of the CAs to trust for an `https` Prometheus.
-    #[arg(long)]
-    prometheus_ca_file: Option<PathBuf>,
-    /// Per-query timeout [default: 10s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    prometheus_timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    prometheus: PrometheusArgs,
     /// End of the query window and the snapshot's `taken_at` (RFC 3339 or
     /// unix seconds) [default: the snapshot's `taken_at`, else now].
     #[arg(long, value_parser = parse_time)]
@@ -91,26 +81,27 @@ fn read_snapshot(source: &str, default_at: i64) -> anyhow::Result<Snapshot> {
         .with_context(|| format!("invalid snapshot `{source}`"))
 }
 
-impl SourceArgs {
-    /// `--at`, when given: the time the caller asks to evaluate as at.
-    pub(crate) fn at(&self) -> Option<i64> {
-        self.at
-    }
+/// Where to query Prometheus, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct PrometheusArgs {
+    /// Prometheus base URL: query the policy's `metrics:` over the stage window.
+    #[arg(long = "prometheus")]
+    url: Option<reqwest::Url>,
+    /// File holding a bearer token for Prometheus.
+    #[arg(long)]
+    prometheus_token_file: Option<PathBuf>,
+    /// PEM file of the CAs to trust for an `https` Prometheus.
+    #[arg(long)]
+    prometheus_ca_file: Option<PathBuf>,
+    /// Per-query timeout [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    prometheus_timeout: Option<std::time::Duration>,
+}
 
-    /// `(service, version)` when they are all these flags give: a server
-    /// can then query its own Prometheus for them.
-    pub(crate) fn identity_only(&self) -> Option<(String, String)> {
-        let nothing_else = self.snapshot.is_none()
-            && self.prometheus.is_none()
-            && self.reports.is_empty()
-            && self.metrics.is_empty()
-            && self.attributes.is_empty();
-        let service = self.service.clone()?;
-        nothing_else.then(|| (service, self.release_version.clone().unwrap_or_default()))
-    }
-
-    fn prometheus(&self) -> anyhow::Result<Option<Prometheus>> {
-        let Some(url) = &self.prometheus else {
+impl PrometheusArgs {
+    /// The client these flags describe, or `None` without `--prometheus`.
+    pub(crate) fn client(&self) -> anyhow::Result<Option<Prometheus>> {
+        let Some(url) = &self.url else {
             return Ok(None);
         };
         let mut config = PrometheusConfig::new(url.clone());
@@ -124,6 +115,29 @@ impl SourceArgs {
         }
         config.ca_file.clone_from(&self.prometheus_ca_file);
         Ok(Some(Prometheus::new(config)?))
+    }
+}
+
+impl SourceArgs {
+    /// `--at`, when given: the time the caller asks to evaluate as at.
+    pub(crate) fn at(&self) -> Option<i64> {
+        self.at
+    }
+
+    /// `(service, version)` when they are all these flags give: a server
+    /// can then query its own Prometheus for them.
+    pub(crate) fn identity_only(&self) -> Option<(String, String)> {
+        let nothing_else = self.snapshot.is_none()
+            && self.prometheus.url.is_none()
+            && self.reports.is_empty()
+            && self.metrics.is_empty()
+            && self.attributes.is_empty();
+        let service = self.service.clone()?;
+        nothing_else.then(|| (service, self.release_version.clone().unwrap_or_default()))
+    }
+
+    fn prometheus(&self) -> anyhow::Result<Option<Prometheus>> {
+        self.prometheus.client()
     }
 
     /// Builds the snapshot these flags describe, for `stage` of `policy`

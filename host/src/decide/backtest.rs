@@ -11,6 +11,17 @@
 //! ([`StateMode::Logged`]). Nothing is committed. The candidate is loaded
 //! once; each decision costs a record and a snapshot read and one
 //! evaluation.
+//!
+//! The log is read a page at a time, oldest first, so memory holds one
+//! page, the releases seen and the report's rows, never the whole log.
+//! Metrics the candidate reads and the logged snapshots lack can be
+//! queried again from Prometheus at each decision's `taken_at`
+//! ([`requery`]). Each evaluation runs off the async workers, and a
+//! server paces a job with [`Pace`] so that it takes at most its share of
+//! the workers.
+
+mod outcomes;
+pub mod requery;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,8 +35,21 @@ use crate::policy::LoadedPolicy;
 use crate::snapshot::Snapshot;
 use crate::store::{Filter, Record, Store, StoreError, Summary};
 
-/// Rows of changed decisions a report keeps; the counts cover them all.
+/// Rows of changed decisions a report keeps at most; the counts cover them
+/// all.
 pub const MAX_ROWS: usize = 10_000;
+
+/// Decisions read from the log at a time.
+const PAGE: usize = 500;
+
+/// What an evaluation of a backtest waits for before it runs: a turn of
+/// the job's share, then a worker, so that backtests together hold at most
+/// `share` of the workers live evaluations use.
+#[derive(Clone)]
+pub struct Pace {
+    pub share: Arc<tokio::sync::Semaphore>,
+    pub workers: Arc<tokio::sync::Semaphore>,
+}
 
 /// Where the candidate's trigger state comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +99,12 @@ pub struct Options {
     /// A hotfix of the same service this soon after a release's last
     /// decision makes the release bad, seconds.
     pub hotfix_window: i64,
+    /// Where metrics the logged snapshots lack are queried again.
+    pub prometheus: Option<crate::sources::prometheus::Prometheus>,
+    /// Turns each evaluation waits for (a server's share of its workers).
+    pub pace: Option<Pace>,
+    /// Rows the report keeps at most (up to [`MAX_ROWS`]).
+    pub max_rows: usize,
 }
 
 /// A gate or trigger whose finding differs.
@@ -111,6 +141,10 @@ pub struct Row {
     /// snapshot (a metric the log does not carry).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub no_data: Vec<String>,
+    /// Metrics the logged snapshot lacked, queried again from Prometheus
+    /// for this decision.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requeried: Vec<String>,
     pub summary: String,
 }
 
@@ -120,9 +154,11 @@ pub struct Release {
     pub service: String,
     pub version: String,
     pub label: Option<Label>,
-    /// Why: `file`, `rollback` (a logged rollback of the release), `hotfix
-    /// <version>` (a hotfix of the service soon after), `shipped` (its last
-    /// stage promoted, nothing after).
+    /// Why: `file`, `rollback` (a logged rollback of the release by this
+    /// policy), `failed <policy> <stage>` (a later stage of the release,
+    /// under another policy, rolled it back), `hotfix <version>` (a hotfix
+    /// of the service soon after), `shipped` (its last stage promoted,
+    /// nothing after).
     pub because: Option<String>,
     /// Whether the logged (or comparison) decisions stopped it.
     pub stopped_before: bool,
@@ -163,10 +199,16 @@ pub struct Report {
     /// Candidate gates with no data in the logged snapshots, and in how
     /// many decisions.
     pub no_data: BTreeMap<String, usize>,
+    /// The Prometheus metrics were queried again from, without credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<String>,
+    /// Metrics queried again from Prometheus, and for how many decisions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requeried: BTreeMap<String, usize>,
     pub releases: Vec<Release>,
     pub confusion_before: Confusion,
     pub confusion_after: Confusion,
-    /// Changed or failed decisions, oldest first, at most [`MAX_ROWS`].
+    /// Changed or failed decisions, oldest first, at most `max_rows`.
     pub rows: Vec<Row>,
     /// Rows left out past [`MAX_ROWS`].
     pub rows_omitted: usize,
@@ -179,24 +221,9 @@ pub enum BacktestError {
     Store(#[from] StoreError),
     #[error("no decision of policy `{0}` in the log matches")]
     Nothing(String),
-}
-
-/// Every decision to re-evaluate, oldest first, as listed (summaries only,
-/// so memory is what the listing holds, not the records).
-async fn listed(store: &dyn Store, o: &Options) -> Result<Vec<Summary>, StoreError> {
-    let mut all = crate::store::all(
-        store,
-        &Filter {
-            service: o.service.clone(),
-            policy: Some(o.policy_name.clone()),
-            since: o.since,
-            until: o.until,
-            ..Filter::default()
-        },
-    )
-    .await?;
-    all.sort_by(|a, b| (a.recorded_at_ms, &a.decision_id).cmp(&(b.recorded_at_ms, &b.decision_id)));
-    Ok(all)
+    /// The evaluation task was lost (a panic or a runtime shutting down).
+    #[error("backtest evaluation failed: {0}")]
+    Internal(String),
 }
 
 fn counted(c: Counted) -> String {
@@ -261,7 +288,7 @@ fn diffs(before: &Decision, after: &Decision) -> (Vec<FindingDiff>, Vec<FindingD
 }
 
 /// Evaluates `loaded` as the logged decision `record` was evaluated.
-fn evaluate(
+pub(crate) fn evaluate(
     loaded: &Arc<LoadedPolicy>,
     record: &Record,
     snapshot: &Arc<Snapshot>,
@@ -306,88 +333,177 @@ fn evaluate(
     result.map_err(|e| format!("{e:#}"))
 }
 
-/// Runs the backtest, calling `progress(done, total)` as it goes.
-pub async fn run(
-    store: &dyn Store,
-    o: &Options,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Report, BacktestError> {
-    let listed = listed(store, o).await?;
-    if listed.is_empty() {
-        return Err(BacktestError::Nothing(o.policy_name.clone()));
+/// The start of a backtest's range: a duration back from now (`90d`), or
+/// a time (unix seconds or RFC 3339).
+pub fn since(text: &str) -> Result<i64, String> {
+    if let Ok(back) = humantime::parse_duration(text) {
+        let back = i64::try_from(back.as_secs()).unwrap_or(i64::MAX);
+        return Ok(crate::evaluate::clock_now().saturating_sub(back));
     }
-    let total = listed.len();
-    let mut state_after = EphemeralState::default();
-    let mut state_before = EphemeralState::default();
-    let mut transitions: BTreeMap<String, usize> = BTreeMap::new();
-    let mut no_data: BTreeMap<String, usize> = BTreeMap::new();
-    let mut rows = Vec::new();
-    let (mut changed, mut errors, mut omitted) = (0, 0, 0);
-    // Per release: (stopped before, stopped after, last taken_at).
-    let mut releases: BTreeMap<(String, String), (bool, bool, i64)> = BTreeMap::new();
-    // Snapshots repeat (a retried hook, a stage asked again): kept by digest
-    // for the last few only.
-    let mut snapshots: HashMap<crate::base::digest::Digest, Arc<Snapshot>> = HashMap::new();
-    for (done, s) in listed.iter().enumerate() {
-        progress(done, total);
-        let Some(record) = store.decision(&s.decision_id).await? else {
-            continue;
-        };
-        let d = &record.decision;
-        let inputs = async {
-            let snapshot = match snapshots.get(&record.snapshot_body) {
-                Some(s) => Arc::clone(s),
-                None => {
-                    let s = Arc::new(crate::decide::replay::logged_snapshot(store, &record).await?);
-                    if snapshots.len() >= 64 {
-                        snapshots.clear();
-                    }
-                    snapshots.insert(record.snapshot_body, Arc::clone(&s));
-                    s
-                }
-            };
-            let approvals: Arc<[_]> = crate::decide::replay::logged_approvals(store, &record)
-                .await?
-                .into();
-            Ok::<_, ReplayError>((snapshot, approvals))
-        }
-        .await;
-        let (before, after) = match inputs {
-            Err(e) => (Ok(d.clone()), Err(e.to_string())),
-            Ok((snapshot, approvals)) => {
-                let before = match &o.against {
-                    Against::Logged => Ok(d.clone()),
-                    Against::Policy(p) => evaluate(
-                        p,
-                        &record,
-                        &snapshot,
-                        &approvals,
-                        &mut state_before,
-                        o.state,
-                    ),
-                };
-                let after = evaluate(
-                    &o.candidate,
-                    &record,
-                    &snapshot,
-                    &approvals,
-                    &mut state_after,
-                    o.state,
+    crate::sources::parse_time(text).map_err(|e| e.to_string())
+}
+
+/// What the pass over the log keeps of one release.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    stopped_before: bool,
+    stopped_after: bool,
+    /// The `taken_at` of its first and last decision.
+    first: i64,
+    last: i64,
+    /// Whether the log has a rollback of it by this policy.
+    rolled_back: bool,
+    /// Whether its last stage promoted in the log.
+    shipped: bool,
+}
+
+/// The pass over the log: trigger states and what the report counts.
+#[derive(Default)]
+struct Pass {
+    state_after: EphemeralState,
+    state_before: EphemeralState,
+    transitions: BTreeMap<String, usize>,
+    no_data: BTreeMap<String, usize>,
+    requeried: BTreeMap<String, usize>,
+    rows: Vec<Row>,
+    changed: usize,
+    errors: usize,
+    omitted: usize,
+    releases: BTreeMap<(String, String), Seen>,
+    /// Snapshots repeat (a retried hook, a stage asked again): the last
+    /// few, by digest.
+    snapshots: HashMap<crate::base::digest::Digest, Arc<Snapshot>>,
+}
+
+/// The inputs of one logged decision: its snapshot (with re-queried
+/// metrics merged in), approvals, and which metrics were re-queried.
+type Inputs = (
+    Arc<Snapshot>,
+    Arc<[crate::policy::approvals::Approval]>,
+    Vec<String>,
+);
+
+impl Pass {
+    async fn inputs(
+        &mut self,
+        store: &dyn Store,
+        o: &Options,
+        requery: Option<&mut requery::Requery>,
+        record: &Record,
+    ) -> Result<Inputs, String> {
+        let snapshot = match self.snapshots.get(&record.snapshot_body) {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Arc::new(
+                    crate::decide::replay::logged_snapshot(store, record)
+                        .await
+                        .map_err(|e: ReplayError| e.to_string())?,
                 );
-                (before, after)
+                if self.snapshots.len() >= 64 {
+                    self.snapshots.clear();
+                }
+                self.snapshots.insert(record.snapshot_body, Arc::clone(&s));
+                s
             }
         };
-        let before = match before {
-            Ok(b) => b,
+        let approvals: Arc<[_]> = crate::decide::replay::logged_approvals(store, record)
+            .await
+            .map_err(|e| e.to_string())?
+            .into();
+        let (snapshot, requeried) = match requery {
+            None => (snapshot, Vec::new()),
+            Some(r) => match r.missing(&o.candidate, record, &snapshot).await? {
+                None => (snapshot, Vec::new()),
+                Some((merged, names)) => (Arc::new(merged), names),
+            },
+        };
+        Ok((snapshot, approvals, requeried))
+    }
+
+    /// Evaluates the comparison and the candidate over `inputs`, off the
+    /// async workers and, when paced, in a turn of the share.
+    async fn evaluate(
+        &mut self,
+        o: &Options,
+        record: &Arc<Record>,
+        inputs: &Inputs,
+    ) -> Result<(Decision, Result<Decision, String>), BacktestError> {
+        let _turn = match &o.pace {
+            None => None,
+            Some(p) => {
+                let share = Arc::clone(&p.share).acquire_owned().await;
+                let worker = Arc::clone(&p.workers).acquire_owned().await;
+                match (share, worker) {
+                    (Ok(s), Ok(w)) => Some((s, w)),
+                    _ => return Err(BacktestError::Internal("the server is stopping".into())),
+                }
+            }
+        };
+        let (candidate, against, mode) = (Arc::clone(&o.candidate), o.against.clone(), o.state);
+        let (record, snapshot, approvals) = (
+            Arc::clone(record),
+            Arc::clone(&inputs.0),
+            Arc::clone(&inputs.1),
+        );
+        let mut before_state = std::mem::take(&mut self.state_before);
+        let mut after_state = std::mem::take(&mut self.state_after);
+        let (before, after, before_state, after_state) = tokio::task::spawn_blocking(move || {
+            let before = match &against {
+                Against::Logged => Ok(record.decision.clone()),
+                Against::Policy(p) => {
+                    evaluate(p, &record, &snapshot, &approvals, &mut before_state, mode)
+                }
+            };
+            let after = evaluate(
+                &candidate,
+                &record,
+                &snapshot,
+                &approvals,
+                &mut after_state,
+                mode,
+            );
             // The comparison policy cannot evaluate it either: compare with
             // the log.
-            Err(_) => d.clone(),
-        };
-        let release = releases
+            let before = before.unwrap_or_else(|_| record.decision.clone());
+            (before, after, before_state, after_state)
+        })
+        .await
+        .map_err(|e| BacktestError::Internal(e.to_string()))?;
+        self.state_before = before_state;
+        self.state_after = after_state;
+        Ok((before, after))
+    }
+
+    /// Counts one decision, and keeps its row when the candidate differs.
+    fn count(
+        &mut self,
+        o: &Options,
+        s: &Summary,
+        record: &Record,
+        before: &Decision,
+        after: Result<Decision, String>,
+        requeried: Vec<String>,
+    ) {
+        let d = &record.decision;
+        let release = self
+            .releases
             .entry((d.service.clone(), d.version.clone()))
-            .or_insert((false, false, d.taken_at));
-        release.2 = release.2.max(d.taken_at);
-        release.0 |= before.decision == Outcome::Rollback;
+            .or_insert(Seen {
+                stopped_before: false,
+                stopped_after: false,
+                first: d.taken_at,
+                last: d.taken_at,
+                rolled_back: false,
+                shipped: false,
+            });
+        release.first = release.first.min(d.taken_at);
+        release.last = release.last.max(d.taken_at);
+        release.stopped_before |= before.decision == Outcome::Rollback;
+        release.rolled_back |= s.decision == "rollback";
+        release.shipped |= s.final_stage && s.decision == "promote";
+        for m in &requeried {
+            *self.requeried.entry(m.clone()).or_default() += 1;
+        }
         let mut row = Row {
             decision_id: record.decision_id.clone(),
             service: d.service.clone(),
@@ -400,15 +516,16 @@ pub async fn run(
             gates: Vec::new(),
             triggers: Vec::new(),
             no_data: Vec::new(),
+            requeried,
             summary: String::new(),
         };
         match after {
             Err(e) => {
-                errors += 1;
+                self.errors += 1;
                 row.error = Some(e);
             }
             Ok(after) => {
-                release.1 |= after.decision == Outcome::Rollback
+                release.stopped_after |= after.decision == Outcome::Rollback
                     || (after.decision == Outcome::Hold && before.decision == Outcome::Promote);
                 row.no_data = after
                     .gates
@@ -417,14 +534,15 @@ pub async fn run(
                     .map(|g| g.name.clone())
                     .collect();
                 for g in &row.no_data {
-                    *no_data.entry(g.clone()).or_default() += 1;
+                    *self.no_data.entry(g.clone()).or_default() += 1;
                 }
-                (row.gates, row.triggers) = diffs(&before, &after);
+                (row.gates, row.triggers) = diffs(before, &after);
                 row.after = Some(after.decision);
                 row.summary.clone_from(&after.summary);
                 if after.decision != before.decision {
-                    changed += 1;
-                    *transitions
+                    self.changed += 1;
+                    *self
+                        .transitions
                         .entry(format!(
                             "{} → {}",
                             before.decision.as_str(),
@@ -438,15 +556,68 @@ pub async fn run(
         // whose gates count or triggers fire otherwise.
         let differs = row.gates.iter().any(|g| g.before != g.after) || !row.triggers.is_empty();
         if row.error.is_some() || row.after != Some(row.before) || differs {
-            if rows.len() < MAX_ROWS {
-                rows.push(row);
+            if self.rows.len() < o.max_rows.min(MAX_ROWS) {
+                self.rows.push(row);
             } else {
-                omitted += 1;
+                self.omitted += 1;
             }
         }
     }
-    progress(total, total);
-    let releases = label(store, o, &listed, releases).await?;
+}
+
+/// Runs the backtest, calling `progress(done, total)` as it goes. The log
+/// is read a page at a time, oldest first (by `taken_at`, ties in the
+/// order the decisions were made), so the candidate's triggers see each
+/// service's decisions in time order.
+pub async fn run(
+    store: &dyn Store,
+    o: &Options,
+    mut progress: impl FnMut(usize, usize) + Send,
+) -> Result<Report, BacktestError> {
+    let filter = Filter {
+        service: o.service.clone(),
+        policy: Some(o.policy_name.clone()),
+        since: o.since,
+        until: o.until,
+        limit: PAGE,
+        oldest_first: true,
+        ..Filter::default()
+    };
+    let counted = store.count(&filter).await?;
+    if counted == 0 {
+        return Err(BacktestError::Nothing(o.policy_name.clone()));
+    }
+    let mut requery = o.prometheus.clone().map(requery::Requery::new);
+    let mut pass = Pass::default();
+    let mut done = 0;
+    let mut page_filter = filter.clone();
+    loop {
+        let (page, next) = crate::store::page(store, &page_filter).await?;
+        for s in &page {
+            // Decisions made while a long backtest runs may join its range.
+            progress(done, counted.max(done));
+            done += 1;
+            let Some(record) = store.decision(&s.decision_id).await? else {
+                continue;
+            };
+            let record = Arc::new(record);
+            let (before, after, requeried) =
+                match pass.inputs(store, o, requery.as_mut(), &record).await {
+                    Err(e) => (record.decision.clone(), Err(e), Vec::new()),
+                    Ok(inputs) => {
+                        let (before, after) = pass.evaluate(o, &record, &inputs).await?;
+                        (before, after, inputs.2)
+                    }
+                };
+            pass.count(o, s, &record, &before, after, requeried);
+        }
+        match next {
+            Some(c) => page_filter.cursor = Some(c),
+            None => break,
+        }
+    }
+    progress(done, done);
+    let releases = outcomes::label(store, o, pass.releases).await?;
     let confusion = |stopped: fn(&Release) -> bool| {
         let mut c = Confusion::default();
         for r in &releases {
@@ -469,115 +640,19 @@ pub async fn run(
             Against::Policy(p) => p.policy.name.to_string(),
         },
         state: o.state,
-        decisions: total,
-        changed,
-        errors,
-        transitions,
-        no_data,
+        decisions: done,
+        changed: pass.changed,
+        errors: pass.errors,
+        transitions: pass.transitions,
+        no_data: pass.no_data,
+        prometheus: o.prometheus.as_ref().map(|p| p.shown_url()),
+        requeried: pass.requeried,
         confusion_before: confusion(|r| r.stopped_before),
         confusion_after: confusion(|r| r.stopped_after),
         releases,
-        rows,
-        rows_omitted: omitted,
+        rows: pass.rows,
+        rows_omitted: pass.omitted,
     })
-}
-
-/// Labels each release from the log (or the labels file): bad after a
-/// logged rollback of it or a hotfix of its service soon after, good once
-/// its last stage promoted with neither.
-async fn label(
-    store: &dyn Store,
-    o: &Options,
-    listed: &[Summary],
-    seen: BTreeMap<(String, String), (bool, bool, i64)>,
-) -> Result<Vec<Release>, StoreError> {
-    let mut hotfixes: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
-    if o.hotfix_policy != o.policy_name {
-        for h in crate::store::all(
-            store,
-            &Filter {
-                service: o.service.clone(),
-                policy: Some(o.hotfix_policy.clone()),
-                since: o.since,
-                ..Filter::default()
-            },
-        )
-        .await?
-        {
-            hotfixes
-                .entry(h.service)
-                .or_default()
-                .push((h.taken_at, h.version));
-        }
-    }
-    let mut logged: HashMap<(&str, &str), (bool, bool)> = HashMap::new();
-    for s in listed {
-        let e = logged
-            .entry((s.service.as_str(), s.version.as_str()))
-            .or_default();
-        e.0 |= s.decision == "rollback";
-        e.1 |= s.final_stage && s.decision == "promote";
-    }
-    // For each hotfix, the release of its service whose last decision came
-    // last before it.
-    let mut latest_before: HashMap<(&str, i64), String> = HashMap::new();
-    for (service, hs) in &hotfixes {
-        for (t, _) in hs {
-            let owner = seen
-                .iter()
-                .filter(|((s, _), (_, _, last))| s == service && last < t)
-                .max_by_key(|(_, (_, _, last))| *last)
-                .map(|((_, v), _)| v.clone());
-            if let Some(v) = owner {
-                latest_before.insert((service.as_str(), *t), v);
-            }
-        }
-    }
-    Ok(seen
-        .into_iter()
-        .map(
-            |((service, version), (stopped_before, stopped_after, last))| {
-                let (rolled_back, shipped) = logged
-                    .get(&(service.as_str(), version.as_str()))
-                    .copied()
-                    .unwrap_or_default();
-                // A hotfix belongs to the release the service ran last before it.
-                let hotfix = hotfixes.get(&service).and_then(|hs| {
-                    hs.iter()
-                        .filter(|(t, v)| {
-                            *v != version
-                                && *t > last
-                                && t.saturating_sub(last) <= o.hotfix_window
-                                && latest_before
-                                    .get(&(service.as_str(), *t))
-                                    .map(String::as_str)
-                                    == Some(version.as_str())
-                        })
-                        .min()
-                });
-                let (label, because) =
-                    if let Some(l) = o.labels.get(&(service.clone(), version.clone())) {
-                        (Some(*l), Some("file".to_string()))
-                    } else if rolled_back {
-                        (Some(Label::Bad), Some("rollback".to_string()))
-                    } else if let Some((_, v)) = hotfix {
-                        (Some(Label::Bad), Some(format!("hotfix {v}")))
-                    } else if shipped {
-                        (Some(Label::Good), Some("shipped".to_string()))
-                    } else {
-                        (None, None)
-                    };
-                Release {
-                    service,
-                    version,
-                    label,
-                    because,
-                    stopped_before,
-                    stopped_after,
-                }
-            },
-        )
-        .collect())
 }
 
 /// A past decision as a policy test case: its logged snapshot, stage,

@@ -71,6 +71,59 @@ pub fn load_with(
     )
 }
 
+/// Loads a policy a caller sent (a backtest's candidate over HTTP). It may
+/// use the first-party plugins and the server's plugin directory
+/// (`shared`), and reach none of the server's files: it declares no
+/// plugins of its own, names no `allowed_signers` file and grants no
+/// directories.
+pub fn load_offered(
+    runtime: &Runtime,
+    cache: &mut PluginCache,
+    text: &str,
+    shared: &BTreeMap<String, super::PluginDecl>,
+    trust: &Trust,
+) -> Result<LoadedPolicy, Problems> {
+    // Nothing is resolved against this directory: every use of it is
+    // refused below before the load reads a file.
+    let nowhere = Path::new("/nonexistent/offered-policy");
+    let parsed = super::parse::parse_with(text, nowhere, shared)?;
+    let policy = &parsed.policy;
+    let mut problems = Vec::new();
+    for (name, decl) in &policy.plugins {
+        if decl.line > 0 {
+            problems.push(Problem {
+                line: Some(decl.line),
+                message: format!(
+                    "plugin `{name}`: a policy sent in a request may not declare plugin files; use a first-party plugin or one in the server's plugin directory"
+                ),
+            });
+        }
+    }
+    if policy.allowed_signers.is_some() {
+        problems.push(Problem {
+            line: None,
+            message:
+                "`allowed_signers`: a policy sent in a request may not name files on the server"
+                    .into(),
+        });
+    }
+    for u in policy.plugin_uses() {
+        if !u.limits.files.is_empty() {
+            problems.push(Problem {
+                line: Some(u.line).filter(|l| *l > 0),
+                message: format!(
+                    "`{}`: a policy sent in a request may not grant directories (`files:`)",
+                    u.name
+                ),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    load_with(runtime, cache, text, nowhere, shared, trust)
+}
+
 /// Loads a logged policy for replay: its text as logged, and each plugin
 /// from the logged bytes (`plugins`, by name) instead of any file or the
 /// first-party set, so exactly what ran runs again.

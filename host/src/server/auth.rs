@@ -24,7 +24,8 @@
 //! with `@`: `evaluate:canary@checkout,cart`, `evaluate@checkout` (every
 //! policy, one service); `read` (policies, plugins, metrics, OpenAPI, the
 //! decision log); `approve` (record approvals and checklist attestations),
-//! or `approve@checkout,cart` (for those services only); `admin` (reload;
+//! or `approve@checkout,cart` (for those services only); `backtest` (run
+//! backtests over the decision log, `POST /v1/backtests`); `admin` (reload;
 //! implies the others, for every service). Policy and service names may
 //! use `*` (any run of characters) and `?` (any one character):
 //! `evaluate:*@team-a-*`. Several `evaluate` words on a line add up, each
@@ -49,6 +50,7 @@ mod tokens;
 
 pub(super) use self::grant::{Grant, shown};
 pub(super) use self::middleware::{
-    Approver, Caller, require_admin, require_approve, require_evaluate, require_read,
+    Approver, Caller, require_admin, require_approve, require_backtest, require_evaluate,
+    require_read,
 };
 pub use self::tokens::Tokens;

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     /// Workers one policy may hold at once, so that a slow or hostile policy
     /// slows only itself (half the workers).
     pub policy_workers: usize,
+    /// Workers backtest jobs may hold at once, all jobs together (half the
+    /// cores, at least 1), so live evaluations are never starved.
+    pub backtest_workers: usize,
     /// Longest wait for a request's headers or, on an idle keep-alive
     /// connection, for the next request (10 s).
     pub header_read_timeout: Duration,
@@ -100,6 +103,7 @@ impl Default for ServerConfig {
             max_concurrency_per_token: None,
             workers: 4 * cores(),
             policy_workers: (2 * cores()).max(1),
+            backtest_workers: (cores() / 2).max(1),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
@@ -155,6 +159,8 @@ impl ServerConfig {
                 self.max_concurrency_per_token.unwrap_or(1),
             ),
             ("max_connections", self.max_connections),
+            ("workers", self.workers),
+            ("backtest_workers", self.backtest_workers),
         ];
         if let Some(&(name, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero { name });

@@ -18,7 +18,7 @@ use crate::store::{Cursor, Filter, StoreError};
 /// Decisions a page holds at most.
 pub(super) const MAX_LIMIT: usize = 1000;
 
-fn logging(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
+pub(super) fn logging(state: &AppState) -> Result<&Arc<dyn crate::store::Store>, ApiError> {
     let store = &state.inner.store;
     if store.logs_decisions() {
         Ok(store)
@@ -99,6 +99,7 @@ fn filter(query: &BTreeMap<String, String>) -> Result<Filter, ApiError> {
         final_stage: None,
         limit,
         cursor,
+        oldest_first: false,
     })
 }
 

@@ -41,6 +41,12 @@ pub struct PolicySet {
     /// Every first-party plugin, compiled (most already are for the
     /// policies), for the catalog.
     builtins: Vec<(&'static str, Arc<crate::engine::Plugin>)>,
+    /// The plugin directory's plugins, by name, for policies sent in
+    /// requests (backtest candidates).
+    shared: BTreeMap<String, PluginDecl>,
+    /// Every plugin compiled for the set, by digest, so a candidate that
+    /// uses them compiles nothing again.
+    compiled: PluginCache,
 }
 
 impl PolicySet {
@@ -146,7 +152,23 @@ impl PolicySet {
             policies,
             budgets,
             builtins,
+            shared,
+            compiled: cache,
         })
+    }
+
+    /// Loads a policy a caller sent, over this set's plugins: the
+    /// first-party ones and the plugin directory's (see
+    /// [`policy::load_offered`]). Compiles, so call it off the async
+    /// workers.
+    pub(super) fn load_offered(
+        &self,
+        runtime: &Runtime,
+        text: &str,
+        trust: &policy::Trust,
+    ) -> Result<LoadedPolicy, policy::Problems> {
+        let mut cache = self.compiled.clone();
+        policy::load_offered(runtime, &mut cache, text, &self.shared, trust)
     }
 
     /// Every first-party plugin, compiled.

@@ -194,6 +194,10 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 
+    fn count<'a>(&'a self, _filter: &'a Filter) -> StoreFuture<'a, usize> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
     fn blob<'a>(&'a self, _digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>> {
         Box::pin(std::future::ready(Ok(None)))
     }

@@ -84,6 +84,19 @@ CREATE TABLE token_secret (
 ",
 ];
 
+/// A listing's filters ($1 to $6: service, policy, decision, since,
+/// until, final stage), shared by `list` and `count`.
+macro_rules! filtered_sql {
+    () => {
+        " WHERE ($1::TEXT IS NULL OR service = $1)
+           AND ($2::TEXT IS NULL OR policy = $2)
+           AND ($3::TEXT IS NULL OR decision = $3)
+           AND ($4::BIGINT IS NULL OR taken_at >= $4)
+           AND ($5::BIGINT IS NULL OR taken_at < $5)
+           AND ($6::BOOLEAN IS NULL OR final_stage = $6)"
+    };
+}
+
 /// An arbitrary key for `pg_advisory_xact_lock` around migrations.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
 
@@ -372,20 +385,36 @@ impl Store for PgStore {
                 .as_ref()
                 .map(|c| (Some(c.taken_at), Some(c.decision_id.clone())))
                 .unwrap_or_default();
+            // Both orders walk the `decisions_order` index, one backwards.
+            let sql = if filter.oldest_first {
+                concat!(
+                    "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit FROM decisions",
+                    filtered_sql!(),
+                    " AND ($7::BIGINT IS NULL OR taken_at > $7 OR (taken_at = $7 AND decision_id > $8))
+                     ORDER BY taken_at ASC, decision_id ASC LIMIT $9"
+                )
+            } else {
+                concat!(
+                    "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit FROM decisions",
+                    filtered_sql!(),
+                    " AND ($7::BIGINT IS NULL OR taken_at < $7 OR (taken_at = $7 AND decision_id < $8))
+                     ORDER BY taken_at DESC, decision_id DESC LIMIT $9"
+                )
+            };
             let rows = client
                 .query(
-                    "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit
-                     FROM decisions
-                     WHERE ($1::TEXT IS NULL OR service = $1)
-                       AND ($2::TEXT IS NULL OR policy = $2)
-                       AND ($3::TEXT IS NULL OR decision = $3)
-                       AND ($4::BIGINT IS NULL OR taken_at >= $4)
-                       AND ($5::BIGINT IS NULL OR taken_at < $5)
-                       AND ($6::BOOLEAN IS NULL OR final_stage = $6)
-                       AND ($7::BIGINT IS NULL OR taken_at < $7 OR (taken_at = $7 AND decision_id < $8))
-                     ORDER BY taken_at DESC, decision_id DESC
-                     LIMIT $9",
-                    &[&filter.service, &filter.policy, &filter.decision, &filter.since, &filter.until, &filter.final_stage, &cursor_t, &cursor_id, &limit],
+                    sql,
+                    &[
+                        &filter.service,
+                        &filter.policy,
+                        &filter.decision,
+                        &filter.since,
+                        &filter.until,
+                        &filter.final_stage,
+                        &cursor_t,
+                        &cursor_id,
+                        &limit,
+                    ],
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
@@ -405,6 +434,27 @@ impl Store for PgStore {
                     oldest_commit: r.get(10),
                 })
                 .collect())
+        })
+    }
+
+    fn count<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, usize> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    concat!("SELECT COUNT(*) FROM decisions", filtered_sql!()),
+                    &[
+                        &filter.service,
+                        &filter.policy,
+                        &filter.decision,
+                        &filter.since,
+                        &filter.until,
+                        &filter.final_stage,
+                    ],
+                )
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
         })
     }
 

@@ -215,6 +215,11 @@ impl Store for SqliteStore {
         self.read(move |conn, _| reads::list(conn, &filter))
     }
 
+    fn count<'a>(&'a self, filter: &'a Filter) -> StoreFuture<'a, usize> {
+        let filter = filter.clone();
+        self.read(move |conn, _| reads::count(conn, &filter))
+    }
+
     fn blob<'a>(&'a self, digest: &'a Digest) -> StoreFuture<'a, Option<Vec<u8>>> {
         let digest = *digest;
         self.read(move |conn, _| reads::blob(conn, &digest))

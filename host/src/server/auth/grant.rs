@@ -20,6 +20,8 @@ pub struct Grant {
     pub evaluate: Vec<EvaluateScope>,
     pub read: bool,
     pub admin: bool,
+    /// May run backtests (`POST /v1/backtests`).
+    pub backtest: bool,
     /// May record approvals and attestations.
     pub approve: bool,
     /// The services it may approve for.
@@ -53,6 +55,9 @@ impl Grant {
             }],
             read: true,
             admin: false,
+            // A backtest reads only what `read` may; its CPU is bounded by
+            // the server's backtest share.
+            backtest: true,
             // An approval needs someone to have given it.
             approve: false,
             approve_services: Names::All,

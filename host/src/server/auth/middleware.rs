@@ -109,25 +109,50 @@ pub(in crate::server) async fn require_evaluate(
 /// [`Caller`] (to rate-limit a replay by token).
 pub(in crate::server) async fn require_read(
     State(state): State<AppState>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
+    scoped(&state, req, next, |g| g.read, "this token may not read").await
+}
+
+/// Requires a token with the `backtest` scope (or `admin`); on a server
+/// without auth, any caller, as for reading the log the backtest reads. The
+/// handlers read the [`Caller`], whose token owns the jobs it starts.
+pub(in crate::server) async fn require_backtest(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    scoped(
+        &state,
+        req,
+        next,
+        |g| g.backtest,
+        "this token may not run backtests: give it the `backtest` scope in the token file",
+    )
+    .await
+}
+
+/// Lets a request through with its [`Caller`] when its token has the scope
+/// `has` asks for (or, on a server without auth, whatever it sends); 403
+/// with `refused` for a token without it, 401 for none.
+async fn scoped(
+    state: &AppState,
+    mut req: Request,
+    next: Next,
+    has: fn(&Grant) -> bool,
+    refused: &'static str,
+) -> Response {
     let tokens = state.tokens();
-    let grant = if tokens.is_disabled() {
-        match tokens.for_header(authorization(&req)) {
-            Some(g) if g.read => g,
-            _ => Grant::open(),
+    let grant = match tokens.for_header(authorization(&req)) {
+        Some(g) if has(&g) => g,
+        _ if tokens.is_disabled() => Grant::open(),
+        Some(g) => {
+            let mut r = ApiError::forbidden(refused).into_response();
+            AccessFacts::note(&mut r, |f| f.token = Some(g.id));
+            return r;
         }
-    } else {
-        match tokens.for_header(authorization(&req)) {
-            Some(g) if g.read => g,
-            Some(g) => {
-                let mut r = ApiError::forbidden("this token may not read").into_response();
-                AccessFacts::note(&mut r, |f| f.token = Some(g.id));
-                return r;
-            }
-            None => return ApiError::unauthorized().into_response(),
-        }
+        None => return ApiError::unauthorized().into_response(),
     };
     drop(tokens);
     let id = grant.id.clone();

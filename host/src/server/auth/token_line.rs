@@ -5,7 +5,7 @@ use super::glob::{Names, Pattern};
 use super::grant::EvaluateScope;
 
 /// The scope words a token file accepts, for an unknown one's error.
-const EXPECTED: &str = "expected evaluate, evaluate:POLICY,…, evaluate:POLICY,…@SERVICE,…, read, approve, approve@SERVICE,…, admin, as:NAME or group:A,B";
+const EXPECTED: &str = "expected evaluate, evaluate:POLICY,…, evaluate:POLICY,…@SERVICE,…, read, approve, approve@SERVICE,…, backtest, admin, as:NAME or group:A,B";
 
 /// Why a token file line cannot be used; the file and line are added by
 /// [`super::TokenError::Invalid`].
@@ -37,6 +37,7 @@ pub(super) struct Scopes {
     pub(super) evaluate: Vec<EvaluateScope>,
     pub(super) read: bool,
     pub(super) admin: bool,
+    pub(super) backtest: bool,
     pub(super) approve: Option<Names>,
     pub(super) identity: Option<String>,
     pub(super) groups: Vec<String>,
@@ -111,6 +112,7 @@ fn check_name(name: &str, word: &'static str) -> Result<(), LineError> {
 /// Parses a line's scopes (after the token).
 fn scopes(words: &[&str]) -> Result<Scopes, LineError> {
     let (mut evaluate, mut read, mut admin, mut approve) = (Vec::new(), false, false, None);
+    let mut backtest = false;
     let (mut identity, mut groups) = (None, Vec::new());
     let mut scoped = false;
     for w in words {
@@ -130,6 +132,7 @@ fn scopes(words: &[&str]) -> Result<Scopes, LineError> {
         match *w {
             "admin" => admin = true,
             "read" => read = true,
+            "backtest" => backtest = true,
             w if w.starts_with("evaluate") => {
                 evaluate.push(evaluate_scope(&w["evaluate".len()..])?);
             }
@@ -161,12 +164,14 @@ fn scopes(words: &[&str]) -> Result<Scopes, LineError> {
     if admin {
         evaluate = vec![all()];
         read = true;
+        backtest = true;
         approve = Some(Names::All);
     }
     Ok(Scopes {
         evaluate,
         read,
         admin,
+        backtest,
         approve,
         identity,
         groups,

@@ -121,6 +121,10 @@ impl Store for Seam {
     ) -> StoreFuture<'a, Vec<crate::store::Summary>> {
         self.inner.list(filter)
     }
+
+    fn count<'a>(&'a self, filter: &'a crate::store::Filter) -> StoreFuture<'a, usize> {
+        self.inner.count(filter)
+    }
     fn blob<'a>(
         &'a self,
         digest: &'a crate::base::digest::Digest,

@@ -73,10 +73,9 @@ pub(super) fn decision(conn: &Connection, shown: &str, id: &str) -> Result<Optio
 }
 
 /// Summaries newest first, at most `filter.limit`.
-pub(super) fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Summary>, Error> {
-    let mut sql = String::from(
-        "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit FROM decisions WHERE 1 = 1",
-    );
+/// The `WHERE` clause of a listing (without the cursor) and its arguments.
+fn filtered(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from(" WHERE 1 = 1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut push = |clause: &str, v: rusqlite::types::Value| {
         args.push(v);
@@ -100,23 +99,48 @@ pub(super) fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Summary>, E
     if let Some(f) = filter.final_stage {
         push(" AND final_stage = ?", i64::from(f).into());
     }
+    (sql, args)
+}
+
+pub(super) fn list(conn: &Connection, filter: &Filter) -> Result<Vec<Summary>, Error> {
+    let (clause, mut args) = filtered(filter);
+    let mut sql = format!(
+        "SELECT decision_id, recorded_at, taken_at, service, version, policy, stage, final_stage, decision, summary, oldest_commit FROM decisions{clause}"
+    );
+    // Both orders walk the `decisions_order` index, one of them backwards.
+    let (past, order) = if filter.oldest_first {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
     if let Some(c) = &filter.cursor {
         args.push(c.taken_at.into());
         let t = args.len();
         args.push(c.decision_id.clone().into());
         let id = args.len();
         sql.push_str(&format!(
-            " AND (taken_at < ?{t} OR (taken_at = ?{t} AND decision_id < ?{id}))"
+            " AND (taken_at {past} ?{t} OR (taken_at = ?{t} AND decision_id {past} ?{id}))"
         ));
     }
     args.push(i64::try_from(filter.limit).unwrap_or(i64::MAX).into());
     sql.push_str(&format!(
-        " ORDER BY taken_at DESC, decision_id DESC LIMIT ?{}",
+        " ORDER BY taken_at {order}, decision_id {order} LIMIT ?{}",
         args.len()
     ));
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), summary_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// How many decisions `filter` selects (its cursor and limit aside).
+pub(super) fn count(conn: &Connection, filter: &Filter) -> Result<usize, Error> {
+    let (clause, args) = filtered(filter);
+    let n: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM decisions{clause}"),
+        rusqlite::params_from_iter(args),
+        |r| r.get(0),
+    )?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 fn summary_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
