@@ -586,9 +586,9 @@ fn the_dora_report_matches_a_log_built_with_known_answers() {
 }
 
 /// A policy whose only trigger is the circuit breaker on `error_rate > 1%`.
-const BREAKER_POLICY: &str = "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n";
+pub(crate) const BREAKER_POLICY: &str = "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: breaker}\nstages:\n  - name: s\n    gates:\n      - name: always\n        plugin: threshold\n        on_no_data: pass\n        with: {metric: none, op: '<', threshold: 1}\ntriggers:\n  - name: breaker\n    plugin: circuit-breaker\n    with: {metric: error_rate, threshold: 0.01}\n";
 
-fn errors(at: i64, values: &[f64]) -> Value {
+pub(crate) fn errors(at: i64, values: &[f64]) -> Value {
     let n = values.len() as i64;
     json!({
         "service": "checkout", "version": "2.1.0", "taken_at": at,

@@ -24,6 +24,7 @@ mod plugins;
 mod prometheus;
 mod readme;
 mod readme_examples;
+mod replicas;
 mod reports;
 mod rollout;
 mod schemas;

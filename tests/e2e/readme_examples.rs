@@ -377,3 +377,53 @@ fn every_readme_curl_example_runs_as_written() {
         problems.join("\n")
     );
 }
+
+/// The README's "Deploying on Kubernetes": every kustomization its `kubectl
+/// apply -k` lines name renders, and `scripts/deploy-check.sh` validates
+/// all of `deploy/` offline (Kubernetes and CRD schemas, checkov, the CI
+/// schemas, the README's excerpts). Its tools are what `scripts/test`
+/// installs with `scripts/deploy-check.sh --install`.
+#[test]
+fn the_readme_deploy_section_renders_and_validates_offline() {
+    let kubectl = repo("target/deploy-check/venv/bin/kubectl");
+    if !kubectl.exists() || !repo("tests/deploy/node_modules/.installed-lock.json").exists() {
+        crate::support::skip("no deploy-check tools (scripts/deploy-check.sh --install)");
+        return;
+    }
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let start = readme
+        .find("## Deploying on Kubernetes")
+        .expect("README has a Deploying on Kubernetes section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let dirs: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("kubectl apply -k "))
+        .map(|rest| rest.split_whitespace().next().unwrap())
+        .collect();
+    assert!(dirs.len() >= 3, "{dirs:?}");
+    for dir in dirs {
+        let out = Command::new(&kubectl)
+            .args(["kustomize", dir])
+            .current_dir(repo(""))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl kustomize {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("kind: "));
+    }
+    let out = Command::new(repo("scripts/deploy-check.sh"))
+        .current_dir(repo(""))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": 0 failed"), "{stdout}");
+}

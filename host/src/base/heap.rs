@@ -9,6 +9,7 @@
 //! and unmapped on free, and [`trim`] hands back what the heap still holds.
 
 /// Buffers this large or larger get their own mapping.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: i32 = 1 << 20;
 
 /// Pins malloc's mmap threshold (glibc only; elsewhere a no-op).

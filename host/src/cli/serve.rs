@@ -24,8 +24,9 @@ pub(crate) struct ServeArgs {
     /// Directory of user plugins (`*.wasm`), available to every policy by file name.
     #[arg(long)]
     plugins: Option<PathBuf>,
-    /// YAML config file; flags override it.
-    #[arg(long)]
+    /// YAML config file; flags override it. Also `TOLLGATE_CONFIG` (a
+    /// container's configuration from its environment).
+    #[arg(long, env = "TOLLGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Token file; also `TOLLGATE_TOKENS_FILE`. One token (16 characters or
     /// more) per line, then its scopes: `evaluate` (every policy) or
