@@ -12,12 +12,16 @@ use crate::support::{HttpResponse, Server, repo, write};
 const ONE: &str = "backtest-one-0123456789abcdef";
 const TWO: &str = "backtest-two-0123456789abcdef";
 const ADMIN: &str = "backtest-admin-0123456789abcd";
+const ONLY: &str = "backtest-only-0123456789abcde";
 
 fn server(dir: &std::path::Path, extra: &[&str]) -> Server {
     let tokens = write(
         dir,
         "tokens",
-        format!("{TOKEN}\n{ONE} backtest\n{TWO} backtest\n{ADMIN} admin\n").as_bytes(),
+        format!(
+            "{TOKEN}\n{ONE} backtest read\n{TWO} backtest read\n{ONLY} backtest\n{ADMIN} admin\n"
+        )
+        .as_bytes(),
     );
     let log = dir.join("log.db").display().to_string();
     let mut args = vec!["--tokens-file", tokens.to_str().unwrap(), "--store", &log];
@@ -108,7 +112,14 @@ fn backtest_jobs_run_over_http_and_belong_to_their_token() {
     // A token without the scope may not; no token is a 401.
     let r = call(&server, "POST", "/v1/backtests", TOKEN, &body);
     assert_eq!(r.status, 403, "{}", r.text());
-    assert!(r.text().contains("`backtest` scope"), "{}", r.text());
+    assert!(
+        r.text().contains("`backtest` and `read` scopes"),
+        "{}",
+        r.text()
+    );
+    // A report shows what the log holds: `backtest` alone is not enough.
+    let r = call(&server, "POST", "/v1/backtests", ONLY, &body);
+    assert_eq!(r.status, 403, "{}", r.text());
     let r = server.request("POST", "/v1/backtests", &[], body.to_string().as_bytes());
     assert_eq!(r.status, 401);
 
@@ -188,7 +199,7 @@ fn backtest_jobs_run_over_http_and_belong_to_their_token() {
         (
             json!({"policy": stricter, "rows": 0}),
             "rows",
-            "from 1 to 5000",
+            "from 1 to 2000",
         ),
         (
             json!({"policy": "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: x}\nplugins:\n  evil: {path: /etc/passwd}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: evil}\n"}),
@@ -204,6 +215,13 @@ fn backtest_jobs_run_over_http_and_belong_to_their_token() {
             json!({"policy": "not: [a policy"}),
             "policy",
             "invalid candidate policy",
+        ),
+        (
+            // A host gate's grant is resolved against the server's files
+            // too: refused before anything is looked up.
+            json!({"policy": "apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: x}\nstages:\n  - name: s\n    gates:\n      - {name: a, plugin: approval, with: {count: 1}, grants: {files: [{host: /root/.ssh, guest: /g}]}}\n"}),
+            "policy",
+            "may not grant directories",
         ),
     ] {
         let r = call(&server, "POST", "/v1/backtests", ONE, &body);

@@ -516,4 +516,26 @@ fn a_backtest_queries_what_the_log_lacks_from_a_real_prometheus() {
     };
     assert_eq!(job["status"], "done", "{job:#}");
     assert_eq!(job["report"]["requeried"]["response_time_p95_ms"], 2);
+    // A query no served policy runs is not sent with the server's
+    // credentials: a candidate cannot read other series through it.
+    let other = text.replace(
+        "1000 * histogram_quantile(0.95,",
+        "1000 * histogram_quantile(0.99,",
+    );
+    assert_ne!(other, text);
+    let r = server.request(
+        "POST",
+        "/v1/backtests",
+        &[("content-type", "application/json")],
+        json!({"policy": other, "prometheus": true})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "prometheus");
+    assert!(
+        r.text().contains("metric `response_time_p95_ms`"),
+        "{}",
+        r.text()
+    );
 }

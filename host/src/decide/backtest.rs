@@ -20,10 +20,11 @@
 //! server paces a job with [`Pace`] so that it takes at most its share of
 //! the workers.
 
+mod diff;
 mod outcomes;
 pub mod requery;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -145,7 +146,14 @@ pub struct Row {
     /// for this decision.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requeried: Vec<String>,
+    /// Gate and trigger differences past [`MAX_DIFFS`], not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub diffs_omitted: usize,
     pub summary: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A release and what became of it.
@@ -226,67 +234,6 @@ pub enum BacktestError {
     Internal(String),
 }
 
-fn counted(c: Counted) -> String {
-    c.as_str().to_string()
-}
-
-/// The gates and triggers of `before` and `after` that differ.
-fn diffs(before: &Decision, after: &Decision) -> (Vec<FindingDiff>, Vec<FindingDiff>) {
-    let mut gates = Vec::new();
-    let names: BTreeSet<&str> = before
-        .gates
-        .iter()
-        .chain(&after.gates)
-        .map(|g| g.name.as_str())
-        .collect();
-    for name in names {
-        let b = before.gates.iter().find(|g| g.name == name);
-        let a = after.gates.iter().find(|g| g.name == name);
-        let differ = match (b, a) {
-            (Some(b), Some(a)) => {
-                b.counted_as != a.counted_as
-                    || b.observed != a.observed
-                    || b.threshold != a.threshold
-            }
-            _ => true,
-        };
-        if differ {
-            gates.push(FindingDiff {
-                name: name.to_string(),
-                before: b.map(|g| counted(g.counted_as)),
-                after: a.map(|g| counted(g.counted_as)),
-                observed_before: b.and_then(|g| g.observed),
-                observed_after: a.and_then(|g| g.observed),
-                threshold_before: b.and_then(|g| g.threshold),
-                threshold_after: a.and_then(|g| g.threshold),
-            });
-        }
-    }
-    let mut triggers = Vec::new();
-    let names: BTreeSet<&str> = before
-        .triggers
-        .iter()
-        .chain(&after.triggers)
-        .map(|t| t.name.as_str())
-        .collect();
-    for name in names {
-        let b = before.triggers.iter().find(|t| t.name == name);
-        let a = after.triggers.iter().find(|t| t.name == name);
-        if b.map(|t| t.fire) != a.map(|t| t.fire) {
-            triggers.push(FindingDiff {
-                name: name.to_string(),
-                before: b.map(|t| t.fire.as_str().to_string()),
-                after: a.map(|t| t.fire.as_str().to_string()),
-                observed_before: b.and_then(|t| t.observed),
-                observed_after: a.and_then(|t| t.observed),
-                threshold_before: b.and_then(|t| t.threshold),
-                threshold_after: a.and_then(|t| t.threshold),
-            });
-        }
-    }
-    (gates, triggers)
-}
-
 /// Evaluates `loaded` as the logged decision `record` was evaluated.
 pub(crate) fn evaluate(
     loaded: &Arc<LoadedPolicy>,
@@ -342,6 +289,30 @@ pub fn since(text: &str) -> Result<i64, String> {
     }
     crate::sources::parse_time(text).map_err(|e| e.to_string())
 }
+
+/// A turn of the share and a worker, held while one decision is read,
+/// evaluated and compared, and given back only when that work has ended
+/// (a cancelled job's evaluation still holds it until it returns).
+type Turn = Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+)>;
+
+async fn turn(o: &Options) -> Result<Turn, BacktestError> {
+    let Some(p) = &o.pace else {
+        return Ok(None);
+    };
+    let share = Arc::clone(&p.share).acquire_owned().await;
+    let worker = Arc::clone(&p.workers).acquire_owned().await;
+    match (share, worker) {
+        (Ok(s), Ok(w)) => Ok(Some((s, w))),
+        _ => Err(BacktestError::Internal("the server is stopping".into())),
+    }
+}
+
+/// Gate and trigger differences a row lists at most; the rest are counted
+/// in `diffs_omitted`.
+pub const MAX_DIFFS: usize = 32;
 
 /// What the pass over the log keeps of one release.
 #[derive(Debug, Clone, Copy)]
@@ -427,18 +398,8 @@ impl Pass {
         o: &Options,
         record: &Arc<Record>,
         inputs: &Inputs,
+        turn: Turn,
     ) -> Result<(Decision, Result<Decision, String>), BacktestError> {
-        let _turn = match &o.pace {
-            None => None,
-            Some(p) => {
-                let share = Arc::clone(&p.share).acquire_owned().await;
-                let worker = Arc::clone(&p.workers).acquire_owned().await;
-                match (share, worker) {
-                    (Ok(s), Ok(w)) => Some((s, w)),
-                    _ => return Err(BacktestError::Internal("the server is stopping".into())),
-                }
-            }
-        };
         let (candidate, against, mode) = (Arc::clone(&o.candidate), o.against.clone(), o.state);
         let (record, snapshot, approvals) = (
             Arc::clone(record),
@@ -448,6 +409,7 @@ impl Pass {
         let mut before_state = std::mem::take(&mut self.state_before);
         let mut after_state = std::mem::take(&mut self.state_after);
         let (before, after, before_state, after_state) = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let before = match &against {
                 Against::Logged => Ok(record.decision.clone()),
                 Against::Policy(p) => {
@@ -517,6 +479,7 @@ impl Pass {
             triggers: Vec::new(),
             no_data: Vec::new(),
             requeried,
+            diffs_omitted: 0,
             summary: String::new(),
         };
         match after {
@@ -536,7 +499,14 @@ impl Pass {
                 for g in &row.no_data {
                     *self.no_data.entry(g.clone()).or_default() += 1;
                 }
-                (row.gates, row.triggers) = diffs(before, &after);
+                (row.gates, row.triggers) = diff::diffs(before, &after);
+                let listed = row.gates.len() + row.triggers.len();
+                if listed > MAX_DIFFS {
+                    row.diffs_omitted = listed - MAX_DIFFS;
+                    row.triggers
+                        .truncate(MAX_DIFFS.saturating_sub(row.gates.len().min(MAX_DIFFS)));
+                    row.gates.truncate(MAX_DIFFS);
+                }
                 row.after = Some(after.decision);
                 row.summary.clone_from(&after.summary);
                 if after.decision != before.decision {
@@ -597,6 +567,9 @@ pub async fn run(
             // Decisions made while a long backtest runs may join its range.
             progress(done, counted.max(done));
             done += 1;
+            // Reading, re-querying and evaluating one decision: all of it
+            // in one turn of the share.
+            let turn = turn(o).await?;
             let Some(record) = store.decision(&s.decision_id).await? else {
                 continue;
             };
@@ -605,7 +578,7 @@ pub async fn run(
                 match pass.inputs(store, o, requery.as_mut(), &record).await {
                     Err(e) => (record.decision.clone(), Err(e), Vec::new()),
                     Ok(inputs) => {
-                        let (before, after) = pass.evaluate(o, &record, &inputs).await?;
+                        let (before, after) = pass.evaluate(o, &record, &inputs, turn).await?;
                         (before, after, inputs.2)
                     }
                 };

@@ -71,6 +71,10 @@ pub fn load_with(
     )
 }
 
+/// Gates, triggers and actions a policy sent in a request may have: each
+/// costs a plugin call per evaluation and a line in every report row.
+pub const MAX_OFFERED_USES: usize = 256;
+
 /// Loads a policy a caller sent (a backtest's candidate over HTTP). It may
 /// use the first-party plugins and the server's plugin directory
 /// (`shared`), and reach none of the server's files: it declares no
@@ -107,16 +111,33 @@ pub fn load_offered(
                     .into(),
         });
     }
-    for u in policy.plugin_uses() {
-        if !u.limits.files.is_empty() {
+    // Every gate (host gates too), trigger and action: a grant is resolved
+    // against the server's file system when the policy loads.
+    let limits = policy
+        .stages
+        .iter()
+        .flat_map(|s| s.gates.iter().map(|g| (&g.name, &g.limits, g.line)))
+        .chain(policy.triggers.iter().map(|t| (&t.name, &t.limits, t.line)))
+        .chain(policy.actions.iter().map(|a| (&a.name, &a.limits, a.line)));
+    let mut uses = 0;
+    for (name, limits, line) in limits {
+        uses += 1;
+        if !limits.files.is_empty() {
             problems.push(Problem {
-                line: Some(u.line).filter(|l| *l > 0),
+                line: Some(line).filter(|l| *l > 0),
                 message: format!(
-                    "`{}`: a policy sent in a request may not grant directories (`files:`)",
-                    u.name
+                    "`{name}`: a policy sent in a request may not grant directories (`files:`)"
                 ),
             });
         }
+    }
+    if uses > MAX_OFFERED_USES {
+        problems.push(Problem {
+            line: None,
+            message: format!(
+                "a policy sent in a request has at most {MAX_OFFERED_USES} gates, triggers and actions; this one has {uses}"
+            ),
+        });
     }
     if !problems.is_empty() {
         return Err(Problems(problems));

@@ -24,8 +24,8 @@
 //! with `@`: `evaluate:canary@checkout,cart`, `evaluate@checkout` (every
 //! policy, one service); `read` (policies, plugins, metrics, OpenAPI, the
 //! decision log); `approve` (record approvals and checklist attestations),
-//! or `approve@checkout,cart` (for those services only); `backtest` (run
-//! backtests over the decision log, `POST /v1/backtests`); `admin` (reload;
+//! or `approve@checkout,cart` (for those services only); `backtest` (with
+//! `read`: run backtests over the decision log, `POST /v1/backtests`); `admin` (reload;
 //! implies the others, for every service). Policy and service names may
 //! use `*` (any run of characters) and `?` (any one character):
 //! `evaluate:*@team-a-*`. Several `evaluate` words on a line add up, each

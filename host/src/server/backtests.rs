@@ -27,19 +27,21 @@ use serde_json::{Value, json};
 use super::auth::{Caller, Grant};
 use super::extract::{RawBody, parse_json, shown_message};
 use super::{ApiError, AppState};
-use crate::decide::backtest::{self, Against, Label, Options, Pace, Report, StateMode};
+use crate::decide::backtest::{self, Against, Label, Options, Pace, StateMode};
 
 /// Jobs queued or running that one token may have.
 pub(super) const MAX_OPEN_PER_TOKEN: usize = 2;
 /// Jobs queued or running on the server.
 pub(super) const MAX_OPEN: usize = 8;
-/// Jobs kept, finished ones included.
-pub(super) const MAX_KEPT: usize = 32;
+/// Jobs kept, finished ones included: in all, and per token (a token's
+/// oldest finished job goes first, so no token can push out another's).
+pub(super) const MAX_KEPT: usize = 64;
+pub(super) const MAX_KEPT_PER_TOKEN: usize = 8;
 /// How long a finished job's report is kept.
 pub(super) const KEEP_FOR: Duration = Duration::from_secs(3600);
 /// Rows a report keeps unless the request asks otherwise, and at most.
 const DEFAULT_ROWS: usize = 1000;
-const MAX_ROWS: usize = 5000;
+const MAX_ROWS: usize = 2000;
 /// Labels one request may carry.
 const MAX_LABELS: usize = 100_000;
 /// Longest service, version or policy name in a request.
@@ -52,7 +54,8 @@ const MAX_HOTFIX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 enum Status {
     Queued,
     Running,
-    Done(Arc<Report>),
+    /// The report, serialised once.
+    Done(Arc<Value>),
     Failed(String),
     Cancelled,
 }
@@ -123,9 +126,7 @@ impl Job {
         });
         match status {
             Status::Failed(e) => v["error"] = Value::from(e),
-            Status::Done(r) if report => {
-                v["report"] = serde_json::to_value(&*r).unwrap_or(Value::Null);
-            }
+            Status::Done(r) if report => v["report"] = (*r).clone(),
             _ => {}
         }
         v
@@ -153,9 +154,16 @@ impl Jobs {
         }
     }
 
+    /// The jobs, with finished ones past [`KEEP_FOR`] dropped.
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Job>>> {
+        let mut jobs = lock(&self.jobs);
+        jobs.retain(|j| lock(&j.finished).is_none_or(|at| at.elapsed() < KEEP_FOR));
+        jobs
+    }
+
     /// The job `id` if `grant` may see it.
     fn get(&self, grant: &Grant, id: &str) -> Result<Arc<Job>, ApiError> {
-        lock(&self.jobs)
+        self.kept()
             .iter()
             .find(|j| j.id == id && (j.owner == grant.id || grant.admin))
             .cloned()
@@ -170,16 +178,19 @@ impl Jobs {
             })
     }
 
-    /// Adds `job` unless its token or the server has too many open, after
-    /// dropping finished jobs past their time or past the count kept.
-    fn admit(&self, job: Arc<Job>) -> Result<(), ApiError> {
-        let mut jobs = lock(&self.jobs);
-        jobs.retain(|j| lock(&j.finished).is_none_or(|at| at.elapsed() < KEEP_FOR));
+    /// Refuses a new job of `owner` when it or the server has too many
+    /// open; `admit` checks again when the job is added.
+    fn room(&self, owner: &str) -> Result<(), ApiError> {
+        let jobs = self.kept();
+        Self::room_in(&jobs, owner)
+    }
+
+    fn room_in(jobs: &[Arc<Job>], owner: &str) -> Result<(), ApiError> {
         let open = |j: &&Arc<Job>| j.status().open();
         if jobs
             .iter()
             .filter(open)
-            .filter(|j| j.owner == job.owner)
+            .filter(|j| j.owner == owner)
             .count()
             >= MAX_OPEN_PER_TOKEN
         {
@@ -196,8 +207,27 @@ impl Jobs {
                 "too many backtests queued or running on this server; retry later",
             ));
         }
+        Ok(())
+    }
+
+    /// Adds `job` unless its token or the server has too many open,
+    /// dropping the token's oldest finished jobs past its share of those
+    /// kept, then the oldest finished of all past the total.
+    fn admit(&self, job: Arc<Job>) -> Result<(), ApiError> {
+        let mut jobs = self.kept();
+        Self::room_in(&jobs, &job.owner)?;
+        let finished_of = |jobs: &[Arc<Job>], owner: Option<&str>| {
+            jobs.iter()
+                .position(|j| !j.status().open() && owner.is_none_or(|o| j.owner == o))
+        };
+        while jobs.iter().filter(|j| j.owner == job.owner).count() >= MAX_KEPT_PER_TOKEN {
+            let Some(oldest) = finished_of(&jobs, Some(&job.owner)) else {
+                break;
+            };
+            jobs.remove(oldest);
+        }
         while jobs.len() >= MAX_KEPT {
-            let Some(oldest) = jobs.iter().position(|j| !j.status().open()) else {
+            let Some(oldest) = finished_of(&jobs, None) else {
                 break;
             };
             jobs.remove(oldest);
@@ -330,7 +360,16 @@ fn options_of(body: &BacktestBody, state: &AppState) -> Result<PartialOptions, A
             .map(|s| name_field(s, "service"))
             .transpose()?,
         since: time(&body.since, "since", true)?,
-        until: time(&body.until, "until", false)?,
+        // A job's range ends when it starts (with the clock skew a
+        // decision's taken_at may have), so decisions made while it runs
+        // cannot keep it running.
+        until: Some(time(&body.until, "until", false)?.unwrap_or_else(|| {
+            let skew =
+                i64::try_from(state.inner.config.max_clock_skew.as_secs()).unwrap_or(i64::MAX);
+            crate::evaluate::clock_now()
+                .saturating_add(skew)
+                .saturating_add(1)
+        })),
         state: if body.logged_state {
             StateMode::Logged
         } else {
@@ -376,6 +415,8 @@ pub(super) async fn start(
         Some(_) => return Err(invalid("against", "`against` is `logged` or `served`")),
     };
     let jobs = &state.inner.backtests;
+    // Refused before anything is compiled, and checked again when added.
+    jobs.room(&grant.id)?;
     let turn = tokio::time::timeout(
         state.inner.config.request_timeout,
         Arc::clone(&jobs.compiling).acquire_owned(),
@@ -412,6 +453,29 @@ pub(super) async fn start(
             ),
         )
     })?);
+    // The server's Prometheus runs, for a backtest, only queries its own
+    // policies run (with the server's credentials): a candidate cannot
+    // read other series through it. An admin may run any.
+    if partial.prometheus.is_some() && !grant.admin {
+        let served: Vec<&crate::policy::MetricSource> = set
+            .iter()
+            .flat_map(|(_, p, _)| p.policy.metrics.iter())
+            .collect();
+        if let Some(m) = candidate
+            .policy
+            .metrics
+            .iter()
+            .find(|m| !served.contains(m))
+        {
+            return Err(invalid(
+                "prometheus",
+                format!(
+                    "metric `{}`: re-querying this server's Prometheus runs only the queries its policies run (with the same window and step); an admin token may run others",
+                    crate::base::text::shown(&m.name)
+                ),
+            ));
+        }
+    }
     let policy_name = match &body.policy_name {
         Some(n) => name_field(n, "policy_name")?,
         None => candidate.policy.name.to_string(),
@@ -457,14 +521,23 @@ pub(super) async fn start(
     jobs.admit(Arc::clone(&job))?;
     let running = Arc::clone(&job);
     let handle = tokio::spawn(async move {
-        *lock(&running.status) = Status::Running;
+        {
+            // A job cancelled before it started stays cancelled.
+            let mut status = lock(&running.status);
+            if !matches!(*status, Status::Queued) {
+                return;
+            }
+            *status = Status::Running;
+        }
         let progress = |done: usize, total: usize| {
             running.done.store(done, Ordering::Relaxed);
             running.total.store(total, Ordering::Relaxed);
         };
         let result = backtest::run(store.as_ref(), &options, progress).await;
         match result {
-            Ok(report) => running.finish(Status::Done(Arc::new(report))),
+            Ok(report) => running.finish(Status::Done(Arc::new(
+                serde_json::to_value(&report).unwrap_or(Value::Null),
+            ))),
             Err(e) => {
                 tracing::warn!(backtest = %running.id, error = %e, "backtest failed");
                 running.finish(Status::Failed(e.to_string()));
@@ -513,7 +586,7 @@ pub(super) async fn list(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
     let grant = grant(caller)?;
-    let jobs = lock(&state.inner.backtests.jobs);
+    let jobs = state.inner.backtests.kept();
     let shown: Vec<Value> = jobs
         .iter()
         .rev()

@@ -6,96 +6,110 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Label, Options, Release, Seen};
-use crate::store::{Filter, Store, StoreError};
+use crate::store::{Filter, Store, StoreError, Summary};
 
-/// Labels each release the pass saw.
+/// Calls `f` with every decision `filter` selects, a page at a time.
+async fn each(
+    store: &dyn Store,
+    filter: Filter,
+    mut f: impl FnMut(Summary),
+) -> Result<(), StoreError> {
+    let mut filter = Filter {
+        limit: 1000,
+        oldest_first: true,
+        ..filter
+    };
+    loop {
+        let (page, next) = crate::store::page(store, &filter).await?;
+        page.into_iter().for_each(&mut f);
+        match next {
+            Some(c) => filter.cursor = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Labels each release the pass saw. Memory holds the releases and the
+/// hotfixes and rollbacks that concern them, never a listing.
 pub(super) async fn label(
     store: &dyn Store,
     o: &Options,
     seen: BTreeMap<(String, String), Seen>,
 ) -> Result<Vec<Release>, StoreError> {
     let since = o.since;
-    // Hotfixes of the services seen: decisions of the hotfix policy.
-    let mut hotfixes: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    // Each service's releases by the time of their last decision.
+    let mut by_service: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
+    for ((service, version), s) in &seen {
+        by_service
+            .entry(service.as_str())
+            .or_default()
+            .push((s.last, version.as_str()));
+    }
+    for releases in by_service.values_mut() {
+        releases.sort_unstable();
+    }
+    // Hotfixes of the services seen: decisions of the hotfix policy, each
+    // owned by the release of its service whose last decision came last
+    // before it.
+    let mut hotfixes: HashMap<(String, String), Vec<(i64, String)>> = HashMap::new();
     if o.hotfix_policy != o.policy_name {
-        for h in crate::store::all(
-            store,
-            &Filter {
-                service: o.service.clone(),
-                policy: Some(o.hotfix_policy.clone()),
-                since,
-                ..Filter::default()
-            },
-        )
-        .await?
-        {
-            hotfixes
-                .entry(h.service)
-                .or_default()
-                .push((h.taken_at, h.version));
-        }
+        let filter = Filter {
+            service: o.service.clone(),
+            policy: Some(o.hotfix_policy.clone()),
+            since,
+            ..Filter::default()
+        };
+        each(store, filter, |h| {
+            let Some(releases) = by_service.get(h.service.as_str()) else {
+                return;
+            };
+            let before = releases.partition_point(|(last, _)| *last < h.taken_at);
+            if let Some((_, owner)) = before.checked_sub(1).map(|i| releases[i]) {
+                hotfixes
+                    .entry((h.service.clone(), owner.to_string()))
+                    .or_default()
+                    .push((h.taken_at, h.version));
+            }
+        })
+        .await?;
     }
     // A later stage of the release under another policy that rolled it
     // back (the CI policy's release failing its canary): the first such.
     let mut failed: HashMap<(String, String), (i64, String)> = HashMap::new();
-    for r in crate::store::all(
-        store,
-        &Filter {
-            service: o.service.clone(),
-            decision: Some("rollback".into()),
-            since,
-            ..Filter::default()
-        },
-    )
-    .await?
-    {
+    let filter = Filter {
+        service: o.service.clone(),
+        decision: Some("rollback".into()),
+        since,
+        ..Filter::default()
+    };
+    each(store, filter, |r| {
         if r.policy == o.policy_name || r.policy == o.hotfix_policy {
-            continue;
+            return;
         }
-        let Some(s) = seen.get(&(r.service.clone(), r.version.clone())) else {
-            continue;
+        let key = (r.service, r.version);
+        let Some(s) = seen.get(&key) else {
+            return;
         };
-        if r.taken_at < s.first {
-            continue;
+        if r.taken_at >= s.first && failed.get(&key).is_none_or(|(t, _)| r.taken_at < *t) {
+            failed.insert(
+                key,
+                (r.taken_at, format!("failed {} {}", r.policy, r.stage)),
+            );
         }
-        let why = format!("failed {} {}", r.policy, r.stage);
-        let e = failed
-            .entry((r.service, r.version))
-            .or_insert((r.taken_at, why.clone()));
-        if r.taken_at < e.0 {
-            *e = (r.taken_at, why);
-        }
-    }
-    // For each hotfix, the release of its service whose last decision came
-    // last before it.
-    let mut owner_of: HashMap<(&str, i64), &str> = HashMap::new();
-    for (service, hs) in &hotfixes {
-        for (t, _) in hs {
-            let owner = seen
-                .iter()
-                .filter(|((s, _), r)| s == service && r.last < *t)
-                .max_by_key(|(_, r)| r.last)
-                .map(|((_, v), _)| v.as_str());
-            if let Some(v) = owner {
-                owner_of.insert((service.as_str(), *t), v);
-            }
-        }
-    }
+    })
+    .await?;
     let labelled = seen
         .iter()
         .map(|((service, version), s)| {
-            // A hotfix belongs to the release the service ran last before it.
-            let hotfix = hotfixes.get(service).and_then(|hs| {
+            let key = (service.clone(), version.clone());
+            // A hotfix of another version within the window.
+            let hotfix = hotfixes.get(&key).and_then(|hs| {
                 hs.iter()
                     .filter(|(t, v)| {
-                        v != version
-                            && *t > s.last
-                            && t.saturating_sub(s.last) <= o.hotfix_window
-                            && owner_of.get(&(service.as_str(), *t)) == Some(&version.as_str())
+                        v != version && *t > s.last && t.saturating_sub(s.last) <= o.hotfix_window
                     })
                     .min()
             });
-            let key = (service.clone(), version.clone());
             let (label, because) = if let Some(l) = o.labels.get(&key) {
                 (Some(*l), Some("file".to_string()))
             } else if s.rolled_back {

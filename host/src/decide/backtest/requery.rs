@@ -18,8 +18,9 @@ use crate::store::Record;
 /// Queries in flight at once for one decision.
 const CONCURRENCY: usize = 4;
 
-/// Answers kept; past it the cache starts again.
-const CACHED: usize = 4096;
+/// Points kept in answers; past it the cache starts again (each answer is
+/// itself bounded by the client's series and point limits).
+const CACHED_POINTS: usize = 2_000_000;
 
 /// A query's identity: metric, service, version, stage and window end.
 type Key = (String, String, String, String, i64);
@@ -31,6 +32,8 @@ type Found = Arc<(Vec<Series>, Vec<Series>)>;
 pub struct Requery {
     prom: Prometheus,
     cache: HashMap<Key, Found>,
+    /// Points held in `cache`.
+    points: usize,
 }
 
 impl Requery {
@@ -38,6 +41,7 @@ impl Requery {
         Self {
             prom,
             cache: HashMap::new(),
+            points: 0,
         }
     }
 
@@ -99,9 +103,16 @@ impl Requery {
             let answers = futures_util::future::join_all(queries).await;
             for (m, found) in chunk.iter().zip(answers) {
                 let (current, baseline, _) = found.map_err(|e| e.to_string())?;
-                if self.cache.len() >= CACHED {
+                let points: usize = current
+                    .iter()
+                    .chain(&baseline)
+                    .map(|s| s.points.len().max(1))
+                    .sum();
+                if self.points.saturating_add(points) > CACHED_POINTS {
                     self.cache.clear();
+                    self.points = 0;
                 }
+                self.points += points;
                 self.cache.insert(key(m), Arc::new((current, baseline)));
             }
         }

@@ -115,9 +115,10 @@ pub(in crate::server) async fn require_read(
     scoped(&state, req, next, |g| g.read, "this token may not read").await
 }
 
-/// Requires a token with the `backtest` scope (or `admin`); on a server
-/// without auth, any caller, as for reading the log the backtest reads. The
-/// handlers read the [`Caller`], whose token owns the jobs it starts.
+/// Requires a token with the `backtest` and `read` scopes (or `admin`): a
+/// report shows what the log holds. On a server without auth, any caller,
+/// as for reading the log. The handlers read the [`Caller`], whose token
+/// owns the jobs it starts.
 pub(in crate::server) async fn require_backtest(
     State(state): State<AppState>,
     req: Request,
@@ -127,8 +128,8 @@ pub(in crate::server) async fn require_backtest(
         &state,
         req,
         next,
-        |g| g.backtest,
-        "this token may not run backtests: give it the `backtest` scope in the token file",
+        |g| g.backtest && g.read,
+        "this token may not run backtests: give it the `backtest` and `read` scopes in the token file (a report shows what the log holds)",
     )
     .await
 }
