@@ -438,17 +438,28 @@ pub async fn page(
 
 /// Every decision `filter` selects, page by page.
 pub async fn all(store: &dyn Store, filter: &Filter) -> Result<Vec<Summary>, StoreError> {
+    let mut out = Vec::new();
+    each(store, filter, |s| out.push(s)).await?;
+    Ok(out)
+}
+
+/// Calls `f` with every decision `filter` selects, a page at a time, so
+/// memory holds one page.
+pub async fn each(
+    store: &dyn Store,
+    filter: &Filter,
+    mut f: impl FnMut(Summary),
+) -> Result<(), StoreError> {
     let mut filter = Filter {
         limit: 1000,
         ..filter.clone()
     };
-    let mut out = Vec::new();
     loop {
         let (page, next) = page(store, &filter).await?;
-        out.extend(page);
+        page.into_iter().for_each(&mut f);
         match next {
             Some(c) => filter.cursor = Some(c),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }

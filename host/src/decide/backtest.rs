@@ -220,6 +220,9 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Rows left out past [`MAX_ROWS`].
     pub rows_omitted: usize,
+    /// Releases left out of `releases` (the confusion tables count them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub releases_omitted: usize,
 }
 
 /// What a backtest could not do at all.
@@ -625,6 +628,7 @@ pub async fn run(
         releases,
         rows: pass.rows,
         rows_omitted: pass.omitted,
+        releases_omitted: 0,
     })
 }
 

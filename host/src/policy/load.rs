@@ -67,7 +67,11 @@ pub fn load_with(
         text,
         base_dir,
         shared,
-        Source::Files { cache, trust },
+        Source::Files {
+            cache,
+            trust,
+            offered: false,
+        },
     )
 }
 
@@ -88,10 +92,24 @@ pub fn load_offered(
     trust: &Trust,
 ) -> Result<LoadedPolicy, Problems> {
     // Nothing is resolved against this directory: every use of it is
-    // refused below before the load reads a file.
-    let nowhere = Path::new("/nonexistent/offered-policy");
-    let parsed = super::parse::parse_with(text, nowhere, shared)?;
-    let policy = &parsed.policy;
+    // refused (`offered_problems`) before the load reads a file.
+    load_inner(
+        runtime,
+        text,
+        Path::new("/nonexistent/offered-policy"),
+        shared,
+        Source::Files {
+            cache,
+            trust,
+            offered: true,
+        },
+    )
+}
+
+/// What a policy sent in a request may not do: declare plugin files, name
+/// an `allowed_signers` file, grant directories, or have more than
+/// [`MAX_OFFERED_USES`] gates, triggers and actions.
+fn offered_problems(policy: &Policy) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (name, decl) in &policy.plugins {
         if decl.line > 0 {
@@ -139,10 +157,7 @@ pub fn load_offered(
             ),
         });
     }
-    if !problems.is_empty() {
-        return Err(Problems(problems));
-    }
-    load_with(runtime, cache, text, nowhere, shared, trust)
+    problems
 }
 
 /// Loads a logged policy for replay: its text as logged, and each plugin
@@ -181,6 +196,9 @@ enum Source<'a> {
     Files {
         cache: &'a mut PluginCache,
         trust: &'a Trust,
+        /// Sent in a request: refused whatever reaches the server's files
+        /// ([`offered_problems`]), before anything is resolved.
+        offered: bool,
     },
     Logged(&'a BTreeMap<String, Arc<[u8]>>),
 }
@@ -199,7 +217,17 @@ fn load_inner(
     let mut problems = Vec::new();
     let mut signers = BTreeMap::new();
     let plugins = match source {
-        Source::Files { cache, trust } => {
+        Source::Files {
+            cache,
+            trust,
+            offered,
+        } => {
+            if offered {
+                let refused = offered_problems(&policy);
+                if !refused.is_empty() {
+                    return Err(Problems(refused));
+                }
+            }
             resolve_grants(&mut policy, base_dir, &mut problems);
             let trust = policy_trust(&policy, trust).map_err(|problem| Problems(vec![problem]))?;
             reserved_names(&policy, &mut problems);

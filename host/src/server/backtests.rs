@@ -22,12 +22,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::auth::{Caller, Grant};
 use super::extract::{RawBody, parse_json, shown_message};
 use super::{ApiError, AppState};
-use crate::decide::backtest::{self, Against, Label, Options, Pace, StateMode};
+use crate::decide::backtest::{self, Against, Label, Options, Pace, Report, StateMode};
 
 /// Jobs queued or running that one token may have.
 pub(super) const MAX_OPEN_PER_TOKEN: usize = 2;
@@ -42,6 +43,8 @@ pub(super) const KEEP_FOR: Duration = Duration::from_secs(3600);
 /// Rows a report keeps unless the request asks otherwise, and at most.
 const DEFAULT_ROWS: usize = 1000;
 const MAX_ROWS: usize = 2000;
+/// Bytes a kept report holds at most.
+const MAX_REPORT_BYTES: usize = 4 << 20;
 /// Labels one request may carry.
 const MAX_LABELS: usize = 100_000;
 /// Longest service, version or policy name in a request.
@@ -54,8 +57,8 @@ const MAX_HOTFIX_WINDOW: Duration = Duration::from_secs(366 * 86_400);
 enum Status {
     Queued,
     Running,
-    /// The report, serialised once.
-    Done(Arc<Value>),
+    /// The report, serialised once (at most [`MAX_REPORT_BYTES`]).
+    Done(Arc<RawValue>),
     Failed(String),
     Cancelled,
 }
@@ -109,8 +112,8 @@ impl Job {
         }
     }
 
-    /// The job as JSON, with its report when `report` and it is done.
-    fn shown(&self, report: bool) -> Value {
+    /// The job as JSON, without its report.
+    fn shown(&self) -> Value {
         let status = self.status();
         let mut v = json!({
             "id": self.id,
@@ -124,12 +127,40 @@ impl Job {
             },
             "links": { "self": format!("/v1/backtests/{}", self.id) },
         });
-        match status {
-            Status::Failed(e) => v["error"] = Value::from(e),
-            Status::Done(r) if report => v["report"] = (*r).clone(),
-            _ => {}
+        if let Status::Failed(e) = status {
+            v["error"] = Value::from(e);
         }
         v
+    }
+
+    /// The report, once the job is done.
+    fn report(&self) -> Option<Arc<RawValue>> {
+        match &*lock(&self.status) {
+            Status::Done(r) => Some(Arc::clone(r)),
+            _ => None,
+        }
+    }
+}
+
+/// The report as kept: serialised once, and halved (rows, then listed
+/// releases, each counted as omitted) until it fits [`MAX_REPORT_BYTES`].
+fn stored(mut report: Report) -> Result<Arc<RawValue>, serde_json::Error> {
+    loop {
+        let raw = serde_json::value::to_raw_value(&report)?;
+        if raw.get().len() <= MAX_REPORT_BYTES
+            || (report.rows.is_empty() && report.releases.is_empty())
+        {
+            return Ok(Arc::from(raw));
+        }
+        if report.rows.is_empty() {
+            let keep = report.releases.len() / 2;
+            report.releases_omitted += report.releases.len() - keep;
+            report.releases.truncate(keep);
+        } else {
+            let keep = report.rows.len() / 2;
+            report.rows_omitted += report.rows.len() - keep;
+            report.rows.truncate(keep);
+        }
     }
 }
 
@@ -535,9 +566,10 @@ pub(super) async fn start(
         };
         let result = backtest::run(store.as_ref(), &options, progress).await;
         match result {
-            Ok(report) => running.finish(Status::Done(Arc::new(
-                serde_json::to_value(&report).unwrap_or(Value::Null),
-            ))),
+            Ok(report) => running.finish(match stored(report) {
+                Ok(raw) => Status::Done(raw),
+                Err(e) => Status::Failed(format!("the report could not be serialised: {e}")),
+            }),
             Err(e) => {
                 tracing::warn!(backtest = %running.id, error = %e, "backtest failed");
                 running.finish(Status::Failed(e.to_string()));
@@ -546,7 +578,7 @@ pub(super) async fn start(
     });
     *lock(&job.task) = Some(handle.abort_handle());
     tracing::info!(backtest = %job.id, policy = %crate::base::text::escape_control(&job.policy), token = %job.owner, "backtest started");
-    let mut response = (StatusCode::ACCEPTED, Json(job.shown(false))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(job.shown())).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/backtests/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -558,10 +590,24 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let grant = grant(caller)?;
     let job = state.inner.backtests.get(&grant, &id)?;
-    Ok(Json(job.shown(true)))
+    /// The job with its report as it was serialised.
+    #[derive(serde::Serialize)]
+    struct WithReport<'a> {
+        #[serde(flatten)]
+        job: Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        report: Option<&'a RawValue>,
+    }
+    let report = job.report();
+    let body = serde_json::to_vec(&WithReport {
+        job: job.shown(),
+        report: report.as_deref(),
+    })
+    .map_err(ApiError::internal)?;
+    Ok(super::respond::json_response(200, body.into(), false))
 }
 
 /// `DELETE /v1/backtests/{id}`: cancels a queued or running job.
@@ -576,7 +622,7 @@ pub(super) async fn cancel(
         task.abort();
     }
     job.finish(Status::Cancelled);
-    Ok(Json(job.shown(false)))
+    Ok(Json(job.shown()))
 }
 
 /// `GET /v1/backtests`: the caller's jobs (an admin's: every job), newest
@@ -591,7 +637,7 @@ pub(super) async fn list(
         .iter()
         .rev()
         .filter(|j| j.owner == grant.id || grant.admin)
-        .map(|j| j.shown(false))
+        .map(|j| j.shown())
         .collect();
     Ok(Json(json!({ "backtests": shown })))
 }

@@ -97,6 +97,18 @@ macro_rules! filtered_sql {
     };
 }
 
+/// The parameters of [`filtered_sql`], in its order.
+fn filtered_params(filter: &Filter) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+    [
+        &filter.service,
+        &filter.policy,
+        &filter.decision,
+        &filter.since,
+        &filter.until,
+        &filter.final_stage,
+    ]
+}
+
 /// An arbitrary key for `pg_advisory_xact_lock` around migrations.
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
 
@@ -405,16 +417,10 @@ impl Store for PgStore {
                 .query(
                     sql,
                     &[
-                        &filter.service,
-                        &filter.policy,
-                        &filter.decision,
-                        &filter.since,
-                        &filter.until,
-                        &filter.final_stage,
-                        &cursor_t,
-                        &cursor_id,
-                        &limit,
-                    ],
+                        &filtered_params(filter)[..],
+                        &[&cursor_t, &cursor_id, &limit],
+                    ]
+                    .concat(),
                 )
                 .await
                 .map_err(|e| self.fail(e))?;
@@ -443,14 +449,7 @@ impl Store for PgStore {
             let row = client
                 .query_one(
                     concat!("SELECT COUNT(*) FROM decisions", filtered_sql!()),
-                    &[
-                        &filter.service,
-                        &filter.policy,
-                        &filter.decision,
-                        &filter.since,
-                        &filter.until,
-                        &filter.final_stage,
-                    ],
+                    &filtered_params(filter),
                 )
                 .await
                 .map_err(|e| self.fail(e))?;

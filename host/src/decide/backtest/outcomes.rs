@@ -6,28 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Label, Options, Release, Seen};
-use crate::store::{Filter, Store, StoreError, Summary};
-
-/// Calls `f` with every decision `filter` selects, a page at a time.
-async fn each(
-    store: &dyn Store,
-    filter: Filter,
-    mut f: impl FnMut(Summary),
-) -> Result<(), StoreError> {
-    let mut filter = Filter {
-        limit: 1000,
-        oldest_first: true,
-        ..filter
-    };
-    loop {
-        let (page, next) = crate::store::page(store, &filter).await?;
-        page.into_iter().for_each(&mut f);
-        match next {
-            Some(c) => filter.cursor = Some(c),
-            None => return Ok(()),
-        }
-    }
-}
+use crate::store::{Filter, Store, StoreError, each};
 
 /// Labels each release the pass saw. Memory holds the releases and the
 /// hotfixes and rollbacks that concern them, never a listing.
@@ -57,9 +36,10 @@ pub(super) async fn label(
             service: o.service.clone(),
             policy: Some(o.hotfix_policy.clone()),
             since,
+            oldest_first: true,
             ..Filter::default()
         };
-        each(store, filter, |h| {
+        each(store, &filter, |h| {
             let Some(releases) = by_service.get(h.service.as_str()) else {
                 return;
             };
@@ -80,9 +60,10 @@ pub(super) async fn label(
         service: o.service.clone(),
         decision: Some("rollback".into()),
         since,
+        oldest_first: true,
         ..Filter::default()
     };
-    each(store, filter, |r| {
+    each(store, &filter, |r| {
         if r.policy == o.policy_name || r.policy == o.hotfix_policy {
             return;
         }
