@@ -27,6 +27,8 @@ struct Plugin {
     name: String,
     krate: String,
     target: String,
+    /// A telemetry source (its crate lives under `plugins/sources/`).
+    source: bool,
 }
 
 /// Crates named `tollgate-plugin-<name>` are first-party plugins; policies
@@ -76,10 +78,14 @@ fn workspace_plugins(root: &Path) -> Result<Vec<Plugin>> {
                 "plugin crate `{krate}` asks for target `{target}`; expected {WASM_TARGET} or {WASI_TARGET}"
             );
         }
+        let source = package["manifest_path"]
+            .as_str()
+            .is_some_and(|p| p.contains("/plugins/sources/"));
         plugins.push(Plugin {
             name: name.to_string(),
             krate: krate.to_string(),
             target: target.to_string(),
+            source,
         });
     }
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
@@ -142,6 +148,7 @@ fn run() -> Result<()> {
         name,
         krate,
         target,
+        ..
     } in &plugins
     {
         let module_path = target_dir
@@ -167,6 +174,14 @@ fn run() -> Result<()> {
             "    ({name:?}, include_bytes!({:?})),",
             dest.display().to_string()
         )?;
+    }
+    listing.push_str("];\n");
+    listing.push_str(
+        "/// The first-party plugins that are telemetry sources, not gates, triggers or actions.\n\
+         pub(crate) const BUILTIN_SOURCES: &[&str] = &[\n",
+    );
+    for p in plugins.iter().filter(|p| p.source) {
+        writeln!(listing, "    {:?},", p.name)?;
     }
     listing.push_str("];\n");
     fs::write(out_dir.join("builtin_plugins.rs"), listing)?;

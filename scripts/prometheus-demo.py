@@ -47,14 +47,48 @@ def services(end):
     return out
 
 
+def p95_ms(cumulative):
+    """The 0.95 quantile of a latency profile in ms, interpolated within its
+    bucket as PromQL's histogram_quantile does (+Inf answers its lower
+    bound's double)."""
+    below = lower = 0.0
+    for bound, share in zip(BUCKETS, cumulative):
+        upper = float(bound) if bound != "+Inf" else lower * 2
+        if share >= 0.95:
+            width = share - below
+            return 1000 * (lower + (upper - lower) * ((0.95 - below) / width if width else 1))
+        below, lower = share, float(bound) if bound != "+Inf" else lower
+    return 1000 * lower
+
+
+def write_influx(out, times, svcs):
+    """The demo as InfluxDB 1.x line protocol, one point per service, track
+    and time, for the `influxdb` source walkthrough."""
+    lines = []
+    for t in times:
+        for (svc, track), f in sorted(svcs.items()):
+            lines.append(
+                f"requests,service={svc},track={track} "
+                f"error_rate={f['err'](t)},p95_ms={p95_ms(f['lat'](t)):.2f},conversion_rate={f['conv'](t)} {t}")
+    with open(out, "w") as file:
+        file.write("\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--end", type=int, default=int(time.time()))
+    parser.add_argument(
+        "--format", choices=["openmetrics", "influx"], default="openmetrics",
+        help="influx: InfluxDB line protocol of the already-computed error rate, "
+        "p95 (ms) and conversion rate, measurement `requests` (seconds precision)")
     args = parser.parse_args()
     end = args.end - args.end % STEP
     times = list(range(end - MINUTES * 60, end + 1, STEP))
     svcs = services(end)
+    if args.format == "influx":
+        write_influx(args.out, times, svcs)
+        return
     fams = {"http_requests": [], "http_request_duration_seconds": [], "checkout_sessions": [], "checkout_conversions": []}
     for (svc, track), f in sorted(svcs.items()):
         base = f'service="{svc}",track="{track}"'

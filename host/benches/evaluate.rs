@@ -100,10 +100,11 @@ fn prometheus(c: &mut Criterion) {
         name: "initial-canary",
         duration: None,
     };
+    let sources = tollgate::sources::Sources::prometheus(Some(prom));
     c.bench_function("prometheus fetch: canary policy, 6 queries", |b| {
         b.iter(|| {
             rt.block_on(tollgate::sources::query_policy(
-                &prom, &policy, stage, "checkout", "2.1.0", end,
+                &sources, &policy, stage, "checkout", "2.1.0", end,
             ))
             .unwrap_or_else(|e| panic!("{e}"))
         })

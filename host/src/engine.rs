@@ -18,6 +18,7 @@ pub mod report;
 mod runtime;
 mod session;
 pub mod signature;
+mod source;
 mod ticker;
 pub(crate) mod wasi;
 
@@ -36,5 +37,10 @@ pub use self::limits::{
 };
 pub use self::runtime::{COMPILED_IN_MEMORY, Runtime};
 pub use self::session::{SESSION_INSTANCES, Session};
+pub use self::source::{
+    MAX_HEADER_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_PATH_BYTES, MAX_REQUEST_BODY,
+    MAX_REQUEST_HEADERS, MAX_ROUND_REQUESTS, MAX_ROUND_STATE, MAX_SOURCE_POINTS, MAX_SOURCE_SERIES,
+    Method, Request, Response, Round, Sample, SourceQuery, SourceSeries, Step, source_limits,
+};
 // Byte counts are worded by the text layer; `engine::human_bytes` stays a path.
 pub use crate::base::text::human_bytes;

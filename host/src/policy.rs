@@ -95,13 +95,17 @@ pub struct Policy {
     pub allowed_signers: Option<PathBuf>,
 }
 
-/// A metric the host queries itself: PromQL with `${…}` variables.
+/// A metric the host queries itself: a query with `${…}` variables, sent
+/// to Prometheus or to a named source plugin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSource {
     /// The metric name gates read.
     pub name: String,
-    /// The PromQL template.
-    pub prometheus: String,
+    /// The source that answers it: `None` for the native Prometheus
+    /// (`prometheus:`), else the name of a configured source (`source:`).
+    pub source: Option<String>,
+    /// The query template: PromQL, or the source's own language.
+    pub query: String,
     /// How far back to query; the stage's duration (or 15m) when absent.
     pub window: Option<std::time::Duration>,
     /// Resolution of the range query (30 s by default).

@@ -75,8 +75,9 @@ struct Shared {
     workers: Arc<tokio::sync::Semaphore>,
     /// Serialises reloads so two never compile side by side.
     reloading: tokio::sync::Mutex<()>,
-    /// Where requests without a snapshot are answered from.
-    prometheus: Option<crate::sources::prometheus::Prometheus>,
+    /// Where requests without a snapshot are answered from: Prometheus
+    /// and the source plugins.
+    sources: crate::sources::Sources,
     /// New decisions, for `GET /v1/events` listeners.
     events: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Event streams that may be open at once.
@@ -125,6 +126,15 @@ impl AppState {
             .map(crate::sources::prometheus::Prometheus::new)
             .transpose()
             .map_err(|e| ReloadError::Internal(format!("telemetry.prometheus: {e}")))?;
+        let sources = crate::sources::Sources {
+            prometheus,
+            plugins: crate::sources::settings::build(
+                &runtime,
+                &config.sources,
+                &config.sources_base,
+            )
+            .map_err(|e| ReloadError::Internal(format!("telemetry.sources: {e}")))?,
+        };
         Ok(Self {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
@@ -141,7 +151,7 @@ impl AppState {
                 policies: arc_swap::ArcSwap::from_pointee(set),
                 metrics,
                 reloading: tokio::sync::Mutex::new(()),
-                prometheus,
+                sources,
                 events: tokio::sync::broadcast::channel(events::BUFFER).0,
                 listeners: Arc::new(tokio::sync::Semaphore::new(events::MAX_LISTENERS)),
                 listening: std::sync::Mutex::default(),

@@ -6,8 +6,13 @@
 //! Precedence, strongest first, for series of the same name and track:
 //! `--metric`, the explicit snapshot, report files, Prometheus.
 
+pub mod exchange;
+pub mod plugin_source;
 pub mod prometheus;
+mod query;
 pub(crate) mod reports;
+pub mod settings;
+pub mod sigv4;
 pub(crate) mod template;
 
 use std::collections::BTreeMap;
@@ -16,9 +21,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use self::query::{MAX_RESOLUTION, StageWindow, query_policy, query_source};
+
+use self::exchange::RequestEvidence;
+use self::plugin_source::{PluginQueryError, PluginSource};
 use self::prometheus::{Prometheus, QueryError};
 use self::reports::ReportKind;
-use crate::policy::{MetricSource, Policy};
+use crate::policy::Policy;
 use crate::snapshot::{Point, Series, Snapshot};
 
 /// Window queried when neither the metric nor the stage declares one.
@@ -35,6 +44,21 @@ pub enum SourceError {
         track: &'static str,
         cause: QueryError,
     },
+    #[error("cannot query source `{name}` at {url} for metric `{metric}` ({track}): {cause}")]
+    Plugin {
+        name: String,
+        url: String,
+        metric: String,
+        track: &'static str,
+        cause: PluginQueryError,
+    },
+    /// A metric names a source nobody configured.
+    #[error("metric `{metric}` is read from source `{name}`, which is not configured{hint}")]
+    UnknownSource {
+        metric: String,
+        name: String,
+        hint: &'static str,
+    },
     #[error("metric `{metric}`: {message}")]
     Template { metric: String, message: String },
     /// The window holds more steps than Prometheus answers for one series.
@@ -49,14 +73,14 @@ pub enum SourceError {
     },
     #[error("report `{file}`: {message}")]
     Report { file: String, message: String },
-    /// Prometheus was given but no policy says what to query.
-    #[error("querying Prometheus needs a policy, whose `metrics:` say what to query")]
+    /// A source was given but no policy says what to query.
+    #[error("querying a source needs a policy, whose `metrics:` say what to query")]
     NoPolicy,
     /// The policy has nothing to query.
     #[error("policy `{policy}` declares no `metrics:` to query")]
     NoMetrics { policy: String },
     /// The queries' `${service}` is unknown.
-    #[error("querying Prometheus needs the service (the `${{service}}` of the policy's queries)")]
+    #[error("querying a source needs the service (the `${{service}}` of the policy's queries)")]
     NoService,
     /// The service or version to query for is not a valid name.
     #[error("`{path}` {message}")]
@@ -72,6 +96,9 @@ impl SourceError {
             Self::Query {
                 cause: QueryError::Unavailable(_),
                 ..
+            } | Self::Plugin {
+                cause: PluginQueryError::Unavailable(_),
+                ..
             }
         )
     }
@@ -83,13 +110,42 @@ pub struct QueryEvidence {
     pub metric: String,
     /// `current` (the snapshot's `metrics`) or `baseline`.
     pub track: String,
-    /// The PromQL after templating.
+    /// The query after templating.
     pub query: String,
     pub start: i64,
     pub end: i64,
     pub step_seconds: u64,
     pub series: usize,
     pub points: usize,
+    /// The source plugin that ran the query; none for the native Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The requests the source plugin had the host send, without credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestEvidence>,
+}
+
+/// Where queries go: the native Prometheus for `prometheus:` metrics, and
+/// source plugins by name for `source:` metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub prometheus: Option<Prometheus>,
+    pub plugins: BTreeMap<String, PluginSource>,
+}
+
+impl Sources {
+    /// Only the native Prometheus.
+    pub fn prometheus(prometheus: Option<Prometheus>) -> Self {
+        Self {
+            prometheus,
+            plugins: BTreeMap::new(),
+        }
+    }
+
+    /// Whether there is nothing to query.
+    pub fn is_empty(&self) -> bool {
+        self.prometheus.is_none() && self.plugins.is_empty()
+    }
 }
 
 /// One report file as it was read.
@@ -107,6 +163,9 @@ pub struct Evidence {
     /// The Prometheus base URL, without credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<String>,
+    /// Each source plugin queried, by name: its base URL without credentials.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
     /// The end of every query window, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queried_at: Option<i64>,
@@ -242,146 +301,6 @@ pub fn evaluation_time(inputs: &Inputs) -> i64 {
         .unwrap_or_else(now)
 }
 
-/// Which stage the queries are for, and its declared duration.
-#[derive(Debug, Clone, Copy)]
-pub struct StageWindow<'a> {
-    pub name: &'a str,
-    pub duration: Option<Duration>,
-}
-
-/// Queries every metric the policy declares, for the current track and,
-/// when the query uses `${track}`, for the baseline track too.
-pub async fn query_policy(
-    prom: &Prometheus,
-    policy: &Policy,
-    stage: StageWindow<'_>,
-    service: &str,
-    version: &str,
-    end: i64,
-) -> Result<(Vec<Series>, Vec<Series>, Vec<QueryEvidence>), SourceError> {
-    let mut current = Vec::new();
-    let mut baseline = Vec::new();
-    let mut evidence = Vec::new();
-    for source in &policy.metrics {
-        let (c, b, e) = query_source(prom, policy, source, stage, service, version, end).await?;
-        current.extend(c);
-        baseline.extend(b);
-        evidence.extend(e);
-    }
-    Ok((current, baseline, evidence))
-}
-
-/// Queries one of the policy's metrics over the window ending at `end`:
-/// the current track's series, the baseline's (when the query uses
-/// `${track}`), and the evidence of each query.
-pub async fn query_source(
-    prom: &Prometheus,
-    policy: &Policy,
-    source: &MetricSource,
-    stage: StageWindow<'_>,
-    service: &str,
-    version: &str,
-    end: i64,
-) -> Result<(Vec<Series>, Vec<Series>, Vec<QueryEvidence>), SourceError> {
-    let tracks: &[(&'static str, &str)] = if source.uses_track {
-        &[
-            ("current", policy.tracks.current.as_str()),
-            ("baseline", policy.tracks.baseline.as_str()),
-        ]
-    } else {
-        &[("current", policy.tracks.current.as_str())]
-    };
-    let (mut current, mut baseline, mut evidence) = (Vec::new(), Vec::new(), Vec::new());
-    for (track, label) in tracks {
-        let (series, ev) =
-            query_one(prom, source, stage, service, version, label, track, end).await?;
-        evidence.push(ev);
-        if *track == "current" {
-            current = series;
-        } else {
-            baseline = series;
-        }
-    }
-    Ok((current, baseline, evidence))
-}
-
-/// Points Prometheus returns at most per series of a range query; it
-/// refuses a longer one ("exceeded maximum resolution").
-pub const MAX_RESOLUTION: u64 = 11_000;
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one query's whole context, read once"
-)]
-async fn query_one(
-    prom: &Prometheus,
-    source: &MetricSource,
-    stage: StageWindow<'_>,
-    service: &str,
-    version: &str,
-    track_label: &str,
-    track: &'static str,
-    end: i64,
-) -> Result<(Vec<Series>, QueryEvidence), SourceError> {
-    let values: BTreeMap<&str, &str> = [
-        ("service", service),
-        ("version", version),
-        ("stage", stage.name),
-        ("track", track_label),
-    ]
-    .into_iter()
-    .collect();
-    let query =
-        template::render(&source.prometheus, &values).map_err(|e| SourceError::Template {
-            metric: source.name.clone(),
-            message: e.to_string(),
-        })?;
-    let window = source.window.or(stage.duration).unwrap_or(DEFAULT_WINDOW);
-    let points = window.as_secs() / source.step.as_secs().max(1) + 1;
-    if points > MAX_RESOLUTION {
-        return Err(SourceError::Resolution {
-            metric: source.name.clone(),
-            window: humantime::format_duration(window).to_string(),
-            step: humantime::format_duration(source.step).to_string(),
-            points,
-        });
-    }
-    let start = end.saturating_sub(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
-    let found = prom
-        .query_range(&query, start, end, source.step)
-        .await
-        .map_err(|e| SourceError::Query {
-            url: prom.shown_url(),
-            metric: source.name.clone(),
-            track,
-            cause: e,
-        })?;
-    let series: Vec<Series> = found
-        .into_iter()
-        .filter(|s| !s.points.is_empty())
-        .map(|s| Series {
-            name: source.name.clone(),
-            labels: s.labels,
-            points: s
-                .points
-                .into_iter()
-                .map(|(timestamp, value)| Point { timestamp, value })
-                .collect(),
-        })
-        .collect();
-    let evidence = QueryEvidence {
-        metric: source.name.clone(),
-        track: track.to_string(),
-        query,
-        start,
-        end,
-        step_seconds: source.step.as_secs(),
-        series: series.len(),
-        points: series.iter().map(|s| s.points.len()).sum(),
-    };
-    Ok((series, evidence))
-}
-
 /// Reads every report, in order.
 pub fn read_reports(reports: &[(ReportKind, PathBuf)]) -> Result<Vec<ReportEvidence>, SourceError> {
     reports
@@ -426,18 +345,18 @@ fn overlay(set: &mut Vec<Series>, winners: Vec<Series>) {
 }
 
 /// Gathers the snapshot `inputs` describe for `stage` of `policy`: the
-/// policy's `metrics:` queried from `prometheus` over the stage's window
-/// (when there is a Prometheus), report files read, and the explicit
+/// policy's `metrics:` queried from `sources` over the stage's window
+/// (when there are any), report files read, and the explicit
 /// snapshot and values laid over them. It answers with the evidence of what
 /// was read, or `None` for a snapshot given whole and nothing else. Every
 /// caller (the CLI, the server, backtesting) builds its snapshot here.
 pub async fn gather(
-    prometheus: Option<&Prometheus>,
+    sources: &Sources,
     policy: Option<&Policy>,
     stage: Option<&str>,
     inputs: Inputs,
 ) -> Result<(Snapshot, Option<Evidence>), SourceError> {
-    if prometheus.is_none()
+    if sources.is_empty()
         && inputs.reports.is_empty()
         && inputs.values.is_empty()
         && inputs.attributes.is_empty()
@@ -451,9 +370,10 @@ pub async fn gather(
         attributes: inputs.attributes.iter().cloned().collect(),
         ..Evidence::default()
     };
-    let queried = match prometheus {
-        None => (Vec::new(), Vec::new()),
-        Some(prom) => {
+    let queried = if sources.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        {
             let policy = policy.ok_or(SourceError::NoPolicy)?;
             if policy.metrics.is_empty() {
                 return Err(SourceError::NoMetrics {
@@ -484,8 +404,17 @@ pub async fn gather(
                 duration: found.and_then(|s| s.duration),
             };
             let (current, baseline, queries) =
-                query_policy(prom, policy, window, &service, &version, at).await?;
-            evidence.prometheus = Some(prom.shown_url());
+                query_policy(sources, policy, window, &service, &version, at).await?;
+            if queries.iter().any(|q| q.source.is_none()) {
+                evidence.prometheus = sources.prometheus.as_ref().map(Prometheus::shown_url);
+            }
+            for q in &queries {
+                if let Some(name) = &q.source
+                    && let Some(plugin) = sources.plugins.get(name)
+                {
+                    evidence.sources.insert(name.clone(), plugin.shown_url());
+                }
+            }
             evidence.queried_at = Some(at);
             evidence.queries = queries;
             (current, baseline)

@@ -181,3 +181,65 @@ export const action = {
   hold: (reason) => ({ tag: "hold", val: reason }),
   rollback: (reason) => ({ tag: "rollback", val: reason }),
 };
+
+// Sources: the plugin describes requests, the host sends them to the
+// operator's base URL with credentials the plugin never sees, and the
+// plugin reads the answers into series.
+
+/** A GET of `path` with `params` (an object) as its query string. */
+export function get(path, params = {}) {
+  const query = Object.entries(params)
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`)
+    .join("&");
+  return { method: "get", path: query ? `${path}?${query}` : path, headers: [], body: new Uint8Array() };
+}
+
+/** A POST of `body` as JSON to `path`. */
+export function postJson(path, body) {
+  return {
+    method: "post",
+    path,
+    headers: [["Content-Type", "application/json"]],
+    body: new TextEncoder().encode(JSON.stringify(body)),
+  };
+}
+
+/** A response's body as JSON; throws an error naming the status and
+ * quoting the start of the body when it is not a 2xx with JSON. */
+export function answerJson(response) {
+  const text = new TextDecoder().decode(response.body);
+  const quoted = text.split(/\s+/).join(" ").trim().slice(0, 300) || "(empty body)";
+  if (response.status < 200 || response.status >= 300) throw `HTTP ${response.status}: ${quoted}`;
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw `HTTP ${response.status} with an answer that is not JSON (${e}): ${quoted}`;
+  }
+}
+
+/** A series from a label object and [timestamp, value] pairs, keeping only
+ * finite values. */
+export function series(labels, points) {
+  return {
+    labels: Object.entries(labels || {}).map(([k, v]) => [String(k), String(v)]),
+    points: (points || [])
+      .map(([t, v]) => [Number(t), Number(v)])
+      .filter(([t, v]) => Number.isFinite(t) && Number.isFinite(v))
+      .map(([t, v]) => ({ timestamp: BigInt(Math.round(t)), value: v })),
+  };
+}
+
+/** The round `start` returns. */
+export function firstRound(requests, state = new Uint8Array()) {
+  return { requests, state };
+}
+
+/** The step that asks for another round of requests. */
+export function fetchMore(requests, state = new Uint8Array()) {
+  return { tag: "fetch", val: { requests, state } };
+}
+
+/** The step that answers the query with `found` series. */
+export function done(found) {
+  return { tag: "done", val: found };
+}

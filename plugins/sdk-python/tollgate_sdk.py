@@ -242,3 +242,93 @@ def hold(reason):
 
 def rollback(reason):
     return _action("Action_Rollback", reason)
+
+
+# Sources: the plugin describes requests, the host sends them to the
+# operator's base URL with credentials the plugin never sees, and the plugin
+# reads the answers into series.
+
+
+def _quote(text):
+    """Percent-encodes all but the unreserved characters (componentize-py's
+    standard library has no `urllib`)."""
+    keep = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in str(text).encode())
+
+
+def get(path, **params):
+    """A GET of `path` with `params` as its query string."""
+    from wit_world.exports import source_api
+
+    query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params.items())
+    return source_api.Request(
+        method=source_api.Method.GET,
+        path=f"{path}?{query}" if query else path,
+        headers=[],
+        body=b"",
+    )
+
+
+def post_json(path, body):
+    """A POST of `body` as JSON to `path`."""
+    import json
+
+    from wit_world.exports import source_api
+
+    return source_api.Request(
+        method=source_api.Method.POST,
+        path=path,
+        headers=[("Content-Type", "application/json")],
+        body=json.dumps(body).encode(),
+    )
+
+
+def answer_json(response):
+    """A response's body as JSON; an Err naming the status and quoting the
+    start of the body when it is not a 2xx with JSON."""
+    import json
+
+    text = bytes(response.body).decode("utf-8", "replace")
+    quoted = " ".join(text.split())[:300] or "(empty body)"
+    if not 200 <= response.status < 300:
+        raise Err(f"HTTP {response.status}: {quoted}")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise Err(f"HTTP {response.status} with an answer that is not JSON ({e}): {quoted}")
+
+
+def series(labels, points):
+    """A series from a label mapping and (timestamp, value) pairs, keeping
+    only finite values."""
+    from wit_world.exports import source_api
+
+    return source_api.Series(
+        labels=[(str(k), str(v)) for k, v in dict(labels).items()],
+        points=[
+            source_api.Sample(timestamp=int(t), value=float(v))
+            for t, v in points
+            if v is not None and math.isfinite(float(v))
+        ],
+    )
+
+
+def fetch(requests, state=b""):
+    """The step that asks for another round of requests."""
+    from wit_world.exports import source_api
+
+    return source_api.Step_Fetch(source_api.Round(requests=list(requests), state=bytes(state)))
+
+
+def done(found):
+    """The step that answers the query with `found` series."""
+    from wit_world.exports import source_api
+
+    return source_api.Step_Done(list(found))
+
+
+def first_round(*requests, state=b""):
+    """The round `start` returns."""
+    from wit_world.exports import source_api
+
+    return source_api.Round(requests=list(requests), state=bytes(state))

@@ -21,6 +21,21 @@ fn component(name: &str) -> Vec<u8> {
 /// Builds the component for `tests/hostile/<name>.wat` against the WIT
 /// package in `wit_dir`, naming its imports and exports with that version.
 pub fn component_for(name: &str, wit_dir: &Path) -> Vec<u8> {
+    shelled(name, wit_dir, "gate", "gate-shell.wat")
+}
+
+/// Builds the source-world component for `tests/hostile/<name>.wat`, whose
+/// `start` and `next` bodies fill `source-shell.wat`.
+pub fn source_component(name: &str) -> Vec<u8> {
+    shelled(name, &repo("wit"), "source", "source-shell.wat")
+}
+
+/// A fragment file laid into a shell: the text before the first marker
+/// line (`;;BODY`, `;;START`, …) replaces `(;IMPORTS;)` (a fragment with
+/// no `;;BODY` or `;;START` opens with its body), and each marked section replaces its
+/// `(;MARKER;)`; then the world's metadata is
+/// embedded and the module encoded as a component.
+fn shelled(name: &str, wit_dir: &Path, world: &str, shell: &str) -> Vec<u8> {
     let fragment = std::fs::read_to_string(repo(&format!("tests/hostile/{name}.wat"))).unwrap();
     if fragment.contains("(component") {
         return wat::parse_str(&fragment).unwrap();
@@ -33,16 +48,34 @@ pub fn component_for(name: &str, wit_dir: &Path) -> Vec<u8> {
         .clone()
         .unwrap()
         .to_string();
-    let world = resolve.select_world(&[pkg], Some("gate")).unwrap();
-    // A fragment may start with imports, up to a `;;BODY` line.
-    let (imports, rest) = fragment.split_once(";;BODY").unwrap_or(("", &fragment));
-    let (body, extra) = rest.split_once(";;EXTRA").unwrap_or((rest, ""));
-    let shell = std::fs::read_to_string(repo("tests/hostile/gate-shell.wat")).unwrap();
-    let text = shell
-        .replace("(;IMPORTS;)", imports)
-        .replace("(;BODY;)", body)
-        .replace("(;EXTRA;)", extra)
-        .replace("WIT_VERSION", &version);
+    let world = resolve.select_world(&[pkg], Some(world)).unwrap();
+    // Imports come first only where a body marker follows them; else the
+    // fragment opens with the gate's body.
+    let marked = fragment.lines().any(|l| l == ";;BODY" || l == ";;START");
+    let first = if marked { "IMPORTS" } else { "BODY" };
+    let mut sections = vec![(first.to_string(), String::new())];
+    for line in fragment.lines() {
+        let marker = line
+            .strip_prefix(";;")
+            .filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
+        match marker {
+            Some(m) => sections.push((m.to_string(), String::new())),
+            None => {
+                let text = &mut sections.last_mut().unwrap().1;
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    let mut text = std::fs::read_to_string(repo(&format!("tests/hostile/{shell}"))).unwrap();
+    for marker in ["IMPORTS", "BODY", "START", "NEXT", "EXTRA"] {
+        let body = sections
+            .iter()
+            .find(|(m, _)| m == marker)
+            .map_or("", |(_, t)| t.as_str());
+        text = text.replace(&format!("(;{marker};)"), body);
+    }
+    let text = text.replace("WIT_VERSION", &version);
     let mut module = wat::parse_str(&text).unwrap();
     wit_component::embed_component_metadata(
         &mut module,
@@ -302,7 +335,7 @@ fn a_plugin_built_against_an_incompatible_wit_is_refused_clearly() {
     let run = crate::support::tollgate(&["validate", path.to_str().unwrap()], "");
     assert_eq!(run.code, 1);
     assert!(
-        run.stderr.contains("plugin `old`: built against `tollgate:plugin@0.2.0`, which this host (tollgate:plugin@0.1.1) cannot serve"),
+        run.stderr.contains("plugin `old`: built against `tollgate:plugin@0.2.0`, which this host (tollgate:plugin@0.1.2) cannot serve"),
         "{}",
         run.stderr
     );

@@ -894,7 +894,7 @@ fn audit_prints_a_table_for_people_and_json_for_programs() {
     );
     let row = lines.next().unwrap();
     assert!(
-        row.starts_with("threshold  accepted  gate   0.1.1"),
+        row.starts_with("threshold  accepted  gate   0.1.2"),
         "{row}"
     );
     assert!(

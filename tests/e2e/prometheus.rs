@@ -539,3 +539,68 @@ fn a_backtest_queries_what_the_log_lacks_from_a_real_prometheus() {
         r.text()
     );
 }
+
+/// The native Prometheus client and the first-party `prometheus` source
+/// plugin build the same snapshot from the same Prometheus: the bundled
+/// canary policy's PromQL, asked once through `prometheus:` and once
+/// through `source: prometheus`.
+#[test]
+fn the_prometheus_source_plugin_builds_the_native_snapshot() {
+    let Some(prom) = start() else {
+        return; // `start` reported the skip
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let native = std::fs::read_to_string(repo("policies/canary.yaml")).unwrap();
+    let plugin = native.replace("    prometheus: ", "    source: prometheus\n    query: ");
+    assert_eq!(plugin.matches("source: prometheus").count(), 3);
+    let plugin = write(dir.path(), "canary-plugin.yaml", plugin.as_bytes());
+    let at = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60)
+        .to_string();
+    let build = |policy: &str, flag: &str, value: &str| {
+        let run = tollgate(
+            &[
+                "snapshot",
+                "build",
+                "--policy",
+                policy,
+                "--stage",
+                "initial-canary",
+                "--service",
+                "payments-spike",
+                "--version",
+                "2.1.0",
+                "--at",
+                &at,
+                flag,
+                value,
+            ],
+            "",
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        run.json()
+    };
+    let from_native = build(
+        repo("policies/canary.yaml").to_str().unwrap(),
+        "--prometheus",
+        &prom.url,
+    );
+    let from_plugin = build(
+        plugin.to_str().unwrap(),
+        "--source",
+        &format!("prometheus={}", prom.url),
+    );
+    let points = |s: &Value| {
+        s["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["points"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    assert!(points(&from_native) > 100, "{from_native}");
+    assert_eq!(from_native, from_plugin);
+}

@@ -183,12 +183,21 @@ const EQUIVALENTS: &[(&str, &str)] = &[(
 /// background jobs carry from step to step.
 fn run_block(scratch: &Scratch, file: &str, line: usize, steps: &[Step]) -> Vec<String> {
     let prom_port = crate::support::free_port();
+    let api_port = crate::support::free_port();
+    let influx_port = crate::support::free_port();
+    let influx_rpc_port = crate::support::free_port();
+    let vm_port = crate::support::free_port();
     let mut script = String::from("trap 'kill $(jobs -p) 2>/dev/null' EXIT\n");
     for (i, step) in steps.iter().enumerate() {
         let mut command = step
             .command
             .replace("./target/release/tollgate", "tollgate")
-            .replace("127.0.0.1:9090", &format!("127.0.0.1:{prom_port}"));
+            .replace("127.0.0.1:9090", &format!("127.0.0.1:{prom_port}"))
+            .replace("127.0.0.1:9100", &format!("127.0.0.1:{api_port}"))
+            .replace("--port 9100", &format!("--port {api_port}"))
+            .replace("127.0.0.1:8086", &format!("127.0.0.1:{influx_port}"))
+            .replace("127.0.0.1:8088", &format!("127.0.0.1:{influx_rpc_port}"))
+            .replace("127.0.0.1:8428", &format!("127.0.0.1:{vm_port}"));
         if command.starts_with("cargo build") || command.starts_with("rustup ") {
             // This build stands for the release build; its toolchain and
             // targets are installed.

@@ -251,7 +251,7 @@ async fn policies_and_plugins_are_listed_with_digests() {
         .find(|p| p["plugin"] == "circuit-breaker")
         .unwrap();
     assert_eq!(breaker["world"], "trigger");
-    assert_eq!(breaker["wit_version"], "0.1.1");
+    assert_eq!(breaker["wit_version"], "0.1.2");
     assert!(
         breaker["imports"]
             .as_array()

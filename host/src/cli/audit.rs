@@ -19,8 +19,12 @@ enum Format {
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuditArgs {
     /// Component files, or names of first-party plugins.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "sources")]
     plugins: Vec<String>,
+    /// A sources file (`--sources` of `eval`): audit each source's plugin
+    /// and show what it may reach and which credentials the host adds.
+    #[arg(long, value_name = "FILE")]
+    sources: Option<std::path::PathBuf>,
     /// Output format [default: table on a terminal, json otherwise].
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -106,11 +110,27 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
         .as_deref()
         .map(crate::engine::signature::AllowedSigners::read)
         .transpose()?;
-    let reports: Vec<PluginReport> = args
+    let mut reports: Vec<PluginReport> = args
         .plugins
         .iter()
         .map(|a| report(&runtime, a, allowed.as_ref()))
         .collect();
+    if let Some(path) = &args.sources {
+        let file = crate::sources::settings::read_file(path).map_err(anyhow::Error::msg)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (name, spec) in &file.sources {
+            let plugin = spec.plugin.clone().unwrap_or_else(|| name.clone());
+            let arg = if plugin.ends_with(".wasm") || plugin.contains('/') {
+                base.join(&plugin).display().to_string()
+            } else {
+                plugin
+            };
+            let mut r = report(&runtime, &arg, allowed.as_ref());
+            r.plugin = format!("{name} (source)");
+            r.capabilities = crate::sources::settings::reach(spec);
+            reports.push(r);
+        }
+    }
     let format = args.format.unwrap_or(if std::io::stdout().is_terminal() {
         Format::Table
     } else {
@@ -257,6 +277,20 @@ fn table(reports: &[PluginReport]) -> String {
         l.max_details,
         l.max_state_bytes
     );
+    if reports.iter().any(|r| {
+        r.info
+            .as_ref()
+            .is_some_and(|i| i.world == crate::engine::World::Source)
+    }) {
+        let l = crate::engine::report::LimitsReport::source();
+        let _ = writeln!(
+            out,
+            "limits of a source's calls: deadline {} ms, memory {}, round state {}; per query 16 rounds of at most 8 requests and 32 MiB of answers",
+            l.default_deadline_ms,
+            crate::engine::human_bytes(l.default_memory_bytes),
+            crate::engine::human_bytes(l.max_state_bytes)
+        );
+    }
     out
 }
 

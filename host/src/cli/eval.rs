@@ -100,7 +100,7 @@ fn remote(
             None
         }
         None => {
-            let (snapshot, _) = args.sources.build(None, args.stage.as_deref())?;
+            let (snapshot, _) = args.sources.build(None, None, args.stage.as_deref())?;
             body["snapshot"] = snapshot.to_json_v1();
             Some(snapshot)
         }
@@ -188,9 +188,9 @@ fn decide(args: EvalArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime()?;
     let loaded = Arc::new(super::load_policy(&runtime, &args.policy)?);
     crate::evaluate::check_stage(&loaded.policy, args.stage.as_deref())?;
-    let (snapshot, evidence) = args
-        .sources
-        .build(Some(&loaded.policy), args.stage.as_deref())?;
+    let (snapshot, evidence) =
+        args.sources
+            .build(Some(&runtime), Some(&loaded.policy), args.stage.as_deref())?;
     let evaluation = Evaluation {
         loaded,
         snapshot: Arc::new(snapshot),

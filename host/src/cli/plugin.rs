@@ -28,6 +28,8 @@ enum Kind {
     Gate,
     Trigger,
     Action,
+    /// A telemetry source: describes HTTP requests, reads their answers.
+    Source,
 }
 
 /// The language a project is written in.
@@ -96,6 +98,12 @@ mod rust {
         include_str!("../../../plugins/templates/rust/action.policy.yaml"),
         include_str!("../../../plugins/templates/rust/action.test.yaml"),
     ];
+    pub const SOURCE: &str = include_str!("../../../plugins/templates/rust/source.rs");
+    /// A source's policy and sources file, for every language.
+    pub const SOURCE_POLICY: &str =
+        include_str!("../../../plugins/templates/rust/source.policy.yaml");
+    pub const SOURCE_SOURCES: &str =
+        include_str!("../../../plugins/templates/rust/source.sources.yaml");
 }
 
 /// The Python templates, one per kind, over the SDK module and the WIT.
@@ -103,6 +111,7 @@ mod python {
     pub const GATE: &str = include_str!("../../../plugins/templates/python/gate.py");
     pub const TRIGGER: &str = include_str!("../../../plugins/templates/python/trigger.py");
     pub const ACTION: &str = include_str!("../../../plugins/templates/python/action.py");
+    pub const SOURCE: &str = include_str!("../../../plugins/templates/python/source.py");
     pub const SDK: &str = include_str!("../../../plugins/sdk-python/tollgate_sdk.py");
     pub const PYPROJECT: &str = "# A tollgate plugin; `tollgate plugin build` reads `name` and\n# `world` and runs componentize-py over app.py.\n[project]\nname = \"{{name}}\"\nversion = \"0.1.0\"\nrequires-python = \">=3.11\"\n\n[tool.tollgate]\nworld = \"{{world}}\"\n";
 }
@@ -112,6 +121,7 @@ mod js {
     pub const GATE: &str = include_str!("../../../plugins/templates/js/gate.js");
     pub const TRIGGER: &str = include_str!("../../../plugins/templates/js/trigger.js");
     pub const ACTION: &str = include_str!("../../../plugins/templates/js/action.js");
+    pub const SOURCE: &str = include_str!("../../../plugins/templates/js/source.js");
     pub const SDK: &str = include_str!("../../../plugins/sdk-js/tollgate_sdk.js");
     pub const PACKAGE: &str = "{\n  \"name\": \"{{name}}\",\n  \"version\": \"0.1.0\",\n  \"private\": true,\n  \"type\": \"module\",\n  \"tollgate\": { \"world\": \"{{world}}\", \"source\": \"index.js\" }\n}\n";
 }
@@ -240,7 +250,10 @@ fn sdk_dependency(sdk: Option<&str>, project: &Path) -> anyhow::Result<(String, 
 
 fn new(args: NewArgs) -> anyhow::Result<Exit> {
     check_name(&args.name)?;
-    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists()
         && std::fs::read_dir(&dir)
             .with_context(|| format!("reading `{}`", dir.display()))?
@@ -253,18 +266,33 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
         Kind::Gate => "gate",
         Kind::Trigger => "trigger",
         Kind::Action => "action",
+        Kind::Source => "source",
     };
     let mut sdk_source = None;
     let files: Vec<(&str, String)> = match args.lang {
         Lang::Rust => {
+            let (sdk, from) = sdk_dependency(args.sdk.as_deref(), &dir)?;
+            sdk_source = Some(from);
+            let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
             let [source, policy, test] = match args.kind {
                 Kind::Gate => rust::GATE,
                 Kind::Trigger => rust::TRIGGER,
                 Kind::Action => rust::ACTION,
+                Kind::Source => {
+                    return write_project(
+                        &args,
+                        &dir,
+                        world,
+                        sdk_source,
+                        &[
+                            ("Cargo.toml", fill(rust::CARGO)),
+                            ("src/lib.rs", fill(rust::SOURCE)),
+                            ("policy.yaml", fill(rust::SOURCE_POLICY)),
+                            ("sources.yaml", fill(rust::SOURCE_SOURCES)),
+                        ],
+                    );
+                }
             };
-            let (sdk, from) = sdk_dependency(args.sdk.as_deref(), &dir)?;
-            sdk_source = Some(from);
-            let fill = |t: &str| t.replace("{{name}}", &args.name).replace("{{sdk}}", &sdk);
             vec![
                 ("Cargo.toml", fill(rust::CARGO)),
                 ("src/lib.rs", fill(source)),
@@ -287,12 +315,14 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
                     interpreted_limits(&fill(rust::ACTION[1]), &args.name),
                     fill(rust::ACTION[2]),
                 ),
+                Kind::Source => (fill(rust::SOURCE_POLICY), String::new()),
             };
             let mut files = if args.lang == Lang::Js {
                 let source = match args.kind {
                     Kind::Gate => js::GATE,
                     Kind::Trigger => js::TRIGGER,
                     Kind::Action => js::ACTION,
+                    Kind::Source => js::SOURCE,
                 };
                 vec![
                     ("package.json", fill(js::PACKAGE)),
@@ -304,6 +334,7 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
                     Kind::Gate => python::GATE,
                     Kind::Trigger => python::TRIGGER,
                     Kind::Action => python::ACTION,
+                    Kind::Source => python::SOURCE,
                 };
                 vec![
                     ("pyproject.toml", fill(python::PYPROJECT)),
@@ -314,12 +345,27 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
             files.extend([
                 ("wit/tollgate.wit", WIT.to_string()),
                 ("policy.yaml", policy),
-                ("policy.test.yaml", test),
             ]);
+            if args.kind == Kind::Source {
+                files.push(("sources.yaml", fill(rust::SOURCE_SOURCES)));
+            } else {
+                files.push(("policy.test.yaml", test));
+            }
             files
         }
     };
-    for (path, text) in &files {
+    write_project(&args, &dir, world, sdk_source, &files)
+}
+
+/// Writes a new project's files and says what to run next.
+fn write_project(
+    args: &NewArgs,
+    dir: &Path,
+    world: &str,
+    sdk_source: Option<String>,
+    files: &[(&str, String)],
+) -> anyhow::Result<Exit> {
+    for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -327,8 +373,19 @@ fn new(args: NewArgs) -> anyhow::Result<Exit> {
         }
         std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
     }
+    let next = if args.kind == Kind::Source {
+        format!(
+            "tollgate plugin build {dir} && tollgate eval --policy {dir}/policy.yaml --sources {dir}/sources.yaml --service checkout",
+            dir = dir.display()
+        )
+    } else {
+        format!(
+            "tollgate plugin build {dir} && tollgate test {dir}",
+            dir = dir.display()
+        )
+    };
     println!(
-        "created {world} plugin `{name}` in {dir}\nnext: tollgate plugin build {dir} && tollgate test {dir}",
+        "created {world} plugin `{name}` in {dir}\nnext: {next}",
         name = args.name,
         dir = dir.display()
     );

@@ -162,6 +162,9 @@ struct FileConfig {
     /// The server's address as users reach it, for links in notifications.
     public_url: Option<String>,
     notifications: Option<Vec<NotificationFile>>,
+    /// The file's directory, which relative paths in it start from.
+    #[serde(skip)]
+    base: PathBuf,
 }
 
 /// One entry of `notifications:` in the config file.
@@ -249,6 +252,9 @@ fn webhooks(files: Vec<NotificationFile>) -> anyhow::Result<Vec<crate::server::n
 #[serde(deny_unknown_fields)]
 struct TelemetryFile {
     prometheus: Option<PrometheusFile>,
+    /// Source plugins by name (docs/sources.md).
+    #[serde(default)]
+    sources: std::collections::BTreeMap<String, crate::sources::settings::SourceSpec>,
 }
 
 /// `telemetry.prometheus:` in the config file.
@@ -332,6 +338,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
         .map_err(|e| anyhow::anyhow!("config `{}`: {}: {}", path.display(), e.path(), e.inner()))?;
     // Paths in the file are relative to the file.
     let base = path.parent().unwrap_or(Path::new("."));
+    config.base = base.to_path_buf();
     for p in [
         &mut config.policies,
         &mut config.plugins,
@@ -378,10 +385,11 @@ fn duration(field: &str, text: Option<&str>) -> anyhow::Result<Option<Duration>>
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(p) => read_config(p)?,
         None => FileConfig::default(),
     };
+    let telemetry = file.telemetry.take().unwrap_or_default();
     let log_format = match (args.log_format, file.log_format.as_deref()) {
         (Some(f), _) => f,
         (None, None | Some("text")) => LogFormat::Text,
@@ -465,7 +473,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<Exit> {
             (None, None) => None,
             _ => anyhow::bail!("TLS needs both a certificate and a key (`tls_cert`, `tls_key`)"),
         },
-        prometheus: prometheus_config(args.prometheus, file.telemetry.and_then(|t| t.prometheus))?,
+        prometheus: prometheus_config(args.prometheus, telemetry.prometheus)?,
+        sources: telemetry.sources,
+        sources_base: file.base.clone(),
         retain: args.retain.or(duration("retain", file.retain.as_deref())?),
         require_signature: args.require_signature || file.require_signature.unwrap_or(false),
         allowed_signers: args.allowed_signers.or(file.allowed_signers),

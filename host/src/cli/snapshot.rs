@@ -43,7 +43,9 @@ pub(crate) fn run(args: SnapshotArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let (snapshot, _) = args.sources.build(policy.as_ref(), args.stage.as_deref())?;
+    let (snapshot, _) = args
+        .sources
+        .build(None, policy.as_ref(), args.stage.as_deref())?;
     println!("{}", serde_json::to_string_pretty(&snapshot.to_json_v1())?);
     Ok(Exit::Success)
 }

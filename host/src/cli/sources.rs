@@ -11,7 +11,7 @@ use crate::policy::Policy;
 use crate::snapshot::Snapshot;
 use crate::sources::prometheus::{Auth, Prometheus, PrometheusConfig};
 use crate::sources::reports::ReportKind;
-use crate::sources::{self, Evidence, Inputs, SourceError};
+use crate::sources::{self, Evidence, Inputs, SourceError, Sources};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SourceArgs {
@@ -27,6 +27,17 @@ pub(crate) struct SourceArgs {
     release_version: Option<String>,
     #[command(flatten)]
     prometheus: PrometheusArgs,
+    /// A source plugin's base URL, `NAME=URL`: the first-party source NAME
+    /// (prometheus, influxdb, loki, graphite, datadog, newrelic,
+    /// cloudwatch) with no settings, or the URL of a source `--sources`
+    /// configures. Queries the policy's `metrics:` that say `source: NAME`.
+    /// Repeatable.
+    #[arg(long = "source", value_name = "NAME=URL", value_parser = parse_source)]
+    source_urls: Vec<(String, String)>,
+    /// A sources file: `sources: {NAME: {url, plugin, with, credentials}}`
+    /// (docs/sources.md).
+    #[arg(long = "sources", value_name = "FILE")]
+    sources_file: Option<PathBuf>,
     /// End of the query window and the snapshot's `taken_at` (RFC 3339 or
     /// unix seconds) [default: the snapshot's `taken_at`, else now].
     #[arg(long, value_parser = parse_time)]
@@ -49,6 +60,10 @@ pub(crate) struct SourceArgs {
 }
 
 use crate::sources::parse_time;
+
+fn parse_source(arg: &str) -> Result<(String, String), String> {
+    crate::sources::settings::parse_source_arg(arg)
+}
 
 /// Unix seconds now: the time of a snapshot that does not say.
 fn now() -> i64 {
@@ -129,6 +144,8 @@ impl SourceArgs {
     pub(crate) fn identity_only(&self) -> Option<(String, String)> {
         let nothing_else = self.snapshot.is_none()
             && self.prometheus.url.is_none()
+            && self.source_urls.is_empty()
+            && self.sources_file.is_none()
             && self.reports.is_empty()
             && self.metrics.is_empty()
             && self.attributes.is_empty();
@@ -136,8 +153,42 @@ impl SourceArgs {
         nothing_else.then(|| (service, self.release_version.clone().unwrap_or_default()))
     }
 
-    fn prometheus(&self) -> anyhow::Result<Option<Prometheus>> {
-        self.prometheus.client()
+    /// The sources these flags configure: Prometheus, and the source
+    /// plugins of `--sources` and `--source`, loaded into `runtime` (or a
+    /// runtime of their own when the caller has none).
+    fn sources(&self, runtime: Option<&crate::engine::Runtime>) -> anyhow::Result<Sources> {
+        let mut sources = Sources::prometheus(self.prometheus.client()?);
+        if self.source_urls.is_empty() && self.sources_file.is_none() {
+            return Ok(sources);
+        }
+        let (mut specs, base) = match &self.sources_file {
+            Some(path) => (
+                crate::sources::settings::read_file(path)
+                    .map_err(anyhow::Error::msg)?
+                    .sources,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
+            None => (Default::default(), PathBuf::new()),
+        };
+        for (name, url) in &self.source_urls {
+            match specs.get_mut(name) {
+                Some(spec) => spec.url.clone_from(url),
+                None => {
+                    specs.insert(name.clone(), crate::sources::settings::plain(url));
+                }
+            }
+        }
+        let own;
+        let runtime = match runtime {
+            Some(r) => r,
+            None => {
+                own = super::runtime()?;
+                &own
+            }
+        };
+        sources.plugins =
+            crate::sources::settings::build(runtime, &specs, &base).map_err(anyhow::Error::msg)?;
+        Ok(sources)
     }
 
     /// Builds the snapshot these flags describe, for `stage` of `policy`
@@ -145,6 +196,7 @@ impl SourceArgs {
     /// snapshot given whole and nothing else).
     pub(crate) fn build(
         &self,
+        runtime: Option<&crate::engine::Runtime>,
         policy: Option<&Policy>,
         stage: Option<&str>,
     ) -> anyhow::Result<(Snapshot, Option<Evidence>)> {
@@ -154,7 +206,7 @@ impl SourceArgs {
             .as_deref()
             .map(|s| read_snapshot(s, default_at))
             .transpose()?;
-        let prometheus = self.prometheus()?;
+        let sources = self.sources(runtime)?;
         let inputs = Inputs {
             snapshot,
             service: self.service.clone(),
@@ -164,25 +216,29 @@ impl SourceArgs {
             values: self.metrics.clone(),
             attributes: self.attributes.clone(),
         };
-        if inputs.is_empty() && prometheus.is_none() {
+        if inputs.is_empty() && sources.is_empty() {
             anyhow::bail!(
-                "no telemetry: give --snapshot, --prometheus, --report, --metric or --attribute"
+                "no telemetry: give --snapshot, --prometheus, --source, --report, --metric or --attribute"
             );
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let gathered =
-            runtime.block_on(sources::gather(prometheus.as_ref(), policy, stage, inputs));
+        let gathered = runtime.block_on(sources::gather(&sources, policy, stage, inputs));
+        let flag = if sources.prometheus.is_some() {
+            "--prometheus"
+        } else {
+            "--source"
+        };
         gathered.map_err(|e| match e {
             SourceError::NoPolicy => {
-                anyhow::anyhow!("--prometheus needs --policy, whose `metrics:` say what to query")
+                anyhow::anyhow!("{flag} needs --policy, whose `metrics:` say what to query")
             }
             SourceError::NoService => {
-                anyhow::anyhow!("--prometheus needs --service (the `${{service}}` of the queries)")
+                anyhow::anyhow!("{flag} needs --service (the `${{service}}` of the queries)")
             }
             SourceError::NoMetrics { policy } => {
-                anyhow::anyhow!("policy `{policy}` declares no `metrics:` to query from Prometheus")
+                anyhow::anyhow!("policy `{policy}` declares no `metrics:` to query")
             }
             other => other.into(),
         })

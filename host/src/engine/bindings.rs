@@ -42,4 +42,17 @@ pub(crate) mod action {
     });
 }
 
+pub(crate) mod source {
+    wasmtime::component::bindgen!({
+        world: "source",
+        path: "../wit",
+        with: {
+            "tollgate:plugin/types": super::gate::tollgate::plugin::types,
+            "tollgate:plugin/host": super::gate::tollgate::plugin::host,
+        },
+        imports: { default: trappable },
+        additional_derives: [PartialEq],
+    });
+}
+
 pub(crate) use gate::tollgate::plugin::{host, snapshot, types};

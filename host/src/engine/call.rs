@@ -11,6 +11,7 @@ use super::answer::LogLine;
 use super::answer::StageResult;
 use super::bindings::action::ActionPre;
 use super::bindings::gate::GatePre;
+use super::bindings::source::SourcePre;
 use super::bindings::trigger::TriggerPre;
 use super::bindings::types::ConfigValue;
 use super::error::CallError;
@@ -40,6 +41,7 @@ pub(super) enum PluginKind {
     Gate(GatePre<HostState>),
     Trigger(TriggerPre<HostState>),
     Action(ActionPre<HostState>),
+    Source(SourcePre<HostState>),
 }
 
 /// A compiled, linked plugin, ready to be instantiated per call. Only

@@ -4,7 +4,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.1.1";
+pub const WIT_VERSION: &str = "0.1.2";
 
 const PACKAGE: &str = "tollgate:plugin";
 
@@ -18,6 +18,9 @@ pub enum World {
     Trigger,
     /// Exports `action-api`: plans deployment steps.
     Action,
+    /// Exports `source-api`: turns queries into HTTP requests the host
+    /// sends, and their answers into series.
+    Source,
 }
 
 impl World {
@@ -27,6 +30,7 @@ impl World {
             Self::Gate => "gate",
             Self::Trigger => "trigger",
             Self::Action => "action",
+            Self::Source => "source",
         }
     }
 }
@@ -66,10 +70,12 @@ pub enum ImportCheckError {
     )]
     IncompatibleVersion { found: String, why: &'static str },
     #[error(
-        "exports no tollgate world: expected one of `{PACKAGE}/gate-api`, `trigger-api` or `action-api`"
+        "exports no tollgate world: expected one of `{PACKAGE}/gate-api`, `trigger-api`, `action-api` or `source-api`"
     )]
     NoWorld,
-    #[error("exports more than one tollgate world; a plugin is one gate, trigger or action")]
+    #[error(
+        "exports more than one tollgate world; a plugin is one gate, trigger, action or source"
+    )]
     SeveralWorlds,
     #[error("`{0}` carries no version")]
     Unversioned(String),
@@ -167,6 +173,7 @@ pub(super) fn inspect(
                 "gate-api" => Some(World::Gate),
                 "trigger-api" => Some(World::Trigger),
                 "action-api" => Some(World::Action),
+                "source-api" => Some(World::Source),
                 _ => None,
             };
             if let Some(found) = found {
@@ -201,6 +208,7 @@ pub(super) fn typecheck<T>(
     use wasmtime::component::types::ComponentItem;
 
     use super::bindings::action::exports::tollgate::plugin::action_api as action;
+    use super::bindings::source::exports::tollgate::plugin::source_api as source;
     use super::bindings::trigger::exports::tollgate::plugin::trigger_api as trigger;
     use super::bindings::types::{ConfigValue, Finding};
     use super::handle::SnapshotHandle;
@@ -252,6 +260,19 @@ pub(super) fn typecheck<T>(
                 &cx,
             )
             .map_err(wrong("plan")),
+        World::Source => {
+            func("start")?
+                .typecheck::<(Config, source::SourceQuery), (Result<source::Round, String>,)>(&cx)
+                .map_err(wrong("start"))?;
+            func("next")?
+                .typecheck::<(
+                    Config,
+                    source::SourceQuery,
+                    Vec<u8>,
+                    Vec<source::Response>,
+                ), (Result<source::Step, String>,)>(&cx)
+                .map_err(wrong("next"))
+        }
     }
 }
 
@@ -263,7 +284,8 @@ mod tests {
     fn versions_follow_semver_compatibility() {
         assert!(check_version("0.1.0").is_ok());
         assert!(check_version("0.1.1").is_ok());
-        assert!(check_version("0.1.2").is_err());
+        assert!(check_version("0.1.2").is_ok());
+        assert!(check_version("0.1.3").is_err());
         assert!(check_version("0.2.0").is_err());
         assert!(check_version("1.0.0").is_err());
         assert!(check_version("banana").is_err());

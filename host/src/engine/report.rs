@@ -34,7 +34,23 @@ impl LimitsReport {
             max_state_bytes: engine::MAX_STATE_BYTES,
         }
     }
+
+    /// The limits of a source plugin's calls: parsing an answer of
+    /// megabytes needs more than a gate's, and a round's state carries the
+    /// pages before it.
+    pub fn source() -> Self {
+        let limits = engine::source_limits();
+        Self {
+            default_deadline_ms: u64::try_from(limits.deadline.as_millis()).unwrap_or(u64::MAX),
+            default_memory_bytes: limits.memory,
+            max_state_bytes: engine::MAX_ROUND_STATE,
+            ..Self::host()
+        }
+    }
 }
+
+/// What a source plugin may reach, whatever configures it.
+pub const SOURCE_REACH: &str = "http through the host only: the requests it describes go to the base URL an operator configures for it, with credentials the host adds and the plugin never sees (`tollgate audit --sources FILE` shows where)";
 
 /// Whether a plugin would be loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,6 +97,7 @@ pub struct PluginReport {
 impl PluginReport {
     /// The report of a plugin that loaded.
     pub fn accepted(name: &str, source: &str, plugin: &Plugin) -> Self {
+        let is_source = plugin.info().world == engine::World::Source;
         Self {
             plugin: name.to_string(),
             source: source.to_string(),
@@ -89,10 +106,18 @@ impl PluginReport {
             verdict: Acceptance::Accepted,
             reason: None,
             info: Some(plugin.info().clone()),
-            capabilities: Vec::new(),
+            capabilities: if is_source {
+                vec![SOURCE_REACH.to_string()]
+            } else {
+                Vec::new()
+            },
             wasi: !plugin.info().wasi.is_empty(),
             signature: None,
-            limits: LimitsReport::host(),
+            limits: if is_source {
+                LimitsReport::source()
+            } else {
+                LimitsReport::host()
+            },
             used_by: None,
         }
     }

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, Linker};
 use super::bindings;
 use super::bindings::action::ActionPre;
 use super::bindings::gate::GatePre;
+use super::bindings::source::SourcePre;
 use super::bindings::trigger::TriggerPre;
 use super::cache::Cache;
 use super::call::{Plugin, PluginKind};
@@ -228,6 +229,7 @@ impl Runtime {
             World::Gate => PluginKind::Gate(GatePre::new(pre).map_err(link)?),
             World::Trigger => PluginKind::Trigger(TriggerPre::new(pre).map_err(link)?),
             World::Action => PluginKind::Action(ActionPre::new(pre).map_err(link)?),
+            World::Source => PluginKind::Source(SourcePre::new(pre).map_err(link)?),
         };
         Ok(Compiled { info, kind })
     }

@@ -21,6 +21,7 @@ use super::answer::{LogLine, StageResult};
 use super::bindings::action::Action as ActionInstance;
 use super::bindings::action::exports::tollgate::plugin::action_api as wit_action;
 use super::bindings::gate::Gate as GateInstance;
+use super::bindings::source::Source as SourceInstance;
 use super::bindings::trigger::Trigger as TriggerInstance;
 use super::call::{
     ActionContext, Call, Input, Plugin, PluginConfig, PluginKind, classify, instantiate_error,
@@ -39,10 +40,11 @@ use crate::snapshot::Snapshot;
 pub const SESSION_INSTANCES: usize = 4;
 
 /// An instantiated plugin, bound to the world it exports.
-enum Bound {
+pub(super) enum Bound {
     Gate(GateInstance),
     Trigger(TriggerInstance),
     Action(ActionInstance),
+    Source(SourceInstance),
 }
 
 /// A plugin's store for the rest of the evaluation, and its instance once
@@ -92,6 +94,9 @@ impl Session {
                     .call_validate_config(&mut *store, config),
                 Bound::Action(action) => action
                     .tollgate_plugin_action_api()
+                    .call_validate_config(&mut *store, config),
+                Bound::Source(source) => source
+                    .tollgate_plugin_source_api()
                     .call_validate_config(&mut *store, config),
             },
         )
@@ -163,7 +168,7 @@ impl Session {
     /// that would pass alone, and a plugin that loops still costs one
     /// deadline, not two. A call the full pool refused is tried again once
     /// this session's idle instances are given back.
-    fn call<T>(
+    pub(super) fn call<T>(
         &mut self,
         plugin: &Plugin,
         limits: &Limits,
@@ -365,6 +370,7 @@ fn instantiate(
         (PluginKind::Gate(pre), World::Gate) => Bound::Gate(pre.instantiate(&mut *store)?),
         (PluginKind::Trigger(pre), World::Trigger) => Bound::Trigger(pre.instantiate(&mut *store)?),
         (PluginKind::Action(pre), World::Action) => Bound::Action(pre.instantiate(&mut *store)?),
+        (PluginKind::Source(pre), World::Source) => Bound::Source(pre.instantiate(&mut *store)?),
         _ => return Err(wrong_world(world)),
     };
     Ok(bound)

@@ -17,6 +17,17 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     BUILTIN_PLUGINS.iter().map(|(n, _)| *n)
 }
 
+/// Whether the first-party plugin `name` is a telemetry source, which a
+/// policy names under `metrics:`, never as a gate, trigger or action.
+pub fn is_source(name: &str) -> bool {
+    BUILTIN_SOURCES.contains(&name)
+}
+
+/// The first-party gates, triggers and actions: what a stage may name.
+pub fn rule_names() -> impl Iterator<Item = &'static str> {
+    names().filter(|n| !is_source(n))
+}
+
 /// The text of the bundled policy called `name` (its file is `NAME.yaml`,
 /// and its `metadata.name` is `NAME`).
 pub fn policy(name: &str) -> Option<&'static str> {

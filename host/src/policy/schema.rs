@@ -227,7 +227,15 @@ pub(super) struct ActionDoc {
 #[serde(rename = "Metric", deny_unknown_fields)]
 #[expect(dead_code, reason = "a description of the format")]
 pub(super) struct MetricDoc {
-    prometheus: String,
+    /// PromQL for the server's or the CLI's Prometheus. Give this, or
+    /// `source` and `query`.
+    prometheus: Option<String>,
+    /// A source configured on the server (`telemetry.sources`) or the CLI
+    /// (`--source`, `--sources`), whose plugin runs `query`.
+    source: Option<String>,
+    /// The query in the source's language (InfluxQL, LogQL, NRQL, …), with
+    /// the same `${service}`, `${version}`, `${stage}` and `${track}`.
+    query: Option<String>,
     /// How far back to query (the stage's duration, else 15m).
     window: Option<DurationDoc>,
     /// Resolution of the range query (30s).

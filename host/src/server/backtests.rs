@@ -375,7 +375,7 @@ fn options_of(body: &BacktestBody, state: &AppState) -> Result<PartialOptions, A
         ));
     }
     let prometheus = if body.prometheus {
-        Some(state.inner.prometheus.clone().ok_or_else(|| {
+        Some(state.inner.sources.prometheus.clone().ok_or_else(|| {
             invalid(
                 "prometheus",
                 "this server has no Prometheus to query (`telemetry.prometheus` in its config)",

@@ -59,6 +59,11 @@ pub struct ServerConfig {
     pub retain: Option<Duration>,
     /// The Prometheus that requests without a snapshot are answered from.
     pub prometheus: Option<crate::sources::prometheus::PrometheusConfig>,
+    /// Source plugins requests without a snapshot are answered from, for
+    /// the `metrics:` that name them.
+    pub sources: std::collections::BTreeMap<String, crate::sources::settings::SourceSpec>,
+    /// The directory the sources' relative file names start from.
+    pub sources_base: PathBuf,
     /// Serve HTTPS with these files (reloaded on SIGHUP).
     pub tls: Option<super::TlsFiles>,
     /// How long shutdown waits for in-flight requests (10 s).
@@ -111,6 +116,8 @@ impl Default for ServerConfig {
             require_signature: false,
             allowed_signers: None,
             prometheus: None,
+            sources: std::collections::BTreeMap::new(),
+            sources_base: PathBuf::new(),
             tls: None,
             grace_period: super::DEFAULT_GRACE,
             snapshot_dir: None,

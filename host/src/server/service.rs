@@ -120,7 +120,8 @@ async fn snapshot_for(
             field,
         } => (service, version, at, field),
     };
-    let Some(prom) = &state.inner.prometheus else {
+    let sources = &state.inner.sources;
+    if sources.is_empty() {
         // Without Prometheus the one way in is a snapshot, so that is the
         // field to name: `snapshot` beside the `service` the query uses.
         let snapshot_field = field
@@ -128,10 +129,10 @@ async fn snapshot_for(
             .map_or_else(|| "snapshot".to_string(), |p| format!("{p}snapshot"));
         return Err(ApiError::unprocessable(
             "missing_snapshot",
-            "send `snapshot`: this server has no Prometheus to query (`telemetry.prometheus` in its config)",
+            "send `snapshot`: this server has no Prometheus or source to query (`telemetry.prometheus` or `telemetry.sources` in its config)",
         )
         .field(snapshot_field));
-    };
+    }
     // A query at a time past the server's clock is refused before
     // Prometheus is asked, as a snapshot from then would be.
     if let Some(at) = at {
@@ -157,7 +158,7 @@ async fn snapshot_for(
         at,
         ..Inputs::default()
     };
-    sources::gather(Some(prom), Some(&loaded.policy), stage, inputs)
+    sources::gather(sources, Some(&loaded.policy), stage, inputs)
         .await
         .map_err(|e| match e {
             SourceError::NoMetrics { .. } => {

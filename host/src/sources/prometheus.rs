@@ -292,7 +292,7 @@ fn too_large() -> QueryError {
 
 /// The innermost cause of a client error, which says what happened
 /// ("Connection refused") rather than which layer noticed.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;

@@ -25,6 +25,7 @@
 pub mod alloc;
 pub mod config;
 pub mod rule;
+pub mod source;
 pub mod stats;
 
 use std::time::Duration;
@@ -144,9 +145,9 @@ pub mod trigger {
         world: "trigger",
         path: "wit",
         with: {
-            "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
-            "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,
-            "tollgate:plugin/host@0.1.1": crate::gate::tollgate::plugin::host,
+            "tollgate:plugin/types@0.1.2": crate::gate::tollgate::plugin::types,
+            "tollgate:plugin/snapshot@0.1.2": crate::gate::tollgate::plugin::snapshot,
+            "tollgate:plugin/host@0.1.2": crate::gate::tollgate::plugin::host,
         },
         pub_export_macro: true,
         additional_derives: [PartialEq],
@@ -192,9 +193,9 @@ pub mod action {
         world: "action",
         path: "wit",
         with: {
-            "tollgate:plugin/types@0.1.1": crate::gate::tollgate::plugin::types,
-            "tollgate:plugin/snapshot@0.1.1": crate::gate::tollgate::plugin::snapshot,
-            "tollgate:plugin/host@0.1.1": crate::gate::tollgate::plugin::host,
+            "tollgate:plugin/types@0.1.2": crate::gate::tollgate::plugin::types,
+            "tollgate:plugin/snapshot@0.1.2": crate::gate::tollgate::plugin::snapshot,
+            "tollgate:plugin/host@0.1.2": crate::gate::tollgate::plugin::host,
         },
         pub_export_macro: true,
         additional_derives: [PartialEq],

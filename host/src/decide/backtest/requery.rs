@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::policy::{LoadedPolicy, MetricSource};
 use crate::snapshot::{Series, Snapshot};
+use crate::sources::Sources;
 use crate::sources::StageWindow;
 use crate::sources::prometheus::Prometheus;
 use crate::store::Record;
@@ -30,7 +31,7 @@ type Found = Arc<(Vec<Series>, Vec<Series>)>;
 
 /// Re-queries missing metrics, with a cache of answers.
 pub struct Requery {
-    prom: Prometheus,
+    sources: Sources,
     cache: HashMap<Key, Found>,
     /// Points held in `cache`.
     points: usize,
@@ -39,7 +40,7 @@ pub struct Requery {
 impl Requery {
     pub fn new(prom: Prometheus) -> Self {
         Self {
-            prom,
+            sources: Sources::prometheus(Some(prom)),
             cache: HashMap::new(),
             points: 0,
         }
@@ -59,8 +60,11 @@ impl Requery {
             .metrics
             .iter()
             .filter(|m| {
-                !has(&snapshot.metrics, &m.name)
-                    || (m.uses_track && !has(&snapshot.baseline, &m.name))
+                // Only Prometheus is re-queried; a source plugin's metric
+                // the log lacks stays inconclusive.
+                m.source.is_none()
+                    && (!has(&snapshot.metrics, &m.name)
+                        || (m.uses_track && !has(&snapshot.baseline, &m.name)))
             })
             .collect();
         if lacking.is_empty() {
@@ -91,7 +95,7 @@ impl Requery {
             let mut queries = Vec::with_capacity(chunk.len());
             for m in chunk {
                 queries.push(crate::sources::query_source(
-                    &self.prom,
+                    &self.sources,
                     &candidate.policy,
                     m,
                     window,

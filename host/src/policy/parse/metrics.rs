@@ -40,19 +40,63 @@ pub(super) fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSour
         let Some(fields) = r.map(decl, &what, keys::<MetricDoc>()) else {
             continue;
         };
-        let Some(query) = get(fields, "prometheus").and_then(|q| {
-            let text = r.text(q, &format!("`prometheus` of {what}"))?;
+        let (field, source) = match (
+            get(fields, "prometheus"),
+            get(fields, "source"),
+            get(fields, "query"),
+        ) {
+            (Some(_), None, None) => ("prometheus", None),
+            (None, Some(s), Some(_)) => {
+                let Some(source) = r.text(s, &format!("`source` of {what}")) else {
+                    continue;
+                };
+                if source.parse::<crate::policy::Name>().is_err() {
+                    r.problem(
+                        s.line,
+                        format!(
+                            "`source` of {what}: `{source}` is not a source name (1 to 64 lowercase letters, digits, `-`, `_` or `.`)"
+                        ),
+                    );
+                    continue;
+                }
+                ("query", Some(source))
+            }
+            (Some(_), _, _) => {
+                r.problem(
+                    decl.line,
+                    format!("{what}: give `prometheus`, or `source` and `query`, not both"),
+                );
+                continue;
+            }
+            (None, Some(_), None) => {
+                r.problem(decl.line, format!("missing field `query` in {what}"));
+                continue;
+            }
+            (None, None, Some(_)) => {
+                r.problem(
+                    decl.line,
+                    format!("missing field `source` in {what}: which source runs `query`"),
+                );
+                continue;
+            }
+            (None, None, None) => {
+                r.problem(
+                    decl.line,
+                    format!("missing field `prometheus` (or `source` and `query`) in {what}"),
+                );
+                continue;
+            }
+        };
+        let Some(query) = get(fields, field).and_then(|q| {
+            let text = r.text(q, &format!("`{field}` of {what}"))?;
             match crate::policy::template::variables(&text) {
                 Ok(used) => Some((text, used.iter().any(|v| v == "track"))),
                 Err(e) => {
-                    r.problem(q.line, format!("`prometheus` of {what}: {e}"));
+                    r.problem(q.line, format!("`{field}` of {what}: {e}"));
                     None
                 }
             }
         }) else {
-            if get(fields, "prometheus").is_none() {
-                r.problem(decl.line, format!("missing field `prometheus` in {what}"));
-            }
             continue;
         };
         let window = get(fields, "window")
@@ -66,6 +110,7 @@ pub(super) fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSour
             continue;
         }
         if let Some(w) = window
+            && source.is_none()
             && w.as_secs() / step.as_secs() > MAX_STEPS
         {
             r.problem(
@@ -80,7 +125,8 @@ pub(super) fn read_metric_sources(r: &mut Reader, node: &Node) -> Vec<MetricSour
         }
         out.push(MetricSource {
             name: name.clone(),
-            prometheus: query.0,
+            source,
+            query: query.0,
             window,
             step,
             uses_track: query.1,

@@ -89,11 +89,23 @@ pub(super) fn read_plugin_name(
     };
     let plugin = r.text(n, &format!("`plugin` of {what}"));
     if let Some(p) = &plugin
+        && crate::policy::builtin::is_source(p)
+        && !plugins.contains_key(p)
+    {
+        r.problem(
+            n.line,
+            format!(
+                "`{p}` in {what} is a telemetry source, not a gate, trigger or action: name it in `metrics:` (`source: {p}`)"
+            ),
+        );
+        return None;
+    }
+    if let Some(p) = &plugin
         && crate::policy::builtin::plugin(p).is_none()
         && HostGate::named(p).is_none()
         && !plugins.contains_key(p)
     {
-        let known: Vec<String> = crate::policy::builtin::names()
+        let known: Vec<String> = crate::policy::builtin::rule_names()
             .map(str::to_string)
             .chain(plugins.keys().cloned())
             .collect();

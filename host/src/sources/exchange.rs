@@ -1,0 +1,484 @@
+//! The host's half of a source plugin: it sends the requests a plugin
+//! describes, and nothing else. A request goes to the operator's base URL
+//! only, carries the operator's credentials (which the plugin never sees),
+//! and its answer is bounded before the plugin reads it.
+
+use std::time::Duration;
+
+use super::prometheus::{install_crypto, root_cause};
+use super::sigv4::SigV4;
+use crate::engine::{Method, Request, Response};
+
+/// Largest answer to one request, and to all the requests of one query.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// Rounds one query may take (pages and follow-ups).
+pub const MAX_ROUNDS: usize = 16;
+
+/// How the host authenticates to a source.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// `Authorization: Bearer …`.
+    pub bearer: Option<String>,
+    /// `Authorization: Basic …`.
+    pub basic: Option<(String, String)>,
+    /// Named API-key headers, e.g. `DD-API-KEY`.
+    pub api_keys: Vec<(String, String)>,
+    /// AWS Signature Version 4 over the whole request.
+    pub sigv4: Option<SigV4>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.api_keys.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Credentials")
+            .field("bearer", &self.bearer.as_ref().map(|_| "…"))
+            .field("basic", &self.basic.as_ref().map(|_| "…"))
+            .field("api_keys", &keys)
+            .field(
+                "sigv4",
+                &self.sigv4.as_ref().map(|s| (&s.region, &s.service)),
+            )
+            .finish()
+    }
+}
+
+/// Where a source's requests go, and how.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Base URL; a path prefix is kept and a request may not leave it.
+    pub url: reqwest::Url,
+    pub credentials: Credentials,
+    /// Non-secret headers the operator sets on every request (a tenant).
+    pub headers: Vec<(String, String)>,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Attempts after the first, for failures that may pass.
+    pub retries: u32,
+    /// PEM bundle of the CAs to trust instead of the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Endpoint {
+    /// `url` with a 10 s timeout, two retries and nothing else.
+    pub fn new(url: reqwest::Url) -> Self {
+        Self {
+            url,
+            credentials: Credentials::default(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            ca_file: None,
+        }
+    }
+}
+
+/// Why a request was not sent, or its answer not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The plugin asked for something the host does not do for it.
+    #[error("the plugin asked for {0}")]
+    Refused(String),
+    /// Unreachable, timed out or a 5xx/429 after every retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An answer over a bound.
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A request as it was sent, without credentials, for the decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RequestEvidence {
+    pub method: String,
+    /// The full URL, with its query string and without credentials.
+    pub url: String,
+    pub status: u16,
+    /// Bytes of the answer's body.
+    pub bytes: usize,
+}
+
+/// Headers only the host sets: credentials, the target, framing, and
+/// every AWS header but the operation a JSON-protocol call names.
+fn reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "forwarded",
+        "via",
+    ]
+    .contains(&lower.as_str())
+        || lower.starts_with("proxy-")
+        || lower.starts_with("x-forwarded-")
+        || (lower.starts_with("x-amz-") && lower != "x-amz-target")
+}
+
+/// A client for one endpoint.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    endpoint: Endpoint,
+}
+
+impl Sender {
+    /// Builds the client; fails when the CA file cannot be read.
+    pub fn new(endpoint: Endpoint) -> Result<Self, ExchangeError> {
+        install_crypto();
+        let mut builder = reqwest::Client::builder()
+            .timeout(endpoint.timeout)
+            .connect_timeout(endpoint.timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &endpoint.ca_file {
+            let pem = crate::base::files::read_limited(ca, 1 << 20).map_err(|e| {
+                ExchangeError::Setup(format!("cannot read CA file `{}`: {e}", ca.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ExchangeError::Setup(format!("CA file `{}`: {e}", ca.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ExchangeError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { client, endpoint })
+    }
+
+    /// The base URL without credentials, for messages and evidence.
+    pub fn shown_url(&self) -> String {
+        shown(&self.endpoint.url).trim_end_matches('/').to_string()
+    }
+
+    /// The base URL joined with a plugin's `path`, refused when the path
+    /// is not a plain relative reference or the result leaves the base
+    /// (another scheme, host or port, or above its path prefix).
+    pub fn target(&self, path: &str) -> Result<reqwest::Url, ExchangeError> {
+        let refused = |why: &str| {
+            ExchangeError::Refused(format!(
+                "path `{}`, which {why}",
+                crate::base::text::escape_control(&path.chars().take(200).collect::<String>())
+            ))
+        };
+        if !path.starts_with('/') || path.starts_with("//") {
+            return Err(refused("is not a path starting with a single `/`"));
+        }
+        if path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'\\' || b == b'#' || b >= 0x80)
+        {
+            return Err(refused(
+                "holds a space, a control character, `\\`, `#` or a non-ASCII byte: encode it",
+            ));
+        }
+        let base = &self.endpoint.url;
+        let prefix = base.path().trim_end_matches('/');
+        let joined = format!(
+            "{}://{}{prefix}{path}",
+            base.scheme(),
+            authority(base).unwrap_or_default()
+        );
+        let url: reqwest::Url = joined
+            .parse()
+            .map_err(|_| refused("does not make a valid URL"))?;
+        let inside = url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
+            && (url.path() == prefix || url.path().starts_with(&format!("{prefix}/")))
+            && url.username() == base.username();
+        if !inside {
+            return Err(refused(&format!(
+                "leaves the configured base URL {}",
+                self.shown_url()
+            )));
+        }
+        Ok(url)
+    }
+
+    /// Checks a plugin's headers: well formed, and none of the host's.
+    fn check_headers(&self, request: &Request) -> Result<(), ExchangeError> {
+        for (name, value) in &request.headers {
+            let shown =
+                crate::base::text::escape_control(&name.chars().take(64).collect::<String>())
+                    .into_owned();
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(value).is_err()
+            {
+                return Err(ExchangeError::Refused(format!(
+                    "header `{shown}`, which is not a valid HTTP header"
+                )));
+            }
+            let operators = self
+                .endpoint
+                .headers
+                .iter()
+                .chain(&self.endpoint.credentials.api_keys)
+                .any(|(n, _)| n.eq_ignore_ascii_case(name));
+            if reserved(name) || operators {
+                return Err(ExchangeError::Refused(format!(
+                    "header `{shown}`, which only the host sets"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one request and reads its answer, retrying what may pass
+    /// (a refused connection, a timeout, a 5xx, a 429) with backoff. An
+    /// answer of any other status is the plugin's to read. An answer of
+    /// more than `limit` bytes is refused.
+    pub async fn send(
+        &self,
+        request: &Request,
+        limit: usize,
+    ) -> Result<(Response, RequestEvidence), ExchangeError> {
+        let url = self.target(&request.path)?;
+        self.check_headers(request)?;
+        let mut attempt = 0;
+        loop {
+            match self.attempt(request, &url, limit).await {
+                Err(Retry::Again(why)) if attempt < self.endpoint.retries => {
+                    attempt += 1;
+                    tracing::debug!(attempt, why = %why, "retrying a source request");
+                    tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt - 1)).await;
+                }
+                Err(Retry::Again(why)) => {
+                    let tries = attempt + 1;
+                    return Err(ExchangeError::Unavailable(format!(
+                        "{why} (after {tries} attempt{})",
+                        if tries == 1 { "" } else { "s" }
+                    )));
+                }
+                Err(Retry::Never(e)) => return Err(e),
+                Ok(response) => {
+                    let evidence = RequestEvidence {
+                        method: method_name(request.method).to_string(),
+                        url: shown(&url),
+                        status: response.status,
+                        bytes: response.body.len(),
+                    };
+                    return Ok((response, evidence));
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        request: &Request,
+        url: &reqwest::Url,
+        limit: usize,
+    ) -> Result<Response, Retry> {
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut headers: Vec<(String, String)> = request.headers.clone();
+        headers.extend(self.endpoint.headers.iter().cloned());
+        let credentials = &self.endpoint.credentials;
+        headers.extend(credentials.api_keys.iter().cloned());
+        let mut builder = self.client.request(method, url.clone());
+        if let Some(token) = &credentials.bearer {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some((user, password)) = &credentials.basic {
+            builder = builder.basic_auth(user, Some(password));
+        }
+        if let Some(signer) = &credentials.sigv4 {
+            let signed = signer.sign(
+                method_name(request.method),
+                url,
+                &headers,
+                &request.body,
+                now(),
+            );
+            headers.extend(signed.headers);
+        }
+        for (name, value) in &headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if request.method == Method::Post || !request.body.is_empty() {
+            builder = builder.body(request.body.clone());
+        }
+        let timeout = humantime::format_duration(self.endpoint.timeout);
+        let mut response = builder.send().await.map_err(|e| {
+            Retry::Again(if e.is_timeout() {
+                format!("timed out after {timeout}")
+            } else {
+                format!("unreachable: {}", root_cause(&e))
+            })
+        })?;
+        let status = response.status();
+        let too_large = || {
+            Retry::Never(ExchangeError::TooLarge(format!(
+                "the answers exceed {} MiB for one query; narrow the query",
+                MAX_ANSWER_BYTES >> 20
+            )))
+        };
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect());
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(Retry::Again(format!("timed out after {timeout}")));
+                }
+                Err(e) => {
+                    return Err(Retry::Again(format!(
+                        "reading the answer: {}",
+                        root_cause(&e)
+                    )));
+                }
+            }
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(Retry::Again(format!(
+                "HTTP {status}: {}",
+                quote_body(&body)
+            )));
+        }
+        Ok(Response {
+            status: status.as_u16(),
+            content_type,
+            body,
+        })
+    }
+}
+
+enum Retry {
+    Again(String),
+    Never(ExchangeError),
+}
+
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+    }
+}
+
+/// The start of an answer on one line, escaped.
+fn quote_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let line = crate::base::text::escape_control(text.trim()).into_owned();
+    if line.is_empty() {
+        "(empty body)".into()
+    } else {
+        line
+    }
+}
+
+/// `host[:port]` of a URL (`host_str` keeps an IPv6 address's brackets).
+fn authority(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    })
+}
+
+fn shown(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sender(base: &str) -> Sender {
+        let mut endpoint = Endpoint::new(base.parse().unwrap());
+        endpoint.headers = vec![("X-Scope-OrgID".into(), "team-a".into())];
+        endpoint.credentials.api_keys = vec![("DD-API-KEY".into(), "secret".into())];
+        Sender::new(endpoint).unwrap()
+    }
+
+    #[test]
+    fn paths_stay_under_the_base_url() {
+        let s = sender("http://metrics.internal:8428/prefix/");
+        assert_eq!(
+            s.target("/api/v1/query_range?query=up").unwrap().as_str(),
+            "http://metrics.internal:8428/prefix/api/v1/query_range?query=up"
+        );
+        for hostile in [
+            "//evil.example/x",
+            "http://evil.example/",
+            "@evil.example/x",
+            "/../../etc/passwd",
+            "/%2e%2e/%2e%2e/x",
+            "/a b",
+            "/x#frag",
+            "/\\evil",
+            "api/v1",
+        ] {
+            assert!(s.target(hostile).is_err(), "{hostile} was let through");
+        }
+    }
+
+    #[test]
+    fn a_plugin_cannot_set_the_hosts_headers() {
+        let s = sender("http://metrics.internal:8428/");
+        for name in [
+            "Authorization",
+            "cookie",
+            "Host",
+            "X-Amz-Date",
+            "X-Scope-OrgID",
+            "dd-api-key",
+            "Proxy-Authorization",
+        ] {
+            let request = Request {
+                method: Method::Get,
+                path: "/x".into(),
+                headers: vec![(name.into(), "v".into())],
+                body: Vec::new(),
+            };
+            let e = s.check_headers(&request).unwrap_err().to_string();
+            assert!(e.contains("only the host sets"), "{name}: {e}");
+        }
+        let ok = Request {
+            method: Method::Post,
+            path: "/x".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                (
+                    "X-Amz-Target".into(),
+                    "GraniteServiceVersion20100801.GetMetricData".into(),
+                ),
+            ],
+            body: Vec::new(),
+        };
+        assert!(s.check_headers(&ok).is_ok());
+    }
+}

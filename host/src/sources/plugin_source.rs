@@ -1,0 +1,182 @@
+//! A source served by a Wasm plugin: the plugin plans requests and reads
+//! answers in the sandbox, the host sends them in between. Each plugin call
+//! runs on a blocking thread with a fresh instance (the plugin keeps
+//! nothing between rounds but the state it hands back), so a slow parse
+//! never stalls the runtime that serves requests.
+
+use std::sync::Arc;
+
+use super::exchange::{ExchangeError, MAX_ANSWER_BYTES, MAX_ROUNDS, RequestEvidence, Sender};
+use crate::engine::{
+    Call, CallError, Input, Plugin, PluginConfig, Session, SourceQuery, SourceSeries, Step,
+    source_limits,
+};
+use crate::snapshot::Snapshot;
+
+/// Why a plugin source gave no series.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginQueryError {
+    /// Unreachable, timed out or a 5xx after every retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The plugin's own error (a refused query, an answer it cannot read).
+    #[error("{0}")]
+    Plugin(String),
+    /// The plugin failed (a trap, a deadline, an answer over a bound) or
+    /// asked for what the host does not do.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A configured source plugin and where its requests go.
+#[derive(Clone)]
+pub struct PluginSource {
+    plugin: Arc<Plugin>,
+    config: Arc<PluginConfig>,
+    sender: Sender,
+}
+
+impl std::fmt::Debug for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSource")
+            .field("plugin", &self.plugin.name())
+            .field("url", &self.sender.shown_url())
+            .finish()
+    }
+}
+
+impl PluginSource {
+    /// Checks `config` with the plugin (its `validate-config`) and keeps
+    /// both; the message is the plugin's, or why its call failed.
+    pub fn new(plugin: Plugin, config: PluginConfig, sender: Sender) -> Result<Self, String> {
+        if plugin.info().world != crate::engine::World::Source {
+            return Err(format!(
+                "plugin `{}` is a {}, not a source",
+                plugin.name(),
+                plugin.info().world.as_str()
+            ));
+        }
+        match plugin.validate_config(&config, source_limits()).result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(format!(
+                    "plugin `{}` refuses its settings: {}",
+                    plugin.name(),
+                    crate::base::text::escape_control(&message)
+                ));
+            }
+            Err(e) => return Err(format!("plugin `{}`: {e}", plugin.name())),
+        }
+        Ok(Self {
+            plugin: Arc::new(plugin),
+            config: Arc::new(config),
+            sender,
+        })
+    }
+
+    /// The plugin's name, as configured.
+    pub fn plugin_name(&self) -> &str {
+        self.plugin.name()
+    }
+
+    /// The base URL without credentials.
+    pub fn shown_url(&self) -> String {
+        self.sender.shown_url()
+    }
+
+    /// Runs `query` to its end: the plugin's rounds, each round's requests
+    /// sent at once, at most [`MAX_ROUNDS`] rounds and [`MAX_ANSWER_BYTES`]
+    /// of answers in all. `now` is the decision time the plugin's clock shows.
+    pub async fn query(
+        &self,
+        query: SourceQuery,
+        now: i64,
+    ) -> Result<(Vec<SourceSeries>, Vec<RequestEvidence>), PluginQueryError> {
+        let query = Arc::new(query);
+        let mut budget = MAX_ANSWER_BYTES;
+        let mut evidence = Vec::new();
+        let first = {
+            let q = Arc::clone(&query);
+            self.call(now, move |session, plugin, config| {
+                session.source_start(plugin, config, &q, &source_limits())
+            })
+            .await?
+        };
+        let mut round = first;
+        for done in 1..=MAX_ROUNDS {
+            let mut answers = Vec::with_capacity(round.requests.len());
+            let sent = futures_util::future::join_all(
+                round.requests.iter().map(|r| self.sender.send(r, budget)),
+            )
+            .await;
+            for outcome in sent {
+                let (response, ev) = outcome.map_err(|e| match e {
+                    ExchangeError::Unavailable(m) => PluginQueryError::Unavailable(m),
+                    other => PluginQueryError::Failed(other.to_string()),
+                })?;
+                budget = budget.checked_sub(response.body.len()).ok_or_else(|| {
+                    PluginQueryError::Failed(format!(
+                        "the answers exceed {} MiB for one query; narrow the query",
+                        MAX_ANSWER_BYTES >> 20
+                    ))
+                })?;
+                evidence.push(ev);
+                answers.push(response);
+            }
+            let q = Arc::clone(&query);
+            let state = std::mem::take(&mut round.state);
+            let step = self
+                .call(now, move |session, plugin, config| {
+                    session.source_next(plugin, config, &q, &state, &answers, &source_limits())
+                })
+                .await?;
+            match step {
+                Step::Done(series) => return Ok((series, evidence)),
+                Step::Fetch(next) if done < MAX_ROUNDS => round = next,
+                Step::Fetch(_) => break,
+            }
+        }
+        Err(PluginQueryError::Failed(format!(
+            "the plugin asked for more than {MAX_ROUNDS} rounds of requests"
+        )))
+    }
+
+    /// One plugin call on a blocking thread, its log lines forwarded to
+    /// the host's log at debug level.
+    async fn call<T: Send + 'static>(
+        &self,
+        now: i64,
+        f: impl FnOnce(&mut Session, &Plugin, &PluginConfig) -> Call<Result<T, String>> + Send + 'static,
+    ) -> Result<T, PluginQueryError> {
+        let plugin = Arc::clone(&self.plugin);
+        let config = Arc::clone(&self.config);
+        let call = tokio::task::spawn_blocking(move || {
+            let mut session = Session::new(Input {
+                snapshot: Arc::new(Snapshot::empty()),
+                now,
+            });
+            f(&mut session, &plugin, &config)
+        })
+        .await
+        .map_err(|e| PluginQueryError::Failed(format!("the plugin call was lost: {e}")))?;
+        for line in &call.logs {
+            tracing::debug!(
+                plugin = self.plugin.name(),
+                level = %line.level,
+                message = %crate::base::text::escape_control(&line.message),
+                "source plugin log"
+            );
+        }
+        match call.result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(message)) => Err(PluginQueryError::Plugin(
+                crate::base::text::escape_control(&message).into_owned(),
+            )),
+            Err(e) => Err(PluginQueryError::Failed(failed(&e))),
+        }
+    }
+}
+
+fn failed(e: &CallError) -> String {
+    format!("the plugin failed: {e}")
+}
