@@ -17,6 +17,7 @@ mod render;
 mod serve;
 mod snapshot;
 mod sources;
+mod templates;
 mod test;
 mod validate;
 

@@ -78,6 +78,10 @@ struct Shared {
     /// Where requests without a snapshot are answered from: Prometheus
     /// and the source plugins.
     sources: crate::sources::Sources,
+    /// Telemetry queries in flight at once for requests without a
+    /// snapshot: they run before an evaluation slot is taken, and a source
+    /// plugin's calls run on blocking threads, so they are bounded apart.
+    gathering: Arc<tokio::sync::Semaphore>,
     /// New decisions, for `GET /v1/events` listeners.
     events: tokio::sync::broadcast::Sender<Arc<str>>,
     /// Event streams that may be open at once.
@@ -135,6 +139,7 @@ impl AppState {
             )
             .map_err(|e| ReloadError::Internal(format!("telemetry.sources: {e}")))?,
         };
+        let gathering = Arc::new(tokio::sync::Semaphore::new(config.max_concurrency.max(1)));
         Ok(Self {
             inner: Arc::new(Shared {
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrency)),
@@ -152,6 +157,7 @@ impl AppState {
                 metrics,
                 reloading: tokio::sync::Mutex::new(()),
                 sources,
+                gathering,
                 events: tokio::sync::broadcast::channel(events::BUFFER).0,
                 listeners: Arc::new(tokio::sync::Semaphore::new(events::MAX_LISTENERS)),
                 listening: std::sync::Mutex::default(),

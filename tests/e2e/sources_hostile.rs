@@ -81,6 +81,11 @@ fn upstream() -> Upstream {
 /// Evaluates a one-metric policy whose metric comes from the hostile
 /// source `name`, configured at `url` with the operator's bearer token.
 fn eval_with(dir: &Path, name: &str, url: &str, extra_source: &str) -> Run {
+    eval_as(dir, name, url, extra_source, "2.1.0")
+}
+
+/// [`eval_with`] for the release `version` a caller names.
+fn eval_as(dir: &Path, name: &str, url: &str, extra_source: &str, version: &str) -> Run {
     write(dir, &format!("{name}.wasm"), &source_component(name));
     write(dir, "token.txt", TOKEN.as_bytes());
     let sources = write(
@@ -103,6 +108,8 @@ fn eval_with(dir: &Path, name: &str, url: &str, extra_source: &str) -> Run {
             policy.to_str().unwrap(),
             "--service",
             "checkout",
+            "--version",
+            version,
             "--sources",
             sources.to_str().unwrap(),
         ],
@@ -188,4 +195,21 @@ fn a_server_that_never_answers_times_out() {
     let run = eval_with(dir.path(), "source-hang", &up.url, "    timeout: 1s\n");
     assert_refused(&run, "timed out after 1s");
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_caller_cannot_widen_a_source_query() {
+    let up = upstream();
+    let dir = tempfile::tempdir().unwrap();
+    for version in ["*", "x}+sum:other.metric{*", "1.0,demo.other"] {
+        let run = eval_as(dir.path(), "source-huge", &up.url, "", version);
+        assert_eq!(run.code, 2, "{version}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("`${version}` is")
+                && run.stderr.contains("a source plugin's query cannot take"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(up.seen.lock().unwrap().is_empty(), "a request was sent");
 }

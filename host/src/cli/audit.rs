@@ -127,7 +127,7 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
             };
             let mut r = report(&runtime, &arg, allowed.as_ref());
             r.plugin = format!("{name} (source)");
-            r.capabilities = crate::sources::settings::reach(spec);
+            r.capabilities = crate::sources::settings::reach(spec, name);
             reports.push(r);
         }
     }

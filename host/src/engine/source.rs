@@ -193,13 +193,13 @@ fn check_series(series: &[SourceSeries]) -> Result<(), CallError> {
                 s.labels.len()
             )));
         }
-        if let Some((name, _)) = s
-            .labels
-            .iter()
-            .find(|(k, v)| k.is_empty() || k.len() + v.len() > MAX_LABEL_BYTES)
-        {
+        if let Some((name, _)) = s.labels.iter().find(|(k, v)| {
+            k.is_empty()
+                || k.len() + v.len() > MAX_LABEL_BYTES
+                || k.chars().chain(v.chars()).any(char::is_control)
+        }) {
             return Err(output(format!(
-                "label `{}` is empty or exceeds the {MAX_LABEL_BYTES}-byte limit",
+                "label `{}` is empty, holds a control character or exceeds the {MAX_LABEL_BYTES}-byte limit",
                 escape_control(&name.chars().take(64).collect::<String>())
             )));
         }

@@ -133,6 +133,11 @@ async fn snapshot_for(
         )
         .field(snapshot_field));
     }
+    let Ok(_gathering) = Arc::clone(&state.inner.gathering).try_acquire_owned() else {
+        return Err(ApiError::busy(
+            "too many telemetry queries in flight; retry shortly",
+        ));
+    };
     // A query at a time past the server's clock is refused before
     // Prometheus is asked, as a snapshot from then would be.
     if let Some(at) = at {

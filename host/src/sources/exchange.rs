@@ -3,6 +3,7 @@
 //! only, carries the operator's credentials (which the plugin never sees),
 //! and its answer is bounded before the plugin reads it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::prometheus::{install_crypto, root_cause};
@@ -56,6 +57,61 @@ pub struct Endpoint {
     pub retries: u32,
     /// PEM bundle of the CAs to trust instead of the system's.
     pub ca_file: Option<std::path::PathBuf>,
+    /// The operations a plugin may ask for; `None` allows any request
+    /// under the base URL.
+    pub allow: Option<Vec<Operation>>,
+}
+
+/// One operation a source may ask the host for: a method and a path
+/// (relative to the base URL, without the query string), and for an AWS
+/// JSON-protocol call the `X-Amz-Target` it must name. Written
+/// `GET /query` or `POST / GraniteServiceVersion20100801.GetMetricData`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub method: Method,
+    pub path: String,
+    pub target: Option<String>,
+}
+
+impl std::str::FromStr for Operation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut words = text.split_whitespace();
+        let shape = || {
+            format!(
+                "`{text}` is not an operation: write `GET /path`, `POST /path` or `POST / X-AMZ-TARGET`"
+            )
+        };
+        let method = match words.next() {
+            Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            _ => return Err(shape()),
+        };
+        let path = words
+            .next()
+            .filter(|p| p.starts_with('/'))
+            .ok_or_else(shape)?;
+        let target = words.next().map(str::to_string);
+        if words.next().is_some() || path.contains('?') {
+            return Err(shape());
+        }
+        Ok(Self {
+            method,
+            path: path.to_string(),
+            target,
+        })
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", method_name(self.method), self.path)?;
+        if let Some(t) = &self.target {
+            write!(f, " {t}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Endpoint {
@@ -68,6 +124,7 @@ impl Endpoint {
             timeout: Duration::from_secs(10),
             retries: 2,
             ca_file: None,
+            allow: None,
         }
     }
 }
@@ -118,6 +175,11 @@ fn reserved(name: &str) -> bool {
         "expect",
         "forwarded",
         "via",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
     ]
     .contains(&lower.as_str())
         || lower.starts_with("proxy-")
@@ -181,6 +243,22 @@ impl Sender {
                 "holds a space, a control character, `\\`, `#` or a non-ASCII byte: encode it",
             ));
         }
+        // A gateway in front of the source may decode these and climb out
+        // of the base URL's path after this check passed.
+        let bare = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if bare.contains(';')
+            || ["%2f", "%5c", "%2e", "%00"]
+                .iter()
+                .any(|e| bare.contains(e))
+        {
+            return Err(refused(
+                "encodes `/`, `\\` or `.` in its path, or holds `;`, which a gateway may read as another path",
+            ));
+        }
         let base = &self.endpoint.url;
         let prefix = base.path().trim_end_matches('/');
         let joined = format!(
@@ -203,6 +281,50 @@ impl Sender {
             )));
         }
         Ok(url)
+    }
+
+    /// Checks the request against the operations the source allows, when
+    /// it lists them: its method and path, and the `X-Amz-Target` an AWS
+    /// JSON-protocol call names (one is refused unless listed).
+    fn check_allowed(&self, request: &Request, url: &reqwest::Url) -> Result<(), ExchangeError> {
+        let target = request
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("x-amz-target"))
+            .map(|(_, v)| v.as_str());
+        let Some(allow) = &self.endpoint.allow else {
+            if target.is_some() {
+                return Err(ExchangeError::Refused(
+                    "`X-Amz-Target`, which the source's `allow:` does not list".into(),
+                ));
+            }
+            return Ok(());
+        };
+        let prefix = self.endpoint.url.path().trim_end_matches('/');
+        let path = url.path().strip_prefix(prefix).unwrap_or(url.path());
+        let path = if path.is_empty() { "/" } else { path };
+        let listed = allow.iter().any(|op| {
+            op.method == request.method && op.path == path && op.target.as_deref() == target
+        });
+        if listed {
+            return Ok(());
+        }
+        let asked = Operation {
+            method: request.method,
+            path: path.to_string(),
+            target: target.map(str::to_string),
+        };
+        Err(ExchangeError::Refused(format!(
+            "`{}`, which the source does not allow (allowed: {})",
+            crate::base::text::escape_control(
+                &asked.to_string().chars().take(200).collect::<String>()
+            ),
+            allow
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     }
 
     /// Checks a plugin's headers: well formed, and none of the host's.
@@ -240,13 +362,17 @@ impl Sender {
     pub async fn send(
         &self,
         request: &Request,
-        limit: usize,
+        budget: &AtomicUsize,
     ) -> Result<(Response, RequestEvidence), ExchangeError> {
         let url = self.target(&request.path)?;
         self.check_headers(request)?;
+        self.check_allowed(request, &url)?;
+        if request.method == Method::Get && !request.body.is_empty() {
+            return Err(ExchangeError::Refused("a GET with a body".into()));
+        }
         let mut attempt = 0;
         loop {
-            match self.attempt(request, &url, limit).await {
+            match self.attempt(request, &url, budget).await {
                 Err(Retry::Again(why)) if attempt < self.endpoint.retries => {
                     attempt += 1;
                     tracing::debug!(attempt, why = %why, "retrying a source request");
@@ -277,7 +403,7 @@ impl Sender {
         &self,
         request: &Request,
         url: &reqwest::Url,
-        limit: usize,
+        budget: &AtomicUsize,
     ) -> Result<Response, Retry> {
         let method = match request.method {
             Method::Get => reqwest::Method::GET,
@@ -287,6 +413,14 @@ impl Sender {
         headers.extend(self.endpoint.headers.iter().cloned());
         let credentials = &self.endpoint.credentials;
         headers.extend(credentials.api_keys.iter().cloned());
+        let signed_url;
+        let url = match &credentials.sigv4 {
+            Some(_) => {
+                signed_url = SigV4::canonical_url(url);
+                &signed_url
+            }
+            None => url,
+        };
         let mut builder = self.client.request(method, url.clone());
         if let Some(token) = &credentials.bearer {
             builder = builder.bearer_auth(token);
@@ -325,7 +459,10 @@ impl Sender {
                 MAX_ANSWER_BYTES >> 20
             )))
         };
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        if response
+            .content_length()
+            .is_some_and(|n| n > budget.load(Ordering::Relaxed) as u64)
+        {
             return Err(too_large());
         }
         let content_type = response
@@ -337,7 +474,13 @@ impl Sender {
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
+                    // Every request of a query draws on one budget, so
+                    // requests sent at once cannot each take all of it.
+                    let charged =
+                        budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                            left.checked_sub(chunk.len())
+                        });
+                    if charged.is_err() {
                         return Err(too_large());
                     }
                     body.extend_from_slice(&chunk);
@@ -441,9 +584,63 @@ mod tests {
             "/x#frag",
             "/\\evil",
             "api/v1",
+            "/..%2F..%2Fother-tenant/x",
+            "/a%5c..%5cb",
+            "/..;/admin",
+            "/%2e%2e/x",
         ] {
             assert!(s.target(hostile).is_err(), "{hostile} was let through");
         }
+    }
+
+    #[test]
+    fn only_the_allowed_operations_are_sent() {
+        let mut endpoint = Endpoint::new("https://monitoring.example/".parse().unwrap());
+        endpoint.allow = Some(vec![
+            "POST / GraniteServiceVersion20100801.GetMetricData"
+                .parse()
+                .unwrap(),
+            "GET /query".parse().unwrap(),
+        ]);
+        let s = Sender::new(endpoint).unwrap();
+        let request = |method, path: &str, target: Option<&str>| Request {
+            method,
+            path: path.into(),
+            headers: target
+                .map(|t| ("X-Amz-Target".to_string(), t.to_string()))
+                .into_iter()
+                .collect(),
+            body: Vec::new(),
+        };
+        let check = |r: &Request| s.check_allowed(r, &s.target(&r.path).unwrap());
+        assert!(check(&request(Method::Get, "/query?q=SELECT+1", None)).is_ok());
+        assert!(
+            check(&request(
+                Method::Post,
+                "/",
+                Some("GraniteServiceVersion20100801.GetMetricData")
+            ))
+            .is_ok()
+        );
+        for denied in [
+            request(Method::Post, "/query?q=DROP+DATABASE+x", None),
+            request(
+                Method::Post,
+                "/",
+                Some("GraniteServiceVersion20100801.DeleteAlarms"),
+            ),
+            request(Method::Post, "/", None),
+            request(Method::Get, "/api/v2/current_user/application_keys", None),
+        ] {
+            let e = check(&denied).unwrap_err().to_string();
+            assert!(e.contains("which the source does not allow"), "{e}");
+        }
+        assert!("PUT /x".parse::<Operation>().is_err());
+        assert!("GET x".parse::<Operation>().is_err());
+        // Without `allow:` any path goes, but no AWS operation is named.
+        let open = sender("http://metrics.internal/");
+        let r = request(Method::Post, "/", Some("Any.Operation"));
+        assert!(open.check_allowed(&r, &open.target("/").unwrap()).is_err());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! never stalls the runtime that serves requests.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
 use super::exchange::{ExchangeError, MAX_ANSWER_BYTES, MAX_ROUNDS, RequestEvidence, Sender};
 use crate::engine::{
@@ -28,12 +30,17 @@ pub enum PluginQueryError {
     Failed(String),
 }
 
+/// How long one query may take in all, rounds and retries included,
+/// unless the source says otherwise.
+pub const DEFAULT_QUERY_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A configured source plugin and where its requests go.
 #[derive(Clone)]
 pub struct PluginSource {
     plugin: Arc<Plugin>,
     config: Arc<PluginConfig>,
     sender: Sender,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for PluginSource {
@@ -71,7 +78,15 @@ impl PluginSource {
             plugin: Arc::new(plugin),
             config: Arc::new(config),
             sender,
+            deadline: DEFAULT_QUERY_DEADLINE,
         })
+    }
+
+    /// The same source with another deadline for a whole query.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The plugin's name, as configured.
@@ -87,13 +102,30 @@ impl PluginSource {
     /// Runs `query` to its end: the plugin's rounds, each round's requests
     /// sent at once, at most [`MAX_ROUNDS`] rounds and [`MAX_ANSWER_BYTES`]
     /// of answers in all. `now` is the decision time the plugin's clock shows.
+    /// The whole query, every round and retry, ends within the source's
+    /// deadline.
     pub async fn query(
         &self,
         query: SourceQuery,
         now: i64,
     ) -> Result<(Vec<SourceSeries>, Vec<RequestEvidence>), PluginQueryError> {
+        tokio::time::timeout(self.deadline, self.rounds(query, now))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PluginQueryError::Unavailable(format!(
+                    "the query did not finish within its deadline of {}",
+                    humantime::format_duration(self.deadline)
+                )))
+            })
+    }
+
+    async fn rounds(
+        &self,
+        query: SourceQuery,
+        now: i64,
+    ) -> Result<(Vec<SourceSeries>, Vec<RequestEvidence>), PluginQueryError> {
         let query = Arc::new(query);
-        let mut budget = MAX_ANSWER_BYTES;
+        let budget = AtomicUsize::new(MAX_ANSWER_BYTES);
         let mut evidence = Vec::new();
         let first = {
             let q = Arc::clone(&query);
@@ -106,19 +138,13 @@ impl PluginSource {
         for done in 1..=MAX_ROUNDS {
             let mut answers = Vec::with_capacity(round.requests.len());
             let sent = futures_util::future::join_all(
-                round.requests.iter().map(|r| self.sender.send(r, budget)),
+                round.requests.iter().map(|r| self.sender.send(r, &budget)),
             )
             .await;
             for outcome in sent {
                 let (response, ev) = outcome.map_err(|e| match e {
                     ExchangeError::Unavailable(m) => PluginQueryError::Unavailable(m),
                     other => PluginQueryError::Failed(other.to_string()),
-                })?;
-                budget = budget.checked_sub(response.body.len()).ok_or_else(|| {
-                    PluginQueryError::Failed(format!(
-                        "the answers exceed {} MiB for one query; narrow the query",
-                        MAX_ANSWER_BYTES >> 20
-                    ))
                 })?;
                 evidence.push(ev);
                 answers.push(response);

@@ -101,6 +101,26 @@ async fn query_one(
     ]
     .into_iter()
     .collect();
+    if source.source.is_some() {
+        // PromQL's escaping does not carry to every language a source
+        // speaks (a Datadog scope, a Graphite path, NRQL): a value that is
+        // not a plain name could change the query.
+        for (name, value) in &values {
+            if let Some(c) = value
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "._+-".contains(*c)))
+            {
+                return Err(SourceError::Template {
+                    metric: source.name.clone(),
+                    message: format!(
+                        "`${{{name}}}` is `{}`, whose `{}` a source plugin's query cannot take: use letters, digits, `.`, `_`, `+` and `-`",
+                        crate::base::text::shown(value),
+                        c.escape_default()
+                    ),
+                });
+            }
+        }
+    }
     let query = template::render(&source.query, &values).map_err(|e| SourceError::Template {
         metric: source.name.clone(),
         message: e.to_string(),

@@ -53,6 +53,55 @@ pub struct SourceSpec {
     /// PEM CAs to trust for an `https` URL.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// The operations the plugin may ask for (`GET /query`, `POST /
+    /// X-AMZ-TARGET`); a first-party source's own by default, any request
+    /// under `url` for another plugin.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// How long one query may take in all, rounds and retries included (60s).
+    #[serde(default)]
+    pub deadline: Option<String>,
+}
+
+/// The operations each first-party source sends, and so all it may send
+/// unless its configuration says otherwise: reads, never writes (InfluxDB
+/// 1.x runs `DROP …` only over POST, so `GET /query` cannot).
+fn first_party_allow(plugin: &str) -> Option<&'static [&'static str]> {
+    Some(match plugin {
+        "prometheus" => &["POST /api/v1/query_range", "GET /api/v1/query_range"],
+        "influxdb" => &["GET /query"],
+        "graphite" => &["GET /render"],
+        "loki" => &["GET /loki/api/v1/query_range"],
+        "datadog" => &["GET /api/v1/query", "POST /api/v2/query/scalar"],
+        "newrelic" => &["POST /graphql"],
+        "cloudwatch" => &["POST / GraniteServiceVersion20100801.GetMetricData"],
+        _ => return None,
+    })
+}
+
+/// The operations `spec` allows its plugin `plugin_ref`, parsed.
+fn allowed(
+    spec: &SourceSpec,
+    plugin_ref: &str,
+) -> Result<Option<Vec<super::exchange::Operation>>, String> {
+    let listed: Option<Vec<String>> = match &spec.allow {
+        Some(list) => Some(list.clone()),
+        None => first_party_allow(plugin_ref)
+            .filter(|_| !is_file(plugin_ref))
+            .map(|ops| ops.iter().map(|s| (*s).to_string()).collect()),
+    };
+    listed
+        .map(|list| {
+            list.iter()
+                .map(|op| op.parse().map_err(|e| format!("`allow`: {e}")))
+                .collect()
+        })
+        .transpose()
+}
+
+/// Whether a `plugin:` names a file rather than a first-party source.
+fn is_file(plugin_ref: &str) -> bool {
+    plugin_ref.ends_with(".wasm") || plugin_ref.contains('/')
 }
 
 /// `basic:` of a source.
@@ -119,17 +168,35 @@ pub fn plain(url: &str) -> SourceSpec {
         timeout: None,
         retries: None,
         ca_file: None,
+        allow: None,
+        deadline: None,
     }
 }
 
 /// What a configured source lets its plugin reach, for `audit`: the base
 /// URL, the credentials the host adds (by kind and header name, never their
 /// values) and the operator's headers.
-pub fn reach(spec: &SourceSpec) -> Vec<String> {
+pub fn reach(spec: &SourceSpec, name: &str) -> Vec<String> {
+    let mut url = spec.url.clone();
+    if let Ok(mut parsed) = url.parse::<reqwest::Url>() {
+        let _ = parsed.set_password(None);
+        url = parsed.to_string();
+    }
     let mut out = vec![format!(
-        "reach: {} (paths under it only; redirects not followed)",
-        spec.url
+        "reach: {url} (paths under it only; redirects not followed)"
     )];
+    let plugin_ref = spec.plugin.as_deref().unwrap_or(name);
+    match allowed(spec, plugin_ref) {
+        Ok(Some(ops)) => out.push(format!(
+            "operations: {}",
+            ops.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Ok(None) => out.push("operations: any request under the URL (no `allow:`)".into()),
+        Err(e) => out.push(e),
+    }
     let mut added = Vec::new();
     if spec.bearer_token_file.is_some() {
         added.push("Authorization: Bearer".to_string());
@@ -221,9 +288,15 @@ fn build_one(
             spec.url
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "`url` carries a user or password; give credentials with `basic:` and a password file"
+                .into(),
+        );
+    }
     let resolve = |p: &Path| base.join(p);
     let plugin_ref = spec.plugin.as_deref().unwrap_or(name);
-    let plugin = if plugin_ref.ends_with(".wasm") || plugin_ref.contains('/') {
+    let plugin = if is_file(plugin_ref) {
         let path = resolve(Path::new(plugin_ref));
         let bytes = crate::base::files::read_limited(&path, crate::base::files::MAX_PLUGIN_BYTES)
             .map_err(|e| format!("cannot read plugin `{}`: {e}", path.display()))?;
@@ -257,8 +330,15 @@ fn build_one(
         endpoint.headers.push((header.clone(), value.clone()));
     }
     endpoint.credentials = credentials(spec, &resolve)?;
+    endpoint.allow = allowed(spec, plugin_ref)?;
+    let deadline = match &spec.deadline {
+        Some(d) => humantime::parse_duration(d)
+            .map_err(|e| format!("`deadline`: `{d}`: {e}"))?
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        None => super::plugin_source::DEFAULT_QUERY_DEADLINE,
+    };
     let sender = Sender::new(endpoint).map_err(|e| e.to_string())?;
-    PluginSource::new(plugin, config(&spec.with)?, sender)
+    Ok(PluginSource::new(plugin, config(&spec.with)?, sender)?.with_deadline(deadline))
 }
 
 fn credentials(
@@ -276,7 +356,14 @@ fn credentials(
         );
     }
     if let Some(p) = &spec.bearer_token_file {
-        c.bearer = Some(secret(&resolve(p), "bearer token file")?);
+        let token = secret(&resolve(p), "bearer token file")?;
+        if reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).is_err() {
+            return Err(format!(
+                "bearer token file `{}` must hold one line of printable text",
+                p.display()
+            ));
+        }
+        c.bearer = Some(token);
     }
     if let Some(b) = &spec.basic {
         c.basic = Some((

@@ -53,6 +53,17 @@ pub fn amz_date(unix: i64) -> String {
 }
 
 impl SigV4 {
+    /// `url` with its query string in the canonical encoding, which is
+    /// what is sent as well as signed: a server then reads the same
+    /// parameters the signature covers, however the plugin encoded them.
+    pub fn canonical_url(url: &reqwest::Url) -> reqwest::Url {
+        let mut url = url.clone();
+        if let Some(query) = url.query().map(canonical_query) {
+            url.set_query(Some(&query).filter(|q| !q.is_empty()).map(String::as_str));
+        }
+        url
+    }
+
     /// Signs a request to `url` at `unix` seconds. `headers` are those the
     /// request carries besides `Host` (which is signed as the URL's
     /// authority); every one of them is signed but `User-Agent`, as
@@ -83,7 +94,8 @@ impl SigV4 {
             })
             .collect();
         signed.push(("host".into(), host(url)));
-        signed.sort();
+        // By name only: a repeated header's values keep the order sent.
+        signed.sort_by(|a, b| a.0.cmp(&b.0));
         // Repeated names are one line, values joined by commas, in order.
         let mut lines: Vec<(String, String)> = Vec::new();
         for (name, value) in signed {
@@ -183,15 +195,23 @@ fn canonical_path(path: &str) -> String {
     encode(normal.as_bytes(), true)
 }
 
-/// The query's pairs sorted, as written (botocore signs a URL's query
-/// string in the encoding the URL already has).
+/// The query's pairs, each name and value decoded and encoded again as
+/// AWS canonicalises them (`%20` for a space, `%2A` for `*`, upper-case
+/// hex), then sorted. A query botocore builds is already in that form, so
+/// its signature is unchanged; one a plugin form-encodes (`+`, a raw `*`)
+/// is signed as AWS will check it.
 fn canonical_query(query: &str) -> String {
     if query.is_empty() {
         return String::new();
     }
-    let mut pairs: Vec<(&str, &str)> = query
+    let again = |text: &str| encode(&percent_decode(text), false);
+    let mut pairs: Vec<(String, String)> = query
         .split('&')
-        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (again(k), again(v))
+        })
         .collect();
     pairs.sort_unstable();
     pairs
@@ -199,6 +219,30 @@ fn canonical_query(query: &str) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// `%XX` sequences decoded to bytes and `+` to a space (the SDKs'
+/// form encoding); anything else kept as written.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -253,6 +297,15 @@ mod tests {
             "{}",
             signed.headers[1].1
         );
+    }
+
+    #[test]
+    fn query_strings_are_signed_in_the_encoding_aws_checks() {
+        assert_eq!(
+            canonical_query("q=sum(rate(x))+*+2&a=b%2fc"),
+            "a=b%2Fc&q=sum%28rate%28x%29%29%20%2A%202"
+        );
+        assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");
     }
 
     #[test]
