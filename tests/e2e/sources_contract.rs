@@ -756,3 +756,180 @@ fn cloudwatch_sends_what_botocore_sends_and_signs_as_botocore_signs() {
         "CloudWatch refused the request (HTTP 400, InvalidParameterValueException): The Metrics Insights query is invalid: unexpected token FORM",
     );
 }
+
+/// One hosted source for [`hosted_sources_decide_every_case_through_the_cli_and_the_server`]:
+/// its canned answer (as its API documents it) and what that answer reads
+/// as, an answer with no series, its query, and its `sources:` entry
+/// (writing the key files it names into the directory).
+struct Hosted {
+    name: &'static str,
+    content_type: &'static str,
+    answer: &'static str,
+    observed: f64,
+    empty: &'static str,
+    query: &'static str,
+    entry: fn(&Path, &str) -> String,
+}
+
+const HOSTED: [Hosted; 3] = [
+    Hosted {
+        name: "datadog",
+        content_type: "application/json",
+        answer: "datadog-v1.json",
+        observed: 0.002,
+        empty: r#"{"status":"ok","res_type":"time_series","series":[],"from_date":1796558100000,"to_date":1796558400000,"query":"avg:checkout.errors.rate{service:checkout}"}"#,
+        query: DD_QUERY,
+        entry: |dir, url| {
+            write(dir, "dd.key", format!("{DD_API_KEY}\n").as_bytes());
+            write(dir, "dd.app", format!("{DD_APPLICATION_KEY}\n").as_bytes());
+            format!(
+                "  datadog:\n    url: {url}\n    api_keys: {{ DD-API-KEY: dd.key, DD-APPLICATION-KEY: dd.app }}\n    retries: 0\n    timeout: 2s\n"
+            )
+        },
+    },
+    Hosted {
+        name: "newrelic",
+        content_type: "application/json",
+        answer: "newrelic.json",
+        observed: 0.12,
+        empty: r#"{"data":{"actor":{"account":{"nrql":{"results":[]}}}}}"#,
+        query: "SELECT percentage(count(*), WHERE error IS true) AS 'error_rate' FROM Transaction WHERE appName = '${service}' FACET appVersion",
+        entry: |dir, url| {
+            write(dir, "nr.key", format!("{NR_API_KEY}\n").as_bytes());
+            format!(
+                "  newrelic:\n    url: {url}\n    with: {{ account_id: 1234567 }}\n    api_keys: {{ API-Key: nr.key }}\n    retries: 0\n    timeout: 2s\n"
+            )
+        },
+    },
+    Hosted {
+        name: "cloudwatch",
+        content_type: "application/x-amz-json-1.0",
+        answer: "cloudwatch-page2.json",
+        observed: 0.002,
+        empty: r#"{"MetricDataResults":[],"Messages":[]}"#,
+        query: "SELECT AVG(ErrorRate) FROM SCHEMA(\"Checkout/HTTP\", ServiceName) WHERE ServiceName = '${service}' GROUP BY ServiceName",
+        entry: |dir, url| {
+            write(dir, "aws.id", format!("{AWS_ACCESS_KEY_ID}\n").as_bytes());
+            write(
+                dir,
+                "aws.secret",
+                format!("{AWS_SECRET_ACCESS_KEY}\n").as_bytes(),
+            );
+            format!(
+                "  cloudwatch:\n    url: {url}\n    sigv4: {{ region: us-east-1, service: monitoring, access_key_id_file: aws.id, secret_access_key_file: aws.secret }}\n    retries: 0\n    timeout: 2s\n"
+            )
+        },
+    },
+];
+
+/// Each hosted source decides each case a canary meets, through the CLI
+/// and through the server: a healthy answer promotes, the same answer
+/// against a tighter threshold (a spike, a slow release) does not, an
+/// answer with no series leaves the gate inconclusive, and an unreachable
+/// endpoint is an error naming the source (a 503 from the server).
+#[test]
+fn hosted_sources_decide_every_case_through_the_cli_and_the_server() {
+    for h in &HOSTED {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |status: u16, body: Vec<u8>| {
+            let server = Capture::start(vec![(status, h.content_type, body)]);
+            let entry = (h.entry)(dir.path(), &server.url);
+            write(
+                dir.path(),
+                "sources.yaml",
+                format!("sources:\n{entry}").as_bytes(),
+            );
+            server
+        };
+        let _healthy = with(200, canned(h.answer));
+        policy(dir.path(), h.name, h.query, h.observed * 10.0);
+        let (decision, _) = decided(&eval(dir.path()));
+        assert_eq!(decision["decision"], "promote", "{}: {decision}", h.name);
+
+        policy(dir.path(), h.name, h.query, h.observed / 2.0);
+        let (decision, _) = decided(&eval(dir.path()));
+        assert_ne!(decision["decision"], "promote", "{}: {decision}", h.name);
+        assert_eq!(
+            decision["gates"][0]["verdict"], "fail",
+            "{}: {decision}",
+            h.name
+        );
+
+        let _empty = with(200, h.empty.as_bytes().to_vec());
+        let (decision, query) = decided(&eval(dir.path()));
+        assert_eq!(query["series"], 0, "{}: {query}", h.name);
+        assert_ne!(decision["decision"], "promote", "{}: {decision}", h.name);
+        assert_eq!(
+            decision["gates"][0]["verdict"], "inconclusive",
+            "{}: {decision}",
+            h.name
+        );
+
+        let entry = (h.entry)(dir.path(), "http://127.0.0.1:1");
+        write(
+            dir.path(),
+            "sources.yaml",
+            format!("sources:\n{entry}").as_bytes(),
+        );
+        let run = eval(dir.path());
+        assert_eq!(run.code, 2, "{}: {}{}", h.name, run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot query source `{}` at http://127.0.0.1:1",
+                h.name
+            )),
+            "{}",
+            run.stderr
+        );
+
+        // The server, for a request that sends no snapshot.
+        let healthy = Capture::start(vec![(200, h.content_type, canned(h.answer))]);
+        policy(dir.path(), h.name, h.query, h.observed * 10.0);
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::copy(dir.path().join("policy.yaml"), policies.join("policy.yaml")).unwrap();
+        let serve = |url: &str| {
+            let entry = (h.entry)(dir.path(), url).replace("\n  ", "\n    ");
+            let config = write(
+                dir.path(),
+                "tollgate.yaml",
+                format!("telemetry:\n  sources:\n  {entry}").as_bytes(),
+            );
+            crate::support::Server::start(&[
+                "--config",
+                config.to_str().unwrap(),
+                "--policies",
+                policies.to_str().unwrap(),
+                "--insecure-no-auth",
+            ])
+        };
+        let body = format!(
+            r#"{{"policy": "{}-contract", "service": "checkout", "version": "2.1.0", "at": {AT}}}"#,
+            h.name
+        );
+        let server = serve(&healthy.url);
+        let answer = server.request(
+            "POST",
+            "/v1/evaluate",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "{}: {}", h.name, answer.text());
+        assert_eq!(answer.json()["decision"], "promote", "{}", answer.text());
+        assert!(!answer.text().contains("-for-tests") && !answer.text().contains("NRAK-"));
+        drop(server);
+        let server = serve("http://127.0.0.1:1");
+        let answer = server.request(
+            "POST",
+            "/v1/evaluate",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 503, "{}: {}", h.name, answer.text());
+        assert!(
+            answer.text().contains(&format!("source `{}`", h.name)),
+            "{}",
+            answer.text()
+        );
+    }
+}

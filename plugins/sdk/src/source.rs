@@ -197,6 +197,49 @@ pub fn timestamp(value: &serde_json::Value, millis: bool) -> Option<i64> {
     (t.is_finite() && t.abs() < 1e15).then(|| t.round() as i64)
 }
 
+/// A Prometheus-style `matrix` result, as Prometheus, VictoriaMetrics,
+/// Mimir, Thanos and Loki answer a range query:
+/// `[{"metric": {…}, "values": [[t, "v"], …]}, …]`. `__name__` is dropped
+/// from the labels, and so are points that are not finite (`NaN` for 0/0).
+pub fn matrix(result: &serde_json::Value) -> Result<Vec<Series>, String> {
+    let list = result
+        .as_array()
+        .ok_or("malformed matrix: `data.result` is not a list")?;
+    list.iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let labels = entry["metric"]
+                .as_object()
+                .ok_or_else(|| format!("malformed matrix: series {i} has no `metric` object"))?
+                .iter()
+                .filter(|(k, _)| k.as_str() != "__name__")
+                .map(|(k, v)| {
+                    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    (k.clone(), text)
+                });
+            let values = match entry.get("values") {
+                None => &[][..],
+                Some(v) => v.as_array().map(Vec::as_slice).ok_or_else(|| {
+                    format!("malformed matrix: `values` of series {i} is not a list")
+                })?,
+            };
+            let points = values
+                .iter()
+                .map(|p| {
+                    let t = timestamp(&p[0], false).ok_or_else(|| {
+                        format!("malformed matrix: a point of series {i} has no timestamp: {p}")
+                    })?;
+                    Ok((t, number(&p[1])))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok(series(
+                labels,
+                points.into_iter().filter_map(|(t, v)| Some((t, v?))),
+            ))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ pub fn parse(answer: &Response) -> Result<Vec<Series>, String> {
     }
     let data = &json["data"];
     match data["resultType"].as_str() {
-        Some("matrix") => matrix(&data["result"]),
+        Some("matrix") => source::matrix(&data["result"]),
         Some(other) => Err(format!(
             "expected a range query's `matrix`, got a `{other}`: is the URL a Prometheus-compatible API?"
         )),
@@ -90,52 +90,6 @@ pub fn parse(answer: &Response) -> Result<Vec<Series>, String> {
             source::quote(&answer.body)
         )),
     }
-}
-
-/// A `matrix` result: `[{"metric": {…}, "values": [[t, "v"], …]}, …]`.
-fn matrix(result: &Value) -> Result<Vec<Series>, String> {
-    let list = result
-        .as_array()
-        .ok_or("malformed matrix: `data.result` is not a list")?;
-    list.iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let labels = entry["metric"]
-                .as_object()
-                .ok_or_else(|| format!("malformed matrix: series {i} has no `metric` object"))?;
-            let labels = labels
-                .iter()
-                .filter(|(k, _)| k.as_str() != "__name__")
-                .map(|(k, v)| (k.clone(), label_text(v)));
-            let values = match entry.get("values") {
-                None => &[][..],
-                Some(v) => v.as_array().map(Vec::as_slice).ok_or_else(|| {
-                    format!("malformed matrix: `values` of series {i} is not a list")
-                })?,
-            };
-            let points = values
-                .iter()
-                .map(|p| {
-                    let t = source::timestamp(&p[0], false).ok_or_else(|| {
-                        format!("malformed matrix: a point of series {i} has no timestamp: {p}")
-                    })?;
-                    Ok((t, source::number(&p[1])))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            // `number` is `None` for NaN and ±Inf: those points are skipped.
-            Ok(source::series(
-                labels,
-                points.into_iter().filter_map(|(t, v)| Some((t, v?))),
-            ))
-        })
-        .collect()
-}
-
-/// A label's value as text (they are strings; anything else is shown as JSON).
-fn label_text(value: &Value) -> String {
-    value
-        .as_str()
-        .map_or_else(|| value.to_string(), str::to_string)
 }
 
 /// `text` on one line, for an error message.
