@@ -253,3 +253,77 @@ fn the_server_answers_a_request_without_a_snapshot_from_a_source_plugin() {
         2
     );
 }
+
+/// The mistakes a newcomer makes each get a message that says what to do:
+/// a source never configured, a query variable left empty, a setting the
+/// plugin does not take (caught by `audit --sources` before any query), a
+/// typo in `--source`'s name, and a credential written inline.
+#[test]
+fn a_newcomers_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: mistakes}\nmetrics:\n  error_rate: {source: vm, query: 'errors{version=\"${version}\"}', window: 5m, step: 30s}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: threshold, with: {metric: error_rate, op: '<', threshold: 1}}\n",
+    );
+    let policy = policy.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--policy", policy, "--service", "checkout"];
+        args.extend_from_slice(extra);
+        tollgate_in(dir.path(), &args)
+    };
+    // No source given: nothing is queried, and stderr says which metric.
+    let run = eval(&["--metric", "other=1"]);
+    assert!(
+        run.stderr.contains(
+            "note: metric `error_rate` was not queried: its source `vm` needs --sources FILE or --source vm=URL"
+        ),
+        "{}",
+        run.stderr
+    );
+    write(
+        dir.path(),
+        "sources.yaml",
+        b"sources:\n  vm:\n    url: http://127.0.0.1:1\n    plugin: prometheus\n",
+    );
+    // The query uses `${version}` and none was given.
+    let run = eval(&["--sources", "sources.yaml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the query uses `${version}`, which is empty: give the version"),
+        "{}",
+        run.stderr
+    );
+    // A typo in `--source`'s name, beside a file that configures `vm`.
+    let run = eval(&[
+        "--sources",
+        "sources.yaml",
+        "--source",
+        "vn=http://127.0.0.1:1",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `vm`?"), "{}", run.stderr);
+    // A setting the plugin does not take, and a secret written inline:
+    // `audit --sources` refuses both before anything is queried.
+    write(
+        dir.path(),
+        "sources.yaml",
+        b"sources:\n  vm:\n    url: http://127.0.0.1:1\n    plugin: prometheus\n    with: { databse: x }\n  dd:\n    url: http://127.0.0.1:1\n    plugin: datadog\n    headers: { Authorization: secret }\n",
+    );
+    let audit = tollgate_in(
+        dir.path(),
+        &["audit", "--sources", "sources.yaml", "--format", "json"],
+    );
+    assert_eq!(audit.code, 1, "{}{}", audit.stdout, audit.stderr);
+    let reports: Value = serde_json::from_str(&audit.stdout).unwrap();
+    let reason = |i: usize| {
+        reports[i]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let reasons = format!("{} | {}", reason(0), reason(1));
+    assert!(reasons.contains("refuses its settings"), "{reasons}");
+    assert!(reasons.contains("carries a secret"), "{reasons}");
+}

@@ -99,7 +99,7 @@ fn eval_as(dir: &Path, name: &str, url: &str, extra_source: &str, version: &str)
     let policy = write(
         dir,
         "policy.yaml",
-        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: hostile-source}\nmetrics:\n  m: {source: hostile, query: 'anything', window: 2m, step: 15s}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: threshold, with: {metric: m, op: '<', threshold: 1}}\n",
+        b"apiVersion: tollgate.dev/v1\nkind: Policy\nmetadata: {name: hostile-source}\nmetrics:\n  m: {source: hostile, query: 'errors{version=\"${version}\"}', window: 2m, step: 15s}\nstages:\n  - name: s\n    gates:\n      - {name: g, plugin: threshold, with: {metric: m, op: '<', threshold: 1}}\n",
     );
     tollgate(
         &[

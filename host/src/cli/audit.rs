@@ -128,6 +128,15 @@ pub(crate) fn run(args: AuditArgs) -> anyhow::Result<Exit> {
             let mut r = report(&runtime, &arg, allowed.as_ref());
             r.plugin = format!("{name} (source)");
             r.capabilities = crate::sources::settings::reach(spec, name);
+            // What `eval --sources` would refuse: settings the plugin does
+            // not take, key files that cannot be read, a bad URL.
+            let one = std::collections::BTreeMap::from([(name.clone(), spec.clone())]);
+            if r.verdict == crate::engine::report::Acceptance::Accepted
+                && let Err(e) = crate::sources::settings::build(&runtime, &one, base)
+            {
+                r.verdict = crate::engine::report::Acceptance::Refused;
+                r.reason = Some(e);
+            }
             reports.push(r);
         }
     }

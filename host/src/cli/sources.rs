@@ -170,11 +170,22 @@ impl SourceArgs {
             ),
             None => (Default::default(), PathBuf::new()),
         };
+        let from_file = !specs.is_empty();
         for (name, url) in &self.source_urls {
             match specs.get_mut(name) {
                 Some(spec) => spec.url.clone_from(url),
-                None => {
+                None if crate::policy::builtin::is_source(name) || !from_file => {
                     specs.insert(name.clone(), crate::sources::settings::plain(url));
+                }
+                None => {
+                    let configured: Vec<&str> = specs.keys().map(String::as_str).collect();
+                    let hint = crate::base::suggest::closest(name, configured.iter().copied())
+                        .map(|c| format!(" (did you mean `{c}`?)"))
+                        .unwrap_or_default();
+                    anyhow::bail!(
+                        "`--source {name}=…`: the sources file configures {}, not `{name}`{hint}, and `{name}` is no first-party source",
+                        configured.join(", ")
+                    );
                 }
             }
         }
@@ -218,12 +229,33 @@ impl SourceArgs {
         };
         if inputs.is_empty() && sources.is_empty() {
             anyhow::bail!(
-                "no telemetry: give --snapshot, --prometheus, --source, --report, --metric or --attribute"
+                "no telemetry: give --snapshot, --prometheus, --source or --sources, --report, --metric or --attribute"
             );
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        if sources.is_empty()
+            && let Some(policy) = policy
+        {
+            // Not an error (a snapshot or `--metric` may carry the values),
+            // but a gate left without data should not be a mystery.
+            for m in policy.metrics.iter().filter(|m| m.source.is_some()) {
+                let given = inputs
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.metrics.iter().any(|x| x.name == m.name))
+                    || inputs.values.iter().any(|(n, _)| *n == m.name);
+                if !given {
+                    eprintln!(
+                        "note: metric `{}` was not queried: its source `{}` needs --sources FILE or --source {}=URL",
+                        crate::base::text::escape_control(&m.name),
+                        m.source.as_deref().unwrap_or_default(),
+                        m.source.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+        }
         let gathered = runtime.block_on(sources::gather(&sources, policy, stage, inputs));
         let flag = if sources.prometheus.is_some() {
             "--prometheus"

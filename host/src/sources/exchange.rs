@@ -222,6 +222,28 @@ impl Sender {
         shown(&self.endpoint.url).trim_end_matches('/').to_string()
     }
 
+    /// Which credentials the host adds, by kind and header name, never
+    /// their values: what an error about a refused request should name.
+    pub fn credentials_shown(&self) -> String {
+        let c = &self.endpoint.credentials;
+        let mut kinds = Vec::new();
+        if c.bearer.is_some() {
+            kinds.push("Authorization: Bearer".to_string());
+        }
+        if c.basic.is_some() {
+            kinds.push("Authorization: Basic".to_string());
+        }
+        kinds.extend(c.api_keys.iter().map(|(n, _)| n.clone()));
+        if c.sigv4.is_some() {
+            kinds.push("AWS SigV4".to_string());
+        }
+        if kinds.is_empty() {
+            "no credentials".into()
+        } else {
+            kinds.join(", ")
+        }
+    }
+
     /// The base URL joined with a plugin's `path`, refused when the path
     /// is not a plain relative reference or the result leaves the base
     /// (another scheme, host or port, or above its path prefix).

@@ -151,11 +151,16 @@ impl PluginSource {
             }
             let q = Arc::clone(&query);
             let state = std::mem::take(&mut round.state);
+            let asked: Vec<(String, u16)> = evidence[evidence.len() - answers.len()..]
+                .iter()
+                .map(|e: &RequestEvidence| (format!("{} {}", e.method, e.url), e.status))
+                .collect();
             let step = self
                 .call(now, move |session, plugin, config| {
                     session.source_next(plugin, config, &q, &state, &answers, &source_limits())
                 })
-                .await?;
+                .await
+                .map_err(|e| self.with_requests(e, &asked))?;
             match step {
                 Step::Done(series) => return Ok((series, evidence)),
                 Step::Fetch(next) if done < MAX_ROUNDS => round = next,
@@ -165,6 +170,30 @@ impl PluginSource {
         Err(PluginQueryError::Failed(format!(
             "the plugin asked for more than {MAX_ROUNDS} rounds of requests"
         )))
+    }
+
+    /// A plugin's error about the answers it read, with the requests and
+    /// statuses behind them, and for a 401 or 403 which credentials the
+    /// host sent: the plugin cannot see either.
+    fn with_requests(&self, e: PluginQueryError, asked: &[(String, u16)]) -> PluginQueryError {
+        let PluginQueryError::Plugin(message) = e else {
+            return e;
+        };
+        let shown: Vec<String> = asked
+            .iter()
+            .take(3)
+            .map(|(request, status)| format!("{request} → {status}"))
+            .collect();
+        let denied = asked.iter().any(|(_, s)| *s == 401 || *s == 403);
+        let credentials = if denied {
+            format!("; the host sent {}", self.sender.credentials_shown())
+        } else {
+            String::new()
+        };
+        PluginQueryError::Plugin(format!(
+            "{message} (after {}{credentials})",
+            shown.join(", ")
+        ))
     }
 
     /// One plugin call on a blocking thread, its log lines forwarded to

@@ -105,7 +105,16 @@ async fn query_one(
         // PromQL's escaping does not carry to every language a source
         // speaks (a Datadog scope, a Graphite path, NRQL): a value that is
         // not a plain name could change the query.
-        for (name, value) in &values {
+        let used = crate::policy::template::variables(&source.query).unwrap_or_default();
+        for (name, value) in values.iter().filter(|(n, _)| used.iter().any(|u| u == *n)) {
+            if value.is_empty() {
+                return Err(SourceError::Template {
+                    metric: source.name.clone(),
+                    message: format!(
+                        "the query uses `${{{name}}}`, which is empty: give the {name} (`--{name}`, or `{name}` in the request)"
+                    ),
+                });
+            }
             if let Some(c) = value
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || "._+-".contains(*c)))

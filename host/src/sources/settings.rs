@@ -46,7 +46,7 @@ pub struct SourceSpec {
     pub headers: BTreeMap<String, String>,
     /// Per attempt (10s).
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Value>,
     /// Attempts after the first, for failures that may pass (2).
     #[serde(default)]
     pub retries: Option<u32>,
@@ -60,7 +60,7 @@ pub struct SourceSpec {
     pub allow: Option<Vec<String>>,
     /// How long one query may take in all, rounds and retries included (60s).
     #[serde(default)]
-    pub deadline: Option<String>,
+    pub deadline: Option<Value>,
 }
 
 /// The operations each first-party source sends, and so all it may send
@@ -313,9 +313,8 @@ fn build_one(
     };
     let mut endpoint = Endpoint::new(url);
     if let Some(t) = &spec.timeout {
-        endpoint.timeout = humantime::parse_duration(t)
-            .map_err(|e| format!("`timeout`: `{t}`: {e}"))?
-            .clamp(Duration::from_millis(100), Duration::from_secs(300));
+        endpoint.timeout =
+            duration("timeout", t)?.clamp(Duration::from_millis(100), Duration::from_secs(300));
     }
     if let Some(r) = spec.retries {
         endpoint.retries = r.min(10);
@@ -327,18 +326,40 @@ fn build_one(
         {
             return Err(format!("`headers`: `{header}` is not a valid HTTP header"));
         }
+        if ["authorization", "proxy-authorization", "cookie"]
+            .contains(&header.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "`headers`: `{header}` carries a secret; give it with `bearer_token_file`, `basic` or `api_keys` (a file), never inline"
+            ));
+        }
         endpoint.headers.push((header.clone(), value.clone()));
     }
     endpoint.credentials = credentials(spec, &resolve)?;
     endpoint.allow = allowed(spec, plugin_ref)?;
     let deadline = match &spec.deadline {
-        Some(d) => humantime::parse_duration(d)
-            .map_err(|e| format!("`deadline`: `{d}`: {e}"))?
-            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        Some(d) => {
+            duration("deadline", d)?.clamp(Duration::from_secs(1), Duration::from_secs(3600))
+        }
         None => super::plugin_source::DEFAULT_QUERY_DEADLINE,
     };
     let sender = Sender::new(endpoint).map_err(|e| e.to_string())?;
-    Ok(PluginSource::new(plugin, config(&spec.with)?, sender)?.with_deadline(deadline))
+    let source = PluginSource::new(plugin, config(&spec.with)?, sender).map_err(|e| {
+        if spec.with.is_empty() {
+            format!("{e}; a source's settings go under `with:` in a sources file (--sources)")
+        } else {
+            e
+        }
+    })?;
+    Ok(source.with_deadline(deadline))
+}
+
+/// A duration as written in a sources file: `10s`, `1m30s`.
+fn duration(field: &str, value: &Value) -> Result<Duration, String> {
+    let text = value.as_str().ok_or_else(|| {
+        format!("`{field}`: `{value}` is not a duration; write one such as `10s` or `1m`")
+    })?;
+    humantime::parse_duration(text).map_err(|e| format!("`{field}`: `{text}`: {e}"))
 }
 
 fn credentials(
@@ -349,9 +370,13 @@ fn credentials(
     let schemes = usize::from(spec.bearer_token_file.is_some())
         + usize::from(spec.basic.is_some())
         + usize::from(spec.sigv4.is_some());
-    if schemes > 1 {
+    let authorization = spec
+        .api_keys
+        .keys()
+        .any(|h| h.eq_ignore_ascii_case("authorization"));
+    if schemes > 1 || (schemes == 1 && authorization) {
         return Err(
-            "give one of `bearer_token_file`, `basic` and `sigv4`: each sets `Authorization`"
+            "give one of `bearer_token_file`, `basic`, `sigv4` and an `Authorization` API key: each sets `Authorization`"
                 .into(),
         );
     }
