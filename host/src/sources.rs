@@ -7,6 +7,7 @@
 //! `--metric`, the explicit snapshot, report files, Prometheus.
 
 pub mod exchange;
+pub mod operation;
 pub mod plugin_source;
 pub mod prometheus;
 mod query;

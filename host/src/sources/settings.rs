@@ -83,7 +83,7 @@ fn first_party_allow(plugin: &str) -> Option<&'static [&'static str]> {
 fn allowed(
     spec: &SourceSpec,
     plugin_ref: &str,
-) -> Result<Option<Vec<super::exchange::Operation>>, String> {
+) -> Result<Option<Vec<super::operation::Operation>>, String> {
     let listed: Option<Vec<String>> = match &spec.allow {
         Some(list) => Some(list.clone()),
         None => first_party_allow(plugin_ref)
