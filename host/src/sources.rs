@@ -374,52 +374,48 @@ pub async fn gather(
     let queried = if sources.is_empty() {
         (Vec::new(), Vec::new())
     } else {
-        {
-            let policy = policy.ok_or(SourceError::NoPolicy)?;
-            if policy.metrics.is_empty() {
-                return Err(SourceError::NoMetrics {
-                    policy: policy.name.to_string(),
-                });
-            }
-            let explicit = inputs.snapshot.as_ref();
-            let service = inputs
-                .service
-                .clone()
-                .or_else(|| explicit.map(|s| s.service.clone()))
-                .filter(|s| !s.is_empty())
-                .ok_or(SourceError::NoService)?;
-            let version = inputs
-                .version
-                .clone()
-                .or_else(|| explicit.map(|s| s.version.clone()))
-                .unwrap_or_default();
-            crate::snapshot::check_names(&service, &version).map_err(|e| {
-                SourceError::InvalidName {
-                    path: e.path.to_string(),
-                    message: e.message.to_string(),
-                }
-            })?;
-            let found = policy.stage(stage);
-            let window = StageWindow {
-                name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
-                duration: found.and_then(|s| s.duration),
-            };
-            let (current, baseline, queries) =
-                query_policy(sources, policy, window, &service, &version, at).await?;
-            if queries.iter().any(|q| q.source.is_none()) {
-                evidence.prometheus = sources.prometheus.as_ref().map(Prometheus::shown_url);
-            }
-            for q in &queries {
-                if let Some(name) = &q.source
-                    && let Some(plugin) = sources.plugins.get(name)
-                {
-                    evidence.sources.insert(name.clone(), plugin.shown_url());
-                }
-            }
-            evidence.queried_at = Some(at);
-            evidence.queries = queries;
-            (current, baseline)
+        let policy = policy.ok_or(SourceError::NoPolicy)?;
+        if policy.metrics.is_empty() {
+            return Err(SourceError::NoMetrics {
+                policy: policy.name.to_string(),
+            });
         }
+        let explicit = inputs.snapshot.as_ref();
+        let service = inputs
+            .service
+            .clone()
+            .or_else(|| explicit.map(|s| s.service.clone()))
+            .filter(|s| !s.is_empty())
+            .ok_or(SourceError::NoService)?;
+        let version = inputs
+            .version
+            .clone()
+            .or_else(|| explicit.map(|s| s.version.clone()))
+            .unwrap_or_default();
+        crate::snapshot::check_names(&service, &version).map_err(|e| SourceError::InvalidName {
+            path: e.path.to_string(),
+            message: e.message.to_string(),
+        })?;
+        let found = policy.stage(stage);
+        let window = StageWindow {
+            name: found.map_or(stage.unwrap_or_default(), |s| s.name.as_str()),
+            duration: found.and_then(|s| s.duration),
+        };
+        let (current, baseline, queries) =
+            query_policy(sources, policy, window, &service, &version, at).await?;
+        if queries.iter().any(|q| q.source.is_none()) {
+            evidence.prometheus = sources.prometheus.as_ref().map(Prometheus::shown_url);
+        }
+        for q in &queries {
+            if let Some(name) = &q.source
+                && let Some(plugin) = sources.plugins.get(name)
+            {
+                evidence.sources.insert(name.clone(), plugin.shown_url());
+            }
+        }
+        evidence.queried_at = Some(at);
+        evidence.queries = queries;
+        (current, baseline)
     };
     evidence.reports = read_reports(&inputs.reports)?;
     let snapshot = assemble(inputs, at, queried, &evidence.reports);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::operation::Operation;
-use super::prometheus::{install_crypto, root_cause};
+use super::prometheus::{http_client, root_cause};
 use super::sigv4::SigV4;
 use crate::engine::{Method, Request, Response};
 
@@ -146,23 +146,8 @@ pub struct Sender {
 impl Sender {
     /// Builds the client; fails when the CA file cannot be read.
     pub fn new(endpoint: Endpoint) -> Result<Self, ExchangeError> {
-        install_crypto();
-        let mut builder = reqwest::Client::builder()
-            .timeout(endpoint.timeout)
-            .connect_timeout(endpoint.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &endpoint.ca_file {
-            let pem = crate::base::files::read_limited(ca, 1 << 20).map_err(|e| {
-                ExchangeError::Setup(format!("cannot read CA file `{}`: {e}", ca.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ExchangeError::Setup(format!("CA file `{}`: {e}", ca.display())))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| ExchangeError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let client = http_client(endpoint.timeout, endpoint.ca_file.as_deref())
+            .map_err(ExchangeError::Setup)?;
         Ok(Self { client, endpoint })
     }
 
@@ -405,7 +390,7 @@ impl Sender {
                 url,
                 &headers,
                 &request.body,
-                now(),
+                super::now(),
             );
             headers.extend(signed.headers);
         }
@@ -519,12 +504,6 @@ fn shown(url: &reqwest::Url) -> String {
     let _ = url.set_username("");
     let _ = url.set_password(None);
     url.to_string()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -182,7 +182,16 @@ impl PluginSource {
         let shown: Vec<String> = asked
             .iter()
             .take(3)
-            .map(|(request, status)| format!("{request} → {status}"))
+            .map(|(request, status)| {
+                // A request's URL carries its whole query: keep the message short.
+                let shown: String = request.chars().take(200).collect();
+                let cut = if shown.len() < request.len() {
+                    "…"
+                } else {
+                    ""
+                };
+                format!("{shown}{cut} → {status}")
+            })
             .collect();
         let denied = asked.iter().any(|(_, s)| *s == 401 || *s == 403);
         let credentials = if denied {

@@ -100,26 +100,36 @@ pub fn install_crypto() {
     });
 }
 
+/// The HTTP client every source uses: `timeout` per attempt, no
+/// redirects followed, and the CAs of `ca_file` instead of the system's
+/// when given. Fails, saying why, when the CA file cannot be read.
+pub(crate) fn http_client(
+    timeout: Duration,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, String> {
+    install_crypto();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = ca_file {
+        let pem = crate::base::files::read_limited(ca, 1 << 20)
+            .map_err(|e| format!("cannot read CA file `{}`: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("CA file `{}`: {e}", ca.display()))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 impl Prometheus {
     /// Builds the client; fails when the CA file cannot be read.
     pub fn new(config: PrometheusConfig) -> Result<Self, QueryError> {
-        install_crypto();
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &config.ca_file {
-            let pem = crate::base::files::read_limited(ca, 1 << 20).map_err(|e| {
-                QueryError::Invalid(format!("cannot read CA file `{}`: {e}", ca.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| QueryError::Invalid(format!("CA file `{}`: {e}", ca.display())))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| QueryError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let client =
+            http_client(config.timeout, config.ca_file.as_deref()).map_err(QueryError::Invalid)?;
         Ok(Self { client, config })
     }
 
