@@ -18,6 +18,12 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+/// The engine settings the runtime compiles under, shared with it so the
+/// artifacts written here are ones it loads.
+#[cfg(feature = "precompiled")]
+#[path = "src/engine/config.rs"]
+mod engine_config;
+
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// The target of plugins that use WASI through the standard library.
 const WASI_TARGET: &str = "wasm32-wasip2";
@@ -140,6 +146,7 @@ fn run() -> Result<()> {
         build_plugins(&root, &target_dir, target, &crates, toolchain.as_deref())?;
     }
 
+    let mut components = Vec::new();
     let mut listing = String::from(
         "/// First-party plugins embedded at build time: `(name, component bytes)`.\n\
          pub(crate) const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
@@ -168,13 +175,18 @@ fn run() -> Result<()> {
                 .with_context(|| format!("componentizing plugin `{name}`"))?
         };
         let dest = out_dir.join(format!("{name}.wasm"));
-        fs::write(&dest, component)?;
+        fs::write(&dest, &component)?;
         writeln!(
             listing,
             "    ({name:?}, include_bytes!({:?})),",
             dest.display().to_string()
         )?;
+        components.push((name.as_str(), component));
     }
+    fs::write(
+        out_dir.join("precompiled.rs"),
+        precompiled(&out_dir, &components)?,
+    )?;
     listing.push_str("];\n");
     listing.push_str(
         "/// The first-party plugins that are telemetry sources, not gates, triggers or actions.\n\
@@ -190,6 +202,39 @@ fn run() -> Result<()> {
         bundled_policies(&root.join("policies"))?,
     )?;
     Ok(())
+}
+
+/// The listing of the first-party plugins compiled to native code for the
+/// engine's settings and this machine's CPU, by the SHA-256 of each
+/// component, or an empty one without the `precompiled` feature.
+fn precompiled(out_dir: &Path, components: &[(&str, Vec<u8>)]) -> Result<String> {
+    let mut listing = String::from(
+        "/// Native code compiled at build time: `(SHA-256 of the component, artifact)`.\n\
+         const PRECOMPILED: &[([u8; 32], &[u8])] = &[\n",
+    );
+    #[cfg(feature = "precompiled")]
+    {
+        use sha2::Digest as _;
+        let engine = wasmtime::Engine::new(&engine_config::base_config())
+            .map_err(|e| anyhow::anyhow!("starting wasmtime to precompile the plugins: {e:#}"))?;
+        for (name, component) in components {
+            let artifact = engine
+                .precompile_component(component)
+                .map_err(|e| anyhow::anyhow!("precompiling plugin `{name}`: {e:#}"))?;
+            let dest = out_dir.join(format!("{name}.cwasm"));
+            fs::write(&dest, artifact)?;
+            let digest: [u8; 32] = sha2::Sha256::digest(component).into();
+            writeln!(
+                listing,
+                "    ({digest:?}, include_bytes!({:?})),",
+                dest.display().to_string()
+            )?;
+        }
+    }
+    #[cfg(not(feature = "precompiled"))]
+    let _ = (out_dir, components);
+    listing.push_str("];\n");
+    Ok(listing)
 }
 
 /// The listing of the bundled policies: every `policies/*.yaml` but the

@@ -54,8 +54,13 @@ if ! cargo install --list | grep -qx "cargo-auditable v$auditable_version:"; the
 fi
 
 # ring's C and assembly build with musl-gcc; everything else is Rust.
+# Without `precompiled`: the image is built here and runs on CPUs no one
+# knows yet, and for another target the build script's wasmtime would be a
+# second build of wasmtime and Cranelift. The pod compiles the plugins it
+# runs once into its compile cache (an emptyDir) instead.
 CC_x86_64_unknown_linux_musl=musl-gcc \
-  cargo auditable build --release --locked --target "$target" -p tollgate --bin tollgate
+  cargo auditable build --release --locked --target "$target" -p tollgate --bin tollgate \
+  --no-default-features
 bin=target/$target/release/tollgate
 # Static: no program interpreter, no shared library.
 if readelf -l "$bin" | grep -q "INTERP" || readelf -d "$bin" 2>/dev/null | grep -q NEEDED; then

@@ -8,12 +8,14 @@ pub(crate) mod answer;
 mod bindings;
 mod cache;
 mod call;
+mod config;
 mod error;
 mod handle;
 mod host;
 mod inspect;
 mod limits;
 mod output;
+mod precompiled;
 pub mod report;
 mod runtime;
 mod session;
@@ -35,7 +37,7 @@ pub use self::limits::{
     MAX_DETAILS, MAX_MEMORY, MAX_PAUSE_SECONDS, MAX_REASON_BYTES, MAX_STATE_BYTES, MAX_WASM_STACK,
     POOL_SIZE, WALL_CEILING_FACTOR, uninterruptible_bound,
 };
-pub use self::runtime::{COMPILED_IN_MEMORY, Runtime};
+pub use self::runtime::{COMPILED_IN_MEMORY, Runtime, precompiled_plugins};
 pub use self::session::{SESSION_INSTANCES, Session};
 pub use self::source::{
     MAX_HEADER_BYTES, MAX_LABEL_BYTES, MAX_LABELS, MAX_PATH_BYTES, MAX_REQUEST_BODY,

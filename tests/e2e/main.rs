@@ -9,6 +9,7 @@ mod canary;
 mod ci_client;
 mod ci_gates;
 mod cli_errors;
+mod cold_start;
 mod decision_log;
 mod flagger;
 mod gate_metrics;

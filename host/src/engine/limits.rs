@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use super::config::MAX_WASM_STACK;
+use super::config::base_config;
 use super::ticker::TICK;
 use super::wasi;
 
@@ -13,8 +15,6 @@ use super::wasi;
 pub const MAX_MEMORY: usize = 256 << 20;
 /// The longest deadline any policy may grant a plugin.
 pub const MAX_DEADLINE: Duration = Duration::from_secs(10);
-/// Wasm stack a plugin may use before it traps.
-pub const MAX_WASM_STACK: usize = 512 << 10;
 /// Plugin calls that may be in flight at once; a full pool refuses, it does not wait.
 pub const POOL_SIZE: u32 = 256;
 
@@ -71,16 +71,6 @@ impl Default for Limits {
             files: Arc::from(Vec::new()),
         }
     }
-}
-
-/// The engine's settings shared by both allocation strategies.
-fn base_config() -> Config {
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .max_wasm_stack(MAX_WASM_STACK)
-        .memory_init_cow(true);
-    config
 }
 
 /// The pooling allocator sized for `slots` plugin calls in flight. Each

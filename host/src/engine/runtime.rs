@@ -17,6 +17,7 @@ use super::error::{EngineError, LoadError};
 use super::host::HostState;
 use super::inspect::{self, PluginInfo, World};
 use super::limits::{Allocation, POOL_SIZE, on_demand_config, pooling_config};
+use super::precompiled;
 use super::ticker::Ticker;
 use super::wasi;
 use crate::base::digest::Digest;
@@ -40,7 +41,16 @@ pub struct Runtime {
     compiled: std::sync::Mutex<lru::LruCache<Digest, Arc<Compiled>>>,
     allocation: Allocation,
     notices: Vec<String>,
+    /// Plugins loaded from an artifact compiled at build time.
+    precompiled: std::sync::atomic::AtomicUsize,
     _ticker: Ticker,
+}
+
+/// How many first-party plugins this binary carries compiled at build
+/// time: all of them in a normal build, none without the `precompiled`
+/// feature.
+pub fn precompiled_plugins() -> usize {
+    precompiled::count()
 }
 
 /// Compiled plugins a [`Runtime`] keeps in memory by digest.
@@ -100,6 +110,7 @@ impl Runtime {
             )),
             allocation,
             notices,
+            precompiled: std::sync::atomic::AtomicUsize::new(0),
             _ticker: ticker,
         })
     }
@@ -132,8 +143,25 @@ impl Runtime {
         self
     }
 
-    /// Compiles `bytes`, or loads the artifact this host cached for them.
+    /// Compiles `bytes`, or loads the artifact the build compiled or this
+    /// host cached for them.
     fn compile(&self, bytes: &[u8], digest: Digest) -> wasmtime::Result<Component> {
+        if let Some(artifact) = precompiled::artifact(digest) {
+            #[expect(
+                unsafe_code,
+                reason = "loading the native code compiled at build time is the point of precompiling"
+            )]
+            // SAFETY: the artifact is part of this binary, compiled by its
+            // build script from the component whose bytes hash to `digest`;
+            // it is as trusted as the binary itself. wasmtime checks that it
+            // matches this engine's version, settings and CPU features and
+            // errors otherwise, in which case it is compiled afresh.
+            if let Ok(c) = unsafe { Component::deserialize(&self.engine, artifact) } {
+                self.precompiled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(c);
+            }
+        }
         let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes);
         };
@@ -189,6 +217,12 @@ impl Runtime {
             kind: compiled.kind.clone(),
             engine: self.engine.clone(),
         })
+    }
+
+    /// How many plugins this runtime loaded from the native code compiled
+    /// at build time rather than compiling them; see [`precompiled_plugins`].
+    pub fn precompiled_loads(&self) -> usize {
+        self.precompiled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many compiled plugins are held in memory, for tests.
