@@ -63,6 +63,33 @@ fn benches(c: &mut Criterion) {
         b.iter(|| Snapshot::from_json(black_box(&bytes)))
     });
 
+    // Issue 22's flat-cost workload: W1's snapshot and 10,000 series no
+    // gate reads, from bytes to decision.
+    let unread = with_unread_series(&bytes, 10_000);
+    c.bench_function("parse snapshot JSON (W1 + 10,000 unread series)", |b| {
+        b.iter(|| Snapshot::from_json(black_box(&unread)))
+    });
+    let parsed = Snapshot::from_json(&unread).unwrap_or_else(|e| panic!("{e}"));
+    c.bench_function("input digest (W1 + 10,000 unread series)", |b| {
+        b.iter(|| tollgate::evaluate::input_digest(black_box(&parsed)))
+    });
+    let parsed = Arc::new(parsed);
+    c.bench_function(
+        "digest + evaluate ci-quality-gates over W1 + 10,000 unread series",
+        |b| b.iter(|| tollgate::evaluate::evaluate(black_box(&loaded), None, Arc::clone(&parsed))),
+    );
+    // `evaluate` makes the input digest itself: parse + digest + evaluate.
+    c.bench_function(
+        "W1 + 10,000 unread series: parse + digest + evaluate",
+        |b| {
+            b.iter(|| {
+                let snapshot =
+                    Snapshot::from_json(black_box(&unread)).unwrap_or_else(|e| panic!("{e}"));
+                tollgate::evaluate::evaluate(&loaded, None, Arc::new(snapshot))
+            })
+        },
+    );
+
     let component = tollgate::policy::builtin::plugin("threshold").unwrap_or_default();
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
@@ -70,6 +97,32 @@ fn benches(c: &mut Criterion) {
         b.iter(|| runtime.load("threshold", black_box(component)))
     });
     group.finish();
+}
+
+/// `snapshot` with `count` more series of five points and two labels,
+/// named so that no gate of the CI policy reads them.
+fn with_unread_series(snapshot: &[u8], count: usize) -> Vec<u8> {
+    let mut doc: serde_json::Value = serde_json::from_slice(snapshot).unwrap_or_default();
+    let taken_at = doc["taken_at"].as_i64().unwrap_or_default();
+    let regions = ["eu-west-1", "us-east-1", "us-west-2", "ap-south-1"];
+    if let Some(metrics) = doc["metrics"].as_array_mut() {
+        metrics.extend((0..count).map(|i| {
+            let points: Vec<(i64, f64)> = (0..5i64)
+                .map(|k| {
+                    (
+                        taken_at - 60 * (4 - k),
+                        ((i * 7919 + k as usize * 104_729) % 100_000) as f64 / 97.0,
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "name": format!("unread_{}", i % 500),
+                "labels": {"instance": format!("host-{i:05}"), "region": regions[i % 4]},
+                "points": points,
+            })
+        }));
+    }
+    serde_json::to_vec(&doc).unwrap_or_default()
 }
 
 /// What a Prometheus fetch adds to an evaluation: the canary policy's six
