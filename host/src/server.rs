@@ -338,6 +338,9 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
     tracing::info!(
         addr = %local,
         policies = state.policies().len(),
+        // Loaded from the native code built into the binary rather than
+        // compiled at start: what makes a cold start fast, or did not.
+        plugins_precompiled = state.inner.runtime.precompiled_loads(),
         max_connections = limits.max_connections,
         "listening"
     );
