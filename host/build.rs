@@ -230,8 +230,19 @@ fn precompiled(out_dir: &Path, components: &[(&str, Vec<u8>)]) -> Result<String>
 #[cfg(feature = "precompiled")]
 fn precompile(out_dir: &Path, components: &[(&str, Vec<u8>)]) -> Result<String> {
     use sha2::Digest as _;
-    let engine = wasmtime::Engine::new(&engine_config::base_config())
-        .map_err(|e| anyhow::anyhow!("starting wasmtime: {e:#}"))?;
+    let mut config = engine_config::base_config();
+    // Native code for the build machine's CPU, unless the binary is for
+    // another target: then for that target's baseline, so the code is
+    // either right for it or (another architecture, whose Cranelift
+    // backend is not built in) not made at all.
+    let (host, target) = (env::var("HOST")?, env::var("TARGET")?);
+    if host != target {
+        config
+            .target(&target)
+            .map_err(|e| anyhow::anyhow!("target `{target}`: {e:#}"))?;
+    }
+    let engine =
+        wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("starting wasmtime: {e:#}"))?;
     let mut entries = String::new();
     for (name, component) in components {
         let artifact = engine

@@ -344,6 +344,12 @@ pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow
         max_connections = limits.max_connections,
         "listening"
     );
+    if let Some(why) = state.inner.runtime.precompiled_refusal() {
+        tracing::warn!(
+            reason = why,
+            "plugins compiled at build time do not fit this host; compiled at start instead"
+        );
+    }
     eprintln!("tollgate listening on {scheme}://{local}");
 
     let reload_state = state.clone();

@@ -20,6 +20,7 @@ fn every_first_party_plugin_loads_from_native_code_compiled_at_build_time() {
         assert_eq!(plugin.name(), *name);
     }
     assert_eq!(runtime.precompiled_loads(), names.len());
+    assert_eq!(runtime.precompiled_refusal(), None);
 }
 
 #[test]

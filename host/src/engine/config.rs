@@ -6,7 +6,7 @@
 //! two cannot drift apart. Only what changes compiled code belongs here;
 //! how instances are allocated does not.
 
-use wasmtime::Config;
+use wasmtime::{Config, WasmBacktraceDetails};
 
 /// Wasm stack a plugin may use before it traps.
 pub const MAX_WASM_STACK: usize = 512 << 10;
@@ -17,6 +17,10 @@ pub fn base_config() -> Config {
     config
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
-        .memory_init_cow(true);
+        .memory_init_cow(true)
+        // Left to its default, `WASMTIME_BACKTRACE_DETAILS` in the
+        // environment of the build or of a run would change how code is
+        // compiled, and every build-time artifact would be refused.
+        .wasm_backtrace_details(WasmBacktraceDetails::Disable);
     config
 }

@@ -200,3 +200,33 @@ impl Budget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::hash::{Hash as _, Hasher as _};
+
+    use super::*;
+
+    /// What wasmtime hashes as everything that shapes compiled code: every
+    /// Cranelift flag (including those its load-time check lets differ,
+    /// such as NaN canonicalisation), the tunables and the Wasm features.
+    fn compile_environment(config: &Config) -> u64 {
+        let engine = wasmtime::Engine::new(config).unwrap();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// The build script compiles the first-party plugins under
+    /// `base_config()` alone; the pooled engine that loads them must compile
+    /// exactly as that does, or a setting added here would hold for
+    /// plugins compiled at start and silently not for those compiled at
+    /// build time.
+    #[test]
+    fn the_pooled_engine_compiles_as_the_build_script_does() {
+        assert_eq!(
+            compile_environment(&pooling_config(1)),
+            compile_environment(&base_config())
+        );
+    }
+}

@@ -43,6 +43,8 @@ pub struct Runtime {
     notices: Vec<String>,
     /// Plugins loaded from an artifact compiled at build time.
     precompiled: std::sync::atomic::AtomicUsize,
+    /// Why wasmtime first refused an artifact compiled at build time.
+    precompiled_refused: std::sync::OnceLock<String>,
     _ticker: Ticker,
 }
 
@@ -111,6 +113,7 @@ impl Runtime {
             allocation,
             notices,
             precompiled: std::sync::atomic::AtomicUsize::new(0),
+            precompiled_refused: std::sync::OnceLock::new(),
             _ticker: ticker,
         })
     }
@@ -153,13 +156,23 @@ impl Runtime {
             )]
             // SAFETY: the artifact is part of this binary, compiled by its
             // build script from the component whose bytes hash to `digest`;
-            // it is as trusted as the binary itself. wasmtime checks that it
-            // matches this engine's version, settings and CPU features and
-            // errors otherwise, in which case it is compiled afresh.
-            if let Ok(c) = unsafe { Component::deserialize(&self.engine, artifact) } {
-                self.precompiled
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(c);
+            // it is as trusted as the binary itself. wasmtime checks its
+            // version, target, CPU features, tunables and Wasm features
+            // against this engine and errors otherwise, in which case it is
+            // compiled afresh. The Cranelift settings it does not check
+            // come from the same `config.rs` as the build script's
+            // (`limits::tests::the_pooled_engine_compiles_as_the_build_script_does`).
+            match unsafe { Component::deserialize(&self.engine, artifact) } {
+                Ok(c) => {
+                    self.precompiled
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(c);
+                }
+                Err(e) => {
+                    let _ = self
+                        .precompiled_refused
+                        .set(crate::base::text::first_line(&format!("{e:#}")).into_owned());
+                }
             }
         }
         let Some(cache) = &self.cache else {
@@ -223,6 +236,13 @@ impl Runtime {
     /// at build time rather than compiling them; see [`precompiled_plugins`].
     pub fn precompiled_loads(&self) -> usize {
         self.precompiled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Why wasmtime refused the first build-time artifact it was offered
+    /// (another CPU, or engine settings of another allocation mode), if it
+    /// refused one: those plugins were compiled at start instead.
+    pub fn precompiled_refusal(&self) -> Option<&str> {
+        self.precompiled_refused.get().map(String::as_str)
     }
 
     /// How many compiled plugins are held in memory, for tests.
