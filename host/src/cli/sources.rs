@@ -247,11 +247,11 @@ impl SourceArgs {
                     .is_some_and(|s| s.metrics.iter().any(|x| x.name == m.name))
                     || inputs.values.iter().any(|(n, _)| *n == m.name);
                 if !given {
+                    let source =
+                        crate::base::text::escape_control(m.source.as_deref().unwrap_or_default());
                     eprintln!(
-                        "note: metric `{}` was not queried: its source `{}` needs --sources FILE or --source {}=URL",
+                        "note: metric `{}` was not queried: its source `{source}` needs --sources FILE or --source {source}=URL",
                         crate::base::text::escape_control(&m.name),
-                        m.source.as_deref().unwrap_or_default(),
-                        m.source.as_deref().unwrap_or_default()
                     );
                 }
             }

@@ -2,7 +2,8 @@
 //! native code instead of running Cranelift on every embedded plugin.
 //!
 //! `build.rs` compiles each embedded component under [`super::config`] for
-//! the build machine's CPU and lists the artifacts by the SHA-256 of the
+//! the build machine's CPU (a cross-compiled build: for the target's
+//! baseline) and lists the artifacts by the SHA-256 of the
 //! component each came from. The runtime uses an artifact only when its
 //! component's bytes hash to that digest and wasmtime finds it compatible
 //! with the running engine (its version, settings and the CPU's features);

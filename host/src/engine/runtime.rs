@@ -149,7 +149,11 @@ impl Runtime {
     /// Compiles `bytes`, or loads the artifact the build compiled or this
     /// host cached for them.
     fn compile(&self, bytes: &[u8], digest: Digest) -> wasmtime::Result<Component> {
-        if let Some(artifact) = precompiled::artifact(digest) {
+        // Every artifact was compiled under the same settings, so once
+        // wasmtime refuses one it would refuse them all: stop offering.
+        if self.precompiled_refused.get().is_none()
+            && let Some(artifact) = precompiled::artifact(digest)
+        {
             #[expect(
                 unsafe_code,
                 reason = "loading the native code compiled at build time is the point of precompiling"

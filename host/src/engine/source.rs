@@ -16,6 +16,16 @@ pub use wit::{
     Method, Request, Response, Round, Sample, Series as SourceSeries, SourceQuery, Step,
 };
 
+impl Method {
+    /// The method as HTTP writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
 /// Requests one round may ask for.
 pub const MAX_ROUND_REQUESTS: usize = 8;
 /// Longest request path (with its query string) a source may ask for.

@@ -344,7 +344,7 @@ impl Sender {
                 Err(Retry::Never(e)) => return Err(e),
                 Ok(response) => {
                     let evidence = RequestEvidence {
-                        method: method_name(request.method).to_string(),
+                        method: request.method.as_str().to_string(),
                         url: shown(&url),
                         status: response.status,
                         bytes: response.body.len(),
@@ -386,7 +386,7 @@ impl Sender {
         }
         if let Some(signer) = &credentials.sigv4 {
             let signed = signer.sign(
-                method_name(request.method),
+                request.method.as_str(),
                 url,
                 &headers,
                 &request.body,
@@ -470,13 +470,6 @@ impl Sender {
 enum Retry {
     Again(String),
     Never(ExchangeError),
-}
-
-fn method_name(method: Method) -> &'static str {
-    match method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-    }
 }
 
 /// The start of an answer on one line, escaped.

@@ -48,15 +48,7 @@ impl std::str::FromStr for Operation {
 
 impl std::fmt::Display for Operation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            match self.method {
-                Method::Get => "GET",
-                Method::Post => "POST",
-            },
-            self.path
-        )?;
+        write!(f, "{} {}", self.method.as_str(), self.path)?;
         if let Some(t) = &self.target {
             write!(f, " {t}")?;
         }

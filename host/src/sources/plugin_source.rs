@@ -151,16 +151,13 @@ impl PluginSource {
             }
             let q = Arc::clone(&query);
             let state = std::mem::take(&mut round.state);
-            let asked: Vec<(String, u16)> = evidence[evidence.len() - answers.len()..]
-                .iter()
-                .map(|e: &RequestEvidence| (format!("{} {}", e.method, e.url), e.status))
-                .collect();
+            let asked = evidence.len() - answers.len();
             let step = self
                 .call(now, move |session, plugin, config| {
                     session.source_next(plugin, config, &q, &state, &answers, &source_limits())
                 })
                 .await
-                .map_err(|e| self.with_requests(e, &asked))?;
+                .map_err(|e| self.with_requests(e, &evidence[asked..]))?;
             match step {
                 Step::Done(series) => return Ok((series, evidence)),
                 Step::Fetch(next) if done < MAX_ROUNDS => round = next,
@@ -175,25 +172,21 @@ impl PluginSource {
     /// A plugin's error about the answers it read, with the requests and
     /// statuses behind them, and for a 401 or 403 which credentials the
     /// host sent: the plugin cannot see either.
-    fn with_requests(&self, e: PluginQueryError, asked: &[(String, u16)]) -> PluginQueryError {
+    fn with_requests(&self, e: PluginQueryError, asked: &[RequestEvidence]) -> PluginQueryError {
         let PluginQueryError::Plugin(message) = e else {
             return e;
         };
         let shown: Vec<String> = asked
             .iter()
             .take(3)
-            .map(|(request, status)| {
+            .map(|e| {
                 // A request's URL carries its whole query: keep the message short.
-                let shown: String = request.chars().take(200).collect();
-                let cut = if shown.len() < request.len() {
-                    "…"
-                } else {
-                    ""
-                };
-                format!("{shown}{cut} → {status}")
+                let shown: String = e.url.chars().take(200).collect();
+                let cut = if shown.len() < e.url.len() { "…" } else { "" };
+                format!("{} {shown}{cut} → {}", e.method, e.status)
             })
             .collect();
-        let denied = asked.iter().any(|(_, s)| *s == 401 || *s == 403);
+        let denied = asked.iter().any(|e| e.status == 401 || e.status == 403);
         let credentials = if denied {
             format!("; the host sent {}", self.sender.credentials_shown())
         } else {
